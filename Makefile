@@ -1,0 +1,29 @@
+# Two entry points for a fresh machine: `make run` (the default pipeline) and `make test`.
+# The CPU build of torch goes in first, so that no dependency pulls a multi-GB CUDA build.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH ?= torch==2.13.0
+
+.PHONY: install run test bench clean
+
+$(BIN)/rnopt: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/rnopt
+
+run: install
+	$(BIN)/rnopt run
+
+test: install
+	$(BIN)/python -m pytest -q tests
+
+bench: install
+	$(BIN)/python -m pytest benchmarks --benchmark-only --benchmark-json=benchmarks/results.json
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

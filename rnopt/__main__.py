@@ -1,0 +1,5 @@
+import sys
+
+from rnopt.cli import main
+
+sys.exit(main())

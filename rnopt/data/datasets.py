@@ -1,0 +1,128 @@
+"""Labelled image sets: the bundled CIFAR-10 JPEGs and any ImageFolder-style directory.
+
+A dataset is a list of (label, reader) pairs plus class names; `batches` decodes and preprocesses
+lazily, so a large folder of ImageNet-size photos never sits in memory at once.
+"""
+from __future__ import annotations
+
+import io
+import random
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from rnopt.data.preprocess import preprocess
+from rnopt.errors import RnoptError
+from rnopt.models.registry import Preprocessing
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
+
+# Bundled sets: name -> (archive, description). The test set is for accuracy, the calibration
+# set (drawn from CIFAR-10's train split, disjoint from the test set) for int8 calibration.
+BUNDLED = {
+    "cifar10": ("cifar10-test.zip", "CIFAR-10 test set, 10,000 JPEG (q75) re-encodings"),
+    "cifar10-calib": ("cifar10-calib.zip", "500 CIFAR-10 train images for calibration, JPEG"),
+}
+
+
+@dataclass
+class ImageDataset:
+    name: str
+    class_names: list[str]
+    samples: list[tuple[int, Callable[[], bytes], str]]  # (label, read bytes, display name)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def subset(self, limit: int | None, seed: int = 0) -> "ImageDataset":
+        """A fixed, seeded random subset of `limit` samples (all classes represented, same every run)."""
+        if limit is None or limit >= len(self):
+            return self
+        if limit <= 0:
+            raise RnoptError(f"--limit must be positive, got {limit}")
+        chosen = sorted(random.Random(seed).sample(range(len(self)), limit))
+        return ImageDataset(f"{self.name}[{limit}]", self.class_names, [self.samples[i] for i in chosen])
+
+    def batches(self, batch_size: int, spec: Preprocessing) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield (images NCHW float32, labels int64) batches, preprocessed per `spec`."""
+        if batch_size <= 0:
+            raise RnoptError(f"batch size must be positive, got {batch_size}")
+        for start in range(0, len(self), batch_size):
+            chunk = self.samples[start:start + batch_size]
+            images = np.stack([preprocess(_decode(read(), shown), spec) for _, read, shown in chunk])
+            yield images, np.asarray([label for label, _, _ in chunk], dtype=np.int64)
+
+
+def _decode(data: bytes, shown: str) -> Image.Image:
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+        return image
+    except (UnidentifiedImageError, OSError) as exc:
+        raise RnoptError(f"cannot decode image {shown}: {exc}; remove or replace it") from None
+
+
+def load_dataset(name_or_dir: str | Path) -> ImageDataset:
+    """`cifar10`, `cifar10-calib`, or a directory with one sub-folder of images per class."""
+    if str(name_or_dir) in BUNDLED:
+        return _bundled(str(name_or_dir))
+    path = Path(name_or_dir)
+    if not path.exists():
+        raise RnoptError(f"data {name_or_dir!r} is neither a bundled set ({', '.join(BUNDLED)}) "
+                         f"nor an existing folder")
+    if not path.is_dir():
+        raise RnoptError(f"data {path} is not a folder: give a folder with one sub-folder of images per class")
+    return _image_folder(path)
+
+
+@cache
+def _archive_bytes(archive: str) -> dict[str, bytes]:
+    with resources.as_file(resources.files("rnopt.data") / "assets" / archive) as p:
+        with zipfile.ZipFile(p) as zf:
+            return {n: zf.read(n) for n in zf.namelist() if not n.endswith("/")}
+
+
+def _bundled(name: str) -> ImageDataset:
+    members = _archive_bytes(BUNDLED[name][0])
+    classes = sorted({n.split("/")[0] for n in members})
+    index = {c: i for i, c in enumerate(classes)}
+    samples = [(index[n.split("/")[0]], (lambda n=n: members[n]), f"{name}:{n}") for n in sorted(members)]
+    return ImageDataset(name, classes, samples)
+
+
+def _image_folder(root: Path) -> ImageDataset:
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise RnoptError(f"data folder {root} has no class sub-folders: put the images of each class "
+                         f"in their own sub-folder (ImageFolder layout)")
+    samples = []
+    for label, cls in enumerate(classes):
+        for f in sorted((root / cls).rglob("*")):
+            if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
+                samples.append((label, f.read_bytes, str(f)))
+    if not samples:
+        raise RnoptError(f"data folder {root} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}) "
+                         f"in its class sub-folders")
+    return ImageDataset(str(root), classes, samples)
+
+
+def align_labels(dataset: ImageDataset, model_classes: list[str]) -> ImageDataset:
+    """Relabel the dataset to the model's class indices when its folder names are the model's class names.
+
+    A folder holding a few ImageNet classes then scores against the right logits; otherwise the sorted
+    folder order is taken as the index, as torchvision's ImageFolder does.
+    """
+    if all(c in model_classes for c in dataset.class_names):
+        remap = [model_classes.index(c) for c in dataset.class_names]
+        samples = [(remap[label], read, shown) for label, read, shown in dataset.samples]
+        return ImageDataset(dataset.name, list(model_classes), samples)
+    if len(dataset.class_names) > len(model_classes):
+        raise RnoptError(f"data {dataset.name} has {len(dataset.class_names)} classes but the model only "
+                         f"{len(model_classes)}: use data with the model's classes (or pass --labels)")
+    return dataset

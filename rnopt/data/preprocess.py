@@ -1,0 +1,36 @@
+"""Image preprocessing with Pillow and NumPy: the same arithmetic as torchvision's Resize/CenterCrop/Normalize."""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from rnopt.models.registry import Preprocessing
+
+
+def preprocess(image: Image.Image, spec: Preprocessing) -> np.ndarray:
+    """RGB, shorter side to `spec.resize`, centre crop `spec.crop`, [0, 1], normalise; returns CHW float32."""
+    image = image.convert("RGB")
+    image = _resize_shorter_side(image, spec.resize)
+    image = _center_crop(image, spec.crop)
+    pixels = np.asarray(image, dtype=np.float32) / 255.0
+    pixels = (pixels - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
+    return np.ascontiguousarray(pixels.transpose(2, 0, 1))
+
+
+def _resize_shorter_side(image: Image.Image, size: int) -> Image.Image:
+    w, h = image.size
+    if min(w, h) == size:
+        return image
+    if w <= h:
+        new = (size, int(size * h / w))
+    else:
+        new = (int(size * w / h), size)
+    return image.resize(new, Image.BILINEAR)
+
+
+def _center_crop(image: Image.Image, size: int) -> Image.Image:
+    w, h = image.size
+    if (w, h) == (size, size):
+        return image
+    left, top = int(round((w - size) / 2.0)), int(round((h - size) / 2.0))
+    return image.crop((left, top, left + size, top + size))

@@ -1,0 +1,82 @@
+"""A snapshot of the machine and library versions, stored with every result."""
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import metadata
+
+# /proc/cpuinfo flag -> the name rnopt reports. These decide which precisions can be fast.
+_ISA_FLAGS = {
+    "avx2": "avx2",
+    "avx512f": "avx512f",
+    "avx512_vnni": "avx512_vnni",
+    "avx_vnni": "avx_vnni",
+    "avx512_bf16": "avx512_bf16",
+    "amx_tile": "amx",
+    "amx_bf16": "amx_bf16",
+    "amx_int8": "amx_int8",
+    "avx512_fp16": "avx512_fp16",
+    "neon": "neon",
+    "asimddp": "arm_dotprod",
+}
+_PACKAGES = ("torch", "onnx", "onnxruntime", "openvino", "nncf", "numpy")
+
+
+@dataclass
+class Environment:
+    cpu_model: str
+    isa: list[str]
+    logical_cores: int
+    machine: str
+    os: str
+    python: str
+    versions: dict[str, str | None] = field(default_factory=dict)
+    gpu: str | None = None
+
+    @property
+    def has_int8_acceleration(self) -> bool:
+        return any(f in self.isa for f in ("avx512_vnni", "avx_vnni", "amx_int8", "arm_dotprod"))
+
+    @property
+    def has_bf16(self) -> bool:
+        return any(f in self.isa for f in ("avx512_bf16", "amx_bf16"))
+
+
+def _cpuinfo() -> tuple[str, set[str]]:
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "model name":
+                    model = value.strip()
+                elif key in ("flags", "Features") and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    return model, flags
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+@cache
+def snapshot() -> Environment:
+    model, flags = _cpuinfo()
+    isa = sorted({name for flag, name in _ISA_FLAGS.items() if flag in flags})
+    return Environment(
+        cpu_model=model,
+        isa=isa,
+        logical_cores=os.cpu_count() or 1,
+        machine=platform.machine(),
+        os=f"{platform.system()} {platform.release()}",
+        python=platform.python_version(),
+        versions={p: _version(p) for p in _PACKAGES},
+    )

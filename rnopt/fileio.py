@@ -1,0 +1,59 @@
+"""Writing output files so that a failure never leaves a half-written file behind."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from rnopt.errors import RnoptError
+
+
+@contextlib.contextmanager
+def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside `dest`; rename it onto `dest` only if the block succeeds."""
+    dest = Path(dest)
+    parent = dest.parent if str(dest.parent) else Path(".")
+    if not parent.is_dir():
+        raise RnoptError(f"output folder {parent} does not exist: create it or choose another path")
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, dest)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_json(dest: str | os.PathLike[str], payload: Any) -> None:
+    with atomic_path(dest) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def write_text(dest: str | os.PathLike[str], text: str) -> None:
+    with atomic_path(dest) as tmp:
+        tmp.write_text(text)
+
+
+def readable_file(path: str | os.PathLike[str], what: str = "file") -> Path:
+    """Return `path` as a Path if it is an existing readable file, else raise a clear error."""
+    p = Path(path)
+    if not p.exists():
+        raise RnoptError(f"{what} {p} does not exist")
+    if not p.is_file():
+        raise RnoptError(f"{what} {p} is not a file")
+    if not os.access(p, os.R_OK):
+        raise RnoptError(f"{what} {p} is not readable: check its permissions")
+    return p
+
+
+def ensure_output_differs(inputs: list[Path], output: Path) -> None:
+    """Refuse to overwrite an input file with an output: the user would lose their model."""
+    out = output.resolve()
+    for p in inputs:
+        if p.resolve() == out:
+            raise RnoptError(f"output {output} is the same file as the input: choose another output path")

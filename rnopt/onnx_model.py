@@ -1,0 +1,93 @@
+"""Loading ONNX files safely and the rnopt metadata they carry between commands.
+
+`rnopt export` writes what later commands need (model name, weights hash, preprocessing, class names)
+into the ONNX file's metadata_props, so `quantize`, `eval` and `bench` need nothing but the file.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import onnx
+from google.protobuf.message import DecodeError
+
+from rnopt.errors import RnoptError
+from rnopt.fileio import readable_file
+from rnopt.models.registry import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
+
+_META_KEY = "rnopt"
+
+
+@dataclass
+class ModelMeta:
+    model: str
+    input_size: int
+    resize_size: int
+    mean: list[float]
+    std: list[float]
+    class_names: list[str]
+    weights_sha256: str | None = None
+    weights_source: str | None = None
+    variant: str = "fp32"  # fp32, fused, int8: what rnopt did to the graph
+    history: list[str] = field(default_factory=list)  # the steps that produced this file
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return Preprocessing(self.resize_size, self.input_size, tuple(self.mean), tuple(self.std))  # type: ignore[arg-type]
+
+
+def load_onnx(path: str | Path, load_weights: bool = True) -> onnx.ModelProto:
+    """Parse an ONNX file, turning every way it can fail into a one-line error."""
+    path = readable_file(path, "model file")
+    try:
+        model = onnx.load(str(path), load_external_data=load_weights)
+    except (DecodeError, ValueError, OSError, RuntimeError) as exc:
+        raise RnoptError(f"{path} is not a valid ONNX model ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})") from None
+    # Protobuf parses many arbitrary byte strings into an empty message: check it has substance.
+    if model.ir_version <= 0 or not model.graph.node or not model.graph.input:
+        raise RnoptError(f"{path} is not a valid ONNX model (no graph inside): give a .onnx file "
+                         f"written by `rnopt export` or torch.onnx.export")
+    return model
+
+
+def read_meta(model: onnx.ModelProto, path: str | Path = "model") -> ModelMeta:
+    """The rnopt metadata of `model`, or one inferred from its input shape for a foreign ONNX file."""
+    props = {p.key: p.value for p in model.metadata_props}
+    if _META_KEY in props:
+        return ModelMeta(**json.loads(props[_META_KEY]))
+    return _infer_meta(model, Path(path))
+
+
+def write_meta(model: onnx.ModelProto, meta: ModelMeta) -> None:
+    for prop in list(model.metadata_props):
+        if prop.key == _META_KEY:
+            model.metadata_props.remove(prop)
+    model.metadata_props.add(key=_META_KEY, value=json.dumps(asdict(meta)))
+
+
+def _infer_meta(model: onnx.ModelProto, path: Path) -> ModelMeta:
+    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    if len(dims) != 4 or dims[1] != 3 or dims[2] != dims[3] or dims[2] <= 0:
+        raise RnoptError(f"{path} has no rnopt metadata and its input is not a square NCHW RGB image "
+                         f"(shape {dims}): export it with `rnopt export`")
+    size = dims[2]
+    outputs = [d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim]
+    classes = outputs[-1] if outputs and outputs[-1] > 0 else 1000
+    # Small inputs are CIFAR-style (no resize); larger ones take ImageNet's resize-then-crop ratio.
+    resize = size if size <= 64 else int(round(size * 256 / 224))
+    return ModelMeta(path.stem, size, resize, list(IMAGENET_MEAN), list(IMAGENET_STD),
+                     [f"class_{i}" for i in range(classes)], history=["foreign ONNX: preprocessing inferred"])
+
+
+def save_onnx(model: onnx.ModelProto, dest: Path) -> None:
+    """Save as one self-contained file (weights inline), which is what every model under 2 GB should be."""
+    onnx.save_model(model, str(dest), save_as_external_data=False)
+
+
+def op_counts(model: onnx.ModelProto) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for node in model.graph.node:
+        key = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))

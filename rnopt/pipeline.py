@@ -1,0 +1,111 @@
+"""`rnopt run`: export -> check -> fuse -> quantize -> bench -> eval -> report, on one model."""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from rnopt import progress
+from rnopt.backends import BackendOptions, OnnxModel, TorchModel, get_backend
+from rnopt.bench import BenchConfig, Variant, bench_variants, summarize_warnings
+from rnopt.data import ImageDataset, align_labels, load_dataset
+from rnopt.evaluate import evaluate
+from rnopt.export import export_model
+from rnopt.models.registry import LoadedModel, create_model
+from rnopt.onnx_model import load_onnx, read_meta
+from rnopt.optimize import optimize_model
+from rnopt.quantize import quantize_onnx
+from rnopt.report.markdown import run_markdown
+from rnopt.report.results import Report
+from rnopt.fileio import write_json, write_text
+
+DEFAULT_MODEL = "resnet20_cifar10"
+EVAL_BATCH = 250  # large batches amortise per-call overhead: the full test set in seconds
+
+
+@dataclass
+class RunOptions:
+    model: str = DEFAULT_MODEL
+    weights: str | None = None
+    num_classes: int | None = None
+    labels: str | None = None
+    output: Path = Path("reports")
+    data: str | None = None  # accuracy data; default: the bundled CIFAR-10 test set for CIFAR models
+    calib_data: str | None = None
+    eval_limit: int | None = None
+    bench: BenchConfig = field(default_factory=BenchConfig)
+    threads: int | None = None
+    command: str = ""
+
+
+def run_dir(base: Path, model: str) -> Path:
+    """A fresh folder `<model>-<UTC timestamp>`; never reuses one that exists."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    candidate, n = base / f"{model}-{stamp}", 1
+    while candidate.exists():
+        n += 1
+        candidate = base / f"{model}-{stamp}-{n}"
+    return candidate
+
+
+def run_pipeline(opts: RunOptions) -> tuple[Report, Path]:
+    loaded = create_model(opts.model, opts.weights, opts.num_classes, opts.labels)
+    data_name = opts.data or ("cifar10" if loaded.spec.family == "cifar10" else None)
+    dataset = load_dataset(data_name) if data_name else None  # fail on bad data before the long steps
+    opts.output.mkdir(parents=True, exist_ok=True)
+    out = run_dir(opts.output, loaded.name)
+    out.mkdir()
+    try:
+        return _run_steps(opts, loaded, dataset, out)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)  # no half-finished run folder left behind
+        raise
+
+
+def _run_steps(opts: RunOptions, loaded: LoadedModel, dataset: ImageDataset | None,
+               out: Path) -> tuple[Report, Path]:
+    report = Report("run", command=opts.command, warnings=list(loaded.warnings))
+    report.sections["model"] = _model_section(loaded)
+
+    fp32, fused, int8 = out / "model.onnx", out / "model.fused.onnx", out / "model.int8.onnx"
+    with progress.task("exporting and checking", None):
+        report.sections["export"] = export_model(loaded, fp32)
+    with progress.task("fusing operators", None):
+        report.sections["optimize"] = optimize_model(fp32, fused, "extended")
+    with progress.task("calibrating int8", 500) as advance:
+        report.sections["quantize"] = quantize_onnx(fp32, int8, opts.calib_data, on_batch=advance)
+
+    onnx_models = [OnnxModel(p, read_meta(load_onnx(p), p)) for p in (fp32, fused, int8)]
+    options = BackendOptions(threads=opts.threads)
+    ort, torch_backend = get_backend("onnxruntime"), get_backend("torch")
+    variants = [Variant(f"{loaded.name} (PyTorch)", torch_backend.load(TorchModel(loaded), options),
+                        loaded.spec.preprocessing.crop, _param_bytes(loaded))]
+    variants += [Variant(m.path.name, ort.load(m, options), m.meta.input_size, m.path.stat().st_size)
+                 for m in onnx_models]
+    with progress.task("benchmarking", None) as advance:
+        bench = bench_variants(variants, opts.bench, on_round=lambda note: advance(1, note))
+    report.sections["bench"] = {"config": opts.bench, "results": bench}
+    report.warnings += summarize_warnings(bench)
+
+    if dataset is not None:
+        dataset = align_labels(dataset, loaded.class_names).subset(opts.eval_limit)
+        sessions = [(v.model, v.session) for v in variants[1:]]
+        with progress.task(f"evaluating on {dataset.name}", len(dataset)) as advance:
+            results, comparisons = evaluate(sessions, dataset, loaded.spec.preprocessing, EVAL_BATCH, advance)
+        report.sections["eval"] = {"dataset": dataset.name, "results": results, "comparisons": comparisons}
+    else:
+        report.warnings.append(f"no labelled data for {loaded.name}: accuracy not measured (pass --data DIR)")
+    write_json(out / "report.json", report.to_dict())
+    write_text(out / "report.md", run_markdown(report))
+    return report, out
+
+
+def _model_section(loaded: LoadedModel) -> dict:
+    return {"name": loaded.name, "weights": loaded.weights_source, "weights_sha256": loaded.weights_sha256,
+            "num_classes": len(loaded.class_names), "input_size": loaded.spec.preprocessing.crop,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def _param_bytes(loaded: LoadedModel) -> int:
+    return sum(p.numel() * p.element_size() for p in loaded.module.parameters())

@@ -1,0 +1,101 @@
+"""Static int8 quantization with ONNX Runtime's toolkit: QDQ format, per-channel s8 weights, u8 activations.
+
+The model first goes through ORT's quantization pre-processing (symbolic shape inference and graph
+optimization), then is calibrated on real images with the model's own preprocessing (from its
+rnopt metadata), so the ranges match what the model sees in deployment.
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization.shape_inference import quant_pre_process
+
+from rnopt.data import ImageDataset, load_dataset
+from rnopt.errors import RnoptError
+from rnopt.fileio import atomic_path, ensure_output_differs, readable_file
+from rnopt.onnx_model import ModelMeta, load_onnx, read_meta, save_onnx, write_meta
+from rnopt.report.results import QuantizeResult
+
+METHODS = {
+    "minmax": CalibrationMethod.MinMax,
+    "entropy": CalibrationMethod.Entropy,
+    "percentile": CalibrationMethod.Percentile,
+}
+CALIB_BATCH = 50
+
+
+class _ImageReader(CalibrationDataReader):
+    """Feeds preprocessed calibration batches to the calibrator, reporting progress as it goes."""
+
+    def __init__(self, dataset: ImageDataset, meta: ModelMeta, input_name: str,
+                 on_batch: Callable[[int], None] | None) -> None:
+        self.batches: Iterator = dataset.batches(CALIB_BATCH, meta.preprocessing)
+        self.input_name = input_name
+        self.on_batch = on_batch
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        batch = next(self.batches, None)
+        if batch is None:
+            return None
+        if self.on_batch:
+            self.on_batch(len(batch[1]))
+        return {self.input_name: batch[0]}
+
+
+def default_calibration_data(meta: ModelMeta) -> str:
+    if meta.input_size == 32 and len(meta.class_names) == 10:
+        return "cifar10-calib"
+    raise RnoptError(f"no bundled calibration images fit {meta.model} ({meta.input_size}px input): "
+                     f"pass --calib-data DIR with a few hundred representative images (ImageFolder layout)")
+
+
+def quantize_onnx(source: str | Path, output: str | Path, calib_data: str | None = None,
+                  calib_size: int = 500, method: str = "minmax",
+                  on_batch: Callable[[int], None] | None = None) -> QuantizeResult:
+    if method not in METHODS:
+        raise RnoptError(f"unknown calibration method {method!r}: choose one of {', '.join(METHODS)}")
+    if calib_size <= 0:
+        raise RnoptError(f"--calib-size must be positive, got {calib_size}")
+    source, output = readable_file(source, "model file"), Path(output)
+    ensure_output_differs([source], output)
+    model = load_onnx(source)
+    meta = read_meta(model, source)
+    _check_quantizable(model, meta, source)
+    calib_name = calib_data or default_calibration_data(meta)
+    dataset = load_dataset(calib_name).subset(calib_size)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as scratch:
+        prepped, quantized = Path(scratch) / "prep.onnx", Path(scratch) / "int8.onnx"
+        try:
+            quant_pre_process(str(source), str(prepped), skip_symbolic_shape=False)
+            reader = _ImageReader(dataset, meta, model.graph.input[0].name, on_batch)
+            quantize_static(str(prepped), str(quantized), reader, quant_format=QuantFormat.QDQ,
+                            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=METHODS[method])
+        except RnoptError:
+            raise
+        except Exception as exc:
+            raise RnoptError(f"quantization of {source} failed: {str(exc).splitlines()[0][:200]}") from None
+        result_model = load_onnx(quantized)
+    meta.variant = "int8"
+    meta.history.append(f"quantize:ort-static-qdq:{method}:{calib_name}:{len(dataset)}")
+    write_meta(result_model, meta)
+    with atomic_path(output) as tmp:
+        save_onnx(result_model, tmp)
+        size_after = tmp.stat().st_size
+    return QuantizeResult(str(source), str(output), method, calib_name, len(dataset), "QDQ", True, "uint8",
+                          "int8", source.stat().st_size, size_after, time.perf_counter() - start)
+
+
+def _check_quantizable(model, meta: ModelMeta, source: Path) -> None:  # noqa: ANN001 - onnx.ModelProto
+    if meta.variant == "int8" or any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node):
+        raise RnoptError(f"{source} is already quantized: quantize the float model")
+    foreign = sorted({n.domain for n in model.graph.node if n.domain not in ("", "ai.onnx")})
+    if foreign:
+        raise RnoptError(f"{source} holds runtime-specific fused ops ({', '.join(foreign)}): quantize the "
+                         f"exported model, or one optimized with --level basic")

@@ -1,0 +1,38 @@
+"""Laying out `Table`s for the terminal (rich) and for Markdown."""
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from rnopt.report.tables import Table
+
+# Piped output (CI logs, `| less`) gets a wide fixed width so tables do not fold into unreadable columns.
+_WIDTH = None if sys.stdout.isatty() else 200
+console = Console(highlight=False, width=_WIDTH)
+err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 200)
+
+
+def print_table(table: Table) -> None:
+    rich_table = RichTable(title=table.title, title_justify="left", caption=table.note or None,
+                           caption_justify="left")
+    for i, header in enumerate(table.headers):
+        rich_table.add_column(header, justify="left" if i == 0 else "right", overflow="fold")
+    for row in table.rows:
+        rich_table.add_row(*row)
+    console.print(rich_table)
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(table: Table, level: int = 3) -> str:
+    lines = [f"{'#' * level} {table.title}", "",
+             "| " + " | ".join(_md_cell(h) for h in table.headers) + " |",
+             "|" + "|".join(" --- " if i == 0 else " ---: " for i in range(len(table.headers))) + "|"]
+    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in table.rows]
+    if table.note:
+        lines += ["", _md_cell(table.note)]
+    return "\n".join(lines) + "\n"

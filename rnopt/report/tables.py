@@ -1,0 +1,110 @@
+"""Tables built once from result dataclasses; the terminal and Markdown renderers only lay them out."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rnopt.environment import Environment
+from rnopt.report.results import BenchResult, Comparison, EvalResult, ExportResult, OptimizeResult, QuantizeResult
+
+
+@dataclass
+class Table:
+    title: str
+    headers: list[str]
+    rows: list[list[str]]
+    note: str = ""
+
+
+def _mb(n: int | None) -> str:
+    return "" if n is None else f"{n / 1e6:.2f} MB"
+
+
+def bench_table(results: list[BenchResult]) -> Table:
+    rows = [[r.model, r.backend, r.device, r.precision, str(r.batch_size), str(r.threads), str(r.iterations),
+             f"{r.latency_ms.mean:.3f}", f"{r.latency_ms.p50:.3f}", f"{r.latency_ms.p90:.3f}",
+             f"{r.latency_ms.p99:.3f}", f"{r.latency_ms.min:.3f}", f"{r.latency_ms.max:.3f}",
+             f"{r.cv:.1%}" + (" !" if r.warnings else ""), f"{r.throughput_ips:,.0f}"] for r in results]
+    headers = ["model", "backend", "device", "precision", "batch", "threads", "iters", "mean ms", "p50 ms",
+               "p90 ms", "p99 ms", "min ms", "max ms", "cv", "images/s"]
+    return Table("Latency", headers, rows, "! = see warnings")
+
+
+def speedup_table(results: list[BenchResult], reference: str) -> Table:
+    """Median latency of each variant relative to `reference` at the same batch size."""
+    base = {r.batch_size: r.latency_ms.p50 for r in results if r.model == reference}
+    rows = [[r.model, r.backend, r.precision, str(r.batch_size), f"{r.latency_ms.p50:.3f}",
+             f"{base[r.batch_size] / r.latency_ms.p50:.2f}x"] for r in results if r.batch_size in base]
+    return Table(f"Speed-up over {reference} (ratio of medians)", ["model", "backend", "precision", "batch",
+                                                                   "p50 ms", "speed-up"], rows)
+
+
+def eval_table(results: list[EvalResult], dataset: str) -> Table:
+    rows = [[r.model, r.backend, f"{r.top1:.2%}", f"{r.top5:.2%}", f"{r.n:,}"] for r in results]
+    return Table(f"Accuracy on {dataset}", ["model", "backend", "top-1", "top-5", "images"], rows)
+
+
+def comparison_table(comparisons: list[Comparison]) -> Table:
+    rows = [[c.candidate, c.reference, f"{c.top1_delta * 100:+.2f}", f"{c.agreement:.2%}",
+             f"{c.mean_abs_logit_diff:.4f}", f"{c.max_abs_logit_diff:.4f}"] for c in comparisons]
+    return Table("Candidate vs reference", ["candidate", "reference", "top-1 delta (points)",
+                                            "top-1 agreement", "mean |logit diff|", "max |logit diff|"], rows)
+
+
+def export_table(result: ExportResult) -> Table:
+    rows = [[str(c.batch_size), f"{c.max_abs_diff:.3g}", f"{c.top1_agreement:.0%}",
+             "ok" if c.max_abs_diff <= result.atol else "FAIL"] for c in result.checks]
+    note = (f"{result.output}: opset {result.opset}, {'dynamic' if result.dynamic_batch else 'static'} batch, "
+            f"{_mb(result.size_bytes)}, atol {result.atol:g}")
+    return Table(f"Export check: {result.model} (ONNX Runtime vs PyTorch, random inputs)",
+                 ["batch", "max abs diff", "top-1 agreement", "status"], rows, note)
+
+
+def optimize_table(result: OptimizeResult) -> Table:
+    ops = sorted(set(result.ops_before) | set(result.ops_after))
+    rows = [[op, str(result.ops_before.get(op, 0)), str(result.ops_after.get(op, 0))] for op in ops]
+    rows.append(["total", str(sum(result.ops_before.values())), str(sum(result.ops_after.values()))])
+    note = (f"level {result.level}; re-check vs input: max abs diff {result.max_abs_diff:.3g}, "
+            f"top-1 agreement {result.top1_agreement:.0%}")
+    return Table(f"Operators: {result.input} -> {result.output}", ["op", "before", "after"], rows, note)
+
+
+def quantize_table(result: QuantizeResult) -> Table:
+    rows = [["format", f"{result.format}, per-channel weights" if result.per_channel else result.format],
+            ["types", f"activations {result.activation_type}, weights {result.weight_type}"],
+            ["calibration", f"{result.method} on {result.calib_size} images of {result.calib_data}"],
+            ["size", f"{_mb(result.size_before_bytes)} -> {_mb(result.size_after_bytes)}"],
+            ["time", f"{result.quantize_time_s:.1f} s"]]
+    return Table(f"Quantized {result.input} -> {result.output}", ["setting", "value"], rows)
+
+
+def run_summary_table(bench: list[BenchResult], evals: dict | None) -> Table:
+    """One row per variant: median latency at the smallest batch, best throughput, accuracy and its delta."""
+    accuracy = {r.model: r for r in evals["results"]} if evals else {}
+    deltas = {c.candidate: c for c in evals["comparisons"]} if evals else {}
+    smallest = min(r.batch_size for r in bench)
+    largest = max(r.batch_size for r in bench)
+    by_model: dict[str, dict[int, BenchResult]] = {}
+    for r in bench:
+        by_model.setdefault(r.model, {})[r.batch_size] = r
+    reference = next(iter(by_model.values()))[smallest].latency_ms.p50
+    rows = []
+    for model, per_batch in by_model.items():
+        first, last = per_batch[smallest], per_batch[largest]
+        acc = accuracy.get(model)
+        delta = deltas.get(model)
+        rows.append([model, f"{first.backend} {first.precision}", f"{first.latency_ms.p50:.3f}",
+                     f"{reference / first.latency_ms.p50:.2f}x", f"{last.throughput_ips:,.0f}",
+                     f"{acc.top1:.2%}" if acc else "", f"{delta.top1_delta * 100:+.2f}" if delta else "",
+                     f"{delta.agreement:.2%}" if delta else ""])
+    headers = ["variant", "runtime", f"p50 ms (batch {smallest})", "speed-up", f"images/s (batch {largest})",
+               "top-1", "top-1 delta (points)", "agreement"]
+    return Table("Summary", headers, rows, f"speed-up: ratio of medians at batch {smallest} against the first row")
+
+
+def environment_table(env: Environment) -> Table:
+    rows = [["CPU", env.cpu_model], ["ISA", ", ".join(env.isa) or "none detected"],
+            ["logical cores", str(env.logical_cores)], ["OS", env.os], ["python", env.python]]
+    rows += [[name, version or "not installed"] for name, version in env.versions.items()]
+    if env.gpu:
+        rows.append(["GPU", env.gpu])
+    return Table("Environment", ["", ""], rows)

@@ -1,0 +1,163 @@
+"""The CLI end to end, and every kind of bad input: one line, non-zero exit, no traceback, no output."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from rnopt.models.registry import bundled_weights_path, get_spec
+
+
+def _one_line_error(result) -> None:
+    assert result.code != 0
+    lines = [line for line in result.err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.err
+    assert "Traceback" not in result.err + result.out
+
+
+def test_models_lists_bundled_weights(cli):
+    r = cli("models")
+    assert r.code == 0 and "resnet20_cifar10" in r.out and "bundled" in r.out and "resnet152" in r.out
+
+
+def test_export_optimize_quantize_bench_eval_chain(cli, tmp_path):
+    m, fused, q = tmp_path / "m.onnx", tmp_path / "m.fused.onnx", tmp_path / "m.int8.onnx"
+    r = cli("export", "resnet20_cifar10", "-o", m, "--json", tmp_path / "export.json")
+    assert r.code == 0, r.err
+    export = json.loads((tmp_path / "export.json").read_text())
+    assert export["schema_version"] == 1 and export["kind"] == "export"
+    assert [c["batch_size"] for c in export["results"][0]["checks"]] == [1, 3]
+    assert "avx2" in export["environment"]["isa"] or export["environment"]["isa"] is not None
+    assert cli("optimize", m, "-o", fused).code == 0
+    r = cli("quantize", m, "-o", q, "--calib-size", "100")
+    assert r.code == 0 and q.exists(), r.err
+
+    r = cli("bench", m, q, "--batch-size", "1,4", "--warmup", "2", "--iterations", "10", "--min-time", "0.05",
+            "--json", tmp_path / "bench.json")
+    assert r.code == 0, r.err
+    bench = json.loads((tmp_path / "bench.json").read_text())
+    assert bench["kind"] == "bench" and len(bench["results"]) == 4
+    for res in bench["results"]:
+        lat = res["latency_ms"]
+        assert lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p95"] <= lat["p99"] <= lat["max"]
+        assert res["iterations"] >= 10 and res["threads"] >= 1
+        assert res["throughput_ips"] == pytest.approx(res["batch_size"] * 1000 / lat["mean"], rel=1e-6)
+        assert res["cv"] == pytest.approx(lat["stdev"] / lat["mean"], rel=1e-6)
+        assert set(res) >= {"model", "backend", "device", "precision", "batch_size", "threads", "iterations",
+                            "latency_ms", "cv", "throughput_ips"}
+    assert {res["precision"] for res in bench["results"]} == {"fp32", "int8"}
+    env = bench["environment"]
+    assert env["versions"]["onnxruntime"] and env["cpu_model"] and env["logical_cores"] >= 1
+
+    r = cli("eval", m, q, "resnet20_cifar10", "--limit", "400", "--json", tmp_path / "eval.json")
+    assert r.code == 0, r.err
+    ev = json.loads((tmp_path / "eval.json").read_text())
+    assert [x["n"] for x in ev["results"]] == [400, 400, 400]
+    assert [c["candidate"] for c in ev["comparisons"]] == [str(q), "resnet20_cifar10"]
+    assert ev["comparisons"][1]["agreement"] == 1.0
+    assert all(0 <= x["top1"] <= x["top5"] <= 1 for x in ev["results"])
+
+
+def test_torch_backend_bench(cli, tmp_path):
+    r = cli("bench", "resnet20_cifar10", "--backend", "torch", "--batch-size", "2", "--iterations", "5",
+            "--warmup", "1", "--min-time", "0", "--json", tmp_path / "b.json")
+    assert r.code == 0, r.err
+    [res] = json.loads((tmp_path / "b.json").read_text())["results"]
+    assert (res["backend"], res["precision"], res["batch_size"]) == ("torch", "fp32", 2)
+
+
+def test_run_end_to_end_writes_report(cli, tmp_path):
+    r = cli("run", "--output", tmp_path, "--limit", "500", "--batch-size", "1", "--iterations", "10",
+            "--min-time", "0.05", "--warmup", "2")
+    assert r.code == 0, r.err
+    [run] = list(tmp_path.iterdir())
+    report = json.loads((run / "report.json").read_text())
+    assert report["kind"] == "run" and report["schema_version"] == 1
+    assert report["export"]["passed"] and report["quantize"]["calib_data"] == "cifar10-calib"
+    models = {b["model"] for b in report["bench"]["results"]}
+    assert models == {"resnet20_cifar10 (PyTorch)", "model.onnx", "model.fused.onnx", "model.int8.onnx"}
+    [fused_cmp, int8_cmp] = report["eval"]["comparisons"]
+    assert fused_cmp["agreement"] == 1.0 and abs(int8_cmp["top1_delta"]) < 0.03
+    md = (run / "report.md").read_text()
+    assert "## Summary" in md and "model.int8.onnx" in md and "JPEG" in md
+    assert {p.name for p in run.iterdir()} >= {"report.json", "report.md", "model.onnx", "model.int8.onnx"}
+
+
+def test_console_script_error_has_no_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "rnopt", "bench", str(tmp_path / "none.onnx")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().count("\n") == 0 and "does not exist" in proc.stderr
+
+
+# ---- bad input -------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def junk(tmp_path):
+    (tmp_path / "notes.onnx").write_text("this is not a model\n" * 20)
+    data = bundled_weights_path(get_spec("resnet20_cifar10")).read_bytes()
+    (tmp_path / "cut.th").write_bytes(data[:5000])
+    (tmp_path / "foreign.pt").write_bytes(b"PK\x03\x04 nothing here")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "texts" / "a").mkdir(parents=True)
+    (tmp_path / "texts" / "a" / "readme.txt").write_text("hi")
+    (tmp_path / "broken" / "a").mkdir(parents=True)
+    (tmp_path / "broken" / "a" / "x.jpg").write_text("not a jpeg")
+    return tmp_path
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["export", "resnet999", "-o", "{out}"], "unknown model 'resnet999'"),
+    (["export", "resnet20_cifar10", "--weights", "{tmp}/missing.pt", "-o", "{out}"], "does not exist"),
+    (["export", "resnet20_cifar10", "--weights", "{tmp}/cut.th", "-o", "{out}"], "not a readable PyTorch checkpoint"),
+    (["export", "resnet20_cifar10", "--weights", "{tmp}/foreign.pt", "-o", "{out}"], "not a readable PyTorch checkpoint"),
+    (["export", "resnet20_cifar10", "--weights", str(bundled_weights_path(get_spec("resnet56_cifar10"))), "-o", "{out}"],
+     "another architecture"),
+    (["export", "resnet20_cifar10", "-o", "{tmp}/nodir/m.onnx"], "does not exist"),
+    (["optimize", "{tmp}/notes.onnx", "-o", "{out}"], "not a valid ONNX model"),
+    (["quantize", "{tmp}/missing.onnx", "-o", "{out}"], "does not exist"),
+    (["quantize", "{tmp}/empty", "-o", "{out}"], "is not a file"),
+    (["bench", "{tmp}/notes.onnx", "--json", "{out}"], "not a valid ONNX model"),
+    (["bench", "{model}", "--backend", "tensorflow", "--json", "{out}"], "unknown backend 'tensorflow'"),
+    (["bench", "{model}", "--batch-size", "0", "--json", "{out}"], "expected a positive integer, got 0"),
+    (["bench", "{model}", "--batch-size", "1,x", "--json", "{out}"], "expected a positive integer"),
+    (["bench", "{model}", "--device", "cuda", "--json", "{out}"], "cannot use device 'cuda'"),
+    (["eval", "{model}", "--data", "{tmp}/empty", "--json", "{out}"], "no class sub-folders"),
+    (["eval", "{model}", "--data", "{tmp}/texts", "--json", "{out}"], "holds no images"),
+    (["eval", "{model}", "--data", "{tmp}/broken", "--json", "{out}"], "cannot decode image"),
+    (["eval", "{model}", "--data", "{tmp}/nowhere", "--json", "{out}"], "neither a bundled set"),
+    (["eval", "{model}", "--batch-size", "0", "--json", "{out}"], "expected a positive integer"),
+    (["quantize", "{model}", "-o", "{out}", "--calib-data", "{tmp}/empty"], "no class sub-folders"),
+    (["run", "--model", "nope", "--output", "{tmp}/reports"], "unknown model 'nope'"),
+])
+def test_bad_input_is_one_line_and_leaves_no_output(cli, junk, fp32_onnx, argv, message):
+    out = junk / "out.file"
+    argv = [a.format(tmp=junk, out=out, model=fp32_onnx) for a in argv]
+    r = cli(*argv)
+    _one_line_error(r)
+    assert message in r.err, r.err
+    assert not out.exists()
+    assert not [p for p in junk.iterdir() if p.name.startswith(".")], "temporary file left behind"
+    assert not (junk / "reports").exists() or not any((junk / "reports").iterdir())
+
+
+def test_existing_output_is_not_overwritten_without_force(cli, tmp_path, fp32_onnx):
+    target = tmp_path / "mine.onnx"
+    target.write_text("precious")
+    r = cli("quantize", fp32_onnx, "-o", target)
+    _one_line_error(r)
+    assert "already exists" in r.err and target.read_text() == "precious"
+    r = cli("optimize", fp32_onnx, "-o", fp32_onnx, "--force")
+    _one_line_error(r)
+    assert "same file as the input" in r.err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
+def test_unreadable_file(cli, tmp_path, fp32_onnx):
+    locked = tmp_path / "locked.onnx"
+    locked.write_bytes(fp32_onnx.read_bytes())
+    locked.chmod(0)
+    r = cli("bench", locked)
+    _one_line_error(r)
+    assert "not readable" in r.err

@@ -1,0 +1,56 @@
+import pytest
+
+from rnopt.backends import BackendOptions, OnnxModel, TorchModel, get_backend
+from rnopt.data import align_labels, load_dataset
+from rnopt.evaluate import evaluate
+from rnopt.onnx_model import load_onnx, read_meta
+
+
+def test_bundled_sets_are_complete_and_balanced():
+    test, calib = load_dataset("cifar10"), load_dataset("cifar10-calib")
+    assert len(test) == 10_000 and len(calib) == 500
+    assert test.class_names == ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                                "ship", "truck"]
+    subset = test.subset(2000)
+    counts = [sum(1 for label, _, _ in subset.samples if label == c) for c in range(10)]
+    assert min(counts) > 150, "a --limit subset must cover every class"
+    assert [s[2] for s in subset.samples] == [s[2] for s in test.subset(2000).samples]
+
+
+@pytest.mark.slow
+def test_resnet20_float_top1_on_full_jpeg_test_set(fp32_onnx):
+    """The reference figure: 81.03 % on the 10,000 bundled CIFAR-10 JPEG test images."""
+    meta = read_meta(load_onnx(fp32_onnx))
+    session = get_backend("onnxruntime").load(OnnxModel(fp32_onnx, meta), BackendOptions())
+    [result], _ = evaluate([("fp32", session)], load_dataset("cifar10"), meta.preprocessing, 500)
+    assert result.n == 10_000
+    assert abs(result.top1 - 0.8103) <= 0.0005
+    assert result.top5 > result.top1
+
+
+def test_torch_and_onnx_agree_on_real_images(fp32_onnx, resnet20):
+    meta = read_meta(load_onnx(fp32_onnx))
+    sessions = [("torch", get_backend("torch").load(TorchModel(resnet20), BackendOptions())),
+                ("onnx", get_backend("onnxruntime").load(OnnxModel(fp32_onnx, meta), BackendOptions()))]
+    results, [cmp] = evaluate(sessions, load_dataset("cifar10").subset(300), meta.preprocessing, 100)
+    assert results[0].top1 == results[1].top1 and cmp.agreement == 1.0 and cmp.max_abs_logit_diff < 1e-3
+
+
+def test_image_folder_maps_class_names_to_model_indices(image_folder, resnet20):
+    data = align_labels(load_dataset(image_folder), resnet20.class_names)
+    assert len(data) == 18
+    assert sorted({label for label, _, _ in data.samples}) == [0, 3, 8]  # airplane, cat, ship
+    session = get_backend("torch").load(TorchModel(resnet20), BackendOptions())
+    [result], _ = evaluate([("torch", session)], data, resnet20.spec.preprocessing, 8)
+    assert result.n == 18 and result.top1 > 0.5
+
+
+def test_imagenet_preprocessing_resizes_and_crops(tmp_path):
+    from PIL import Image
+
+    from rnopt.data import preprocess
+    from rnopt.models import get_spec
+
+    image = Image.new("L", (500, 375), 128)  # greyscale, landscape: must become RGB 224x224
+    x = preprocess(image, get_spec("resnet50").preprocessing)
+    assert x.shape == (3, 224, 224) and x.dtype.name == "float32"
