@@ -6,6 +6,7 @@ machine hits all of them alike instead of skewing whichever happened to run duri
 """
 from __future__ import annotations
 
+import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,6 +48,11 @@ class Variant:
     session: Session
     input_size: int
     model_size_bytes: int | None = None
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def latency_stats(samples_s: list[float]) -> LatencyStats:
@@ -102,8 +108,9 @@ def _result(v: Variant, batch: int, samples: list[float], first_ms: float) -> Be
     result = BenchResult(
         model=v.model, backend=v.session.backend, device=v.session.device, precision=v.session.precision,
         batch_size=batch, threads=v.session.threads, iterations=len(samples), latency_ms=stats, cv=cv,
-        throughput_ips=batch * 1e3 / stats.mean, total_time_s=float(sum(samples)),
-        model_size_bytes=v.model_size_bytes, load_time_s=v.session.load_time_s, first_inference_ms=first_ms)
+        throughput_ips=batch * v.session.streams * 1e3 / stats.mean, total_time_s=float(sum(samples)),
+        model_size_bytes=v.model_size_bytes, load_time_s=v.session.load_time_s, first_inference_ms=first_ms,
+        streams=v.session.streams, settings=v.session.describe(), peak_rss_mb=peak_rss_mb())
     result.warnings = result_warnings(result)
     return result
 
@@ -129,3 +136,18 @@ def result_warnings(result: BenchResult) -> list[str]:
     if result.precision == "int8" and result.device == "cpu" and not env.has_int8_acceleration:
         warnings.append("int8 on a CPU without VNNI/AMX: it may be slower than fp32 here")
     return warnings
+
+
+def headline(results: list[BenchResult], scenario: str) -> list[str]:
+    """The MLPerf-style figure of merit per variant: p90 latency (single-stream) or best images/s (offline)."""
+    lines = []
+    for model in dict.fromkeys(r.model for r in results):
+        mine = [r for r in results if r.model == model]
+        if scenario == "single-stream":
+            r = mine[0]
+            lines.append(f"{model}: single-stream p90 latency {r.latency_ms.p90:.3f} ms ({r.precision})")
+        else:
+            best = max(mine, key=lambda r: r.throughput_ips)
+            lines.append(f"{model}: offline {best.throughput_ips:,.0f} images/s (batch {best.batch_size}, "
+                         f"{best.streams} in flight, {best.precision})")
+    return lines

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
+from rich.markup import escape
+
 from rnopt import progress
 from rnopt.errors import RnoptError
 from rnopt.report.render import console, err_console, print_table
@@ -55,7 +57,7 @@ def _write_report(args: argparse.Namespace, report: Report) -> None:
 
 def _show_warnings(warnings: list[str]) -> None:
     for w in dict.fromkeys(warnings):
-        err_console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
+        err_console.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
 
 
 # ---- commands ---------------------------------------------------------------------------------------------
@@ -103,12 +105,17 @@ def cmd_optimize(args: argparse.Namespace) -> None:
 
 
 def cmd_quantize(args: argparse.Namespace) -> None:
-    from rnopt.quantize import quantize_onnx
+    from rnopt.quantize import quantize_onnx, quantize_openvino
     from rnopt.report.tables import quantize_table
 
     _check_outputs(args, args.output, args.json)
+    if args.backend == "openvino" and args.method != "minmax":
+        raise RnoptError("--method applies to the onnxruntime quantizer; NNCF chooses its own ranges")
     with progress.task("calibrating", args.calib_size) as advance:
-        result = quantize_onnx(args.input, args.output, args.calib_data, args.calib_size, args.method, advance)
+        if args.backend == "openvino":
+            result = quantize_openvino(args.input, args.output, args.calib_data, args.calib_size, advance)
+        else:
+            result = quantize_onnx(args.input, args.output, args.calib_data, args.calib_size, args.method, advance)
     if not args.quiet:
         print_table(quantize_table(result))
     _write_report(args, Report("quantize", command=args.command_line, sections={"results": [result]}))
@@ -123,57 +130,115 @@ def _open_all(args: argparse.Namespace) -> list:
     return models
 
 
+def _backend_options(args: argparse.Namespace):  # -> BackendOptions
+    from rnopt.backends import BackendOptions
+
+    return BackendOptions(device=args.device, threads=args.threads, precision=args.precision,
+                          performance_hint=args.hint, ort_opt_level=args.ort_opt_level,
+                          ort_provider=args.ort_provider, channels_last=args.channels_last, compile=args.compile)
+
+
+def _load_pairs(args: argparse.Namespace, default_backend: Callable[[object], str]) -> list[tuple[str, object, object]]:
+    """(label, model, session) for every model x backend that can run it.
+
+    With several backends, a pair that cannot run (a .onnx file on torch) is skipped with a warning;
+    when nothing at all can run, the first reason is the error.
+    """
+    from rnopt.backends import get_backend, parse_backends
+
+    models = _open_all(args)
+    options = _backend_options(args)
+    pairs, skipped = [], []
+    for arg, model in zip(args.models, models):
+        backends = parse_backends(args.backend) if args.backend else [get_backend(default_backend(model))]
+        for backend in backends:
+            try:
+                session = backend.load(model, options)
+            except RnoptError as exc:
+                if len(backends) == 1:
+                    raise
+                skipped.append(f"skipped {arg} on {backend.name}: {exc}")
+                continue
+            label = arg if len(backends) == 1 and not args.backend_in_label else f"{arg} [{backend.name}]"
+            pairs.append((label, model, session))
+    if not pairs:
+        raise RnoptError(skipped[0] if skipped else "nothing to run")
+    _show_warnings(skipped)
+    return pairs
+
+
+SCENARIOS = {"single-stream": "batch 1, one query at a time; headline: p90 latency",
+             "offline": "all images at once; headline: images/s (batch sweep, throughput hint)"}
+
+
 def cmd_bench(args: argparse.Namespace) -> None:
-    from rnopt.backends import BackendOptions, OnnxModel, get_backend
-    from rnopt.bench import BenchConfig, Variant, bench_variants, summarize_warnings
+    from rnopt.bench import BenchConfig, Variant, bench_variants, headline, summarize_warnings
     from rnopt.report.tables import bench_table
 
     _check_outputs(args, args.json)
+    if args.scenario == "single-stream":
+        args.batch_size = [1]
+    elif args.scenario == "offline":
+        args.hint = "throughput"
+        args.batch_size = args.batch_size if args.batch_size_given else [1, 8, 32]
     config = BenchConfig(args.batch_size, args.warmup, args.iterations, args.min_time)
-    backend = get_backend(args.backend)
-    options = BackendOptions(args.device, args.threads)
-    variants = []
-    for arg, model in zip(args.models, _open_all(args)):
-        session = backend.load(model, options)
-        size = model.path.stat().st_size if isinstance(model, OnnxModel) else None
-        input_size = model.meta.input_size if isinstance(model, OnnxModel) else model.loaded.spec.preprocessing.crop
-        variants.append(Variant(arg, session, input_size, size))
+    args.backend_in_label = "," in (args.backend or "")
+    pairs = _load_pairs(args, lambda m: "onnxruntime")
+    variants = [Variant(label, session, model.input_size, model.size_bytes) for label, model, session in pairs]
     with progress.task("benchmarking") as advance:
         results = bench_variants(variants, config, on_round=lambda note: advance(1, note))
     warnings = summarize_warnings(results)
     if not args.quiet:
         print_table(bench_table(results))
+        if args.scenario:
+            for line in headline(results, args.scenario):
+                console.print(line)
     _show_warnings(warnings)
     _write_report(args, Report("bench", command=args.command_line, warnings=warnings,
-                               sections={"config": config, "results": results}))
+                               sections={"scenario": args.scenario, "config": config, "results": results}))
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from rnopt.backends import BackendOptions, OnnxModel, get_backend
+    from rnopt.backends import ModelFile
     from rnopt.data import align_labels, load_dataset
     from rnopt.evaluate import evaluate
     from rnopt.report.tables import comparison_table, eval_table
 
     _check_outputs(args, args.json)
-    models = _open_all(args)
-    preprocessing = [m.meta.preprocessing if isinstance(m, OnnxModel) else m.loaded.spec.preprocessing
-                     for m in models]
+    args.backend_in_label = "," in (args.backend or "")
+    pairs = _load_pairs(args, lambda m: "onnxruntime" if isinstance(m, ModelFile) else "torch")
+    preprocessing = [model.preprocessing for _, model, _ in pairs]
     if any(p != preprocessing[0] for p in preprocessing):
         raise RnoptError("these models expect different input preprocessing: evaluate them separately")
-    classes = [m.meta.class_names if isinstance(m, OnnxModel) else m.loaded.class_names for m in models]
-    dataset = align_labels(load_dataset(args.data), classes[0]).subset(args.limit)
-    options = BackendOptions(threads=args.threads)
-    sessions = [(arg, get_backend("onnxruntime" if isinstance(m, OnnxModel) else "torch").load(m, options))
-                for arg, m in zip(args.models, models)]
+    dataset = align_labels(load_dataset(args.data), pairs[0][1].class_names).subset(args.limit)
+    sessions = [(label, session) for label, _, session in pairs]
     with progress.task(f"evaluating on {dataset.name}", len(dataset)) as advance:
         results, comparisons = evaluate(sessions, dataset, preprocessing[0], args.batch_size, advance)
+    for result, (_, _, session) in zip(results, pairs):
+        result.precision = session.precision
     if not args.quiet:
         print_table(eval_table(results, dataset.name))
         if comparisons:
             print_table(comparison_table(comparisons))
-    warnings = [w for m in models for w in getattr(getattr(m, "loaded", None), "warnings", [])]
-    _write_report(args, Report("eval", command=args.command_line, warnings=warnings,
+    warnings = [w for _, m, _ in pairs for w in getattr(getattr(m, "loaded", None), "warnings", [])]
+    _write_report(args, Report("eval", command=args.command_line, warnings=list(dict.fromkeys(warnings)),
                                sections={"dataset": dataset.name, "results": results, "comparisons": comparisons}))
+
+
+def cmd_backends(args: argparse.Namespace) -> None:
+    from rnopt.backends import BACKENDS
+    from rnopt.backends.onnxruntime import available_providers
+    from rnopt.environment import snapshot
+    from rnopt.report.tables import Table
+
+    env = snapshot()
+    notes = {"onnxruntime": f"providers: {', '.join(available_providers())}",
+             "openvino": "int8 via NNCF (`rnopt quantize --backend openvino`); precision hints fp32/bf16/fp16",
+             "torch": "eager or --compile; --channels-last; bf16 autocast" + ("" if env.has_bf16 else " (no native bf16 here)")}
+    rows = [[name, ", ".join(cls.devices()) or "not usable", ", ".join(cls.precisions),
+             env.versions.get(name) or "", notes.get(name, "")] for name, cls in BACKENDS.items()]
+    print_table(Table("Backends on this machine", ["backend", "devices", "precisions", "version", "notes"], rows,
+                      f"CPU: {env.cpu_model}; ISA: {', '.join(env.isa) or 'none detected'}"))
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -201,10 +266,23 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--labels", metavar="FILE", help="class names, one per line")
 
 
-def _add_bench_options(p: argparse.ArgumentParser, batch_default: str) -> None:
-    p.add_argument("--batch-size", type=_int_list, default=_int_list(batch_default), metavar="N[,N...]",
-                   help=f"batch sizes to time (default {batch_default})")
+def _add_backend_options(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--backend", metavar="NAME[,NAME...]", help=f"onnxruntime, openvino, torch (default: {default})")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16", "int8"],
+                   help="OpenVINO: inference precision hint; torch: autocast dtype (default: the model's own)")
     p.add_argument("--threads", type=_positive_int, help="intra-op threads (default: all cores)")
+    p.add_argument("--hint", choices=["latency", "throughput"], default="latency", help="OpenVINO performance hint")
+    p.add_argument("--ort-opt-level", choices=["disable", "basic", "extended", "all"], default="all")
+    p.add_argument("--ort-provider", choices=["cpu", "cuda", "tensorrt"], help="ONNX Runtime execution provider")
+    p.add_argument("--channels-last", action="store_true", help="torch: channels_last memory format")
+    p.add_argument("--compile", action="store_true", help="torch: torch.compile (inductor)")
+
+
+def _add_bench_options(p: argparse.ArgumentParser, batch_default: str) -> None:
+    p.add_argument("--batch-size", type=_int_list, metavar="N[,N...]",
+                   help=f"batch sizes to time (default {batch_default})")
+    p.set_defaults(batch_size_default=_int_list(batch_default))
     p.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
     p.add_argument("--iterations", type=_positive_int, default=50, help="timed runs, at least (default 50)")
     p.add_argument("--min-time", type=float, default=1.0, metavar="S", help="timed seconds, at least (default 1)")
@@ -235,29 +313,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--level", choices=["basic", "extended"], default="extended")
     p.set_defaults(func=cmd_optimize)
 
-    p = sub.add_parser("quantize", parents=[common], help="int8 static quantization (ONNX Runtime, QDQ)")
+    p = sub.add_parser("quantize", parents=[common], help="int8 static quantization (ONNX Runtime QDQ, or NNCF)")
     p.add_argument("input", metavar="IN.onnx")
     p.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
     p.add_argument("--calib-data", metavar="DIR|cifar10-calib", help="calibration images (default: bundled for CIFAR)")
     p.add_argument("--calib-size", type=_positive_int, default=500, metavar="N")
     p.add_argument("--method", choices=["minmax", "entropy", "percentile"], default="minmax")
+    p.add_argument("--backend", choices=["onnxruntime", "openvino"], default="onnxruntime",
+                   help="onnxruntime: QDQ .onnx; openvino: NNCF, writes OpenVINO IR (.xml + .bin)")
     p.set_defaults(func=cmd_quantize)
 
-    p = sub.add_parser("bench", parents=[common], help="time models on a runtime")
-    p.add_argument("models", nargs="+", metavar="MODEL", help=".onnx files or built-in names")
+    sub.add_parser("backends", parents=[common], help="runtimes usable here, with devices").set_defaults(
+        func=cmd_backends)
+
+    p = sub.add_parser("bench", parents=[common], help="time models on one or more runtimes")
+    p.add_argument("models", nargs="+", metavar="MODEL", help=".onnx/.xml files or built-in names")
     _add_model_options(p)
-    p.add_argument("--backend", default="onnxruntime", help="runtime (default onnxruntime; `torch` for names)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    _add_backend_options(p, "onnxruntime (names are exported on the fly)")
+    p.add_argument("--scenario", choices=list(SCENARIOS), help="; ".join(f"{k}: {v}" for k, v in SCENARIOS.items()))
     _add_bench_options(p, "1,8")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("eval", parents=[common], help="top-1/top-5 accuracy; the first model is the reference")
-    p.add_argument("models", nargs="+", metavar="MODEL", help=".onnx files (ONNX Runtime) or built-in names (PyTorch)")
+    p.add_argument("models", nargs="+", metavar="MODEL", help=".onnx/.xml files or built-in names")
     _add_model_options(p)
+    _add_backend_options(p, "onnxruntime for files, torch for names")
     p.add_argument("--data", default="cifar10", help="cifar10 (bundled JPEG test set) or an ImageFolder DIR")
     p.add_argument("--limit", type=_positive_int, metavar="N", help="a fixed random subset of N images")
     p.add_argument("--batch-size", type=_positive_int, default=100)
-    p.add_argument("--threads", type=_positive_int)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("run", parents=[common], help="the whole pipeline, with a report")
@@ -267,6 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="accuracy data (default: cifar10 for CIFAR models)")
     p.add_argument("--calib-data", metavar="DIR")
     p.add_argument("--limit", type=_positive_int, metavar="N", help="evaluate on a subset of N images")
+    p.add_argument("--threads", type=_positive_int, help="intra-op threads (default: all cores)")
     _add_bench_options(p, "1,8")
     p.set_defaults(func=cmd_run)
     return parser
@@ -276,6 +360,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     args.command_line = "rnopt " + shlex.join(argv)
+    if hasattr(args, "batch_size_default"):
+        args.batch_size_given = args.batch_size is not None
+        args.batch_size = args.batch_size or args.batch_size_default
     progress.set_enabled(not args.quiet)
     func: Callable[[argparse.Namespace], None] = args.func
     try:

@@ -71,13 +71,17 @@ def _infer_meta(model: onnx.ModelProto, path: Path) -> ModelMeta:
     if len(dims) != 4 or dims[1] != 3 or dims[2] != dims[3] or dims[2] <= 0:
         raise RnoptError(f"{path} has no rnopt metadata and its input is not a square NCHW RGB image "
                          f"(shape {dims}): export it with `rnopt export`")
-    size = dims[2]
     outputs = [d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim]
     classes = outputs[-1] if outputs and outputs[-1] > 0 else 1000
+    return _guessed_meta(path, dims[2], classes)
+
+
+def _guessed_meta(path: Path, size: int, classes: int) -> ModelMeta:
+    """Metadata for a model rnopt did not write: ImageNet statistics, preprocessing from the input size."""
     # Small inputs are CIFAR-style (no resize); larger ones take ImageNet's resize-then-crop ratio.
     resize = size if size <= 64 else int(round(size * 256 / 224))
     return ModelMeta(path.stem, size, resize, list(IMAGENET_MEAN), list(IMAGENET_STD),
-                     [f"class_{i}" for i in range(classes)], history=["foreign ONNX: preprocessing inferred"])
+                     [f"class_{i}" for i in range(classes)], history=["foreign model: preprocessing inferred"])
 
 
 def save_onnx(model: onnx.ModelProto, dest: Path) -> None:
@@ -91,3 +95,21 @@ def op_counts(model: onnx.ModelProto) -> dict[str, int]:
         key = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
         counts[key] = counts.get(key, 0) + 1
     return dict(sorted(counts.items()))
+
+
+def read_ir_meta(path: str | Path) -> ModelMeta:
+    """The rnopt metadata stored in an OpenVINO IR's rt_info by `rnopt quantize --backend openvino`."""
+    import openvino as ov
+
+    path = readable_file(path, "model file")
+    try:
+        model = ov.Core().read_model(str(path))
+    except RuntimeError as exc:
+        raise RnoptError(f"{path} is not a readable OpenVINO IR model ({str(exc).splitlines()[0][:120]})") from None
+    if model.has_rt_info(_META_KEY):
+        return ModelMeta(**json.loads(model.get_rt_info(_META_KEY).astype(str)))
+    shape = model.inputs[0].get_partial_shape()
+    dims = [d.get_length() if d.is_static else 0 for d in shape]
+    size = dims[2] if len(dims) == 4 and dims[2] == dims[3] and dims[2] > 0 else 224
+    classes = model.outputs[0].get_partial_shape()[-1]
+    return _guessed_meta(path, size, classes.get_length() if classes.is_static else 1000)

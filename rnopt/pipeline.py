@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from rnopt import progress
-from rnopt.backends import BackendOptions, OnnxModel, TorchModel, get_backend
+from rnopt.backends import BackendOptions, ModelFile, TorchModel, get_backend
 from rnopt.bench import BenchConfig, Variant, bench_variants, summarize_warnings
 from rnopt.data import ImageDataset, align_labels, load_dataset
 from rnopt.evaluate import evaluate
@@ -76,13 +76,13 @@ def _run_steps(opts: RunOptions, loaded: LoadedModel, dataset: ImageDataset | No
     with progress.task("calibrating int8", 500) as advance:
         report.sections["quantize"] = quantize_onnx(fp32, int8, opts.calib_data, on_batch=advance)
 
-    onnx_models = [OnnxModel(p, read_meta(load_onnx(p), p)) for p in (fp32, fused, int8)]
+    onnx_models = [ModelFile(p, read_meta(load_onnx(p), p)) for p in (fp32, fused, int8)]
     options = BackendOptions(threads=opts.threads)
     ort, torch_backend = get_backend("onnxruntime"), get_backend("torch")
-    variants = [Variant(f"{loaded.name} (PyTorch)", torch_backend.load(TorchModel(loaded), options),
-                        loaded.spec.preprocessing.crop, _param_bytes(loaded))]
-    variants += [Variant(m.path.name, ort.load(m, options), m.meta.input_size, m.path.stat().st_size)
-                 for m in onnx_models]
+    torch_model = TorchModel(loaded)
+    variants = [Variant(f"{loaded.name} (PyTorch)", torch_backend.load(torch_model, options),
+                        torch_model.input_size, torch_model.size_bytes)]
+    variants += [Variant(m.path.name, ort.load(m, options), m.input_size, m.size_bytes) for m in onnx_models]
     with progress.task("benchmarking", None) as advance:
         bench = bench_variants(variants, opts.bench, on_round=lambda note: advance(1, note))
     report.sections["bench"] = {"config": opts.bench, "results": bench}
@@ -105,7 +105,3 @@ def _model_section(loaded: LoadedModel) -> dict:
     return {"name": loaded.name, "weights": loaded.weights_source, "weights_sha256": loaded.weights_sha256,
             "num_classes": len(loaded.class_names), "input_size": loaded.spec.preprocessing.crop,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-
-
-def _param_bytes(loaded: LoadedModel) -> int:
-    return sum(p.numel() * p.element_size() for p in loaded.module.parameters())

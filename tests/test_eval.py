@@ -1,6 +1,6 @@
 import pytest
 
-from rnopt.backends import BackendOptions, OnnxModel, TorchModel, get_backend
+from rnopt.backends import BackendOptions, ModelFile, TorchModel, get_backend
 from rnopt.data import align_labels, load_dataset
 from rnopt.evaluate import evaluate
 from rnopt.onnx_model import load_onnx, read_meta
@@ -21,7 +21,7 @@ def test_bundled_sets_are_complete_and_balanced():
 def test_resnet20_float_top1_on_full_jpeg_test_set(fp32_onnx):
     """The reference figure: 81.03 % on the 10,000 bundled CIFAR-10 JPEG test images."""
     meta = read_meta(load_onnx(fp32_onnx))
-    session = get_backend("onnxruntime").load(OnnxModel(fp32_onnx, meta), BackendOptions())
+    session = get_backend("onnxruntime").load(ModelFile(fp32_onnx, meta), BackendOptions())
     [result], _ = evaluate([("fp32", session)], load_dataset("cifar10"), meta.preprocessing, 500)
     assert result.n == 10_000
     assert abs(result.top1 - 0.8103) <= 0.0005
@@ -31,7 +31,7 @@ def test_resnet20_float_top1_on_full_jpeg_test_set(fp32_onnx):
 def test_torch_and_onnx_agree_on_real_images(fp32_onnx, resnet20):
     meta = read_meta(load_onnx(fp32_onnx))
     sessions = [("torch", get_backend("torch").load(TorchModel(resnet20), BackendOptions())),
-                ("onnx", get_backend("onnxruntime").load(OnnxModel(fp32_onnx, meta), BackendOptions()))]
+                ("onnx", get_backend("onnxruntime").load(ModelFile(fp32_onnx, meta), BackendOptions()))]
     results, [cmp] = evaluate(sessions, load_dataset("cifar10").subset(300), meta.preprocessing, 100)
     assert results[0].top1 == results[1].top1 and cmp.agreement == 1.0 and cmp.max_abs_logit_diff < 1e-3
 

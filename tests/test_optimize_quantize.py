@@ -1,6 +1,6 @@
 import pytest
 
-from rnopt.backends import BackendOptions, OnnxModel, get_backend
+from rnopt.backends import BackendOptions, ModelFile, get_backend
 from rnopt.data import load_dataset
 from rnopt.errors import RnoptError
 from rnopt.evaluate import evaluate
@@ -39,7 +39,7 @@ def test_quantized_model_is_qdq_per_channel_with_metadata(int8_onnx, fp32_onnx):
 
 def test_int8_accuracy_within_one_point_on_2000_images(fp32_onnx, int8_onnx):
     ort = get_backend("onnxruntime")
-    sessions = [(p.name, ort.load(OnnxModel(p, read_meta(load_onnx(p))), BackendOptions())) for p in (fp32_onnx, int8_onnx)]
+    sessions = [(p.name, ort.load(ModelFile(p, read_meta(load_onnx(p))), BackendOptions())) for p in (fp32_onnx, int8_onnx)]
     data = load_dataset("cifar10").subset(2000)
     results, [comparison] = evaluate(sessions, data, read_meta(load_onnx(fp32_onnx)).preprocessing, 250)
     assert results[0].n == 2000

@@ -1,12 +1,13 @@
-"""Runtimes behind one interface, and the registry that names them."""
+"""Runtimes behind one interface, and the registry that names them. Adding a runtime = one module here."""
 from __future__ import annotations
 
-from rnopt.backends.base import Backend, BackendOptions, ModelInput, OnnxModel, Session, TorchModel, open_model
+from rnopt.backends.base import Backend, BackendOptions, ModelFile, ModelInput, Session, TorchModel, open_model
 from rnopt.backends.onnxruntime import OnnxRuntimeBackend
+from rnopt.backends.openvino import OpenVinoBackend
 from rnopt.backends.torch import TorchBackend
 from rnopt.errors import RnoptError
 
-BACKENDS: dict[str, type[Backend]] = {b.name: b for b in (OnnxRuntimeBackend, TorchBackend)}
+BACKENDS: dict[str, type[Backend]] = {b.name: b for b in (OnnxRuntimeBackend, OpenVinoBackend, TorchBackend)}
 
 
 def get_backend(name: str) -> Backend:
@@ -16,5 +17,13 @@ def get_backend(name: str) -> Backend:
         raise RnoptError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}") from None
 
 
-__all__ = ["BACKENDS", "Backend", "BackendOptions", "ModelInput", "OnnxModel", "Session", "TorchModel",
-           "get_backend", "open_model"]
+def parse_backends(text: str) -> list[Backend]:
+    """`onnxruntime,openvino,torch` -> backend instances, in the order given."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise RnoptError("--backend needs at least one name")
+    return [get_backend(n) for n in dict.fromkeys(names)]
+
+
+__all__ = ["BACKENDS", "Backend", "BackendOptions", "ModelFile", "ModelInput", "Session", "TorchModel",
+           "get_backend", "open_model", "parse_backends"]

@@ -1,8 +1,8 @@
 """The backend interface: load a model on a runtime, then run prepared batches on it.
 
-A backend turns a model (an ONNX file, or a built-in PyTorch model) into a `Session` for a device,
-precision and thread count. `Session.prepare` converts a NumPy batch into whatever the runtime
-consumes, once, outside any timed region; `Session.run` is the call that gets timed.
+A backend turns a model (an ONNX or OpenVINO IR file, or a built-in PyTorch model) into a `Session`
+for a device, precision and thread count. `Session.prepare` converts a NumPy batch into whatever the
+runtime consumes, once, outside any timed region; `Session.run` is the call that gets timed.
 """
 from __future__ import annotations
 
@@ -13,41 +13,76 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from rnopt.models.registry import LoadedModel
+from rnopt.errors import RnoptError
+from rnopt.models.registry import LoadedModel, Preprocessing
 from rnopt.onnx_model import ModelMeta
 
 
 @dataclass
-class OnnxModel:
-    """An ONNX file and its rnopt metadata."""
+class ModelFile:
+    """An ONNX (.onnx) or OpenVINO IR (.xml) file and its rnopt metadata."""
 
     path: Path
     meta: ModelMeta
 
     @property
-    def label(self) -> str:
-        return self.path.name
+    def format(self) -> str:
+        return "openvino-ir" if self.path.suffix == ".xml" else "onnx"
+
+    @property
+    def input_size(self) -> int:
+        return self.meta.input_size
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return self.meta.preprocessing
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.meta.class_names
+
+    @property
+    def size_bytes(self) -> int:
+        weights = self.path.with_suffix(".bin") if self.format == "openvino-ir" else None
+        return self.path.stat().st_size + (weights.stat().st_size if weights and weights.exists() else 0)
 
 
 @dataclass
 class TorchModel:
-    """A built-in model with its weights, run through PyTorch."""
+    """A built-in model with its weights, in PyTorch."""
 
     loaded: LoadedModel
 
     @property
-    def label(self) -> str:
-        return self.loaded.name
+    def input_size(self) -> int:
+        return self.loaded.spec.preprocessing.crop
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return self.loaded.spec.preprocessing
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.loaded.class_names
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(p.numel() * p.element_size() for p in self.loaded.module.parameters())
 
 
-ModelInput = OnnxModel | TorchModel
+ModelInput = ModelFile | TorchModel
 
 
 @dataclass
 class BackendOptions:
     device: str = "cpu"
     threads: int | None = None  # None: the runtime's default for this machine
-    precision: str | None = None  # None: what the model file holds
+    precision: str | None = None  # None: what the model file holds (fp32 for PyTorch)
+    performance_hint: str = "latency"  # OpenVINO: latency or throughput
+    ort_opt_level: str = "all"  # ONNX Runtime graph optimization at load time
+    ort_provider: str | None = None  # ONNX Runtime execution provider; None: by device
+    channels_last: bool = False  # PyTorch memory format
+    compile: bool = False  # PyTorch: torch.compile (inductor)
 
 
 class Session(ABC):
@@ -56,6 +91,7 @@ class Session(ABC):
     precision: str  # the precision that actually runs, as far as the runtime reports it
     threads: int
     load_time_s: float = 0.0
+    streams: int = 1  # batches in flight per `run` (OpenVINO throughput mode runs several at once)
 
     @abstractmethod
     def prepare(self, batch: np.ndarray) -> Any:
@@ -63,7 +99,7 @@ class Session(ABC):
 
     @abstractmethod
     def run(self, prepared: Any) -> Any:
-        """One inference on a prepared input; returns the runtime's raw output."""
+        """One inference on a prepared input, finished when it returns (device synchronised)."""
 
     @abstractmethod
     def to_numpy(self, output: Any) -> np.ndarray:
@@ -72,9 +108,14 @@ class Session(ABC):
     def predict(self, batch: np.ndarray) -> np.ndarray:
         return self.to_numpy(self.run(self.prepare(batch)))
 
+    def describe(self) -> str:
+        """Extra settings worth showing next to the backend name (provider, hint, memory format...)."""
+        return ""
+
 
 class Backend(ABC):
     name: ClassVar[str]
+    precisions: ClassVar[tuple[str, ...]]
 
     @classmethod
     @abstractmethod
@@ -85,20 +126,31 @@ class Backend(ABC):
     def load(self, model: ModelInput, options: BackendOptions) -> Session:
         """Load `model` for `options`, raising RnoptError when it cannot run as asked."""
 
+    def check_device(self, device: str) -> None:
+        if device not in self.devices():
+            raise RnoptError(f"{self.name} cannot use device {device!r} here: available "
+                             f"{', '.join(self.devices()) or 'none'}")
+
+    def check_precision(self, precision: str | None) -> None:
+        if precision is not None and precision not in self.precisions:
+            raise RnoptError(f"{self.name} does not run precision {precision!r}: choose one of "
+                             f"{', '.join(self.precisions)}")
+
 
 def open_model(arg: str, weights: str | None = None, num_classes: int | None = None,
                labels: str | None = None) -> ModelInput:
-    """A command-line model argument: an ONNX file, or a built-in model name (with optional weights)."""
-    from rnopt.errors import RnoptError
+    """A command-line model argument: an ONNX/IR file, or a built-in model name (with optional weights)."""
     from rnopt.models.registry import MODELS, create_model
-    from rnopt.onnx_model import load_onnx, read_meta
+    from rnopt.onnx_model import load_onnx, read_ir_meta, read_meta
 
     path = Path(arg)
     if arg in MODELS:
         return TorchModel(create_model(arg, weights, num_classes, labels))
-    if path.suffix == ".onnx" or path.exists():
+    if path.suffix in (".onnx", ".xml") or path.exists():
         if weights:
-            raise RnoptError(f"--weights applies to built-in model names, not to the ONNX file {arg}")
-        return OnnxModel(path, read_meta(load_onnx(path, load_weights=False), path))
-    raise RnoptError(f"{arg!r} is neither an ONNX file nor a built-in model name "
+            raise RnoptError(f"--weights applies to built-in model names, not to the model file {arg}")
+        if path.suffix == ".xml":
+            return ModelFile(path, read_ir_meta(path))
+        return ModelFile(path, read_meta(load_onnx(path, load_weights=False), path))
+    raise RnoptError(f"{arg!r} is neither a model file (.onnx, .xml) nor a built-in model name "
                      f"(`rnopt models` lists them)")

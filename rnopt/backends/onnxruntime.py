@@ -1,16 +1,19 @@
-"""ONNX Runtime: CPU (and CUDA when the installed onnxruntime has it)."""
+"""ONNX Runtime: the CPU provider, and CUDA / TensorRT when the installed onnxruntime has them."""
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
-from rnopt.backends.base import Backend, BackendOptions, ModelInput, OnnxModel, Session
+from rnopt.backends.base import Backend, BackendOptions, ModelInput, Session
+from rnopt.backends.onnx_cache import as_model_file
 from rnopt.errors import RnoptError
 
-_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+_DEVICE_OF = {"cpu": "cpu", "cuda": "cuda", "tensorrt": "cuda"}
 OPT_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
     "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -20,6 +23,8 @@ OPT_LEVELS = {
 
 
 def session_options(threads: int | None = None, opt_level: str = "all") -> ort.SessionOptions:
+    if opt_level not in OPT_LEVELS:
+        raise RnoptError(f"unknown ONNX Runtime optimization level {opt_level!r}: choose {', '.join(OPT_LEVELS)}")
     opts = ort.SessionOptions()
     opts.graph_optimization_level = OPT_LEVELS[opt_level]
     opts.log_severity_level = 3  # errors only: ORT's warnings are not for our users
@@ -29,14 +34,20 @@ def session_options(threads: int | None = None, opt_level: str = "all") -> ort.S
     return opts
 
 
-def create_session(path: str, threads: int | None = None, device: str = "cpu",
+def available_providers() -> list[str]:
+    """rnopt's names for the execution providers this onnxruntime build has."""
+    have = ort.get_available_providers()
+    return [name for name, provider in PROVIDERS.items() if provider in have]
+
+
+def create_session(path: str, threads: int | None = None, provider: str = "cpu",
                    opt_level: str = "all") -> ort.InferenceSession:
-    provider = _PROVIDERS.get(device)
-    if provider is None or provider not in ort.get_available_providers():
-        raise RnoptError(f"onnxruntime cannot use device {device!r} here: this onnxruntime has "
-                         f"{', '.join(ort.get_available_providers())}")
+    if provider not in PROVIDERS or provider not in available_providers():
+        raise RnoptError(f"this onnxruntime has no {provider!r} execution provider: it has "
+                         f"{', '.join(available_providers())} (install onnxruntime-gpu for cuda/tensorrt)")
+    providers = [PROVIDERS[provider]] + (["CPUExecutionProvider"] if provider != "cpu" else [])
     try:
-        return ort.InferenceSession(path, session_options(threads, opt_level), providers=[provider])
+        return ort.InferenceSession(path, session_options(threads, opt_level), providers=providers)
     except Exception as exc:  # ORT raises its own exception types for unloadable graphs
         raise RnoptError(f"onnxruntime cannot load {path}: {str(exc).splitlines()[0][:200]}") from None
 
@@ -44,9 +55,10 @@ def create_session(path: str, threads: int | None = None, device: str = "cpu",
 class OrtSession(Session):
     backend = "onnxruntime"
 
-    def __init__(self, session: ort.InferenceSession, device: str, precision: str, threads: int) -> None:
+    def __init__(self, session: ort.InferenceSession, provider: str, precision: str, threads: int) -> None:
         self.session = session
-        self.device = device
+        self.provider = provider
+        self.device = _DEVICE_OF[provider]
         self.precision = precision
         self.threads = threads
         self.input_name = session.get_inputs()[0].name
@@ -61,31 +73,33 @@ class OrtSession(Session):
     def to_numpy(self, output: Any) -> np.ndarray:
         return np.asarray(output[0], dtype=np.float32)
 
+    def describe(self) -> str:
+        return f"provider={self.provider}"
+
 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
+    precisions = ("fp32", "int8")
 
     @classmethod
     def devices(cls) -> list[str]:
-        have = ort.get_available_providers()
-        return [d for d, p in _PROVIDERS.items() if p in have]
+        return sorted({_DEVICE_OF[p] for p in available_providers()})
 
     def load(self, model: ModelInput, options: BackendOptions) -> Session:
-        if not isinstance(model, OnnxModel):
-            raise RnoptError("the onnxruntime backend runs .onnx files: export the model first (`rnopt export`)")
-        precision = "int8" if model.meta.variant == "int8" else "fp32"
+        file = as_model_file(model)
+        if file.format != "onnx":
+            raise RnoptError(f"onnxruntime runs .onnx files, not {file.path.name}: use --backend openvino")
+        self.check_precision(options.precision)
+        precision = "int8" if file.meta.variant == "int8" else "fp32"
         if options.precision not in (None, precision):
-            raise RnoptError(f"onnxruntime runs {model.path.name} in the precision it was saved in "
+            raise RnoptError(f"onnxruntime runs {file.path.name} in the precision it was saved in "
                              f"({precision}), not {options.precision}; use `rnopt quantize` for int8")
+        provider = options.ort_provider or options.device
+        if _DEVICE_OF.get(provider, provider) != options.device:
+            raise RnoptError(f"execution provider {provider!r} does not run on device {options.device!r}")
         start = time.perf_counter()
-        session = create_session(str(model.path), options.threads, options.device)
-        threads = options.threads or session.get_session_options().intra_op_num_threads or _default_threads()
-        result = OrtSession(session, options.device, precision, threads)
+        session = create_session(str(file.path), options.threads, provider, options.ort_opt_level)
+        threads = options.threads or os.cpu_count() or 1
+        result = OrtSession(session, provider, precision, threads)
         result.load_time_s = time.perf_counter() - start
         return result
-
-
-def _default_threads() -> int:
-    import os
-
-    return os.cpu_count() or 1

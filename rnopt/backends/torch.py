@@ -1,6 +1,12 @@
-"""PyTorch eager on CPU (and CUDA when present)."""
+"""PyTorch: eager or torch.compile, fp32 or autocast bf16/fp16, CPU or CUDA, NCHW or channels_last.
+
+On CUDA every run ends with a device synchronisation, so the wall-clock time of `run` is the time
+of the kernels, not of their launch.
+"""
 from __future__ import annotations
 
+import contextlib
+import copy
 import time
 from typing import Any
 
@@ -8,23 +14,46 @@ import numpy as np
 import torch
 
 from rnopt.backends.base import Backend, BackendOptions, ModelInput, Session, TorchModel
+from rnopt.environment import snapshot
 from rnopt.errors import RnoptError
+
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def cuda_device_name() -> str | None:
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+
+
+def check_precision_for_device(precision: str, device: str) -> None:
+    """bf16 needs CPU support to be fast (or CUDA); fp16 autocast is a CUDA feature."""
+    if precision == "fp16" and device == "cpu":
+        raise RnoptError("PyTorch fp16 runs on CUDA only: use --precision bf16 on a CPU (or --device cuda)")
+    if precision == "bf16" and device == "cpu" and not snapshot().has_bf16:
+        raise RnoptError("this CPU has no native bf16 (avx512_bf16/amx): PyTorch bf16 would be emulated and slow")
 
 
 class TorchSession(Session):
     backend = "torch"
 
-    def __init__(self, module: torch.nn.Module, device: str, precision: str, threads: int) -> None:
+    def __init__(self, module: torch.nn.Module, options: BackendOptions, precision: str) -> None:
         self.module = module
-        self.device = device
+        self.device = options.device
         self.precision = precision
-        self.threads = threads
+        self.threads = torch.get_num_threads()
+        self.memory_format = torch.channels_last if options.channels_last else torch.contiguous_format
+        self.compiled = options.compile
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device, dtype=_DTYPES[self.precision])
 
     def prepare(self, batch: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
+        tensor = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
+        return tensor.contiguous(memory_format=self.memory_format)
 
     def run(self, prepared: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
+        with torch.inference_mode(), self._autocast():
             out = self.module(prepared)
         if self.device == "cuda":
             torch.cuda.synchronize()
@@ -33,9 +62,16 @@ class TorchSession(Session):
     def to_numpy(self, output: torch.Tensor) -> np.ndarray:
         return output.float().cpu().numpy()
 
+    def describe(self) -> str:
+        parts = ["compile" if self.compiled else "eager"]
+        if self.memory_format is torch.channels_last:
+            parts.append("channels_last")
+        return ",".join(parts)
+
 
 class TorchBackend(Backend):
     name = "torch"
+    precisions = ("fp32", "bf16", "fp16")
 
     @classmethod
     def devices(cls) -> list[str]:
@@ -43,15 +79,25 @@ class TorchBackend(Backend):
 
     def load(self, model: ModelInput, options: BackendOptions) -> Session:
         if not isinstance(model, TorchModel):
-            raise RnoptError("the torch backend runs built-in model names (e.g. resnet20_cifar10), not .onnx files")
-        if options.device not in self.devices():
-            raise RnoptError(f"torch cannot use device {options.device!r} here: available {', '.join(self.devices())}")
-        if options.precision not in (None, "fp32"):
-            raise RnoptError(f"the torch backend runs fp32, not {options.precision}")
+            raise RnoptError("the torch backend runs built-in model names (e.g. resnet20_cifar10), not model files")
+        if options.device == "cuda" and not torch.cuda.is_available():
+            raise RnoptError("CUDA was asked for but this PyTorch sees no CUDA device "
+                             f"(torch {torch.__version__}, built {'with' if torch.version.cuda else 'without'} CUDA)")
+        self.check_device(options.device)
+        self.check_precision(options.precision)
+        precision = options.precision or "fp32"
+        check_precision_for_device(precision, options.device)
         start = time.perf_counter()
         if options.threads:
             torch.set_num_threads(options.threads)
-        module = model.loaded.module.to(options.device).eval()
-        session = TorchSession(module, options.device, "fp32", torch.get_num_threads())
+        module = model.loaded.module
+        if options.device != "cpu" or options.channels_last:
+            module = copy.deepcopy(module)  # .to() works in place: leave the caller's model as it was
+        module = module.to(options.device).eval()
+        if options.channels_last:
+            module = module.to(memory_format=torch.channels_last)
+        if options.compile:
+            module = torch.compile(module)
+        session = TorchSession(module, options, precision)
         session.load_time_s = time.perf_counter() - start
         return session

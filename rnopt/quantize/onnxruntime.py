@@ -15,7 +15,8 @@ import numpy as np
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from rnopt.data import ImageDataset, load_dataset
+from rnopt.data import ImageDataset
+from rnopt.quantize.calibration import calibration_set
 from rnopt.errors import RnoptError
 from rnopt.fileio import atomic_path, ensure_output_differs, readable_file
 from rnopt.onnx_model import ModelMeta, load_onnx, read_meta, save_onnx, write_meta
@@ -47,27 +48,17 @@ class _ImageReader(CalibrationDataReader):
         return {self.input_name: batch[0]}
 
 
-def default_calibration_data(meta: ModelMeta) -> str:
-    if meta.input_size == 32 and len(meta.class_names) == 10:
-        return "cifar10-calib"
-    raise RnoptError(f"no bundled calibration images fit {meta.model} ({meta.input_size}px input): "
-                     f"pass --calib-data DIR with a few hundred representative images (ImageFolder layout)")
-
-
 def quantize_onnx(source: str | Path, output: str | Path, calib_data: str | None = None,
                   calib_size: int = 500, method: str = "minmax",
                   on_batch: Callable[[int], None] | None = None) -> QuantizeResult:
     if method not in METHODS:
         raise RnoptError(f"unknown calibration method {method!r}: choose one of {', '.join(METHODS)}")
-    if calib_size <= 0:
-        raise RnoptError(f"--calib-size must be positive, got {calib_size}")
     source, output = readable_file(source, "model file"), Path(output)
     ensure_output_differs([source], output)
     model = load_onnx(source)
     meta = read_meta(model, source)
     _check_quantizable(model, meta, source)
-    calib_name = calib_data or default_calibration_data(meta)
-    dataset = load_dataset(calib_name).subset(calib_size)
+    calib_name, dataset = calibration_set(meta, calib_data, calib_size)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
         prepped, quantized = Path(scratch) / "prep.onnx", Path(scratch) / "int8.onnx"

@@ -5,6 +5,7 @@ import sys
 
 from rich.console import Console
 from rich.table import Table as RichTable
+from rich.text import Text
 
 from rnopt.report.tables import Table
 
@@ -15,12 +16,12 @@ err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isa
 
 
 def print_table(table: Table) -> None:
-    rich_table = RichTable(title=table.title, title_justify="left", caption=table.note or None,
+    rich_table = RichTable(title=Text(table.title), title_justify="left", caption=Text(table.note) if table.note else None,
                            caption_justify="left")
     for i, header in enumerate(table.headers):
         rich_table.add_column(header, justify="left" if i == 0 else "right", overflow="fold")
     for row in table.rows:
-        rich_table.add_row(*row)
+        rich_table.add_row(*(Text(cell) for cell in row))  # Text: a "[openvino]" in a label is not markup
     console.print(rich_table)
 
 

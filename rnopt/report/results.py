@@ -37,6 +37,9 @@ class BenchResult:
     model_size_bytes: int | None = None
     load_time_s: float | None = None
     first_inference_ms: float | None = None
+    streams: int = 1  # batches in flight per timed call; throughput counts all of them
+    settings: str = ""  # backend-specific: provider, performance hint, memory format...
+    peak_rss_mb: float | None = None  # the process's peak resident memory when this result was taken
     warnings: list[str] = field(default_factory=list)
 
 
@@ -95,6 +98,7 @@ class EvalResult:
     top5: float
     n: int
     backend: str = ""
+    precision: str = ""
 
 
 @dataclass

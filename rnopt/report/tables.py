@@ -20,12 +20,14 @@ def _mb(n: int | None) -> str:
 
 
 def bench_table(results: list[BenchResult]) -> Table:
-    rows = [[r.model, r.backend, r.device, r.precision, str(r.batch_size), str(r.threads), str(r.iterations),
+    rows = [[r.model, r.backend + (f" ({r.settings})" if r.settings else ""), r.device, r.precision,
+             str(r.batch_size) + (f" x{r.streams}" if r.streams > 1 else ""), str(r.threads), str(r.iterations),
              f"{r.latency_ms.mean:.3f}", f"{r.latency_ms.p50:.3f}", f"{r.latency_ms.p90:.3f}",
              f"{r.latency_ms.p99:.3f}", f"{r.latency_ms.min:.3f}", f"{r.latency_ms.max:.3f}",
-             f"{r.cv:.1%}" + (" !" if r.warnings else ""), f"{r.throughput_ips:,.0f}"] for r in results]
+             f"{r.cv:.1%}" + (" !" if r.warnings else ""), f"{r.throughput_ips:,.0f}",
+             f"{r.peak_rss_mb:,.0f}" if r.peak_rss_mb else ""] for r in results]
     headers = ["model", "backend", "device", "precision", "batch", "threads", "iters", "mean ms", "p50 ms",
-               "p90 ms", "p99 ms", "min ms", "max ms", "cv", "images/s"]
+               "p90 ms", "p99 ms", "min ms", "max ms", "cv", "images/s", "peak RSS MB"]
     return Table("Latency", headers, rows, "! = see warnings")
 
 
@@ -39,8 +41,8 @@ def speedup_table(results: list[BenchResult], reference: str) -> Table:
 
 
 def eval_table(results: list[EvalResult], dataset: str) -> Table:
-    rows = [[r.model, r.backend, f"{r.top1:.2%}", f"{r.top5:.2%}", f"{r.n:,}"] for r in results]
-    return Table(f"Accuracy on {dataset}", ["model", "backend", "top-1", "top-5", "images"], rows)
+    rows = [[r.model, r.backend, r.precision, f"{r.top1:.2%}", f"{r.top5:.2%}", f"{r.n:,}"] for r in results]
+    return Table(f"Accuracy on {dataset}", ["model", "backend", "precision", "top-1", "top-5", "images"], rows)
 
 
 def comparison_table(comparisons: list[Comparison]) -> Table:

@@ -1,0 +1,136 @@
+"""OpenVINO: ONNX files and OpenVINO IR (.xml) on CPU (and GPU where one is present).
+
+Each batch size gets its own compiled model with a static input shape, as benchmark_app does:
+dynamic shapes would cost OpenVINO its best kernels. The precision reported is read back from the
+compiled (runtime) model, because OpenVINO on a CPU with bf16 runs an fp32 model in bf16 unless
+`INFERENCE_PRECISION_HINT=f32` is set.
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rnopt.backends.base import Backend, BackendOptions, ModelInput, Session
+from rnopt.backends.onnx_cache import as_model_file
+from rnopt.errors import RnoptError
+
+# rnopt precision name -> OpenVINO INFERENCE_PRECISION_HINT
+PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+_RUNTIME_NAMES = {"f32": "fp32", "bf16": "bf16", "f16": "fp16", "u8": "int8", "i8": "int8"}
+_COMPUTE_LAYERS = {"Convolution", "GroupConvolution", "FullyConnected", "MatMul"}
+PERFORMANCE_HINTS = ("latency", "throughput")
+
+
+def _core() -> Any:
+    import openvino as ov
+
+    return ov.Core()
+
+
+def runtime_precision(compiled: Any) -> str:
+    """The precision the compute layers (convolutions, fully connected) actually run in."""
+    counts: Counter[str] = Counter()
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        if "layerType" in info and info["layerType"].astype(str) in _COMPUTE_LAYERS:
+            counts[info["runtimePrecision"].astype(str)] += 1
+    if not counts:
+        return "unknown"
+    return _RUNTIME_NAMES.get(counts.most_common(1)[0][0], counts.most_common(1)[0][0])
+
+
+class _Prepared:
+    def __init__(self, requests: list[Any], data: np.ndarray) -> None:
+        self.requests = requests
+        self.data = data  # the input tensors share this buffer: keep it alive
+
+
+class OpenVinoSession(Session):
+    backend = "openvino"
+
+    def __init__(self, core: Any, model_path: Path, device: str, config: dict[str, str], threads: int) -> None:
+        self.core, self.model_path, self.ov_device, self.config = core, model_path, device.upper(), config
+        self.device = device
+        self.threads = threads
+        self._compiled: dict[tuple[int, ...], Any] = {}
+        self.precision = "unknown"
+
+    def compiled_for(self, shape: tuple[int, ...]) -> Any:
+        if shape not in self._compiled:
+            model = self.core.read_model(str(self.model_path))
+            model.reshape(list(shape))
+            start = time.perf_counter()
+            try:
+                self._compiled[shape] = self.core.compile_model(model, self.ov_device, self.config)
+            except RuntimeError as exc:
+                raise RnoptError(f"OpenVINO cannot compile {self.model_path.name} for {self.ov_device}: "
+                                 f"{str(exc).splitlines()[0][:200]}") from None
+            self.load_time_s = self.load_time_s or time.perf_counter() - start
+            self.precision = runtime_precision(self._compiled[shape])
+        return self._compiled[shape]
+
+    def prepare(self, batch: np.ndarray) -> Any:
+        import openvino as ov
+
+        compiled = self.compiled_for(batch.shape)
+        data = np.ascontiguousarray(batch, dtype=np.float32)
+        # Tensors sharing the array's memory, set once: the timed call then copies nothing in.
+        # With the throughput hint, `streams` requests run at once, as benchmark_app's async mode does.
+        requests = [compiled.create_infer_request() for _ in range(self.streams)]
+        for request in requests:
+            request.set_input_tensor(ov.Tensor(data, shared_memory=True))
+        return _Prepared(requests, data)
+
+    def run(self, prepared: Any) -> Any:
+        if len(prepared.requests) == 1:
+            prepared.requests[0].infer()
+        else:
+            for request in prepared.requests:
+                request.start_async()
+            for request in prepared.requests:
+                request.wait()
+        return prepared
+
+    def to_numpy(self, output: Any) -> np.ndarray:
+        return np.array(output.requests[0].get_output_tensor(0).data, dtype=np.float32)
+
+    def describe(self) -> str:
+        return f"hint={self.config['PERFORMANCE_HINT'].lower()}"
+
+
+class OpenVinoBackend(Backend):
+    name = "openvino"
+    precisions = ("fp32", "bf16", "fp16", "int8")
+
+    @classmethod
+    def devices(cls) -> list[str]:
+        try:
+            return [d.lower() for d in _core().available_devices if d.split(".")[0] in ("CPU", "GPU")]
+        except Exception:  # OpenVINO missing or broken: the backend is simply not usable
+            return []
+
+    def load(self, model: ModelInput, options: BackendOptions) -> Session:
+        model = as_model_file(model)
+        self.check_device(options.device)
+        self.check_precision(options.precision)
+        if options.performance_hint not in PERFORMANCE_HINTS:
+            raise RnoptError(f"OpenVINO performance hint must be one of {', '.join(PERFORMANCE_HINTS)}")
+        config = {"PERFORMANCE_HINT": options.performance_hint.upper()}
+        if options.precision == "int8" and model.meta.variant != "int8":
+            raise RnoptError(f"{model.path.name} is not quantized: make an int8 model first "
+                             f"(`rnopt quantize`, or `rnopt quantize --backend openvino` for NNCF)")
+        if options.precision in PRECISION_HINTS:
+            config["INFERENCE_PRECISION_HINT"] = PRECISION_HINTS[options.precision]
+        if options.threads:
+            config["INFERENCE_NUM_THREADS"] = str(options.threads)
+        core = _core()
+        session = OpenVinoSession(core, model.path, options.device, config, options.threads or 0)
+        compiled = session.compiled_for((1, 3, model.meta.input_size, model.meta.input_size))
+        session.threads = int(compiled.get_property("INFERENCE_NUM_THREADS")) or options.threads or 0
+        if options.performance_hint == "throughput":
+            session.streams = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+        return session

@@ -1,0 +1,140 @@
+"""Each backend on the bundled ResNet-20: numerics against PyTorch, the precision it reports, JSON fields."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from rnopt.backends import BACKENDS, BackendOptions, ModelFile, TorchModel, get_backend, open_model, parse_backends
+from rnopt.backends.onnx_cache import as_model_file
+from rnopt.environment import snapshot
+from rnopt.errors import RnoptError
+from rnopt.onnx_model import load_onnx, read_meta
+
+
+@pytest.fixture(scope="module")
+def batch():
+    return np.random.default_rng(1).standard_normal((3, 3, 32, 32), dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def reference(resnet20, batch):
+    with torch.no_grad():
+        return resnet20.module(torch.from_numpy(batch)).numpy()
+
+
+def _file(path):
+    return ModelFile(path, read_meta(load_onnx(path)))
+
+
+def test_registry_and_comma_list():
+    assert set(BACKENDS) == {"onnxruntime", "openvino", "torch"}
+    assert [b.name for b in parse_backends("openvino, torch,openvino")] == ["openvino", "torch"]
+    with pytest.raises(RnoptError, match="unknown backend 'tvm'"):
+        parse_backends("onnxruntime,tvm")
+    for cls in BACKENDS.values():
+        assert "cpu" in cls.devices()
+
+
+def test_onnxruntime_matches_torch(fp32_onnx, batch, reference):
+    session = get_backend("onnxruntime").load(_file(fp32_onnx), BackendOptions(ort_opt_level="basic"))
+    assert session.precision == "fp32" and session.describe() == "provider=cpu"
+    assert np.abs(session.predict(batch) - reference).max() < 1e-4
+
+
+def test_openvino_fp32_forced_matches_torch_and_default_reports_what_ran(fp32_onnx, batch, reference):
+    ov = get_backend("openvino")
+    forced = ov.load(_file(fp32_onnx), BackendOptions(precision="fp32"))
+    assert forced.precision == "fp32"
+    assert np.abs(forced.predict(batch) - reference).max() < 1e-3
+    default = ov.load(_file(fp32_onnx), BackendOptions())
+    # On a CPU with native bf16 OpenVINO runs an fp32 model in bf16 unless told otherwise.
+    assert default.precision == ("bf16" if snapshot().has_bf16 else "fp32")
+    assert (default.predict(batch).argmax(1) == reference.argmax(1)).mean() >= 2 / 3
+
+
+def test_openvino_runs_the_qdq_model_in_int8(int8_onnx, batch, reference):
+    session = get_backend("openvino").load(_file(int8_onnx), BackendOptions(precision="int8"))
+    assert session.precision == "int8"
+    assert np.abs(session.predict(batch) - reference).max() < 2.0
+
+
+def test_openvino_throughput_mode_runs_several_requests(fp32_onnx, batch):
+    session = get_backend("openvino").load(_file(fp32_onnx), BackendOptions(performance_hint="throughput"))
+    assert session.streams >= 1 and session.describe() == "hint=throughput"
+    assert session.predict(batch).shape == (3, 10)
+
+
+def test_torch_channels_last_and_bf16(resnet20, batch, reference):
+    torch_backend = get_backend("torch")
+    cl = torch_backend.load(TorchModel(resnet20), BackendOptions(channels_last=True))
+    assert cl.describe() == "eager,channels_last"
+    assert np.abs(cl.predict(batch) - reference).max() < 1e-4
+    if snapshot().has_bf16:
+        bf16 = torch_backend.load(TorchModel(resnet20), BackendOptions(precision="bf16"))
+        assert bf16.precision == "bf16"
+        assert np.abs(bf16.predict(batch) - reference).max() < 0.5
+    else:
+        with pytest.raises(RnoptError, match="no native bf16"):
+            torch_backend.load(TorchModel(resnet20), BackendOptions(precision="bf16"))
+
+
+def test_names_are_exported_on_the_fly_and_cached(tmp_path, monkeypatch, batch, reference):
+    monkeypatch.setenv("RNOPT_CACHE_DIR", str(tmp_path))
+    model = open_model("resnet20_cifar10")
+    first = as_model_file(model)
+    assert first.path.parent == tmp_path / "onnx" and first.meta.weights_sha256.startswith("12fca82f")
+    stamp = first.path.stat().st_mtime_ns
+    assert as_model_file(model).path.stat().st_mtime_ns == stamp  # reused, not re-exported
+    for name in ("onnxruntime", "openvino"):
+        session = get_backend(name).load(model, BackendOptions(precision="fp32" if name == "openvino" else None))
+        assert np.abs(session.predict(batch) - reference).max() < 1e-3
+
+
+def test_nncf_int8_ir(cli, tmp_path, fp32_onnx):
+    xml = tmp_path / "m.int8.xml"
+    r = cli("quantize", fp32_onnx, "-o", xml, "--backend", "openvino", "--calib-size", "100")
+    assert r.code == 0, r.err
+    assert xml.exists() and xml.with_suffix(".bin").exists()
+    model = open_model(str(xml))
+    assert model.format == "openvino-ir" and model.meta.variant == "int8" and model.meta.model == "resnet20_cifar10"
+    r = cli("eval", fp32_onnx, xml, "--backend", "openvino", "--precision", "fp32", "--limit", "300",
+            "--json", tmp_path / "e.json")
+    # --precision fp32 cannot apply to the int8 IR alone, so OpenVINO's hint is f32 for both models
+    assert r.code == 0, r.err
+    ev = json.loads((tmp_path / "e.json").read_text())
+    assert [x["precision"] for x in ev["results"]] == ["fp32", "int8"]
+    assert abs(ev["comparisons"][0]["top1_delta"]) < 0.03
+
+
+def test_multi_backend_bench_json(cli, tmp_path, fp32_onnx):
+    r = cli("bench", "resnet20_cifar10", fp32_onnx, "--backend", "onnxruntime,openvino,torch",
+            "--batch-size", "2", "--iterations", "5", "--warmup", "1", "--min-time", "0", "--json", tmp_path / "b.json")
+    assert r.code == 0, r.err
+    assert "skipped" in r.err  # the .onnx file cannot run on torch
+    res = json.loads((tmp_path / "b.json").read_text())["results"]
+    pairs = {(x["model"].split(" [")[1].rstrip("]"), x["precision"]) for x in res}
+    assert ("torch", "fp32") in pairs and ("onnxruntime", "fp32") in pairs
+    assert any(b == "openvino" for b, _ in pairs)
+    assert len(res) == 5
+    for x in res:
+        assert x["load_time_s"] >= 0 and x["first_inference_ms"] > 0 and x["peak_rss_mb"] > 0
+        assert x["model_size_bytes"] > 0
+
+
+def test_scenarios(cli, tmp_path, fp32_onnx):
+    r = cli("bench", fp32_onnx, "--scenario", "single-stream", "--iterations", "5", "--min-time", "0",
+            "--warmup", "1", "--json", tmp_path / "s.json")
+    assert r.code == 0 and "single-stream p90 latency" in r.out
+    assert [x["batch_size"] for x in json.loads((tmp_path / "s.json").read_text())["results"]] == [1]
+    r = cli("bench", fp32_onnx, "--backend", "openvino", "--scenario", "offline", "--batch-size", "4",
+            "--iterations", "5", "--min-time", "0", "--warmup", "1", "--json", tmp_path / "o.json")
+    assert r.code == 0 and "offline" in r.out, r.err
+    [res] = json.loads((tmp_path / "o.json").read_text())["results"]
+    assert res["settings"] == "hint=throughput"
+    assert res["throughput_ips"] == pytest.approx(4 * res["streams"] * 1000 / res["latency_ms"]["mean"])
+
+
+def test_backends_command(cli):
+    r = cli("backends")
+    assert r.code == 0 and "openvino" in r.out and "providers: cpu" in r.out
