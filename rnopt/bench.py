@@ -16,6 +16,7 @@ import numpy as np
 from rnopt.backends.base import Session
 from rnopt.environment import snapshot
 from rnopt.errors import RnoptError
+from rnopt.machine_load import load_warning
 from rnopt.report.results import BenchResult, LatencyStats
 
 NOISY_CV = 0.10
@@ -92,13 +93,17 @@ def bench_variants(variants: list[Variant], config: BenchConfig,
             for _ in range(config.warmup):
                 v.session.run(inputs)
             prepared.append(inputs)
+        busy = load_warning()  # checked while nothing of ours runs
         samples: list[list[float]] = [[] for _ in variants]
         while any(len(s) < config.iterations or sum(s) < config.min_time for s in samples):
             for v, inputs, s in zip(variants, prepared, samples):
                 s.extend(_block(v.session, inputs))
             if on_round:
                 on_round(f"batch {batch}: {min(len(s) for s in samples)} iterations")
-        results += [_result(v, batch, s, f) for v, s, f in zip(variants, samples, first_ms)]
+        batch_results = [_result(v, batch, s, f) for v, s, f in zip(variants, samples, first_ms)]
+        for result in batch_results:
+            result.warnings += [busy] if busy else []
+        results += batch_results
     return results
 
 
@@ -110,7 +115,8 @@ def _result(v: Variant, batch: int, samples: list[float], first_ms: float) -> Be
         batch_size=batch, threads=v.session.threads, iterations=len(samples), latency_ms=stats, cv=cv,
         throughput_ips=batch * v.session.streams * 1e3 / stats.mean, total_time_s=float(sum(samples)),
         model_size_bytes=v.model_size_bytes, load_time_s=v.session.load_time_s, first_inference_ms=first_ms,
-        streams=v.session.streams, settings=v.session.describe(), peak_rss_mb=peak_rss_mb())
+        streams=v.session.streams, settings=v.session.describe(), peak_rss_mb=peak_rss_mb(),
+        samples_ms=[round(x * 1e3, 4) for x in samples])
     result.warnings = result_warnings(result)
     return result
 

@@ -135,7 +135,8 @@ def _backend_options(args: argparse.Namespace):  # -> BackendOptions
 
     return BackendOptions(device=args.device, threads=args.threads, precision=args.precision,
                           performance_hint=args.hint, ort_opt_level=args.ort_opt_level,
-                          ort_provider=args.ort_provider, channels_last=args.channels_last, compile=args.compile)
+                          ort_provider=args.ort_provider, channels_last=args.channels_last, compile=args.compile,
+                          ort_spinning={"on": True, "off": False, "auto": None}[args.ort_spin])
 
 
 def _load_pairs(args: argparse.Namespace, default_backend: Callable[[object], str]) -> list[tuple[str, object, object]]:
@@ -148,9 +149,12 @@ def _load_pairs(args: argparse.Namespace, default_backend: Callable[[object], st
 
     models = _open_all(args)
     options = _backend_options(args)
+    plan = [(arg, model, parse_backends(args.backend) if args.backend else [get_backend(default_backend(model))])
+            for arg, model in zip(args.models, models)]
+    if options.ort_spinning is None:
+        options.ort_spinning = len({b.name for _, _, backends in plan for b in backends}) == 1
     pairs, skipped = [], []
-    for arg, model in zip(args.models, models):
-        backends = parse_backends(args.backend) if args.backend else [get_backend(default_backend(model))]
+    for arg, model, backends in plan:
         for backend in backends:
             try:
                 session = backend.load(model, options)
@@ -225,6 +229,48 @@ def cmd_eval(args: argparse.Namespace) -> None:
                                sections={"dataset": dataset.name, "results": results, "comparisons": comparisons}))
 
 
+def cmd_report(args: argparse.Namespace) -> None:
+    from rnopt.fileio import write_json, write_text
+    from rnopt.report.html import to_html
+    from rnopt.report.loading import load_results
+    from rnopt.report.markdown import to_markdown
+
+    _check_outputs(args, args.output)
+    data = load_results(args.results)
+    fmt = args.format or {".md": "md", ".json": "json"}.get(Path(args.output).suffix, "html")
+    if fmt == "json":
+        write_json(args.output, Report("report", command=args.command_line, warnings=data.warnings,
+                                       sections=_merged_sections(data)).to_dict())
+    else:
+        write_text(args.output, to_html(data) if fmt == "html" else to_markdown(data))
+    if not args.quiet:
+        console.print(f"wrote {args.output} ({fmt}) from {len(args.results)} file(s)")
+
+
+def _merged_sections(data) -> dict:  # data: ReportData
+    return {"sources": data.sources, "commands": data.commands, "bench": {"results": data.bench},
+            "evals": data.evals, "exports": data.exports, "optimizations": data.optimizations,
+            "quantizations": data.quantizations, "models": data.models}
+
+
+def cmd_compare_runs(args: argparse.Namespace) -> None:
+    from rnopt.report.compare import compare_runs, comparison_rows_table
+    from rnopt.report.loading import load_results
+
+    _check_outputs(args, args.json)
+    baseline, current = load_results([args.baseline]), load_results([args.current])
+    outcome = compare_runs(baseline, current, args.latency_tolerance / 100, args.accuracy_tolerance / 100)
+    if not args.quiet:
+        print_table(comparison_rows_table(outcome))
+    _show_warnings(outcome.environment_differences)
+    _write_report(args, Report("compare", command=args.command_line, warnings=outcome.environment_differences,
+                               sections={"rows": outcome.rows, "regressions": outcome.regressions}))
+    if outcome.regressions:
+        raise RnoptError(f"{len(outcome.regressions)} regression(s): " + "; ".join(outcome.regressions[:3]))
+    if not args.quiet:
+        console.print("no regression beyond tolerance and noise")
+
+
 def cmd_backends(args: argparse.Namespace) -> None:
     from rnopt.backends import BACKENDS
     from rnopt.backends.onnxruntime import available_providers
@@ -252,8 +298,11 @@ def cmd_run(args: argparse.Namespace) -> None:
                       args.calib_data, args.limit, bench, args.threads, args.command_line)
     report, out = run_pipeline(opts)
     if not args.quiet:
-        print_table(run_summary_table(report.sections["bench"]["results"], report.sections.get("eval")))
-        console.print(f"report: {out / 'report.md'}")
+        from rnopt.report.loading import EvalSection
+
+        evals = [EvalSection(**report.sections["eval"])] if "eval" in report.sections else []
+        print_table(run_summary_table(report.sections["bench"]["results"], evals))
+        console.print(f"report: {out / 'report.html'} (also report.md, report.json)")
     _show_warnings(report.warnings)
     _write_report(args, report)
 
@@ -275,6 +324,8 @@ def _add_backend_options(p: argparse.ArgumentParser, default: str) -> None:
     p.add_argument("--hint", choices=["latency", "throughput"], default="latency", help="OpenVINO performance hint")
     p.add_argument("--ort-opt-level", choices=["disable", "basic", "extended", "all"], default="all")
     p.add_argument("--ort-provider", choices=["cpu", "cuda", "tensorrt"], help="ONNX Runtime execution provider")
+    p.add_argument("--ort-spin", choices=["auto", "on", "off"], default="auto",
+                   help="ONNX Runtime worker-thread spinning (auto: off when runtimes are compared side by side)")
     p.add_argument("--channels-last", action="store_true", help="torch: channels_last memory format")
     p.add_argument("--compile", action="store_true", help="torch: torch.compile (inductor)")
 
@@ -342,6 +393,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=_positive_int, metavar="N", help="a fixed random subset of N images")
     p.add_argument("--batch-size", type=_positive_int, default=100)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("report", parents=[common], help="merge bench/eval/run JSON files into one report")
+    p.add_argument("results", nargs="+", metavar="RESULT.json")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="report.html, report.md or report.json")
+    p.add_argument("--format", choices=["html", "md", "json"], help="default: from the output's extension")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("compare-runs", parents=[common], help="what got slower or less accurate (a CI gate)")
+    p.add_argument("baseline", metavar="BASELINE.json")
+    p.add_argument("current", metavar="CURRENT.json")
+    p.add_argument("--latency-tolerance", type=float, default=10.0, metavar="PCT",
+                   help="median latency may grow this much (default 10 %%)")
+    p.add_argument("--accuracy-tolerance", type=float, default=0.5, metavar="POINTS",
+                   help="top-1 may drop this many points (default 0.5)")
+    p.set_defaults(func=cmd_compare_runs)
 
     p = sub.add_parser("run", parents=[common], help="the whole pipeline, with a report")
     p.add_argument("--model", default="resnet20_cifar10")

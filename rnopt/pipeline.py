@@ -16,7 +16,9 @@ from rnopt.models.registry import LoadedModel, create_model
 from rnopt.onnx_model import load_onnx, read_meta
 from rnopt.optimize import optimize_model
 from rnopt.quantize import quantize_onnx
-from rnopt.report.markdown import run_markdown
+from rnopt.report.html import to_html
+from rnopt.report.loading import from_payload
+from rnopt.report.markdown import to_markdown
 from rnopt.report.results import Report
 from rnopt.fileio import write_json, write_text
 
@@ -77,7 +79,8 @@ def _run_steps(opts: RunOptions, loaded: LoadedModel, dataset: ImageDataset | No
         report.sections["quantize"] = quantize_onnx(fp32, int8, opts.calib_data, on_batch=advance)
 
     onnx_models = [ModelFile(p, read_meta(load_onnx(p), p)) for p in (fp32, fused, int8)]
-    options = BackendOptions(threads=opts.threads)
+    # PyTorch and ONNX Runtime are timed side by side: ORT's spinning workers would steal PyTorch's cores.
+    options = BackendOptions(threads=opts.threads, ort_spinning=False)
     ort, torch_backend = get_backend("onnxruntime"), get_backend("torch")
     torch_model = TorchModel(loaded)
     variants = [Variant(f"{loaded.name} (PyTorch)", torch_backend.load(torch_model, options),
@@ -96,8 +99,11 @@ def _run_steps(opts: RunOptions, loaded: LoadedModel, dataset: ImageDataset | No
         report.sections["eval"] = {"dataset": dataset.name, "results": results, "comparisons": comparisons}
     else:
         report.warnings.append(f"no labelled data for {loaded.name}: accuracy not measured (pass --data DIR)")
-    write_json(out / "report.json", report.to_dict())
-    write_text(out / "report.md", run_markdown(report))
+    payload = report.to_dict()
+    write_json(out / "report.json", payload)
+    data = from_payload(payload, str(out / "report.json"))  # the renderers read what the JSON says
+    write_text(out / "report.md", to_markdown(data))
+    write_text(out / "report.html", to_html(data))
     return report, out
 
 

@@ -81,6 +81,11 @@ class BackendOptions:
     performance_hint: str = "latency"  # OpenVINO: latency or throughput
     ort_opt_level: str = "all"  # ONNX Runtime graph optimization at load time
     ort_provider: str | None = None  # ONNX Runtime execution provider; None: by device
+    # ONNX Runtime's idle worker threads spin for a while after each call. Alone that saves wake-up
+    # time; beside another runtime's threads on a small machine it steals their cores (PyTorch ran
+    # 2.5x slower at p50 interleaved with spinning ORT sessions on 2 cores). None: on, unless the
+    # comparison mixes runtimes.
+    ort_spinning: bool | None = None
     channels_last: bool = False  # PyTorch memory format
     compile: bool = False  # PyTorch: torch.compile (inductor)
 

@@ -22,7 +22,7 @@ OPT_LEVELS = {
 }
 
 
-def session_options(threads: int | None = None, opt_level: str = "all") -> ort.SessionOptions:
+def session_options(threads: int | None = None, opt_level: str = "all", spinning: bool = True) -> ort.SessionOptions:
     if opt_level not in OPT_LEVELS:
         raise RnoptError(f"unknown ONNX Runtime optimization level {opt_level!r}: choose {', '.join(OPT_LEVELS)}")
     opts = ort.SessionOptions()
@@ -31,6 +31,9 @@ def session_options(threads: int | None = None, opt_level: str = "all") -> ort.S
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
+    if not spinning:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return opts
 
 
@@ -41,13 +44,13 @@ def available_providers() -> list[str]:
 
 
 def create_session(path: str, threads: int | None = None, provider: str = "cpu",
-                   opt_level: str = "all") -> ort.InferenceSession:
+                   opt_level: str = "all", spinning: bool = True) -> ort.InferenceSession:
     if provider not in PROVIDERS or provider not in available_providers():
         raise RnoptError(f"this onnxruntime has no {provider!r} execution provider: it has "
                          f"{', '.join(available_providers())} (install onnxruntime-gpu for cuda/tensorrt)")
     providers = [PROVIDERS[provider]] + (["CPUExecutionProvider"] if provider != "cpu" else [])
     try:
-        return ort.InferenceSession(path, session_options(threads, opt_level), providers=providers)
+        return ort.InferenceSession(path, session_options(threads, opt_level, spinning), providers=providers)
     except Exception as exc:  # ORT raises its own exception types for unloadable graphs
         raise RnoptError(f"onnxruntime cannot load {path}: {str(exc).splitlines()[0][:200]}") from None
 
@@ -55,8 +58,10 @@ def create_session(path: str, threads: int | None = None, provider: str = "cpu",
 class OrtSession(Session):
     backend = "onnxruntime"
 
-    def __init__(self, session: ort.InferenceSession, provider: str, precision: str, threads: int) -> None:
+    def __init__(self, session: ort.InferenceSession, provider: str, precision: str, threads: int,
+                 spinning: bool = True) -> None:
         self.session = session
+        self.spinning = spinning
         self.provider = provider
         self.device = _DEVICE_OF[provider]
         self.precision = precision
@@ -74,7 +79,7 @@ class OrtSession(Session):
         return np.asarray(output[0], dtype=np.float32)
 
     def describe(self) -> str:
-        return f"provider={self.provider}"
+        return f"provider={self.provider}" + ("" if self.spinning else ",spin=off")
 
 
 class OnnxRuntimeBackend(Backend):
@@ -98,8 +103,9 @@ class OnnxRuntimeBackend(Backend):
         if _DEVICE_OF.get(provider, provider) != options.device:
             raise RnoptError(f"execution provider {provider!r} does not run on device {options.device!r}")
         start = time.perf_counter()
-        session = create_session(str(file.path), options.threads, provider, options.ort_opt_level)
+        spinning = options.ort_spinning is not False
+        session = create_session(str(file.path), options.threads, provider, options.ort_opt_level, spinning)
         threads = options.threads or os.cpu_count() or 1
-        result = OrtSession(session, provider, precision, threads)
+        result = OrtSession(session, provider, precision, threads, spinning)
         result.load_time_s = time.perf_counter() - start
         return result

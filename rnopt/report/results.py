@@ -41,6 +41,7 @@ class BenchResult:
     settings: str = ""  # backend-specific: provider, performance hint, memory format...
     peak_rss_mb: float | None = None  # the process's peak resident memory when this result was taken
     warnings: list[str] = field(default_factory=list)
+    samples_ms: list[float] = field(default_factory=list)  # every timed iteration, for distributions
 
 
 @dataclass

@@ -79,23 +79,23 @@ def quantize_table(result: QuantizeResult) -> Table:
     return Table(f"Quantized {result.input} -> {result.output}", ["setting", "value"], rows)
 
 
-def run_summary_table(bench: list[BenchResult], evals: dict | None) -> Table:
+def run_summary_table(bench: list[BenchResult], evals: list) -> Table:  # evals: list[EvalSection]
     """One row per variant: median latency at the smallest batch, best throughput, accuracy and its delta."""
-    accuracy = {r.model: r for r in evals["results"]} if evals else {}
-    deltas = {c.candidate: c for c in evals["comparisons"]} if evals else {}
+    accuracy = {r.model: r for e in evals for r in e.results}
+    deltas = {c.candidate: c for e in evals for c in e.comparisons}
     smallest = min(r.batch_size for r in bench)
     largest = max(r.batch_size for r in bench)
-    by_model: dict[str, dict[int, BenchResult]] = {}
+    by_variant: dict[tuple[str, str, str], dict[int, BenchResult]] = {}
     for r in bench:
-        by_model.setdefault(r.model, {})[r.batch_size] = r
-    reference = next(iter(by_model.values()))[smallest].latency_ms.p50
+        by_variant.setdefault((r.model, r.backend, r.precision), {})[r.batch_size] = r
+    reference = next(iter(by_variant.values())).get(smallest)
     rows = []
-    for model, per_batch in by_model.items():
-        first, last = per_batch[smallest], per_batch[largest]
-        acc = accuracy.get(model)
-        delta = deltas.get(model)
-        rows.append([model, f"{first.backend} {first.precision}", f"{first.latency_ms.p50:.3f}",
-                     f"{reference / first.latency_ms.p50:.2f}x", f"{last.throughput_ips:,.0f}",
+    for (model, backend, precision), per_batch in by_variant.items():
+        first, last = per_batch.get(smallest), per_batch.get(largest)
+        acc, delta = accuracy.get(model), deltas.get(model)
+        rows.append([model, f"{backend} {precision}", f"{first.latency_ms.p50:.3f}" if first else "",
+                     f"{reference.latency_ms.p50 / first.latency_ms.p50:.2f}x" if first and reference else "",
+                     f"{last.throughput_ips:,.0f}" if last else "",
                      f"{acc.top1:.2%}" if acc else "", f"{delta.top1_delta * 100:+.2f}" if delta else "",
                      f"{delta.agreement:.2%}" if delta else ""])
     headers = ["variant", "runtime", f"p50 ms (batch {smallest})", "speed-up", f"images/s (batch {largest})",

@@ -1,0 +1,124 @@
+"""`rnopt compare-runs`: match two sets of results and judge each change against tolerance and noise.
+
+A latency change counts only when it exceeds both the tolerance and three standard errors of the
+difference of the two medians (standard error of a median ~ 1.25 * stdev / sqrt(n), from each
+result's coefficient of variation and iteration count), so a noisy machine does not fail a CI gate
+on its own noise. Accuracy is deterministic on fixed data: only the tolerance applies.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from rnopt.report.loading import ReportData
+from rnopt.report.results import BenchResult
+from rnopt.report.tables import Table
+
+NOISE_SIGMAS = 3.0
+
+
+@dataclass
+class Change:
+    key: str
+    metric: str
+    baseline: float | None
+    current: float | None
+    change: float | None  # latency: relative (0.1 = 10 % slower); accuracy: fraction (-0.01 = 1 point lost)
+    noise: float | None  # latency: relative change the noise alone could explain
+    verdict: str
+
+
+@dataclass
+class Outcome:
+    rows: list[Change] = field(default_factory=list)
+    regressions: list[str] = field(default_factory=list)
+    environment_differences: list[str] = field(default_factory=list)
+
+
+def _key(r: BenchResult) -> tuple:
+    return (r.model, r.backend, r.device, r.precision, r.batch_size)
+
+
+def _relative_se(r: BenchResult) -> float:
+    return 1.2533 * r.cv / math.sqrt(max(r.iterations, 1))
+
+
+def latency_verdict(base: BenchResult, cur: BenchResult, tolerance: float) -> Change:
+    change = cur.latency_ms.p50 / base.latency_ms.p50 - 1
+    noise = NOISE_SIGMAS * math.hypot(_relative_se(base), _relative_se(cur))
+    if abs(change) <= tolerance:
+        verdict = "same"
+    elif abs(change) <= noise:
+        verdict = "within noise"
+    else:
+        verdict = "slower" if change > 0 else "faster"
+    key = f"{cur.model} | {cur.backend} {cur.device} {cur.precision} | batch {cur.batch_size}"
+    return Change(key, "p50 latency ms", base.latency_ms.p50, cur.latency_ms.p50, change, noise, verdict)
+
+
+def compare_runs(baseline: ReportData, current: ReportData, latency_tolerance: float = 0.10,
+                 accuracy_tolerance: float = 0.005) -> Outcome:
+    outcome = Outcome(environment_differences=environment_differences(baseline, current))
+    base = {_key(r): r for r in baseline.bench}
+    cur = {_key(r): r for r in current.bench}
+    for key in list(base) + [k for k in cur if k not in base]:
+        if key in base and key in cur:
+            row = latency_verdict(base[key], cur[key], latency_tolerance)
+        else:
+            present = cur.get(key) or base[key]
+            row = Change(f"{present.model} | {present.backend} {present.device} {present.precision} | batch "
+                         f"{present.batch_size}", "p50 latency ms", base[key].latency_ms.p50 if key in base else None,
+                         cur[key].latency_ms.p50 if key in cur else None, None, None,
+                         "new" if key in cur else "missing")
+        outcome.rows.append(row)
+        if row.verdict == "slower":
+            outcome.regressions.append(f"{row.key} is {row.change:.1%} slower")
+    _compare_accuracy(baseline, current, accuracy_tolerance, outcome)
+    return outcome
+
+
+def _compare_accuracy(baseline: ReportData, current: ReportData, tolerance: float, outcome: Outcome) -> None:
+    base = {(e.dataset, r.model): r.top1 for e in baseline.evals for r in e.results}
+    for section in current.evals:
+        for r in section.results:
+            before = base.get((section.dataset, r.model))
+            if before is None:
+                continue
+            change = r.top1 - before
+            verdict = "same" if abs(change) <= tolerance else ("less accurate" if change < 0 else "more accurate")
+            row = Change(f"{r.model} | {section.dataset}", "top-1", before, r.top1, change, None, verdict)
+            outcome.rows.append(row)
+            if verdict == "less accurate":
+                outcome.regressions.append(f"{row.key} lost {-change * 100:.2f} points of top-1")
+
+
+def environment_differences(baseline: ReportData, current: ReportData) -> list[str]:
+    if not baseline.environments or not current.environments:
+        return []
+    a, b = baseline.environments[0], current.environments[0]
+    diffs = [f"{name}: {x} -> {y}" for name, x, y in (
+        ("CPU", a.cpu_model, b.cpu_model), ("ISA", ",".join(a.isa), ",".join(b.isa)),
+        ("logical cores", a.logical_cores, b.logical_cores)) if x != y]
+    diffs += [f"{pkg}: {a.versions.get(pkg)} -> {b.versions.get(pkg)}"
+              for pkg in sorted(set(a.versions) | set(b.versions)) if a.versions.get(pkg) != b.versions.get(pkg)]
+    return [f"environments differ ({d}): the comparison may reflect the machine, not the change" for d in diffs]
+
+
+def comparison_rows_table(outcome: Outcome) -> Table:
+    def fmt(row: Change, value: float | None) -> str:
+        if value is None:
+            return ""
+        return f"{value:.3f}" if row.metric.startswith("p50") else f"{value:.2%}"
+
+    rows = []
+    for row in outcome.rows:
+        if row.change is None:
+            change = ""
+        elif row.metric.startswith("p50"):
+            change = f"{row.change:+.1%}"
+        else:
+            change = f"{row.change * 100:+.2f} points"
+        noise = f"±{row.noise:.1%}" if row.noise is not None else ""
+        rows.append([row.key, row.metric, fmt(row, row.baseline), fmt(row, row.current), change, noise, row.verdict])
+    return Table("Baseline vs current", ["result", "metric", "baseline", "current", "change", "noise (3 s.e.)",
+                                         "verdict"], rows)

@@ -1,0 +1,128 @@
+"""The content of a report, once: headline, tables, plots, environment. Markdown and HTML lay it out."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rnopt.report import plots, tables
+from rnopt.report.headline import recommend, variant_points
+from rnopt.report.loading import ReportData
+from rnopt.report.tables import Table
+
+JPEG_NOTE = ("Accuracy is measured on {dataset}: the bundled CIFAR-10 test set as lossy JPEG (q75) re-encodings, "
+             "so absolute figures sit about 10 points under published lossless ones; float-vs-optimized deltas "
+             "compare like with like.")
+
+
+@dataclass
+class Heading:
+    text: str
+    level: int = 2
+
+
+@dataclass
+class Paragraph:
+    text: str
+    css: str = ""
+
+
+@dataclass
+class Bullets:
+    items: list[str]
+    css: str = ""
+
+
+@dataclass
+class Plot:
+    name: str
+    title: str
+    svg: str
+
+
+@dataclass
+class Code:
+    lines: list[str]
+
+
+Block = Heading | Paragraph | Bullets | Plot | Code | Table
+
+
+def headline_text(data: ReportData) -> str | None:
+    h = recommend(data)
+    if h is None:
+        return None
+    r = h.variant
+    parts = [f"Recommended: {r.model} on {r.backend} ({r.precision}), median {r.latency_ms.p50:.3f} ms "
+             f"at batch {r.batch_size}"]
+    if h.speedup_vs_torch:
+        parts.append(f"{h.speedup_vs_torch:.2f}x as fast as PyTorch fp32")
+    if h.speedup_vs_ort_fp32:
+        parts.append(f"{h.speedup_vs_ort_fp32:.2f}x as fast as ONNX Runtime fp32")
+    if h.top1 is not None:
+        delta = f", {h.top1_delta * 100:+.2f} points vs the float reference" if h.top1_delta is not None else ""
+        parts.append(f"top-1 {h.top1:.2%}{delta}")
+    return "; ".join(parts) + f". ({h.reason}.)"
+
+
+def build_document(data: ReportData, with_plots: bool = True) -> list[Block]:
+    blocks: list[Block] = [Heading(data.title, 1)]
+    headline = headline_text(data)
+    if headline:
+        blocks.append(Paragraph(headline, "headline"))
+    if data.bench:
+        blocks.append(tables.run_summary_table(data.bench, data.evals))
+    for section in data.evals:
+        if section.dataset.startswith("cifar10"):
+            blocks.append(Paragraph(JPEG_NOTE.format(dataset=section.dataset)))
+    if data.warnings:
+        blocks += [Heading("Warnings"), Bullets(data.warnings, "warnings")]
+    if with_plots:
+        blocks += _plots(data)
+    blocks += _tables(data)
+    blocks.append(Heading("Environment"))
+    for env in _distinct(data.environments):
+        blocks.append(tables.environment_table(env))
+    if data.commands:
+        blocks += [Heading("Commands"), Code(data.commands)]
+    return blocks
+
+
+def _plots(data: ReportData) -> list[Block]:
+    out: list[Block] = []
+    for batch in sorted({r.batch_size for r in data.bench}):
+        svg = plots.latency_distribution(data.bench, batch)
+        if svg:
+            out.append(Plot(f"latency-b{batch}", f"Latency distribution, batch {batch}", svg))
+    svg = plots.accuracy_vs_latency(variant_points(data))
+    if svg:
+        out.append(Plot("pareto", "Accuracy vs latency (Pareto front in red)", svg))
+    svg = plots.batch_sweep(data.bench)
+    if svg:
+        out.append(Plot("batch-sweep", "Throughput and latency vs batch size", svg))
+    return ([Heading("Plots")] + out) if out else []
+
+
+def _tables(data: ReportData) -> list[Block]:
+    out: list[Block] = []
+    if data.bench:
+        out += [Heading("Latency and throughput"), tables.bench_table(data.bench)]
+    for section in data.evals:
+        out += [Heading("Accuracy"), tables.eval_table(section.results, section.dataset)]
+        if section.comparisons:
+            out.append(tables.comparison_table(section.comparisons))
+    if data.exports:
+        out += [Heading("Export check")] + [tables.export_table(e) for e in data.exports]
+    if data.optimizations:
+        out += [Heading("Operator fusion")] + [tables.optimize_table(o) for o in data.optimizations]
+    if data.quantizations:
+        out += [Heading("Quantization settings")] + [tables.quantize_table(q) for q in data.quantizations]
+    return out
+
+
+def _distinct(items: list) -> list:
+    seen, out = set(), []
+    for item in items:
+        key = repr(item)
+        if key not in seen:
+            seen.add(key)
+            out.append(item)
+    return out

@@ -1,0 +1,62 @@
+"""Which variant to ship: the fastest one whose accuracy stays within budget of the float reference."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rnopt.report.loading import ReportData
+from rnopt.report.results import BenchResult
+
+ACCURACY_BUDGET = 0.01  # top-1 may drop this much (1 point) for a variant to be recommended
+
+
+@dataclass
+class Headline:
+    variant: BenchResult
+    speedup_vs_torch: float | None
+    speedup_vs_ort_fp32: float | None
+    top1: float | None
+    top1_delta: float | None
+    reason: str
+
+
+@dataclass
+class VariantPoint:
+    """One variant at the headline batch size, with its accuracy when measured."""
+
+    result: BenchResult
+    top1: float | None
+    top1_delta: float | None
+
+
+def variant_points(data: ReportData) -> list[VariantPoint]:
+    if not data.bench:
+        return []
+    batch = min(r.batch_size for r in data.bench)
+    top1 = {r.model: r.top1 for e in data.evals for r in e.results}
+    delta = {c.candidate: c.top1_delta for e in data.evals for c in e.comparisons}
+    references = {c.reference for e in data.evals for c in e.comparisons}
+    return [VariantPoint(r, top1.get(r.model), delta.get(r.model, 0.0 if r.model in references else None))
+            for r in data.bench if r.batch_size == batch]
+
+
+def recommend(data: ReportData, budget: float = ACCURACY_BUDGET) -> Headline | None:
+    points = variant_points(data)
+    if not points:
+        return None
+    measured = [p for p in points if p.top1_delta is not None]
+    if measured:
+        allowed = [p for p in measured if p.top1_delta >= -budget]
+        pool = allowed or measured
+        reason = (f"fastest variant whose top-1 is within {budget * 100:.0f} point of the float reference"
+                  if allowed else "no variant kept accuracy within budget: showing the most accurate")
+        best = min(pool, key=lambda p: p.result.latency_ms.p50) if allowed else max(pool, key=lambda p: p.top1_delta)
+    else:
+        best = min(points, key=lambda p: p.result.latency_ms.p50)
+        reason = "fastest variant (accuracy not measured: evaluate before shipping)"
+    return Headline(best.result, _speedup(points, best.result, "torch"), _speedup(points, best.result, "onnxruntime"),
+                    best.top1, best.top1_delta, reason)
+
+
+def _speedup(points: list[VariantPoint], best: BenchResult, backend: str) -> float | None:
+    base = next((p.result for p in points if p.result.backend == backend and p.result.precision == "fp32"), None)
+    return base.latency_ms.p50 / best.latency_ms.p50 if base else None

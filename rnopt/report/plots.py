@@ -1,0 +1,115 @@
+"""Plots as inline SVG (matplotlib, no display): latency distributions, accuracy vs latency, batch sweeps."""
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
+
+from rnopt.report.headline import VariantPoint  # noqa: E402
+from rnopt.report.results import BenchResult  # noqa: E402
+
+plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "axes.grid": True, "grid.alpha": 0.3})
+
+
+def _plain_log_ticks(axis: matplotlib.axis.Axis) -> None:
+    """Log scale with plain numbers (0.3, 1, 3) instead of 3x10^-1."""
+    formatter = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
+    axis.set_major_formatter(formatter)
+    axis.set_minor_formatter(formatter)
+
+
+def _label(r: BenchResult) -> str:
+    return f"{r.model} ({r.backend} {r.precision})"
+
+
+def _svg(fig: plt.Figure) -> str:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight")
+    plt.close(fig)
+    text = buf.getvalue()
+    return text[text.index("<svg"):]  # drop the XML prolog and doctype: the SVG is inlined in HTML
+
+
+def latency_distribution(results: list[BenchResult], batch: int) -> str | None:
+    rows = [r for r in results if r.batch_size == batch and r.samples_ms]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 0.5 + 0.45 * len(rows)))
+    ax.boxplot([r.samples_ms for r in rows], orientation="horizontal", showfliers=True, flierprops={"markersize": 2})
+    ax.set_yticks(range(1, len(rows) + 1), [_label(r) for r in rows])
+    ax.set_xscale("log")
+    _plain_log_ticks(ax.xaxis)
+    ax.tick_params(axis="x", which="minor", labelsize=7)
+    ax.set_xlabel(f"latency per call, ms (batch {batch}, log scale)")
+    ax.invert_yaxis()
+    return _svg(fig)
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Points not beaten by another that is both faster (lower x) and at least as accurate (higher y)."""
+    front, best = [], float("-inf")
+    for x, y in sorted(points, key=lambda p: (p[0], -p[1])):
+        if y > best:
+            front.append((x, y))
+            best = y
+    return front
+
+
+def accuracy_vs_latency(points: list[VariantPoint]) -> str | None:
+    measured = [p for p in points if p.top1 is not None]
+    if not measured:
+        return None
+    # Variants at (nearly) the same spot, e.g. fp32 and its fused twin, share one dot and one label.
+    spots: dict[tuple[float, float], list[str]] = {}
+    for p in measured:
+        x, y = p.result.latency_ms.p50, p.top1 * 100
+        near = next((k for k in spots if abs(k[0] / x - 1) < 0.05 and abs(k[1] - y) < 0.05), (x, y))
+        spots.setdefault(near, []).append(_label(p.result))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    xy = list(spots)
+    ax.scatter([x for x, _ in xy], [y for _, y in xy], color="#1f77b4", zorder=3)
+    for (x, y), labels in spots.items():
+        ax.annotate("\n".join(labels), (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    front = pareto_front(xy)
+    ax.step([x for x, _ in front], [y for _, y in front], where="post", color="#d62728", label="Pareto front")
+    ax.scatter([x for x, _ in front], [y for _, y in front], s=120, facecolors="none", edgecolors="#d62728", zorder=4)
+    ax.set_xscale("log")
+    _plain_log_ticks(ax.xaxis)
+    low, high = min(y for _, y in xy), max(y for _, y in xy)
+    ax.set_ylim(low - max(1.0, (high - low) * 0.2), high + max(1.0, (high - low) * 0.2))  # small deltas stay small
+    left, right = min(x for x, _ in xy), max(x for x, _ in xy)
+    ax.set_xlim(left / 1.3, right * 2.5)  # room for the labels on the right
+    ax.set_xlabel(f"median latency, ms (batch {measured[0].result.batch_size}, log scale)")
+    ax.set_ylabel("top-1 accuracy, %")
+    ax.legend(loc="upper right")
+    return _svg(fig)
+
+
+def batch_sweep(results: list[BenchResult]) -> str | None:
+    if len({r.batch_size for r in results}) < 2:
+        return None
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    series: dict[str, list[BenchResult]] = {}
+    for r in results:
+        series.setdefault(_label(r), []).append(r)
+    for label, rows in series.items():
+        rows.sort(key=lambda r: r.batch_size)
+        sizes = [r.batch_size for r in rows]
+        left.plot(sizes, [r.throughput_ips for r in rows], marker="o", label=label)
+        line, = right.plot(sizes, [r.latency_ms.p50 for r in rows], marker="o", label=f"{label} p50")
+        right.plot(sizes, [r.latency_ms.p90 for r in rows], marker="x", linestyle="--", color=line.get_color())
+    for ax in (left, right):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("batch size")
+    left.set_ylabel("throughput, images/s")
+    right.set_ylabel("latency, ms (solid p50, dashed p90)")
+    right.set_yscale("log")
+    _plain_log_ticks(right.yaxis)
+    for ax in (left, right):
+        _plain_log_ticks(ax.xaxis)
+    left.legend(fontsize=7)
+    return _svg(fig)

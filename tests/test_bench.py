@@ -1,0 +1,41 @@
+import os
+import subprocess
+import sys
+
+import pytest
+
+from rnopt.bench import BenchConfig, latency_stats, summarize_warnings
+from rnopt.errors import RnoptError
+from rnopt.machine_load import other_processes_busy
+from rnopt.report.results import BenchResult
+
+
+def test_latency_stats_on_known_samples():
+    stats = latency_stats([i / 1000 for i in range(1, 101)])  # 1..100 ms
+    assert stats.min == pytest.approx(1) and stats.max == pytest.approx(100)
+    assert stats.p50 == pytest.approx(50.5) and stats.p90 == pytest.approx(90.1) and stats.p99 == pytest.approx(99.01)
+    assert stats.mean == pytest.approx(50.5) and stats.stdev == pytest.approx(29.0115, rel=1e-4)
+
+
+@pytest.mark.parametrize("kwargs", [{"batch_sizes": [0]}, {"batch_sizes": []}, {"iterations": 0},
+                                    {"warmup": -1}, {"min_time": -1}])
+def test_bench_config_rejects_nonsense(kwargs):
+    with pytest.raises(RnoptError):
+        BenchConfig(**kwargs)
+
+
+def test_noisy_results_are_summarised_once():
+    stats = latency_stats([0.001, 0.002])
+    results = [BenchResult(f"m{i}", "onnxruntime", "cpu", "fp32", 1, 2, 2, stats, 0.5, 1.0, 0.1,
+                           warnings=["noisy measurement: x", "int8 on a CPU without VNNI/AMX: y"]) for i in range(3)]
+    lines = summarize_warnings(results)
+    assert len(lines) == 2 and lines[0].startswith("noisy measurement") and "3 of 3" in lines[0]
+
+
+def test_other_processes_are_noticed():
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        share = other_processes_busy(0.5)
+    finally:
+        busy.kill()
+    assert share is not None and share > 0.5 / (os.cpu_count() or 1)  # one whole core spinning

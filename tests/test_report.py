@@ -1,0 +1,175 @@
+"""Reports: merging JSON files, Markdown and HTML from the same content, escaping, regression gate, browser."""
+import copy
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from rnopt.report.compare import compare_runs, latency_verdict
+from rnopt.report.html import to_html
+from rnopt.report.loading import from_payload, load_results
+from rnopt.report.markdown import to_markdown
+from rnopt.report.plots import pareto_front
+
+
+@pytest.fixture(scope="module")
+def run_report(tmp_path_factory):
+    """A real `rnopt run` (small: 500 test images, short timing) shared by the report tests."""
+    from rnopt.cli import main
+
+    out = tmp_path_factory.mktemp("runs")
+    code = main(["run", "--output", str(out), "--limit", "500", "--batch-size", "1,4", "--iterations", "20",
+                 "--min-time", "0.1", "--warmup", "2", "--quiet"])
+    assert code == 0
+    [folder] = list(out.iterdir())
+    return folder
+
+
+def _payload(folder: Path) -> dict:
+    return json.loads((folder / "report.json").read_text())
+
+
+def test_run_writes_html_md_json_from_the_same_content(run_report):
+    html, md = (run_report / "report.html").read_text(), (run_report / "report.md").read_text()
+    assert html.startswith("<!DOCTYPE html>") and "<script" not in html and "http" not in html.split("</style>")[0]
+    for text in ("Recommended:", "Summary", "Latency", "Accuracy on cifar10[500]", "Export check",
+                 "Quantization settings", "Environment", "rnopt run"):
+        assert text in html and text in md, text
+    assert html.count('<figure class="plot"') == 4  # latency b1, b4, Pareto, batch sweep
+    assert "JPEG" in md and "avx" in md.lower()
+
+
+def test_samples_are_kept_for_distributions(run_report):
+    for result in _payload(run_report)["bench"]["results"]:
+        assert len(result["samples_ms"]) == result["iterations"]
+        assert min(result["samples_ms"]) == pytest.approx(result["latency_ms"]["min"], abs=1e-3)
+
+
+def test_headline_recommends_fast_variant_within_accuracy_budget(run_report):
+    data = from_payload(_payload(run_report), "run")
+    from rnopt.report.headline import recommend
+
+    h = recommend(data)
+    assert h.top1_delta is not None and h.top1_delta >= -0.01
+    fastest_ok = min((r for r in data.bench if r.batch_size == 1 and r.model != "resnet20_cifar10 (PyTorch)"),
+                     key=lambda r: r.latency_ms.p50)
+    assert h.variant.latency_ms.p50 == fastest_ok.latency_ms.p50
+    assert h.speedup_vs_torch > 1
+
+
+def test_report_merges_bench_and_eval_files(cli, tmp_path, fp32_onnx, int8_onnx):
+    assert cli("bench", fp32_onnx, int8_onnx, "--batch-size", "1,2", "--iterations", "5", "--min-time", "0",
+               "--warmup", "1", "--json", tmp_path / "b.json").code == 0
+    assert cli("eval", fp32_onnx, int8_onnx, "--limit", "200", "--json", tmp_path / "e.json").code == 0
+    r = cli("report", tmp_path / "b.json", tmp_path / "e.json", "-o", tmp_path / "r.html")
+    assert r.code == 0, r.err
+    html = (tmp_path / "r.html").read_text()
+    assert "Recommended:" in html and html.count('<figure class="plot"') == 4
+    assert cli("report", tmp_path / "b.json", tmp_path / "e.json", "-o", tmp_path / "r.md").code == 0
+    assert "| model |" in (tmp_path / "r.md").read_text()
+    assert cli("report", tmp_path / "b.json", "-o", tmp_path / "r.json").code == 0
+    merged = json.loads((tmp_path / "r.json").read_text())
+    assert merged["kind"] == "report" and len(merged["bench"]["results"]) == 4
+
+
+def test_text_from_inputs_is_escaped(run_report, tmp_path):
+    payload = _payload(run_report)
+    evil = '<img src=x onerror="alert(1)">&'
+    payload["bench"]["results"][0]["model"] = evil
+    payload["eval"]["results"][0]["model"] = evil
+    payload["command"] = "rnopt run </pre><script>alert(2)</script>"
+    html = to_html(from_payload(payload, "evil"))
+    assert evil not in html and "<script>" not in html and "<img" not in html
+    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;&amp;" in html
+
+
+def test_bad_report_inputs(cli, tmp_path):
+    (tmp_path / "x.json").write_text("{not json")
+    (tmp_path / "y.json").write_text(json.dumps({"schema_version": 99, "kind": "bench"}))
+    for name, message in (("x.json", "is not JSON"), ("y.json", "not an rnopt result file"),
+                          ("missing.json", "does not exist")):
+        r = cli("report", tmp_path / name, "-o", tmp_path / "out.html")
+        assert r.code == 1 and message in r.err and len(r.err.strip().splitlines()) == 1
+        assert not (tmp_path / "out.html").exists()
+
+
+def test_pareto_front():
+    assert pareto_front([(1, 80), (2, 82), (3, 81), (0.5, 70), (2, 79)]) == [(0.5, 70), (1, 80), (2, 82)]
+
+
+# ---- compare-runs -------------------------------------------------------------------------------------
+
+def test_identical_runs_pass_the_gate(cli, run_report):
+    r = cli("compare-runs", run_report / "report.json", run_report / "report.json")
+    assert r.code == 0 and "no regression" in r.out and "slower" not in r.out
+
+
+def _slowed(payload: dict, factor: float) -> dict:
+    slow = copy.deepcopy(payload)
+    for result in slow["bench"]["results"]:
+        for key in result["latency_ms"]:
+            result["latency_ms"][key] *= factor
+        result["samples_ms"] = [s * factor for s in result["samples_ms"]]
+    return slow
+
+
+def test_slower_and_less_accurate_runs_fail_the_gate(cli, run_report, tmp_path):
+    payload = _payload(run_report)
+    slow = _slowed(payload, 1.5)
+    slow["eval"]["results"][2]["top1"] -= 0.02
+    slow["environment"]["versions"]["onnxruntime"] = "0.0.1"
+    (tmp_path / "cur.json").write_text(json.dumps(slow))
+    r = cli("compare-runs", run_report / "report.json", tmp_path / "cur.json", "--json", tmp_path / "c.json")
+    assert r.code == 1
+    assert "regression" in r.err and "slower" in r.out and "less accurate" in r.out
+    assert "environments differ (onnxruntime" in r.err
+    gate = json.loads((tmp_path / "c.json").read_text())
+    assert len(gate["regressions"]) == len(payload["bench"]["results"]) + 1
+    r = cli("compare-runs", run_report / "report.json", tmp_path / "cur.json", "--latency-tolerance", "60",
+            "--accuracy-tolerance", "3")
+    assert r.code == 0, r.err
+
+
+def test_latency_change_within_noise_is_not_a_regression(run_report):
+    data = from_payload(_payload(run_report), "base")
+    base = copy.deepcopy(data.bench[0])
+    cur = copy.deepcopy(base)
+    cur.latency_ms.p50 *= 1.2
+    base.cv = cur.cv = 1.5  # a very noisy machine
+    base.iterations = cur.iterations = 20
+    assert latency_verdict(base, cur, 0.10).verdict == "within noise"
+    base.cv = cur.cv = 0.01
+    assert latency_verdict(base, cur, 0.10).verdict == "slower"
+
+
+# ---- the browser ----------------------------------------------------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_html_report_renders_in_headless_chromium(run_report, tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api", reason="playwright (dev dependency) not installed")
+    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--no-first-run", "--disable-sync", "--disable-quic"]
+    errors, requests = [], []
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto((run_report / "report.html").resolve().as_uri())
+        plots = page.query_selector_all("figure.plot")
+        sizes = {f.get_attribute("data-plot"): (f.query_selector("svg").bounding_box(),
+                                                len(f.query_selector_all("svg path, svg use")))
+                 for f in plots}
+        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        browser.close()
+    assert errors == []
+    assert all(url.startswith("file://") for url in requests), requests  # works offline: nothing fetched
+    assert set(sizes) == {"latency-b1", "latency-b4", "pareto", "batch-sweep"}
+    for name, (box, marks) in sizes.items():
+        assert box["width"] > 300 and box["height"] > 100 and marks > 5, name
+    assert (tmp_path / "report.png").stat().st_size > 50_000
