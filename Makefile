@@ -16,8 +16,11 @@ $(BIN)/rnopt: pyproject.toml
 
 install: $(BIN)/rnopt
 
+# The default pipeline; its report also refreshes the sample under reports/sample/ linked from the README.
 run: install
 	$(BIN)/rnopt run
+	@latest=$$(ls -td reports/resnet20_cifar10-*/ | head -1) && mkdir -p reports/sample && \
+	  cp "$$latest"report.* reports/sample/ && echo "sample report refreshed: reports/sample/report.html"
 
 test: install
 	$(BIN)/python -m pytest -q tests

@@ -2,7 +2,7 @@
 
     bash benchmarks/gpu_check.sh          # on a machine with a CUDA GPU and PyTorch installed
 
-Checks PyTorch on CUDA in fp32/fp16/bf16 (eager and channels_last; torch.compile with --compile) and
+Checks PyTorch on CUDA in fp32/fp16/bf16 (eager, channels_last, CUDA graphs; torch.compile with --compile) and
 ONNX Runtime's CUDA/TensorRT providers when the installed onnxruntime has them. Exits non-zero when a
 numeric check fails. Needs no network: ResNet-50 runs random-initialised (speed does not depend on it).
 """
@@ -41,11 +41,14 @@ def main(compile_too: bool) -> int:
         reference = loaded.module(torch.from_numpy(x)).numpy()
 
     variants, failures = [], []
-    configs = [(p, cl, False) for p in ("fp32", "fp16", "bf16") for cl in (False, True)]
+    # (precision, channels_last, CUDA graphs, torch.compile)
+    configs = [(p, cl, False, False) for p in ("fp32", "fp16", "bf16") for cl in (False, True)]
+    configs += [("fp32", True, True, False), ("fp16", True, True, False)]
     if compile_too:
-        configs += [("fp16", True, True)]
-    for precision, channels_last, compiled in configs:
-        opts = BackendOptions(device="cuda", precision=precision, channels_last=channels_last, compile=compiled)
+        configs += [("fp16", True, False, True)]
+    for precision, channels_last, graphs, compiled in configs:
+        opts = BackendOptions(device="cuda", precision=precision, channels_last=channels_last, cuda_graphs=graphs,
+                              compile=compiled)
         session = get_backend("torch").load(TorchModel(loaded), opts)
         diff = float(np.abs(session.predict(x) - reference).max())
         label = f"torch {precision} {session.describe()}"

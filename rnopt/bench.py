@@ -20,10 +20,12 @@ from rnopt.machine_load import load_warning
 from rnopt.report.results import BenchResult, LatencyStats
 
 NOISY_CV = 0.10
-# Each round gives a variant one block: a couple of untimed runs, then timed runs for at least
+# Each round gives a variant one block: a pause, a couple of untimed runs, then timed runs for at least
 # BLOCK_ITERATIONS and BLOCK_TIME_S. Runtimes keep their worker threads spinning for a while after a
-# call; on a small machine the first run after a switch pays for the previous runtime's spinning
-# threads, so those re-warm runs are not counted.
+# call (ONNX Runtime, OpenMP); on a small machine those threads steal the cores of whichever variant
+# runs next. Measured on 2 cores, ResNet-20 batch 1, ORT and PyTorch interleaved: PyTorch p50 4.2-5.6 ms
+# with no pause, 2.3-2.4 ms with a 50-100 ms pause (2.35 ms alone); ORT 0.46-0.49 ms (0.46 alone).
+SETTLE_S = 0.05
 BLOCK_WARMUP = 2
 BLOCK_ITERATIONS = 5
 BLOCK_TIME_S = 0.1
@@ -65,9 +67,7 @@ def latency_stats(samples_s: list[float]) -> LatencyStats:
 
 
 def _timed(session: Session, prepared: object) -> float:
-    start = time.perf_counter()
-    session.run(prepared)
-    return time.perf_counter() - start
+    return session.timed_run(prepared)
 
 
 def _block(session: Session, prepared: object) -> list[float]:
@@ -97,6 +97,8 @@ def bench_variants(variants: list[Variant], config: BenchConfig,
         samples: list[list[float]] = [[] for _ in variants]
         while any(len(s) < config.iterations or sum(s) < config.min_time for s in samples):
             for v, inputs, s in zip(variants, prepared, samples):
+                if len(variants) > 1:
+                    time.sleep(SETTLE_S)
                 s.extend(_block(v.session, inputs))
             if on_round:
                 on_round(f"batch {batch}: {min(len(s) for s in samples)} iterations")

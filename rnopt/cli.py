@@ -136,7 +136,8 @@ def _backend_options(args: argparse.Namespace):  # -> BackendOptions
     return BackendOptions(device=args.device, threads=args.threads, precision=args.precision,
                           performance_hint=args.hint, ort_opt_level=args.ort_opt_level,
                           ort_provider=args.ort_provider, channels_last=args.channels_last, compile=args.compile,
-                          ort_spinning={"on": True, "off": False, "auto": None}[args.ort_spin])
+                          cuda_graphs=args.cuda_graphs,
+                          ort_spinning=args.ort_spin == "on")
 
 
 def _load_pairs(args: argparse.Namespace, default_backend: Callable[[object], str]) -> list[tuple[str, object, object]]:
@@ -151,8 +152,6 @@ def _load_pairs(args: argparse.Namespace, default_backend: Callable[[object], st
     options = _backend_options(args)
     plan = [(arg, model, parse_backends(args.backend) if args.backend else [get_backend(default_backend(model))])
             for arg, model in zip(args.models, models)]
-    if options.ort_spinning is None:
-        options.ort_spinning = len({b.name for _, _, backends in plan for b in backends}) == 1
     pairs, skipped = [], []
     for arg, model, backends in plan:
         for backend in backends:
@@ -324,10 +323,11 @@ def _add_backend_options(p: argparse.ArgumentParser, default: str) -> None:
     p.add_argument("--hint", choices=["latency", "throughput"], default="latency", help="OpenVINO performance hint")
     p.add_argument("--ort-opt-level", choices=["disable", "basic", "extended", "all"], default="all")
     p.add_argument("--ort-provider", choices=["cpu", "cuda", "tensorrt"], help="ONNX Runtime execution provider")
-    p.add_argument("--ort-spin", choices=["auto", "on", "off"], default="auto",
-                   help="ONNX Runtime worker-thread spinning (auto: off when runtimes are compared side by side)")
+    p.add_argument("--ort-spin", choices=["on", "off"], default="on",
+                   help="ONNX Runtime worker threads spin between calls (default on: faster, busier CPU)")
     p.add_argument("--channels-last", action="store_true", help="torch: channels_last memory format")
     p.add_argument("--compile", action="store_true", help="torch: torch.compile (inductor)")
+    p.add_argument("--cuda-graphs", action="store_true", help="torch on CUDA: replay a captured CUDA graph")
 
 
 def _add_bench_options(p: argparse.ArgumentParser, batch_default: str) -> None:

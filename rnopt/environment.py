@@ -67,6 +67,28 @@ def _version(package: str) -> str | None:
         return None
 
 
+def gpu_description() -> str | None:
+    """GPU name and driver (from nvidia-smi when present), or None on a machine without CUDA."""
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+                                 capture_output=True, text=True, timeout=10).stdout.strip().splitlines()
+            if out:
+                name, _, driver = out[0].partition(",")
+                return f"{name.strip()} (driver {driver.strip()})"
+        except (OSError, subprocess.SubprocessError):
+            pass
+    try:
+        import torch
+
+        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except Exception:  # a broken CUDA install must not break a CPU benchmark
+        return None
+
+
 @cache
 def snapshot() -> Environment:
     model, flags = _cpuinfo()
@@ -79,4 +101,5 @@ def snapshot() -> Environment:
         os=f"{platform.system()} {platform.release()}",
         python=platform.python_version(),
         versions={p: _version(p) for p in _PACKAGES},
+        gpu=gpu_description(),
     )

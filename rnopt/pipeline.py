@@ -79,8 +79,7 @@ def _run_steps(opts: RunOptions, loaded: LoadedModel, dataset: ImageDataset | No
         report.sections["quantize"] = quantize_onnx(fp32, int8, opts.calib_data, on_batch=advance)
 
     onnx_models = [ModelFile(p, read_meta(load_onnx(p), p)) for p in (fp32, fused, int8)]
-    # PyTorch and ONNX Runtime are timed side by side: ORT's spinning workers would steal PyTorch's cores.
-    options = BackendOptions(threads=opts.threads, ort_spinning=False)
+    options = BackendOptions(threads=opts.threads)
     ort, torch_backend = get_backend("onnxruntime"), get_backend("torch")
     torch_model = TorchModel(loaded)
     variants = [Variant(f"{loaded.name} (PyTorch)", torch_backend.load(torch_model, options),

@@ -138,3 +138,14 @@ def test_scenarios(cli, tmp_path, fp32_onnx):
 def test_backends_command(cli):
     r = cli("backends")
     assert r.code == 0 and "openvino" in r.out and "providers: cpu" in r.out
+
+
+@pytest.mark.slow
+def test_torch_compile_matches_eager_and_reports_compile_as_first_inference(resnet20, batch, reference):
+    from rnopt.bench import BenchConfig, Variant, bench_variants
+
+    session = get_backend("torch").load(TorchModel(resnet20), BackendOptions(compile=True))
+    assert session.describe() == "compile"
+    [result] = bench_variants([Variant("compiled", session, 32)], BenchConfig([3], 1, 5, 0.0))
+    assert result.first_inference_ms > 10 * result.latency_ms.p50  # the compilation happens on the first call
+    assert np.abs(session.predict(batch) - reference).max() < 1e-3

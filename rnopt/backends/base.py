@@ -6,6 +6,7 @@ runtime consumes, once, outside any timed region; `Session.run` is the call that
 """
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,13 +82,13 @@ class BackendOptions:
     performance_hint: str = "latency"  # OpenVINO: latency or throughput
     ort_opt_level: str = "all"  # ONNX Runtime graph optimization at load time
     ort_provider: str | None = None  # ONNX Runtime execution provider; None: by device
-    # ONNX Runtime's idle worker threads spin for a while after each call. Alone that saves wake-up
-    # time; beside another runtime's threads on a small machine it steals their cores (PyTorch ran
-    # 2.5x slower at p50 interleaved with spinning ORT sessions on 2 cores). None: on, unless the
-    # comparison mixes runtimes.
-    ort_spinning: bool | None = None
+    # ONNX Runtime's idle worker threads spin for a while after each call: that saves wake-up time
+    # (ResNet-20 batch 1: 0.46 ms with, 0.83 ms without, on 2 cores). The bench harness pauses between
+    # variants so the spinning does not reach the next one.
+    ort_spinning: bool = True
     channels_last: bool = False  # PyTorch memory format
     compile: bool = False  # PyTorch: torch.compile (inductor)
+    cuda_graphs: bool = False  # PyTorch on CUDA: replay a captured graph instead of launching kernels
 
 
 class Session(ABC):
@@ -112,6 +113,12 @@ class Session(ABC):
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         return self.to_numpy(self.run(self.prepare(batch)))
+
+    def timed_run(self, prepared: Any) -> float:
+        """Seconds one `run` takes; a device backend may time with its own clock (CUDA events)."""
+        start = time.perf_counter()
+        self.run(prepared)
+        return time.perf_counter() - start
 
     def describe(self) -> str:
         """Extra settings worth showing next to the backend name (provider, hint, memory format...)."""

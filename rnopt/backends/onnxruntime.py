@@ -103,7 +103,7 @@ class OnnxRuntimeBackend(Backend):
         if _DEVICE_OF.get(provider, provider) != options.device:
             raise RnoptError(f"execution provider {provider!r} does not run on device {options.device!r}")
         start = time.perf_counter()
-        spinning = options.ort_spinning is not False
+        spinning = options.ort_spinning
         session = create_session(str(file.path), options.threads, provider, options.ort_opt_level, spinning)
         threads = options.threads or os.cpu_count() or 1
         result = OrtSession(session, provider, precision, threads, spinning)

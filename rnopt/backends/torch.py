@@ -32,6 +32,26 @@ def check_precision_for_device(precision: str, device: str) -> None:
         raise RnoptError("this CPU has no native bf16 (avx512_bf16/amx): PyTorch bf16 would be emulated and slow")
 
 
+class _CapturedGraph:
+    """A CUDA graph captured for one static input; replaying it skips every kernel launch."""
+
+    def __init__(self, session: "TorchSession", tensor: torch.Tensor) -> None:
+        self.input = tensor
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(3):  # warm up on a side stream, as torch.cuda.graphs requires
+                session._forward(tensor)
+        torch.cuda.current_stream().wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.output = session._forward(tensor)
+
+    def replay(self) -> torch.Tensor:
+        self.graph.replay()
+        return self.output
+
+
 class TorchSession(Session):
     backend = "torch"
 
@@ -42,28 +62,44 @@ class TorchSession(Session):
         self.threads = torch.get_num_threads()
         self.memory_format = torch.channels_last if options.channels_last else torch.contiguous_format
         self.compiled = options.compile
+        self.cuda_graphs = options.cuda_graphs
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.precision == "fp32":
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device, dtype=_DTYPES[self.precision])
 
-    def prepare(self, batch: np.ndarray) -> torch.Tensor:
+    def prepare(self, batch: np.ndarray) -> Any:
         tensor = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
-        return tensor.contiguous(memory_format=self.memory_format)
+        tensor = tensor.contiguous(memory_format=self.memory_format)
+        return _CapturedGraph(self, tensor) if self.cuda_graphs else tensor
 
-    def run(self, prepared: torch.Tensor) -> torch.Tensor:
+    def _forward(self, tensor: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode(), self._autocast():
-            out = self.module(prepared)
+            return self.module(tensor)
+
+    def run(self, prepared: Any) -> torch.Tensor:
+        out = prepared.replay() if isinstance(prepared, _CapturedGraph) else self._forward(prepared)
         if self.device == "cuda":
             torch.cuda.synchronize()
         return out
+
+    def timed_run(self, prepared: Any) -> float:
+        if self.device != "cuda":
+            return super().timed_run(prepared)
+        # CUDA events time the GPU work itself, from the stream's point of view.
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        self.run(prepared)
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3
 
     def to_numpy(self, output: torch.Tensor) -> np.ndarray:
         return output.float().cpu().numpy()
 
     def describe(self) -> str:
-        parts = ["compile" if self.compiled else "eager"]
+        parts = ["compile" if self.compiled else "eager"] + (["cuda_graphs"] if self.cuda_graphs else [])
         if self.memory_format is torch.channels_last:
             parts.append("channels_last")
         return ",".join(parts)
@@ -87,6 +123,8 @@ class TorchBackend(Backend):
         self.check_precision(options.precision)
         precision = options.precision or "fp32"
         check_precision_for_device(precision, options.device)
+        if options.cuda_graphs and options.device != "cuda":
+            raise RnoptError("CUDA graphs need --device cuda")
         start = time.perf_counter()
         if options.threads:
             torch.set_num_threads(options.threads)
