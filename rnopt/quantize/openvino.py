@@ -32,9 +32,11 @@ def _samples(dataset, meta, on_batch: Callable[[int], None] | None) -> Iterator[
 
 def quantize_openvino(source: str | Path, output: str | Path, calib_data: str | None = None,
                       calib_size: int = 500, on_batch: Callable[[int], None] | None = None) -> QuantizeResult:
-    import nncf
-    import openvino as ov
-
+    try:
+        import nncf
+        import openvino as ov
+    except ImportError as exc:
+        raise RnoptError(f"OpenVINO int8 needs NNCF and OpenVINO ({exc.name} is missing): pip install nncf openvino") from None
     source, output = readable_file(source, "model file"), Path(output)
     if output.suffix != ".xml":
         raise RnoptError(f"OpenVINO IR output must end in .xml (the weights go beside it as .bin), got {output}")
