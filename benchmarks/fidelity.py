@@ -26,8 +26,8 @@ from rnopt.backends.onnxruntime import create_session  # noqa: E402
 from rnopt.bench import BenchConfig, Variant, bench_variants  # noqa: E402
 from rnopt.onnx_model import load_onnx, read_meta  # noqa: E402
 
-ROUNDS = 5
-SECONDS = 4.0
+ROUNDS = 7
+SECONDS = 5.0
 THREADS = 2
 
 
