@@ -234,14 +234,15 @@ def cmd_report(args: argparse.Namespace) -> None:
     from rnopt.report.loading import load_results
     from rnopt.report.markdown import to_markdown
 
-    _check_outputs(args, args.output)
+    _check_outputs(args, args.output, args.json)
     data = load_results(args.results)
     fmt = args.format or {".md": "md", ".json": "json"}.get(Path(args.output).suffix, "html")
+    merged = Report("report", command=args.command_line, warnings=data.warnings, sections=_merged_sections(data))
     if fmt == "json":
-        write_json(args.output, Report("report", command=args.command_line, warnings=data.warnings,
-                                       sections=_merged_sections(data)).to_dict())
+        write_json(args.output, merged.to_dict())
     else:
         write_text(args.output, to_html(data) if fmt == "html" else to_markdown(data))
+    _write_report(args, merged)
     if not args.quiet:
         console.print(f"wrote {args.output} ({fmt}) from {len(args.results)} file(s)")
 

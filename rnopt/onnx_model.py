@@ -51,6 +51,19 @@ def load_onnx(path: str | Path, load_weights: bool = True) -> onnx.ModelProto:
     return model
 
 
+def open_float_model(source: str | Path, output: str | Path, step: str) -> tuple[Path, Path, onnx.ModelProto, ModelMeta]:
+    """The input of a rewriting step (optimize, quantize): checked, parsed, never the output, not int8."""
+    from rnopt.fileio import ensure_output_differs
+
+    source, output = readable_file(source, "model file"), Path(output)
+    ensure_output_differs([source], output)
+    model = load_onnx(source)
+    meta = read_meta(model, source)
+    if meta.variant == "int8" or any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node):
+        raise RnoptError(f"{source} is already quantized: {step} the float model")
+    return source, output, model, meta
+
+
 def read_meta(model: onnx.ModelProto, path: str | Path = "model") -> ModelMeta:
     """The rnopt metadata of `model`, or one inferred from its input shape for a foreign ONNX file."""
     props = {p.key: p.value for p in model.metadata_props}

@@ -15,9 +15,9 @@ import onnxruntime as ort
 
 from rnopt.backends.onnxruntime import session_options
 from rnopt.errors import RnoptError
-from rnopt.fileio import atomic_path, ensure_output_differs, readable_file
+from rnopt.fileio import atomic_path
 from rnopt.numerics import compare_onnx_outputs
-from rnopt.onnx_model import load_onnx, op_counts, read_meta, save_onnx, write_meta
+from rnopt.onnx_model import load_onnx, op_counts, open_float_model, save_onnx, write_meta
 from rnopt.report.results import OptimizeResult
 
 LEVELS = ("basic", "extended")
@@ -26,12 +26,7 @@ LEVELS = ("basic", "extended")
 def optimize_model(source: str | Path, output: str | Path, level: str = "extended") -> OptimizeResult:
     if level not in LEVELS:
         raise RnoptError(f"unknown optimization level {level!r}: choose {' or '.join(LEVELS)}")
-    source, output = readable_file(source, "model file"), Path(output)
-    ensure_output_differs([source], output)
-    original = load_onnx(source)
-    meta = read_meta(original, source)
-    if meta.variant == "int8":
-        raise RnoptError(f"{source} is already quantized: optimize the float model, then quantize it")
+    source, output, original, meta = open_float_model(source, output, "optimize")
     with tempfile.TemporaryDirectory() as scratch:
         raw = Path(scratch) / "optimized.onnx"
         opts = session_options(opt_level=level)

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from rnopt.report.compare import compare_runs, latency_verdict
+from rnopt.report.compare import latency_verdict
 from rnopt.report.html import to_html
-from rnopt.report.loading import from_payload, load_results
-from rnopt.report.markdown import to_markdown
+from rnopt.report.loading import from_payload
 from rnopt.report.plots import pareto_front
 
 
@@ -71,6 +70,9 @@ def test_report_merges_bench_and_eval_files(cli, tmp_path, fp32_onnx, int8_onnx)
     assert cli("report", tmp_path / "b.json", "-o", tmp_path / "r.json").code == 0
     merged = json.loads((tmp_path / "r.json").read_text())
     assert merged["kind"] == "report" and len(merged["bench"]["results"]) == 4
+    # a merged file is itself an input: to another report, or as a compare-runs baseline
+    assert cli("report", tmp_path / "r.json", tmp_path / "e.json", "-o", tmp_path / "again.md").code == 0
+    assert cli("compare-runs", tmp_path / "r.json", tmp_path / "b.json").code == 0
 
 
 def test_text_from_inputs_is_escaped(run_report, tmp_path):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from rnopt.backends.base import ModelFile, ModelInput, TorchModel
+from rnopt.backends.base import ModelFile, ModelInput
 from rnopt.onnx_model import load_onnx, read_meta
 
 

@@ -12,14 +12,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+import onnx
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from rnopt.data import ImageDataset
 from rnopt.quantize.calibration import calibration_set
 from rnopt.errors import RnoptError
-from rnopt.fileio import atomic_path, ensure_output_differs, readable_file
-from rnopt.onnx_model import ModelMeta, load_onnx, read_meta, save_onnx, write_meta
+from rnopt.fileio import atomic_path
+from rnopt.onnx_model import ModelMeta, load_onnx, open_float_model, save_onnx, write_meta
 from rnopt.report.results import QuantizeResult
 
 METHODS = {
@@ -53,11 +54,8 @@ def quantize_onnx(source: str | Path, output: str | Path, calib_data: str | None
                   on_batch: Callable[[int], None] | None = None) -> QuantizeResult:
     if method not in METHODS:
         raise RnoptError(f"unknown calibration method {method!r}: choose one of {', '.join(METHODS)}")
-    source, output = readable_file(source, "model file"), Path(output)
-    ensure_output_differs([source], output)
-    model = load_onnx(source)
-    meta = read_meta(model, source)
-    _check_quantizable(model, meta, source)
+    source, output, model, meta = open_float_model(source, output, "quantize")
+    _check_standard_ops(model, source)
     calib_name, dataset = calibration_set(meta, calib_data, calib_size)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
@@ -83,9 +81,7 @@ def quantize_onnx(source: str | Path, output: str | Path, calib_data: str | None
                           "int8", source.stat().st_size, size_after, time.perf_counter() - start)
 
 
-def _check_quantizable(model, meta: ModelMeta, source: Path) -> None:  # noqa: ANN001 - onnx.ModelProto
-    if meta.variant == "int8" or any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node):
-        raise RnoptError(f"{source} is already quantized: quantize the float model")
+def _check_standard_ops(model: onnx.ModelProto, source: Path) -> None:
     foreign = sorted({n.domain for n in model.graph.node if n.domain not in ("", "ai.onnx")})
     if foreign:
         raise RnoptError(f"{source} holds runtime-specific fused ops ({', '.join(foreign)}): quantize the "

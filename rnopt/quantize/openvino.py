@@ -17,8 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from rnopt.errors import RnoptError
-from rnopt.fileio import ensure_output_differs, readable_file
-from rnopt.onnx_model import load_onnx, read_meta
+from rnopt.onnx_model import open_float_model
 from rnopt.quantize.calibration import calibration_set
 from rnopt.report.results import QuantizeResult
 
@@ -37,14 +36,9 @@ def quantize_openvino(source: str | Path, output: str | Path, calib_data: str | 
         import openvino as ov
     except ImportError as exc:
         raise RnoptError(f"OpenVINO int8 needs NNCF and OpenVINO ({exc.name} is missing): pip install nncf openvino") from None
-    source, output = readable_file(source, "model file"), Path(output)
-    if output.suffix != ".xml":
+    if Path(output).suffix != ".xml":
         raise RnoptError(f"OpenVINO IR output must end in .xml (the weights go beside it as .bin), got {output}")
-    ensure_output_differs([source], output)
-    onnx_model = load_onnx(source)
-    meta = read_meta(onnx_model, source)
-    if meta.variant == "int8":
-        raise RnoptError(f"{source} is already quantized: quantize the float model")
+    source, output, _, meta = open_float_model(source, output, "quantize")
     calib_name, dataset = calibration_set(meta, calib_data, calib_size)
     start = time.perf_counter()
     logging.getLogger("nncf").setLevel(logging.ERROR)  # NNCF's progress lines would garble our own

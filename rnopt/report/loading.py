@@ -26,7 +26,7 @@ from rnopt.report.results import (
     QuantizeResult,
 )
 
-KINDS = ("export", "optimize", "quantize", "bench", "eval", "run")
+KINDS = ("export", "optimize", "quantize", "bench", "eval", "run", "report")
 
 
 @dataclass
@@ -114,6 +114,14 @@ def _sections(payload: dict[str, Any], kind: str, source: str) -> ReportData:
         data.bench.extend(build(BenchResult, r) for r in payload["results"])
     elif kind == "eval":
         data.evals.append(_eval_section(payload))
+    elif kind == "report":  # a merged report written by `rnopt report -o x.json`: lists of each section
+        data.commands = list(payload.get("commands", data.commands))
+        data.models.extend(payload.get("models", []))
+        data.exports.extend(build(ExportResult, r) for r in payload.get("exports", []))
+        data.optimizations.extend(build(OptimizeResult, r) for r in payload.get("optimizations", []))
+        data.quantizations.extend(build(QuantizeResult, r) for r in payload.get("quantizations", []))
+        data.bench.extend(build(BenchResult, r) for r in payload["bench"]["results"])
+        data.evals.extend(_eval_section(e) for e in payload.get("evals", []))
     else:  # run: one of each section
         data.models.append(payload["model"])
         for key, (cls, target) in sections.items():
