@@ -11,11 +11,12 @@ from rnopt.backends import BackendOptions, ModelFile, TorchModel, get_backend
 from rnopt.bench import BenchConfig, Variant, bench_variants, summarize_warnings
 from rnopt.data import ImageDataset, align_labels, load_dataset
 from rnopt.evaluate import evaluate
-from rnopt.export import export_model
+from rnopt.export import export_model, meta_for
 from rnopt.models.registry import LoadedModel, create_model
 from rnopt.onnx_model import load_onnx, read_meta
 from rnopt.optimize import optimize_model
 from rnopt.quantize import quantize_onnx
+from rnopt.quantize.calibration import calibration_set
 from rnopt.report.html import to_html
 from rnopt.report.loading import from_payload
 from rnopt.report.markdown import to_markdown
@@ -54,7 +55,9 @@ def run_dir(base: Path, model: str) -> Path:
 def run_pipeline(opts: RunOptions) -> tuple[Report, Path]:
     loaded = create_model(opts.model, opts.weights, opts.num_classes, opts.labels)
     data_name = opts.data or ("cifar10" if loaded.spec.family == "cifar10" else None)
-    dataset = load_dataset(data_name) if data_name else None  # fail on bad data before the long steps
+    # Fail on bad data before the long steps.
+    dataset = load_dataset(data_name) if data_name else None
+    calibration_set(meta_for(loaded), opts.calib_data, 1)
     opts.output.mkdir(parents=True, exist_ok=True)
     out = run_dir(opts.output, loaded.name)
     out.mkdir()

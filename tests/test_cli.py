@@ -139,7 +139,7 @@ def junk(tmp_path):
     (["eval", "{model}", "--data", "{tmp}/broken", "--json", "{out}"], "cannot decode image"),
     (["eval", "{model}", "--data", "{tmp}/nowhere", "--json", "{out}"], "neither a bundled set"),
     (["eval", "{model}", "--batch-size", "0", "--json", "{out}"], "expected a positive integer"),
-    (["quantize", "{model}", "-o", "{out}", "--calib-data", "{tmp}/empty"], "no class sub-folders"),
+    (["quantize", "{model}", "-o", "{out}", "--calib-data", "{tmp}/empty"], "holds no images"),
     (["run", "--model", "nope", "--output", "{tmp}/reports"], "unknown model 'nope'"),
 ])
 def test_bad_input_is_one_line_and_leaves_no_output(cli, junk, fp32_onnx, argv, message):

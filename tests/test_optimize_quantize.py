@@ -60,3 +60,14 @@ def test_quantize_refuses_quantized_and_fused_inputs(tmp_path, fp32_onnx, int8_o
 def test_entropy_calibration_on_a_small_set(tmp_path, fp32_onnx):
     result = quantize_onnx(fp32_onnx, tmp_path / "e.onnx", calib_size=100, method="entropy")
     assert result.calib_size == 100 and result.method == "entropy"
+
+
+def test_calibration_takes_a_flat_folder_of_images(tmp_path, fp32_onnx, image_folder):
+    result = quantize_onnx(fp32_onnx, tmp_path / "flat.onnx", calib_data=str(image_folder / "cat"), calib_size=6)
+    assert result.calib_size == 6 and (tmp_path / "flat.onnx").exists()
+
+
+def test_run_refuses_a_model_without_calibration_data_before_working(cli, tmp_path):
+    r = cli("run", "--model", "resnet18", "--output", tmp_path / "runs")
+    assert r.code == 1 and "pass --calib-data DIR" in r.err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

@@ -68,8 +68,11 @@ def _decode(data: bytes, shown: str) -> Image.Image:
         raise RnoptError(f"cannot decode image {shown}: {exc}; remove or replace it") from None
 
 
-def load_dataset(name_or_dir: str | Path) -> ImageDataset:
-    """`cifar10`, `cifar10-calib`, or a directory with one sub-folder of images per class."""
+def load_dataset(name_or_dir: str | Path, unlabelled_ok: bool = False) -> ImageDataset:
+    """`cifar10`, `cifar10-calib`, or a directory with one sub-folder of images per class.
+
+    With `unlabelled_ok` (calibration needs images, not labels) a flat folder of images is accepted too.
+    """
     if str(name_or_dir) in BUNDLED:
         return _bundled(str(name_or_dir))
     path = Path(name_or_dir)
@@ -78,7 +81,20 @@ def load_dataset(name_or_dir: str | Path) -> ImageDataset:
                          f"nor an existing folder")
     if not path.is_dir():
         raise RnoptError(f"data {path} is not a folder: give a folder with one sub-folder of images per class")
+    if unlabelled_ok and not any(d.is_dir() for d in path.iterdir()):
+        return _flat_folder(path)
     return _image_folder(path)
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return [f for f in sorted(folder.rglob("*")) if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
+
+
+def _flat_folder(root: Path) -> ImageDataset:
+    samples = [(0, f.read_bytes, str(f)) for f in _images_in(root)]
+    if not samples:
+        raise RnoptError(f"data folder {root} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return ImageDataset(str(root), ["unlabelled"], samples)
 
 
 @cache
@@ -103,9 +119,7 @@ def _image_folder(root: Path) -> ImageDataset:
                          f"in their own sub-folder (ImageFolder layout)")
     samples = []
     for label, cls in enumerate(classes):
-        for f in sorted((root / cls).rglob("*")):
-            if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
-                samples.append((label, f.read_bytes, str(f)))
+        samples += [(label, f.read_bytes, str(f)) for f in _images_in(root / cls)]
     if not samples:
         raise RnoptError(f"data folder {root} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}) "
                          f"in its class sub-folders")

@@ -10,7 +10,7 @@ def default_calibration_data(meta: ModelMeta) -> str:
     if meta.input_size == 32 and len(meta.class_names) == 10:
         return "cifar10-calib"
     raise RnoptError(f"no bundled calibration images fit {meta.model} ({meta.input_size}px input): "
-                     f"pass --calib-data DIR with a few hundred representative images (ImageFolder layout)")
+                     f"pass --calib-data DIR with a few hundred representative images (a folder of images)")
 
 
 def calibration_set(meta: ModelMeta, calib_data: str | None, calib_size: int) -> tuple[str, ImageDataset]:
@@ -18,4 +18,4 @@ def calibration_set(meta: ModelMeta, calib_data: str | None, calib_size: int) ->
     if calib_size <= 0:
         raise RnoptError(f"--calib-size must be positive, got {calib_size}")
     name = calib_data or default_calibration_data(meta)
-    return name, load_dataset(name).subset(calib_size)
+    return name, load_dataset(name, unlabelled_ok=True).subset(calib_size)
