@@ -66,15 +66,22 @@ def cmd_models(args: argparse.Namespace) -> None:
     from rnopt.models import MODELS, count_params_and_macs
     from rnopt.report.tables import Table
 
-    rows = []
+    _check_outputs(args, args.json)
+    listing = []
     for name, spec in MODELS.items():
         params, macs = count_params_and_macs(spec)
         w = spec.weights
-        rows.append([name, spec.family, f"{spec.preprocessing.crop}x{spec.preprocessing.crop}",
-                     f"{params / 1e6:.2f} M", f"{macs / 1e9:.3f} G",
-                     "bundled" if w else "none", f"{w.jpeg_top1:.2%}" if w else ""])
-    print_table(Table("Models (built-in; a name without bundled weights takes --weights PATH)", ["name", "family", "input", "parameters", "multiply-adds", "trained weights",
-                                 "top-1 (CIFAR-10 JPEG test set)"], rows))
+        listing.append({"name": name, "family": spec.family, "input_size": spec.preprocessing.crop,
+                        "parameters": params, "multiply_adds": macs, "bundled_weights": w is not None,
+                        "top1_cifar10_jpeg": w.jpeg_top1 if w else None})
+    rows = [[m["name"], m["family"], f"{m['input_size']}x{m['input_size']}", f"{m['parameters'] / 1e6:.2f} M",
+             f"{m['multiply_adds'] / 1e9:.3f} G", "bundled" if m["bundled_weights"] else "none",
+             f"{m['top1_cifar10_jpeg']:.2%}" if m["top1_cifar10_jpeg"] else ""] for m in listing]
+    if not args.quiet:
+        print_table(Table("Models (a name without bundled weights takes --weights PATH)",
+                          ["name", "family", "input", "parameters", "multiply-adds", "trained weights",
+                           "top-1 (CIFAR-10 JPEG test set)"], rows))
+    _write_report(args, Report("models", command=args.command_line, sections={"models": listing}))
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -108,7 +115,8 @@ def cmd_quantize(args: argparse.Namespace) -> None:
     from rnopt.quantize import quantize_onnx, quantize_openvino
     from rnopt.report.tables import quantize_table
 
-    _check_outputs(args, args.output, args.json)
+    weights_file = Path(args.output).with_suffix(".bin") if args.backend == "openvino" else None
+    _check_outputs(args, args.output, args.json, weights_file)
     if args.backend == "openvino" and args.method != "minmax":
         raise RnoptError("--method applies to the onnxruntime quantizer; NNCF chooses its own ranges")
     with progress.task("calibrating", args.calib_size) as advance:
@@ -281,10 +289,15 @@ def cmd_backends(args: argparse.Namespace) -> None:
     notes = {"onnxruntime": f"providers: {', '.join(available_providers())}",
              "openvino": "int8 via NNCF (`rnopt quantize --backend openvino`); precision hints fp32/bf16/fp16",
              "torch": "eager or --compile; --channels-last; bf16 autocast" + ("" if env.has_bf16 else " (no native bf16 here)")}
-    rows = [[name, ", ".join(cls.devices()) or "not usable", ", ".join(cls.precisions),
-             env.versions.get(name) or "", notes.get(name, "")] for name, cls in BACKENDS.items()]
-    print_table(Table("Backends on this machine", ["backend", "devices", "precisions", "version", "notes"], rows,
-                      f"CPU: {env.cpu_model}; ISA: {', '.join(env.isa) or 'none detected'}"))
+    _check_outputs(args, args.json)
+    listing = [{"name": name, "devices": cls.devices(), "precisions": list(cls.precisions),
+                "version": env.versions.get(name), "notes": notes.get(name, "")} for name, cls in BACKENDS.items()]
+    rows = [[b["name"], ", ".join(b["devices"]) or "not usable", ", ".join(b["precisions"]), b["version"] or "",
+             b["notes"]] for b in listing]
+    if not args.quiet:
+        print_table(Table("Backends on this machine", ["backend", "devices", "precisions", "version", "notes"],
+                          rows, f"CPU: {env.cpu_model}; ISA: {', '.join(env.isa) or 'none detected'}"))
+    _write_report(args, Report("backends", command=args.command_line, sections={"backends": listing}))
 
 
 def cmd_run(args: argparse.Namespace) -> None:
