@@ -158,8 +158,8 @@ def _load_pairs(args: argparse.Namespace, default_backend: Callable[[object], st
 
     models = _open_all(args)
     options = _backend_options(args)
-    plan = [(arg, model, parse_backends(args.backend) if args.backend else [get_backend(default_backend(model))])
-            for arg, model in zip(args.models, models)]
+    asked = parse_backends(args.backend) if args.backend else None
+    plan = [(arg, model, asked or [get_backend(default_backend(model))]) for arg, model in zip(args.models, models)]
     pairs, skipped = [], []
     for arg, model, backends in plan:
         for backend in backends:
@@ -170,7 +170,7 @@ def _load_pairs(args: argparse.Namespace, default_backend: Callable[[object], st
                     raise
                 skipped.append(f"skipped {arg} on {backend.name}: {exc}")
                 continue
-            label = arg if len(backends) == 1 and not args.backend_in_label else f"{arg} [{backend.name}]"
+            label = f"{arg} [{backend.name}]" if asked and len(asked) > 1 else arg
             pairs.append((label, model, session))
     if not pairs:
         raise RnoptError(skipped[0] if skipped else "nothing to run")
@@ -193,7 +193,6 @@ def cmd_bench(args: argparse.Namespace) -> None:
         args.hint = "throughput"
         args.batch_size = args.batch_size if args.batch_size_given else [1, 8, 32]
     config = BenchConfig(args.batch_size, args.warmup, args.iterations, args.min_time)
-    args.backend_in_label = "," in (args.backend or "")
     pairs = _load_pairs(args, lambda m: "onnxruntime")
     variants = [Variant(label, session, model.input_size, model.size_bytes) for label, model, session in pairs]
     with progress.task("benchmarking") as advance:
@@ -216,7 +215,6 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from rnopt.report.tables import comparison_table, eval_table
 
     _check_outputs(args, args.json)
-    args.backend_in_label = "," in (args.backend or "")
     pairs = _load_pairs(args, lambda m: "onnxruntime" if isinstance(m, ModelFile) else "torch")
     preprocessing = [model.preprocessing for _, model, _ in pairs]
     if any(p != preprocessing[0] for p in preprocessing):
@@ -225,8 +223,6 @@ def cmd_eval(args: argparse.Namespace) -> None:
     sessions = [(label, session) for label, _, session in pairs]
     with progress.task(f"evaluating on {dataset.name}", len(dataset)) as advance:
         results, comparisons = evaluate(sessions, dataset, preprocessing[0], args.batch_size, advance)
-    for result, (_, _, session) in zip(results, pairs):
-        result.precision = session.precision
     if not args.quiet:
         print_table(eval_table(results, dataset.name))
         if comparisons:

@@ -42,7 +42,7 @@ def evaluate(models: list[tuple[str, Session]], dataset: ImageDataset, preproces
         seen += len(labels)
         if on_batch:
             on_batch(len(labels))
-    results = [EvalResult(name, t.top1 / seen, t.top5 / seen, seen, session.backend)
+    results = [EvalResult(name, t.top1 / seen, t.top5 / seen, seen, session.backend, session.precision)
                for (name, session), t in zip(models, tallies)]
     comparisons = [Comparison(models[0][0], name, r.top1 - results[0].top1, d.agree / seen,
                               d.abs_sum / max(d.count, 1), d.abs_max)

@@ -81,7 +81,7 @@ def _run_steps(opts: RunOptions, loaded: LoadedModel, dataset: ImageDataset | No
     with progress.task("calibrating int8", 500) as advance:
         report.sections["quantize"] = quantize_onnx(fp32, int8, opts.calib_data, on_batch=advance)
 
-    onnx_models = [ModelFile(p, read_meta(load_onnx(p), p)) for p in (fp32, fused, int8)]
+    onnx_models = [ModelFile(p, read_meta(load_onnx(p, load_weights=False), p)) for p in (fp32, fused, int8)]
     options = BackendOptions(threads=opts.threads)
     ort, torch_backend = get_backend("onnxruntime"), get_backend("torch")
     torch_model = TorchModel(loaded)

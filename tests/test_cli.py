@@ -28,7 +28,9 @@ def test_export_optimize_quantize_bench_eval_chain(cli, tmp_path):
     export = json.loads((tmp_path / "export.json").read_text())
     assert export["schema_version"] == 1 and export["kind"] == "export"
     assert [c["batch_size"] for c in export["results"][0]["checks"]] == [1, 3]
-    assert "avx2" in export["environment"]["isa"] or export["environment"]["isa"] is not None
+    env = export["environment"]
+    assert isinstance(env["isa"], list) and env["logical_cores"] >= 1
+    assert set(env["versions"]) >= {"torch", "onnx", "onnxruntime", "openvino"} and env["python"]
     assert cli("optimize", m, "-o", fused).code == 0
     r = cli("quantize", m, "-o", q, "--calib-size", "100")
     assert r.code == 0 and q.exists(), r.err
