@@ -66,16 +66,12 @@ def latency_stats(samples_s: list[float]) -> LatencyStats:
                         float(ms.min()), float(ms.max()), stdev)
 
 
-def _timed(session: Session, prepared: object) -> float:
-    return session.timed_run(prepared)
-
-
 def _block(session: Session, prepared: object) -> list[float]:
     for _ in range(BLOCK_WARMUP):
         session.run(prepared)
     samples: list[float] = []
     while len(samples) < BLOCK_ITERATIONS or sum(samples) < BLOCK_TIME_S:
-        samples.append(_timed(session, prepared))
+        samples.append(session.timed_run(prepared))
     return samples
 
 
@@ -89,7 +85,7 @@ def bench_variants(variants: list[Variant], config: BenchConfig,
         for v in variants:
             data = rng.standard_normal((batch, 3, v.input_size, v.input_size), dtype=np.float32)
             inputs = v.session.prepare(data)
-            first_ms.append(_timed(v.session, inputs) * 1e3)
+            first_ms.append(v.session.timed_run(inputs) * 1e3)
             for _ in range(config.warmup):
                 v.session.run(inputs)
             prepared.append(inputs)

@@ -174,3 +174,16 @@ def test_unreadable_file(cli, tmp_path, fp32_onnx):
     r = cli("bench", locked)
     _one_line_error(r)
     assert "not readable" in r.err
+
+
+def test_outputs_get_the_usual_file_mode(tmp_path):
+    import stat
+
+    from rnopt.fileio import write_text
+
+    old = os.umask(0o022)
+    try:
+        write_text(tmp_path / "y.md", "hi")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "y.md").stat().st_mode) == 0o644

@@ -20,10 +20,6 @@ from rnopt.errors import RnoptError
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def cuda_device_name() -> str | None:
-    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-
-
 def check_precision_for_device(precision: str, device: str) -> None:
     """bf16 needs CPU support to be fast (or CUDA); fp16 autocast is a CUDA feature."""
     if precision == "fp16" and device == "cpu":

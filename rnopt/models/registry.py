@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from rnopt.errors import RnoptError
+from rnopt.fileio import readable_file
 from rnopt.models.checkpoint import read_state_dict, sha256_of
 from rnopt.models.cifar_resnet import cifar_resnet
 from rnopt.models.resnet import imagenet_resnet
@@ -190,8 +191,6 @@ def _class_names(spec: ModelSpec, num_classes: int, labels: str | Path | None) -
 
 
 def _read_labels(path: Path) -> list[str]:
-    from rnopt.fileio import readable_file
-
     try:
         lines = readable_file(path, "labels file").read_text().splitlines()
     except UnicodeDecodeError:

@@ -31,15 +31,6 @@ def bench_table(results: list[BenchResult]) -> Table:
     return Table("Latency", headers, rows, "! = see warnings")
 
 
-def speedup_table(results: list[BenchResult], reference: str) -> Table:
-    """Median latency of each variant relative to `reference` at the same batch size."""
-    base = {r.batch_size: r.latency_ms.p50 for r in results if r.model == reference}
-    rows = [[r.model, r.backend, r.precision, str(r.batch_size), f"{r.latency_ms.p50:.3f}",
-             f"{base[r.batch_size] / r.latency_ms.p50:.2f}x"] for r in results if r.batch_size in base]
-    return Table(f"Speed-up over {reference} (ratio of medians)", ["model", "backend", "precision", "batch",
-                                                                   "p50 ms", "speed-up"], rows)
-
-
 def eval_table(results: list[EvalResult], dataset: str) -> Table:
     rows = [[r.model, r.backend, r.precision, f"{r.top1:.2%}", f"{r.top5:.2%}", f"{r.n:,}"] for r in results]
     return Table(f"Accuracy on {dataset}", ["model", "backend", "precision", "top-1", "top-5", "images"], rows)
