@@ -118,17 +118,20 @@ def _slowed(payload: dict, factor: float) -> dict:
 
 def test_slower_and_less_accurate_runs_fail_the_gate(cli, run_report, tmp_path):
     payload = _payload(run_report)
+    for result in payload["bench"]["results"]:
+        result["cv"] = 0.05  # a quiet machine: the noise band stays far below the 50 % slow-down
+    (tmp_path / "base.json").write_text(json.dumps(payload))
     slow = _slowed(payload, 1.5)
     slow["eval"]["results"][2]["top1"] -= 0.02
     slow["environment"]["versions"]["onnxruntime"] = "0.0.1"
     (tmp_path / "cur.json").write_text(json.dumps(slow))
-    r = cli("compare-runs", run_report / "report.json", tmp_path / "cur.json", "--json", tmp_path / "c.json")
+    r = cli("compare-runs", tmp_path / "base.json", tmp_path / "cur.json", "--json", tmp_path / "c.json")
     assert r.code == 1
     assert "regression" in r.err and "slower" in r.out and "less accurate" in r.out
     assert "environments differ (onnxruntime" in r.err
     gate = json.loads((tmp_path / "c.json").read_text())
     assert len(gate["regressions"]) == len(payload["bench"]["results"]) + 1
-    r = cli("compare-runs", run_report / "report.json", tmp_path / "cur.json", "--latency-tolerance", "60",
+    r = cli("compare-runs", tmp_path / "base.json", tmp_path / "cur.json", "--latency-tolerance", "60",
             "--accuracy-tolerance", "3")
     assert r.code == 0, r.err
 
