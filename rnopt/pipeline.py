@@ -21,6 +21,7 @@ from rnopt.report.html import to_html
 from rnopt.report.loading import from_payload
 from rnopt.report.markdown import to_markdown
 from rnopt.report.results import Report
+from rnopt.errors import RnoptError
 from rnopt.fileio import write_json, write_text
 
 DEFAULT_MODEL = "resnet20_cifar10"
@@ -58,14 +59,24 @@ def run_pipeline(opts: RunOptions) -> tuple[Report, Path]:
     # Fail on bad data before the long steps.
     dataset = load_dataset(data_name) if data_name else None
     calibration_set(meta_for(loaded), opts.calib_data, 1)
-    opts.output.mkdir(parents=True, exist_ok=True)
-    out = run_dir(opts.output, loaded.name)
-    out.mkdir()
+    out = _make_run_dir(opts.output, loaded.name)
     try:
         return _run_steps(opts, loaded, dataset, out)
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)  # no half-finished run folder left behind
         raise
+
+
+def _make_run_dir(base: Path, model: str) -> Path:
+    if base.exists() and not base.is_dir():
+        raise RnoptError(f"--output {base} is a file, not a folder: give a folder for the reports")
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        out = run_dir(base, model)
+        out.mkdir()
+    except OSError as exc:
+        raise RnoptError(f"cannot create a report folder in {base}: {exc.strerror}") from None
+    return out
 
 
 def _run_steps(opts: RunOptions, loaded: LoadedModel, dataset: ImageDataset | None,

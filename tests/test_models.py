@@ -86,7 +86,7 @@ def test_truncated_and_foreign_checkpoints(tmp_path):
     with pytest.raises(RnoptError, match="not a readable PyTorch checkpoint"):
         create_model("resnet20_cifar10", weights=tmp_path / "cut.th")
     (tmp_path / "notes.pt").write_text("hello")
-    with pytest.raises(RnoptError, match="not a readable PyTorch checkpoint"):
+    with pytest.raises(RnoptError, match="not a PyTorch checkpoint or safetensors file"):
         create_model("resnet20_cifar10", weights=tmp_path / "notes.pt")
     torch.save({"step": 3, "lr": 0.1}, tmp_path / "opt.pt")
     with pytest.raises(RnoptError, match="no state dict of tensors"):

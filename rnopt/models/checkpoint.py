@@ -41,6 +41,12 @@ def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _load_torch(path: Path) -> object:
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    # torch.save writes a zip archive (PK..) or, in the legacy format, a pickle (protocol byte 0x80).
+    if not (magic.startswith(b"PK") or magic.startswith(b"\x80")):
+        raise RnoptError(f"{path} is not a PyTorch checkpoint or safetensors file: give a .pt/.pth/.th "
+                         f"written by torch.save, or a .safetensors file")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
