@@ -446,6 +446,10 @@ def main(argv: list[str] | None = None) -> int:
     except RnoptError as exc:
         err_console.print(f"error: {exc}", markup=False, soft_wrap=True)
         return 1
+    except OSError as exc:  # the system refused (disk full, permissions...): say what, on one line
+        where = f" ({exc.filename})" if exc.filename else ""
+        err_console.print(f"error: {exc.strerror or exc}{where}", markup=False, soft_wrap=True)
+        return 1
     except KeyboardInterrupt:
         err_console.print("error: interrupted", markup=False)
         return 130

@@ -19,7 +19,12 @@ def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
     parent = dest.parent if str(dest.parent) else Path(".")
     if not parent.is_dir():
         raise RnoptError(f"output folder {parent} does not exist: create it or choose another path")
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=parent)
+    if dest.is_dir():
+        raise RnoptError(f"output {dest} is a folder: give a file name")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=parent)
+    except OSError as exc:
+        raise RnoptError(f"cannot write in {parent}: {exc.strerror}") from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:

@@ -144,6 +144,7 @@ def junk(tmp_path):
     (["quantize", "{model}", "-o", "{out}", "--calib-data", "{tmp}/empty"], "holds no images"),
     (["run", "--model", "nope", "--output", "{tmp}/reports"], "unknown model 'nope'"),
     (["run", "--output", "{tmp}/notes.onnx"], "is a file, not a folder"),
+    (["export", "resnet20_cifar10", "-o", "{tmp}/empty", "--force"], "is a folder: give a file name"),
     (["export", "resnet20_cifar10", "--weights", "{tmp}/notes.onnx", "-o", "{out}"], "not a PyTorch checkpoint"),
 ])
 def test_bad_input_is_one_line_and_leaves_no_output(cli, junk, fp32_onnx, argv, message):
