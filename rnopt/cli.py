@@ -119,7 +119,11 @@ def cmd_quantize(args: argparse.Namespace) -> None:
     _check_outputs(args, args.output, args.json, weights_file)
     if args.backend == "openvino" and args.method != "minmax":
         raise RnoptError("--method applies to the onnxruntime quantizer; NNCF chooses its own ranges")
-    with progress.task("calibrating", args.calib_size) as advance:
+    from rnopt.backends import open_model
+    from rnopt.quantize.calibration import calibration_set
+
+    _, images = calibration_set(open_model(args.input).meta, args.calib_data, args.calib_size)
+    with progress.task("calibrating", len(images)) as advance:
         if args.backend == "openvino":
             result = quantize_openvino(args.input, args.output, args.calib_data, args.calib_size, advance)
         else:

@@ -25,6 +25,7 @@ from rnopt.errors import RnoptError
 from rnopt.fileio import write_json, write_text
 
 DEFAULT_MODEL = "resnet20_cifar10"
+CALIB_SIZE = 500
 EVAL_BATCH = 250  # large batches amortise per-call overhead: the full test set in seconds
 
 
@@ -58,10 +59,10 @@ def run_pipeline(opts: RunOptions) -> tuple[Report, Path]:
     data_name = opts.data or ("cifar10" if loaded.spec.family == "cifar10" else None)
     # Fail on bad data before the long steps.
     dataset = load_dataset(data_name) if data_name else None
-    calibration_set(meta_for(loaded), opts.calib_data, 1)
+    _, calibration = calibration_set(meta_for(loaded), opts.calib_data, CALIB_SIZE)
     out = _make_run_dir(opts.output, loaded.name)
     try:
-        return _run_steps(opts, loaded, dataset, out)
+        return _run_steps(opts, loaded, dataset, len(calibration), out)
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)  # no half-finished run folder left behind
         raise
@@ -79,7 +80,7 @@ def _make_run_dir(base: Path, model: str) -> Path:
     return out
 
 
-def _run_steps(opts: RunOptions, loaded: LoadedModel, dataset: ImageDataset | None,
+def _run_steps(opts: RunOptions, loaded: LoadedModel, dataset: ImageDataset | None, calib_images: int,
                out: Path) -> tuple[Report, Path]:
     report = Report("run", command=opts.command, warnings=list(loaded.warnings))
     report.sections["model"] = _model_section(loaded)
@@ -89,8 +90,8 @@ def _run_steps(opts: RunOptions, loaded: LoadedModel, dataset: ImageDataset | No
         report.sections["export"] = export_model(loaded, fp32)
     with progress.task("fusing operators", None):
         report.sections["optimize"] = optimize_model(fp32, fused, "extended")
-    with progress.task("calibrating int8", 500) as advance:
-        report.sections["quantize"] = quantize_onnx(fp32, int8, opts.calib_data, on_batch=advance)
+    with progress.task("calibrating int8", calib_images) as advance:
+        report.sections["quantize"] = quantize_onnx(fp32, int8, opts.calib_data, CALIB_SIZE, on_batch=advance)
 
     onnx_models = [ModelFile(p, read_meta(load_onnx(p, load_weights=False), p)) for p in (fp32, fused, int8)]
     options = BackendOptions(threads=opts.threads)
