@@ -1,8 +1,8 @@
 """Models for the benchmark suite, built once and cached under benchmarks/.cache/.
 
 ResNet-50 has no trained weights offline: it runs random-initialised, which changes nothing about
-its speed. Its int8 model is calibrated on a few synthetic-free real photos when ../shared is present
-(the ImageNet sample), else on the bundled CIFAR images upscaled by the ImageNet preprocessing.
+its speed. Its int8 model is calibrated on 64 real photos of ../shared's ImageNet sample when it is
+present, else on 64 bundled CIFAR images upscaled by the ImageNet preprocessing.
 """
 from __future__ import annotations
 

@@ -84,8 +84,14 @@ def test_names_are_exported_on_the_fly_and_cached(tmp_path, monkeypatch, batch, 
     model = open_model("resnet20_cifar10")
     first = as_model_file(model)
     assert first.path.parent == tmp_path / "onnx" and first.meta.weights_sha256.startswith("12fca82f")
+    assert as_model_file(model) is first  # one export per process, however many backends ask
     stamp = first.path.stat().st_mtime_ns
-    assert as_model_file(model).path.stat().st_mtime_ns == stamp  # reused, not re-exported
+    again = as_model_file(open_model("resnet20_cifar10"))  # a later run: the cached file, not a new export
+    assert again.path == first.path and again.path.stat().st_mtime_ns == stamp
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(f"c{i}" for i in range(10)))
+    renamed = as_model_file(open_model("resnet20_cifar10", labels=str(labels)))
+    assert renamed.path != first.path and renamed.meta.class_names[0] == "c0"  # metadata differs: new file
     for name in ("onnxruntime", "openvino"):
         session = get_backend(name).load(model, BackendOptions(precision="fp32" if name == "openvino" else None))
         assert np.abs(session.predict(batch) - reference).max() < 1e-3

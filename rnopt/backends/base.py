@@ -53,6 +53,7 @@ class TorchModel:
     """A built-in model with its weights, in PyTorch."""
 
     loaded: LoadedModel
+    onnx_file: "ModelFile | None" = None  # its ONNX export, once an ONNX-based backend asked for one
 
     @property
     def input_size(self) -> int:

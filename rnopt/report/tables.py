@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rnopt.environment import Environment
+from rnopt.report.loading import EvalSection
 from rnopt.report.results import BenchResult, Comparison, EvalResult, ExportResult, OptimizeResult, QuantizeResult
 
 
@@ -70,7 +71,7 @@ def quantize_table(result: QuantizeResult) -> Table:
     return Table(f"Quantized {result.input} -> {result.output}", ["setting", "value"], rows)
 
 
-def run_summary_table(bench: list[BenchResult], evals: list) -> Table:  # evals: list[EvalSection]
+def run_summary_table(bench: list[BenchResult], evals: list[EvalSection]) -> Table:
     """One row per variant: median latency at the smallest batch, best throughput, accuracy and its delta."""
     accuracy = {r.model: r for e in evals for r in e.results}
     deltas = {c.candidate: c for e in evals for c in e.comparisons}
