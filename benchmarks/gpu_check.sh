@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
-# On a fresh GPU machine with PyTorch preinstalled and no network: install rnopt without touching torch,
-# then check and time the CUDA paths. Under 10 minutes on an H100.
+# On a GPU machine with PyTorch and no network: check and time the CUDA paths, in under 10 minutes on an H100.
+# rnopt runs from this checkout and nothing is installed. Arguments go to gpu_check.py (--compile, --json F).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python -m pip install --quiet --no-deps -e . 2>/dev/null || true
-python -c "import onnx, onnxruntime, onnxscript, openvino, rich" 2>/dev/null \
-  || python -m pip install --quiet onnx onnxscript onnxruntime openvino rich safetensors pillow
-timeout 540 python benchmarks/gpu_check.py "$@"
+PYTHON=${PYTHON:-$(command -v python3 || command -v python)}
+export PYTHONUNBUFFERED=1
+exec timeout 540 "$PYTHON" benchmarks/gpu_check.py "$@"

@@ -114,6 +114,7 @@ def _result(v: Variant, batch: int, samples: list[float], first_ms: float) -> Be
         throughput_ips=batch * v.session.streams * 1e3 / stats.mean, total_time_s=float(sum(samples)),
         model_size_bytes=v.model_size_bytes, load_time_s=v.session.load_time_s, first_inference_ms=first_ms,
         streams=v.session.streams, settings=v.session.describe(), peak_rss_mb=peak_rss_mb(),
+        peak_gpu_mb=v.session.peak_device_memory_mb(),
         samples_ms=[round(x * 1e3, 4) for x in samples])
     result.warnings = result_warnings(result)
     return result

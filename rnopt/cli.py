@@ -280,18 +280,13 @@ def cmd_compare_runs(args: argparse.Namespace) -> None:
 
 
 def cmd_backends(args: argparse.Namespace) -> None:
-    from rnopt.backends import BACKENDS
-    from rnopt.backends.onnxruntime import available_providers
+    from rnopt.backends import describe_backends
     from rnopt.environment import snapshot
     from rnopt.report.tables import Table
 
-    env = snapshot()
-    notes = {"onnxruntime": f"providers: {', '.join(available_providers())}",
-             "openvino": "int8 via NNCF (`rnopt quantize --backend openvino`); precision hints fp32/bf16/fp16",
-             "torch": "eager or --compile; --channels-last; bf16 autocast" + ("" if env.has_bf16 else " (no native bf16 here)")}
     _check_outputs(args, args.json)
-    listing = [{"name": name, "devices": cls.devices(), "precisions": list(cls.precisions),
-                "version": env.versions.get(name), "notes": notes.get(name, "")} for name, cls in BACKENDS.items()]
+    env = snapshot()
+    listing = describe_backends()
     rows = [[b["name"], ", ".join(b["devices"]) or "not usable", ", ".join(b["precisions"]), b["version"] or "",
              b["notes"]] for b in listing]
     if not args.quiet:
@@ -331,8 +326,9 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 def _add_backend_options(p: argparse.ArgumentParser, default: str) -> None:
     p.add_argument("--backend", metavar="NAME[,NAME...]", help=f"onnxruntime, openvino, torch (default: {default})")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16", "int8"],
-                   help="OpenVINO: inference precision hint; torch: autocast dtype (default: the model's own)")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16", "int8", "tf32"],
+                   help="OpenVINO: inference precision hint; torch: autocast dtype, or tf32 convolutions on CUDA "
+                        "(default: the model's own)")
     p.add_argument("--threads", type=_positive_int, help="intra-op threads (default: all cores)")
     p.add_argument("--hint", choices=["latency", "throughput"], default="latency", help="OpenVINO performance hint")
     p.add_argument("--ort-opt-level", choices=["disable", "basic", "extended", "all"], default="all")

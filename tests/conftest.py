@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 import zipfile
 from importlib import resources
 from pathlib import Path
@@ -72,3 +74,33 @@ def jpeg_bytes(size=(32, 32), color=(200, 30, 30)) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", size, color).save(buf, format="JPEG")
     return buf.getvalue()
+
+
+# Run a Python script or module as it would run on a machine without some packages: the import
+# system is told they do not exist. (The GPU machines, for one, have PyTorch and ONNX but no OpenVINO.)
+_WITHOUT = """
+import runpy, sys
+missing = set(sys.argv[1].split(","))
+class Missing:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in missing:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, Missing())
+target, sys.argv = sys.argv[2], sys.argv[2:]
+if target.endswith(".py"):
+    runpy.run_path(target, run_name="__main__")
+else:
+    runpy.run_module(target, run_name="__main__", alter_sys=True)
+"""
+
+
+def _run_without(packages: list[str], target: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", _WITHOUT, ",".join(packages), target, *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, cwd=Path(__file__).resolve().parents[1])
+
+
+@pytest.fixture
+def run_without():
+    """run_without(packages, target, *args): run a .py path or a module (rnopt) in a fresh interpreter
+    that cannot import `packages`."""
+    return _run_without

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from rnopt.backends import BACKENDS, BackendOptions, ModelFile, TorchModel, get_backend, open_model, parse_backends
+from rnopt.backends import (BACKEND_NAMES, BackendOptions, ModelFile, TorchModel, backend_class, get_backend,
+                            open_model, parse_backends)
 from rnopt.backends.onnx_cache import as_model_file
 from rnopt.environment import snapshot
 from rnopt.errors import RnoptError
@@ -28,11 +29,11 @@ def _file(path):
 
 
 def test_registry_and_comma_list():
-    assert set(BACKENDS) == {"onnxruntime", "openvino", "torch"}
+    assert set(BACKEND_NAMES) == {"onnxruntime", "openvino", "torch"}
     assert [b.name for b in parse_backends("openvino, torch,openvino")] == ["openvino", "torch"]
     with pytest.raises(RnoptError, match="unknown backend 'tvm'"):
         parse_backends("onnxruntime,tvm")
-    for cls in BACKENDS.values():
+    for cls in map(backend_class, BACKEND_NAMES):
         assert "cpu" in cls.devices()
 
 
@@ -155,3 +156,15 @@ def test_torch_compile_matches_eager_and_reports_compile_as_first_inference(resn
     [result] = bench_variants([Variant("compiled", session, 32)], BenchConfig([3], 1, 5, 0.0))
     assert result.first_inference_ms > 10 * result.latency_ms.p50  # the compilation happens on the first call
     assert np.abs(session.predict(batch) - reference).max() < 1e-3
+
+
+def test_a_missing_runtime_is_listed_and_refused_in_one_line(run_without):
+    listing = run_without(["openvino", "onnxruntime"], "rnopt", "backends")
+    assert listing.returncode == 0, listing.stderr
+    assert "not installed: pip install openvino" in listing.stdout
+    assert "not installed: pip install onnxruntime" in listing.stdout
+    for backend in ("openvino", "onnxruntime"):
+        message = f"the {backend} backend needs the Python package '{backend}', which is not installed"
+        proc = run_without(["openvino", "onnxruntime"], "rnopt", "bench", "resnet20_cifar10", "--backend", backend)
+        assert proc.returncode == 1
+        assert len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr, proc.stderr

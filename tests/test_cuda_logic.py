@@ -2,6 +2,11 @@
 
 The paths themselves run on a real GPU through benchmarks/gpu_check.sh.
 """
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -9,6 +14,10 @@ from rnopt.backends import BackendOptions, TorchModel, get_backend
 from rnopt.backends.onnxruntime import available_providers
 from rnopt.environment import snapshot
 from rnopt.errors import RnoptError
+
+GPU_CHECK = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+REHEARSAL = ["--device", "cpu", "--model", "resnet20_cifar10", "--batch-sizes", "1", "--warmup", "1",
+             "--iterations", "3", "--min-time", "0.02"]
 
 pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="these check the behaviour without CUDA")
 
@@ -22,8 +31,9 @@ def test_torch_lists_only_cpu_and_refuses_cuda(resnet20):
 def test_cuda_only_options_say_so(resnet20):
     with pytest.raises(RnoptError, match="CUDA graphs need --device cuda"):
         get_backend("torch").load(TorchModel(resnet20), BackendOptions(cuda_graphs=True))
-    with pytest.raises(RnoptError, match="fp16 runs on CUDA only"):
-        get_backend("torch").load(TorchModel(resnet20), BackendOptions(precision="fp16"))
+    for precision in ("fp16", "tf32"):
+        with pytest.raises(RnoptError, match=f"{precision} runs on CUDA only"):
+            get_backend("torch").load(TorchModel(resnet20), BackendOptions(precision=precision))
     with pytest.raises(RnoptError, match="does not run precision 'int8'"):
         get_backend("torch").load(TorchModel(resnet20), BackendOptions(precision="int8"))
 
@@ -43,3 +53,27 @@ def test_ort_gpu_providers_are_refused_with_the_list_present(fp32_onnx):
 
 def test_environment_has_no_gpu_here():
     assert snapshot().gpu is None
+
+
+def test_gpu_check_runs_where_only_pytorch_is(tmp_path, run_without):
+    """The GPU script, rehearsed on this CPU with OpenVINO and the ONNX stack hidden, as on a bare GPU machine."""
+    out = tmp_path / "gpu.json"
+    proc = run_without(["openvino", "nncf", "onnx", "onnxruntime", "onnxscript"], str(GPU_CHECK), *REHEARSAL,
+                       "--json", out)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "onnxruntime: skipped (onnxruntime is not installed)" in proc.stdout
+    assert "### PyTorch" in proc.stdout and "### Numerics against CPU fp32" in proc.stdout
+    precisions = [r["precision"] for r in json.loads(out.read_text())["results"]]
+    assert precisions == ["fp32", "fp32"] + (["bf16"] if snapshot().has_bf16 else [])
+
+
+def test_gpu_check_fails_when_numerics_are_off(capsys, monkeypatch):
+    spec = importlib.util.spec_from_file_location("gpu_check", GPU_CHECK)
+    gpu_check = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "gpu_check", gpu_check)  # its dataclasses look their module up there
+    spec.loader.exec_module(gpu_check)
+    monkeypatch.setitem(gpu_check.TOLERANCE, "fp32", 0.0)  # channels_last changes the summation order
+    assert gpu_check.main(REHEARSAL) == 1
+    out = capsys.readouterr().out
+    assert "NUMERIC CHECK FAILED: torch fp32 eager,channels_last" in out
+    assert gpu_check.main(["--model", "resnet20_cifar10"]) == 2  # asks for CUDA, which is absent here

@@ -178,3 +178,15 @@ def test_html_report_renders_in_headless_chromium(run_report, tmp_path):
     for name, (box, marks) in sizes.items():
         assert box["width"] > 300 and box["height"] > 100 and marks > 5, name
     assert (tmp_path / "report.png").stat().st_size > 50_000
+
+
+def test_gpu_memory_column_only_where_a_gpu_ran(run_report):
+    from rnopt.report.tables import bench_table
+
+    results = from_payload(_payload(run_report), "run").bench
+    assert "peak GPU MB" not in bench_table(results).headers
+    gpu = copy.deepcopy(results[0])
+    gpu.device, gpu.peak_gpu_mb = "cuda", 1234.4
+    table = bench_table(results + [gpu])
+    column = table.headers.index("peak GPU MB")
+    assert table.rows[-1][column] == "1,234" and table.rows[0][column] == ""

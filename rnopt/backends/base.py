@@ -10,13 +10,15 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from rnopt.errors import RnoptError
 from rnopt.models.registry import LoadedModel, Preprocessing
-from rnopt.onnx_model import ModelMeta
+
+if TYPE_CHECKING:  # only a type here: importing it would pull in onnx, which the torch backend does not need
+    from rnopt.onnx_model import ModelMeta
 
 
 @dataclass
@@ -125,6 +127,10 @@ class Session(ABC):
         """Extra settings worth showing next to the backend name (provider, hint, memory format...)."""
         return ""
 
+    def peak_device_memory_mb(self) -> float | None:
+        """Peak accelerator memory this process has allocated so far; None on a CPU."""
+        return None
+
 
 class Backend(ABC):
     name: ClassVar[str]
@@ -138,6 +144,11 @@ class Backend(ABC):
     @abstractmethod
     def load(self, model: ModelInput, options: BackendOptions) -> Session:
         """Load `model` for `options`, raising RnoptError when it cannot run as asked."""
+
+    @classmethod
+    def notes(cls) -> str:
+        """One line for `rnopt backends`: what this runtime offers here beyond its devices and precisions."""
+        return ""
 
     def check_device(self, device: str) -> None:
         if device not in self.devices():

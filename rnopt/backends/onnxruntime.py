@@ -90,6 +90,10 @@ class OnnxRuntimeBackend(Backend):
     def devices(cls) -> list[str]:
         return sorted({_DEVICE_OF[p] for p in available_providers()})
 
+    @classmethod
+    def notes(cls) -> str:
+        return f"providers: {', '.join(available_providers())}"
+
     def load(self, model: ModelInput, options: BackendOptions) -> Session:
         file = as_model_file(model)
         if file.format != "onnx":

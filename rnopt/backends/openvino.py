@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import openvino as ov
 
 from rnopt.backends.base import Backend, BackendOptions, ModelInput, Session
 from rnopt.backends.onnx_cache import as_model_file
@@ -25,9 +26,7 @@ _COMPUTE_LAYERS = {"Convolution", "GroupConvolution", "FullyConnected", "MatMul"
 PERFORMANCE_HINTS = ("latency", "throughput")
 
 
-def _core() -> Any:
-    import openvino as ov
-
+def _core() -> ov.Core:
     return ov.Core()
 
 
@@ -74,8 +73,6 @@ class OpenVinoSession(Session):
         return self._compiled[shape]
 
     def prepare(self, batch: np.ndarray) -> Any:
-        import openvino as ov
-
         compiled = self.compiled_for(batch.shape)
         data = np.ascontiguousarray(batch, dtype=np.float32)
         # Tensors sharing the array's memory, set once: the timed call then copies nothing in.
@@ -110,8 +107,12 @@ class OpenVinoBackend(Backend):
     def devices(cls) -> list[str]:
         try:
             return [d.lower() for d in _core().available_devices if d.split(".")[0] in ("CPU", "GPU")]
-        except Exception:  # OpenVINO missing or broken: the backend is simply not usable
+        except Exception:  # a broken OpenVINO install: the backend is simply not usable
             return []
+
+    @classmethod
+    def notes(cls) -> str:
+        return "int8 via NNCF (`rnopt quantize --backend openvino`); precision hints fp32/bf16/fp16"
 
     def load(self, model: ModelInput, options: BackendOptions) -> Session:
         model = as_model_file(model)

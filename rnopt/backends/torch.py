@@ -1,7 +1,9 @@
 """PyTorch: eager or torch.compile, fp32 or autocast bf16/fp16, CPU or CUDA, NCHW or channels_last.
 
 On CUDA every run ends with a device synchronisation, so the wall-clock time of `run` is the time
-of the kernels, not of their launch.
+of the kernels, not of their launch. cuDNN picks its fastest convolution algorithm per input shape
+(`cudnn.benchmark`, settled during warm-up), as a tuned deployment would. `fp32` on CUDA means IEEE
+fp32; `tf32` lets cuDNN convolutions use TF32 tensor cores, which is PyTorch's own default.
 """
 from __future__ import annotations
 
@@ -17,13 +19,13 @@ from rnopt.backends.base import Backend, BackendOptions, ModelInput, Session, To
 from rnopt.environment import snapshot
 from rnopt.errors import RnoptError
 
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def check_precision_for_device(precision: str, device: str) -> None:
-    """bf16 needs CPU support to be fast (or CUDA); fp16 autocast is a CUDA feature."""
-    if precision == "fp16" and device == "cpu":
-        raise RnoptError("PyTorch fp16 runs on CUDA only: use --precision bf16 on a CPU (or --device cuda)")
+    """bf16 needs CPU support to be fast (or CUDA); fp16 autocast and TF32 are CUDA features."""
+    if precision in ("fp16", "tf32") and device == "cpu":
+        raise RnoptError(f"PyTorch {precision} runs on CUDA only: use --precision bf16 on a CPU (or --device cuda)")
     if precision == "bf16" and device == "cpu" and not snapshot().has_bf16:
         raise RnoptError("this CPU has no native bf16 (avx512_bf16/amx): PyTorch bf16 would be emulated and slow")
 
@@ -61,9 +63,19 @@ class TorchSession(Session):
         self.cuda_graphs = options.cuda_graphs
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.precision == "fp32":
+        if self.precision not in _AUTOCAST_DTYPES:
             return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device, dtype=_DTYPES[self.precision])
+        # The cast cache saves nothing in inference (each weight is cast once per forward), and a
+        # CUDA graph must not capture cached casts.
+        return torch.autocast(device_type=self.device, dtype=_AUTOCAST_DTYPES[self.precision], cache_enabled=False)
+
+    def _cudnn(self) -> contextlib.AbstractContextManager:
+        if self.device != "cuda":
+            return contextlib.nullcontext()
+        # Per call rather than process-wide: an fp32 and a tf32 variant may be timed side by side.
+        # (The final fully connected layer goes through cuBLAS, which PyTorch keeps in IEEE fp32.)
+        return torch.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False,
+                                          allow_tf32=self.precision == "tf32")
 
     def prepare(self, batch: np.ndarray) -> Any:
         tensor = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
@@ -71,7 +83,7 @@ class TorchSession(Session):
         return _CapturedGraph(self, tensor) if self.cuda_graphs else tensor
 
     def _forward(self, tensor: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), self._cudnn(), self._autocast():
             return self.module(tensor)
 
     def run(self, prepared: Any) -> torch.Tensor:
@@ -94,6 +106,9 @@ class TorchSession(Session):
     def to_numpy(self, output: torch.Tensor) -> np.ndarray:
         return output.float().cpu().numpy()
 
+    def peak_device_memory_mb(self) -> float | None:
+        return torch.cuda.max_memory_allocated() / 2**20 if self.device == "cuda" else None
+
     def describe(self) -> str:
         parts = ["compile" if self.compiled else "eager"] + (["cuda_graphs"] if self.cuda_graphs else [])
         if self.memory_format is torch.channels_last:
@@ -103,11 +118,16 @@ class TorchSession(Session):
 
 class TorchBackend(Backend):
     name = "torch"
-    precisions = ("fp32", "bf16", "fp16")
+    precisions = ("fp32", "bf16", "fp16", "tf32")
 
     @classmethod
     def devices(cls) -> list[str]:
         return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+
+    @classmethod
+    def notes(cls) -> str:
+        bf16 = "" if snapshot().has_bf16 else " (no native bf16 on this CPU)"
+        return f"eager or --compile; --channels-last; bf16 autocast{bf16}; CUDA: fp16, tf32, --cuda-graphs"
 
     def load(self, model: ModelInput, options: BackendOptions) -> Session:
         if not isinstance(model, TorchModel):

@@ -40,6 +40,7 @@ class BenchResult:
     streams: int = 1  # batches in flight per timed call; throughput counts all of them
     settings: str = ""  # backend-specific: provider, performance hint, memory format...
     peak_rss_mb: float | None = None  # the process's peak resident memory when this result was taken
+    peak_gpu_mb: float | None = None  # the process's peak GPU memory allocated (PyTorch on CUDA)
     warnings: list[str] = field(default_factory=list)
     samples_ms: list[float] = field(default_factory=list)  # every timed iteration, for distributions
 

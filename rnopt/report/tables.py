@@ -21,15 +21,17 @@ def _mb(n: int | None) -> str:
 
 
 def bench_table(results: list[BenchResult]) -> Table:
+    with_gpu = any(r.peak_gpu_mb is not None for r in results)  # the column only where a GPU ran
     rows = [[r.model, r.backend + (f" ({r.settings})" if r.settings else ""), r.device, r.precision,
              str(r.batch_size) + (f" x{r.streams}" if r.streams > 1 else ""), str(r.threads), str(r.iterations),
              f"{r.latency_ms.mean:.3f}", f"{r.latency_ms.p50:.3f}", f"{r.latency_ms.p90:.3f}",
              f"{r.latency_ms.p99:.3f}", f"{r.latency_ms.min:.3f}", f"{r.latency_ms.max:.3f}",
              f"{r.cv:.1%}" + (" !" if r.warnings else ""), f"{r.throughput_ips:,.0f}",
-             f"{r.peak_rss_mb:,.0f}" if r.peak_rss_mb else ""] for r in results]
+             f"{r.peak_rss_mb:,.0f}" if r.peak_rss_mb else ""]
+            + ([f"{r.peak_gpu_mb:,.0f}" if r.peak_gpu_mb is not None else ""] if with_gpu else []) for r in results]
     headers = ["model", "backend", "device", "precision", "batch", "threads", "iters", "mean ms", "p50 ms",
                "p90 ms", "p99 ms", "min ms", "max ms", "cv", "images/s", "peak RSS MB"]
-    return Table("Latency", headers, rows, "! = see warnings")
+    return Table("Latency", headers + (["peak GPU MB"] if with_gpu else []), rows, "! = see warnings")
 
 
 def eval_table(results: list[EvalResult], dataset: str) -> Table:
