@@ -17,6 +17,7 @@ from rnopt.backends.base import Session
 from rnopt.environment import snapshot
 from rnopt.errors import RnoptError
 from rnopt.machine_load import load_warning
+from rnopt.memory import MemoryProbe, MemoryUse, measure
 from rnopt.report.results import BenchResult, LatencyStats
 
 NOISY_CV = 0.10
@@ -37,6 +38,7 @@ class BenchConfig:
     warmup: int = 10
     iterations: int = 50
     min_time: float = 1.0  # seconds of timed runs per variant and batch size, at least
+    memory: bool = False  # also measure each variant's memory in a process of its own (a few seconds each)
 
     def __post_init__(self) -> None:
         if not self.batch_sizes or any(b <= 0 for b in self.batch_sizes):
@@ -51,6 +53,7 @@ class Variant:
     session: Session
     input_size: int
     model_size_bytes: int | None = None
+    probe: MemoryProbe | None = None  # how a fresh process rebuilds it, for the memory measurement
 
 
 def peak_rss_mb() -> float:
@@ -78,6 +81,7 @@ def _block(session: Session, prepared: object) -> list[float]:
 def bench_variants(variants: list[Variant], config: BenchConfig,
                    on_round: Callable[[str], None] | None = None) -> list[BenchResult]:
     """Time every variant at every batch size; variants are interleaved within a batch size."""
+    memory, memory_failures = _measure_memory(variants, config, on_round) if config.memory else ({}, {})
     results = []
     rng = np.random.default_rng(0)
     for batch in config.batch_sizes:
@@ -98,14 +102,37 @@ def bench_variants(variants: list[Variant], config: BenchConfig,
                 s.extend(_block(v.session, inputs))
             if on_round:
                 on_round(f"batch {batch}: {min(len(s) for s in samples)} iterations")
-        batch_results = [_result(v, batch, s, f) for v, s, f in zip(variants, samples, first_ms)]
+        batch_results = [_result(v, batch, s, f, memory.get((i, batch)))
+                         for i, (v, s, f) in enumerate(zip(variants, samples, first_ms))]
         for result in batch_results:
             result.warnings += [busy] if busy else []
+        for i, failure in memory_failures.items():
+            batch_results[i].warnings.append(failure)
         results += batch_results
     return results
 
 
-def _result(v: Variant, batch: int, samples: list[float], first_ms: float) -> BenchResult:
+def _measure_memory(variants: list[Variant], config: BenchConfig, on_round: Callable[[str], None] | None
+                    ) -> tuple[dict[tuple[int, int], MemoryUse], dict[int, str]]:
+    """(variant index, batch size) -> memory use, and variant index -> why it could not be measured.
+
+    Runs before any timing, one fresh process per variant, so the timed runs share the machine with nothing.
+    """
+    memory, failures = {}, {}
+    for i, v in enumerate(variants):
+        if on_round:
+            on_round(f"memory of {v.model}")
+        if v.probe is None:
+            continue
+        try:
+            for use in measure(v.probe, config.batch_sizes):
+                memory[(i, use.batch_size)] = use
+        except RnoptError as exc:
+            failures[i] = f"memory not measured: {exc}"
+    return memory, failures
+
+
+def _result(v: Variant, batch: int, samples: list[float], first_ms: float, memory: MemoryUse | None) -> BenchResult:
     stats = latency_stats(samples)
     cv = stats.stdev / stats.mean if stats.mean else 0.0
     result = BenchResult(
@@ -115,6 +142,8 @@ def _result(v: Variant, batch: int, samples: list[float], first_ms: float) -> Be
         model_size_bytes=v.model_size_bytes, load_time_s=v.session.load_time_s, first_inference_ms=first_ms,
         streams=v.session.streams, settings=v.session.describe(), peak_rss_mb=peak_rss_mb(),
         peak_gpu_mb=v.session.peak_device_memory_mb(),
+        memory_process_mb=memory.peak_rss_mb if memory else None, memory_mb=memory.added_mb if memory else None,
+        memory_gpu_mb=memory.gpu_mb if memory else None,
         samples_ms=[round(x * 1e3, 4) for x in samples])
     result.warnings = result_warnings(result)
     return result

@@ -188,6 +188,7 @@ SCENARIOS = {"single-stream": "batch 1, one query at a time; headline: p90 laten
 
 def cmd_bench(args: argparse.Namespace) -> None:
     from rnopt.bench import BenchConfig, Variant, bench_variants, headline, summarize_warnings
+    from rnopt.memory import probe_for
     from rnopt.report.tables import bench_table
 
     _check_outputs(args, args.json)
@@ -196,9 +197,11 @@ def cmd_bench(args: argparse.Namespace) -> None:
     elif args.scenario == "offline":
         args.hint = "throughput"
         args.batch_size = args.batch_size if args.batch_size_given else [1, 8, 32]
-    config = BenchConfig(args.batch_size, args.warmup, args.iterations, args.min_time)
+    config = BenchConfig(args.batch_size, args.warmup, args.iterations, args.min_time, args.memory)
     pairs = _load_pairs(args, lambda m: "onnxruntime")
-    variants = [Variant(label, session, model.input_size, model.size_bytes) for label, model, session in pairs]
+    options = _backend_options(args)
+    variants = [Variant(label, session, model.input_size, model.size_bytes, probe_for(model, session.backend, options))
+                for label, model, session in pairs]
     with progress.task("benchmarking") as advance:
         results = bench_variants(variants, config, on_round=lambda note: advance(1, note))
     warnings = summarize_warnings(results)
@@ -301,7 +304,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     from rnopt.report.tables import run_summary_table
 
     _check_outputs(args, args.json)
-    bench = BenchConfig(args.batch_size, args.warmup, args.iterations, args.min_time)
+    bench = BenchConfig(args.batch_size, args.warmup, args.iterations, args.min_time, args.memory)
     opts = RunOptions(args.model, args.weights, args.num_classes, args.labels, Path(args.output), args.data,
                       args.calib_data, args.limit, bench, args.threads, args.command_line)
     report, out = run_pipeline(opts)
@@ -347,6 +350,8 @@ def _add_bench_options(p: argparse.ArgumentParser, batch_default: str) -> None:
     p.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
     p.add_argument("--iterations", type=_positive_int, default=50, help="timed runs, at least (default 50)")
     p.add_argument("--min-time", type=float, default=1.0, metavar="S", help="timed seconds, at least (default 1)")
+    p.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True,
+                   help="measure each variant's memory in a process of its own, a few seconds each (default on)")
 
 
 def build_parser() -> argparse.ArgumentParser:

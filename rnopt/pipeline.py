@@ -11,6 +11,7 @@ from rnopt.backends import BackendOptions, ModelFile, TorchModel, get_backend
 from rnopt.bench import BenchConfig, Variant, bench_variants, summarize_warnings
 from rnopt.data import ImageDataset, align_labels, load_dataset
 from rnopt.evaluate import evaluate
+from rnopt.memory import probe_for
 from rnopt.export import export_model, meta_for
 from rnopt.models.registry import LoadedModel, create_model
 from rnopt.onnx_model import load_onnx, read_meta
@@ -98,8 +99,9 @@ def _run_steps(opts: RunOptions, loaded: LoadedModel, dataset: ImageDataset | No
     ort, torch_backend = get_backend("onnxruntime"), get_backend("torch")
     torch_model = TorchModel(loaded)
     variants = [Variant(f"{loaded.name} (PyTorch)", torch_backend.load(torch_model, options),
-                        torch_model.input_size, torch_model.size_bytes)]
-    variants += [Variant(m.path.name, ort.load(m, options), m.input_size, m.size_bytes) for m in onnx_models]
+                        torch_model.input_size, torch_model.size_bytes, probe_for(torch_model, "torch", options))]
+    variants += [Variant(m.path.name, ort.load(m, options), m.input_size, m.size_bytes,
+                         probe_for(m, "onnxruntime", options)) for m in onnx_models]
     with progress.task("benchmarking", None) as advance:
         bench = bench_variants(variants, opts.bench, on_round=lambda note: advance(1, note))
     report.sections["bench"] = {"config": opts.bench, "results": bench}

@@ -36,7 +36,7 @@ def test_export_optimize_quantize_bench_eval_chain(cli, tmp_path):
     assert r.code == 0 and q.exists(), r.err
 
     r = cli("bench", m, q, "--batch-size", "1,4", "--warmup", "2", "--iterations", "10", "--min-time", "0.05",
-            "--json", tmp_path / "bench.json")
+            "--no-memory", "--json", tmp_path / "bench.json")
     assert r.code == 0, r.err
     bench = json.loads((tmp_path / "bench.json").read_text())
     assert bench["kind"] == "bench" and len(bench["results"]) == 4
@@ -63,7 +63,7 @@ def test_export_optimize_quantize_bench_eval_chain(cli, tmp_path):
 
 def test_torch_backend_bench(cli, tmp_path):
     r = cli("bench", "resnet20_cifar10", "--backend", "torch", "--batch-size", "2", "--iterations", "5",
-            "--warmup", "1", "--min-time", "0", "--json", tmp_path / "b.json")
+            "--warmup", "1", "--min-time", "0", "--no-memory", "--json", tmp_path / "b.json")
     assert r.code == 0, r.err
     [res] = json.loads((tmp_path / "b.json").read_text())["results"]
     assert (res["backend"], res["precision"], res["batch_size"]) == ("torch", "fp32", 2)

@@ -37,6 +37,7 @@ def test_run_writes_html_md_json_from_the_same_content(run_report):
         assert text in html and text in md, text
     assert html.count('<figure class="plot"') == 4  # latency b1, b4, Pareto, batch sweep
     assert "JPEG" in md and "avx" in md.lower()
+    assert "memory MB (batch 1)" in md and "in a process of its own" in md
 
 
 def test_samples_are_kept_for_distributions(run_report):

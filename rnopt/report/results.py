@@ -41,6 +41,11 @@ class BenchResult:
     settings: str = ""  # backend-specific: provider, performance hint, memory format...
     peak_rss_mb: float | None = None  # the process's peak resident memory when this result was taken
     peak_gpu_mb: float | None = None  # the process's peak GPU memory allocated (PyTorch on CUDA)
+    # Measured in a fresh process running only this variant (rnopt/memory.py): its peak resident memory,
+    # and how much of it loading and running this variant added over the bare runtime.
+    memory_process_mb: float | None = None
+    memory_mb: float | None = None
+    memory_gpu_mb: float | None = None  # that process's peak GPU memory (PyTorch on CUDA)
     warnings: list[str] = field(default_factory=list)
     samples_ms: list[float] = field(default_factory=list)  # every timed iteration, for distributions
 

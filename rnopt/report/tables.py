@@ -1,6 +1,7 @@
 """Tables built once from result dataclasses; the terminal and Markdown renderers only lay them out."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rnopt.environment import Environment
@@ -20,18 +21,34 @@ def _mb(n: int | None) -> str:
     return "" if n is None else f"{n / 1e6:.2f} MB"
 
 
+# Columns shown only when some result has the figure: memory measured per variant in a process of its
+# own (rnopt/memory.py), and GPU memory where a GPU ran.
+_OPTIONAL_BENCH_COLUMNS: list[tuple[str, Callable[[BenchResult], float | None]]] = [
+    ("memory MB", lambda r: r.memory_mb),
+    ("GPU memory MB", lambda r: r.memory_gpu_mb),
+    ("peak GPU MB", lambda r: r.peak_gpu_mb),
+]
+
+
 def bench_table(results: list[BenchResult]) -> Table:
-    with_gpu = any(r.peak_gpu_mb is not None for r in results)  # the column only where a GPU ran
+    optional = [(h, get) for h, get in _OPTIONAL_BENCH_COLUMNS if any(get(r) is not None for r in results)]
     rows = [[r.model, r.backend + (f" ({r.settings})" if r.settings else ""), r.device, r.precision,
              str(r.batch_size) + (f" x{r.streams}" if r.streams > 1 else ""), str(r.threads), str(r.iterations),
              f"{r.latency_ms.mean:.3f}", f"{r.latency_ms.p50:.3f}", f"{r.latency_ms.p90:.3f}",
              f"{r.latency_ms.p99:.3f}", f"{r.latency_ms.min:.3f}", f"{r.latency_ms.max:.3f}",
              f"{r.cv:.1%}" + (" !" if r.warnings else ""), f"{r.throughput_ips:,.0f}",
              f"{r.peak_rss_mb:,.0f}" if r.peak_rss_mb else ""]
-            + ([f"{r.peak_gpu_mb:,.0f}" if r.peak_gpu_mb is not None else ""] if with_gpu else []) for r in results]
+            + [_mb_cell(get(r)) for _, get in optional] for r in results]
     headers = ["model", "backend", "device", "precision", "batch", "threads", "iters", "mean ms", "p50 ms",
                "p90 ms", "p99 ms", "min ms", "max ms", "cv", "images/s", "peak RSS MB"]
-    return Table("Latency", headers + (["peak GPU MB"] if with_gpu else []), rows, "! = see warnings")
+    note = "! = see warnings; peak RSS: the benchmarking process, all variants together"
+    if optional and optional[0][0] == "memory MB":
+        note += "; memory: what the variant adds over its bare runtime, in a process of its own"
+    return Table("Latency", headers + [h for h, _ in optional], rows, note)
+
+
+def _mb_cell(value: float | None) -> str:
+    return "" if value is None else f"{value:,.0f}"
 
 
 def eval_table(results: list[EvalResult], dataset: str) -> Table:
@@ -83,6 +100,7 @@ def run_summary_table(bench: list[BenchResult], evals: list[EvalSection]) -> Tab
     for r in bench:
         by_variant.setdefault((r.model, r.backend, r.precision), {})[r.batch_size] = r
     reference = next(iter(by_variant.values())).get(smallest)
+    with_memory = any(r.memory_mb is not None for r in bench)
     rows = []
     for (model, backend, precision), per_batch in by_variant.items():
         first, last = per_batch.get(smallest), per_batch.get(largest)
@@ -91,10 +109,14 @@ def run_summary_table(bench: list[BenchResult], evals: list[EvalSection]) -> Tab
                      f"{reference.latency_ms.p50 / first.latency_ms.p50:.2f}x" if first and reference else "",
                      f"{last.throughput_ips:,.0f}" if last else "",
                      f"{acc.top1:.2%}" if acc else "", f"{delta.top1_delta * 100:+.2f}" if delta else "",
-                     f"{delta.agreement:.2%}" if delta else ""])
+                     f"{delta.agreement:.2%}" if delta else ""]
+                    + ([_mb_cell(first.memory_mb if first else None)] if with_memory else []))
     headers = ["variant", "runtime", f"p50 ms (batch {smallest})", "speed-up", f"images/s (batch {largest})",
-               "top-1", "top-1 delta (points)", "agreement"]
-    return Table("Summary", headers, rows, f"speed-up: ratio of medians at batch {smallest} against the first row")
+               "top-1", "top-1 delta (points)", "agreement"] + ([f"memory MB (batch {smallest})"] if with_memory else [])
+    note = f"speed-up: ratio of medians at batch {smallest} against the first row"
+    if with_memory:
+        note += "; memory: what the variant adds over its bare runtime, measured in a process of its own"
+    return Table("Summary", headers, rows, note)
 
 
 def environment_table(env: Environment) -> Table:

@@ -1,0 +1,117 @@
+"""Memory per variant, each measured in a fresh process of its own.
+
+Variants benchmarked side by side share one process, so its peak resident memory says little about any
+one of them. Here each variant is rebuilt in a new Python process: the runtime is imported, the resident
+memory is noted and the peak reset, then the model is loaded and run at each batch size, smallest
+first, and the peak is read after each. What a variant adds over the bare runtime is what it costs
+to deploy: weights, the runtime's copies and arenas, and the activations of the batch. (PyTorch on
+CUDA or channels_last also holds the NCHW CPU copy rnopt loaded first: rnopt never changes a caller's model.)
+
+    python -m rnopt.memory '<MemoryProbe as JSON>'    # the child side; prints one JSON line
+"""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rnopt.backends.base import BackendOptions, ModelInput, TorchModel
+from rnopt.errors import RnoptError
+
+PROBE_TIMEOUT_S = 600
+RUNS_PER_BATCH = 3  # the first run allocates most; a few more catch arenas that grow late
+
+
+@dataclass
+class MemoryProbe:
+    """How a fresh process rebuilds one variant: a model file, or a built-in name and its weights."""
+
+    model: str  # a .onnx / .xml path, or a built-in model name
+    backend: str
+    options: BackendOptions = field(default_factory=BackendOptions)
+    weights: str | None = None
+    num_classes: int | None = None
+
+
+@dataclass
+class MemoryUse:
+    batch_size: int
+    peak_rss_mb: float  # the fresh process's peak, runtime included
+    added_mb: float  # that peak over the process's memory before the model was loaded
+    gpu_mb: float | None = None  # peak GPU memory allocated, where the runtime reports it (PyTorch on CUDA)
+
+
+def probe_for(model: ModelInput, backend: str, options: BackendOptions) -> MemoryProbe:
+    """The probe for a model as a backend ran it: ONNX backends get the exported file they were given."""
+    if isinstance(model, TorchModel):
+        if backend != "torch" and model.onnx_file is not None:
+            return MemoryProbe(str(model.onnx_file.path), backend, options)
+        loaded = model.loaded
+        weights = loaded.weights_source if loaded.weights_source not in ("bundled", "random") else None
+        return MemoryProbe(loaded.name, backend, options, weights, len(loaded.class_names))
+    return MemoryProbe(str(model.path), backend, options)
+
+
+def measure(probe: MemoryProbe, batch_sizes: list[int]) -> list[MemoryUse]:
+    """Run `probe` in a fresh process; one MemoryUse per batch size."""
+    payload = json.dumps({"probe": asdict(probe), "batch_sizes": sorted(batch_sizes)})
+    try:
+        proc = subprocess.run([sys.executable, "-m", "rnopt.memory", payload], capture_output=True, text=True,
+                              timeout=PROBE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise RnoptError(f"measuring memory of {probe.model} on {probe.backend} took over {PROBE_TIMEOUT_S} s") from None
+    if proc.returncode != 0 or not proc.stdout.strip():
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RnoptError(f"measuring memory of {probe.model} on {probe.backend} failed: {last[:200]}")
+    return [MemoryUse(**m) for m in json.loads(proc.stdout.strip().splitlines()[-1])]
+
+
+def _status_mb(key: str) -> float:
+    match = re.search(rf"^{key}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.MULTILINE)
+    if match is None:
+        raise RnoptError(f"/proc/self/status has no {key}: per-variant memory needs Linux")
+    return int(match.group(1)) / 1024
+
+
+def _reset_peak() -> None:
+    Path("/proc/self/clear_refs").write_text("5")  # Linux: the peak (VmHWM) restarts from the current RSS
+
+
+def _probe(probe: MemoryProbe, batch_sizes: list[int]) -> list[MemoryUse]:
+    from rnopt.backends import get_backend, open_model
+
+    backend = get_backend(probe.backend)  # imports the runtime: part of the baseline, not of the model
+    _reset_peak()
+    baseline = _status_mb("VmRSS")
+    model = open_model(probe.model, probe.weights, probe.num_classes)
+    session = backend.load(model, probe.options)
+    uses = []
+    for batch in batch_sizes:
+        prepared = session.prepare(np.zeros((batch, 3, model.input_size, model.input_size), dtype=np.float32))
+        for _ in range(RUNS_PER_BATCH):
+            session.run(prepared)
+        peak, gpu = _status_mb("VmHWM"), session.peak_device_memory_mb()
+        uses.append(MemoryUse(batch, round(peak, 1), round(peak - baseline, 1), gpu and round(gpu, 1)))
+    return uses
+
+
+def main(argv: list[str]) -> int:
+    request = json.loads(argv[0])
+    spec = request["probe"]
+    probe = MemoryProbe(**{**spec, "options": BackendOptions(**spec["options"])})
+    try:
+        uses = _probe(probe, request["batch_sizes"])
+    except RnoptError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(json.dumps([asdict(u) for u in uses]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
