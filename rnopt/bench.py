@@ -17,7 +17,7 @@ from rnopt.backends.base import Session
 from rnopt.environment import snapshot
 from rnopt.errors import RnoptError
 from rnopt.machine_load import load_warning
-from rnopt.memory import MemoryProbe, MemoryUse, measure
+from rnopt.memory import MemoryProbe, MemoryUse, measure_all
 from rnopt.report.results import BenchResult, LatencyStats
 
 NOISY_CV = 0.10
@@ -116,19 +116,16 @@ def _measure_memory(variants: list[Variant], config: BenchConfig, on_round: Call
                     ) -> tuple[dict[tuple[int, int], MemoryUse], dict[int, str]]:
     """(variant index, batch size) -> memory use, and variant index -> why it could not be measured.
 
-    Runs before any timing, one fresh process per variant, so the timed runs share the machine with nothing.
+    Runs before any timing, so the timed runs share the machine with none of these processes.
     """
+    requests = {(i, batch): (v.probe, batch) for i, v in enumerate(variants) if v.probe
+                for batch in config.batch_sizes}
     memory, failures = {}, {}
-    for i, v in enumerate(variants):
-        if on_round:
-            on_round(f"memory of {v.model}")
-        if v.probe is None:
-            continue
-        try:
-            for use in measure(v.probe, config.batch_sizes):
-                memory[(i, use.batch_size)] = use
-        except RnoptError as exc:
-            failures[i] = f"memory not measured: {exc}"
+    for (i, batch), outcome in measure_all(requests, on_done=on_round).items():
+        if isinstance(outcome, RnoptError):
+            failures.setdefault(i, f"{outcome}")
+        else:
+            memory[(i, batch)] = outcome
     return memory, failures
 
 

@@ -1,20 +1,27 @@
-"""Memory per variant, each measured in a fresh process of its own.
+"""Memory per variant and batch size, each measured in a fresh process of its own.
 
 Variants benchmarked side by side share one process, so its peak resident memory says little about any
-one of them. Here each variant is rebuilt in a new Python process: the runtime is imported, the resident
-memory is noted and the peak reset, then the model is loaded and run at each batch size, smallest
-first, and the peak is read after each. What a variant adds over the bare runtime is what it costs
-to deploy: weights, the runtime's copies and arenas, and the activations of the batch. (PyTorch on
-CUDA or channels_last also holds the NCHW CPU copy rnopt loaded first: rnopt never changes a caller's model.)
+one of them. Here a variant is rebuilt in a new Python process for one batch size: the runtime is
+imported, the resident memory is noted and the peak reset, then the model is loaded and run, and the
+peak is read. What the variant adds over the bare runtime is what it costs to deploy: weights, the
+runtime's copies and arenas, and the activations of the batch. One process per batch size, because
+some runtimes keep one compiled model per input shape (OpenVINO here): in a shared process a larger
+batch would be charged for the smaller one's as well. (PyTorch on CUDA or channels_last also holds the
+NCHW CPU copy rnopt loaded first: rnopt never changes a caller's model.)
 
-    python -m rnopt.memory '<MemoryProbe as JSON>'    # the child side; prints one JSON line
+Memory does not depend on timing, so several of these processes run at once, one per core.
+
+    python -m rnopt.memory '<MemoryRequest as JSON>'    # the child side; prints one JSON line
 """
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable, Hashable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -57,18 +64,37 @@ def probe_for(model: ModelInput, backend: str, options: BackendOptions) -> Memor
     return MemoryProbe(str(model.path), backend, options)
 
 
-def measure(probe: MemoryProbe, batch_sizes: list[int]) -> list[MemoryUse]:
-    """Run `probe` in a fresh process; one MemoryUse per batch size."""
-    payload = json.dumps({"probe": asdict(probe), "batch_sizes": sorted(batch_sizes)})
+def measure(probe: MemoryProbe, batch_size: int) -> MemoryUse:
+    """Run `probe` at `batch_size` in a fresh process; a one-line RnoptError when that fails."""
+    what = f"memory of {probe.model} on {probe.backend} at batch {batch_size}"
+    payload = json.dumps({"probe": asdict(probe), "batch_size": batch_size})
     try:
         proc = subprocess.run([sys.executable, "-m", "rnopt.memory", payload], capture_output=True, text=True,
                               timeout=PROBE_TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        raise RnoptError(f"measuring memory of {probe.model} on {probe.backend} took over {PROBE_TIMEOUT_S} s") from None
+        raise RnoptError(f"measuring {what} took over {PROBE_TIMEOUT_S} s") from None
     if proc.returncode != 0 or not proc.stdout.strip():
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RnoptError(f"measuring memory of {probe.model} on {probe.backend} failed: {last[:200]}")
-    return [MemoryUse(**m) for m in json.loads(proc.stdout.strip().splitlines()[-1])]
+        raise RnoptError(f"measuring {what} failed: {last[:200]}")
+    return MemoryUse(**json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def measure_all(requests: dict[Hashable, tuple[MemoryProbe, int]], workers: int | None = None,
+                on_done: Callable[[str], None] | None = None) -> dict[Hashable, MemoryUse | RnoptError]:
+    """`measure` every (probe, batch size), a few processes at a time; each key maps to a use or an error."""
+
+    def one(key: Hashable) -> MemoryUse | RnoptError:
+        probe, batch = requests[key]
+        try:
+            return measure(probe, batch)
+        except RnoptError as exc:
+            return exc
+        finally:
+            if on_done:
+                on_done(f"memory of {Path(probe.model).name} on {probe.backend}, batch {batch}")
+
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        return dict(zip(requests, pool.map(one, requests)))
 
 
 def _status_mb(key: str) -> float:
@@ -82,7 +108,7 @@ def _reset_peak() -> None:
     Path("/proc/self/clear_refs").write_text("5")  # Linux: the peak (VmHWM) restarts from the current RSS
 
 
-def _probe(probe: MemoryProbe, batch_sizes: list[int]) -> list[MemoryUse]:
+def _probe(probe: MemoryProbe, batch_size: int) -> MemoryUse:
     from rnopt.backends import get_backend, open_model
 
     backend = get_backend(probe.backend)  # imports the runtime: part of the baseline, not of the model
@@ -90,14 +116,11 @@ def _probe(probe: MemoryProbe, batch_sizes: list[int]) -> list[MemoryUse]:
     baseline = _status_mb("VmRSS")
     model = open_model(probe.model, probe.weights, probe.num_classes)
     session = backend.load(model, probe.options)
-    uses = []
-    for batch in batch_sizes:
-        prepared = session.prepare(np.zeros((batch, 3, model.input_size, model.input_size), dtype=np.float32))
-        for _ in range(RUNS_PER_BATCH):
-            session.run(prepared)
-        peak, gpu = _status_mb("VmHWM"), session.peak_device_memory_mb()
-        uses.append(MemoryUse(batch, round(peak, 1), round(peak - baseline, 1), gpu and round(gpu, 1)))
-    return uses
+    prepared = session.prepare(np.zeros((batch_size, 3, model.input_size, model.input_size), dtype=np.float32))
+    for _ in range(RUNS_PER_BATCH):
+        session.run(prepared)
+    peak, gpu = _status_mb("VmHWM"), session.peak_device_memory_mb()
+    return MemoryUse(batch_size, round(peak, 1), round(peak - baseline, 1), gpu and round(gpu, 1))
 
 
 def main(argv: list[str]) -> int:
@@ -105,11 +128,11 @@ def main(argv: list[str]) -> int:
     spec = request["probe"]
     probe = MemoryProbe(**{**spec, "options": BackendOptions(**spec["options"])})
     try:
-        uses = _probe(probe, request["batch_sizes"])
-    except RnoptError as exc:
+        use = _probe(probe, request["batch_size"])
+    except (RnoptError, OSError) as exc:
         print(exc, file=sys.stderr)
         return 1
-    print(json.dumps([asdict(u) for u in uses]))
+    print(json.dumps(asdict(use)))
     return 0
 
 

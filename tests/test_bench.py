@@ -8,7 +8,7 @@ from rnopt.bench import BenchConfig, latency_stats, summarize_warnings
 from rnopt.errors import RnoptError
 from rnopt.backends import BackendOptions
 from rnopt.machine_load import other_processes_busy
-from rnopt.memory import MemoryProbe, measure
+from rnopt.memory import MemoryProbe, measure_all
 from rnopt.report.results import BenchResult
 
 
@@ -43,15 +43,16 @@ def test_other_processes_are_noticed():
     assert share is not None and share > 0.5 / (os.cpu_count() or 1)  # one whole core spinning
 
 
-def test_memory_is_measured_per_variant_and_grows_with_the_batch():
-    small, large = measure(MemoryProbe("resnet20_cifar10", "torch"), [64, 1])  # measured smallest first
+def test_memory_is_measured_per_variant_and_grows_with_the_batch(tmp_path):
+    probe = MemoryProbe("resnet20_cifar10", "torch")
+    gone = MemoryProbe(str(tmp_path / "gone.onnx"), "onnxruntime", BackendOptions(threads=1))
+    uses = measure_all({"small": (probe, 1), "large": (probe, 64), "gone": (gone, 1)}, workers=2)
+    small, large = uses["small"], uses["large"]
     assert (small.batch_size, large.batch_size) == (1, 64)
     assert 0 < small.added_mb < small.peak_rss_mb and small.gpu_mb is None
     # 64 images of 16x32x32 floats per layer output, and more: tens of MB beyond batch 1
     assert large.added_mb > small.added_mb + 10
-
-
-def test_memory_probe_failure_is_one_line(tmp_path):
-    with pytest.raises(RnoptError, match=r"measuring memory of .*gone.onnx on onnxruntime failed: model file .* does "
-                                         r"not exist$"):
-        measure(MemoryProbe(str(tmp_path / "gone.onnx"), "onnxruntime", BackendOptions(threads=1)), [1])
+    # a probe that fails is a one-line reason, not an exception that loses the others
+    assert isinstance(uses["gone"], RnoptError)
+    assert str(uses["gone"]).endswith("gone.onnx on onnxruntime at batch 1 failed: model file "
+                                      f"{tmp_path / 'gone.onnx'} does not exist")
