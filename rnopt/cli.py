@@ -270,7 +270,8 @@ def cmd_compare_runs(args: argparse.Namespace) -> None:
 
     _check_outputs(args, args.json)
     baseline, current = load_results([args.baseline]), load_results([args.current])
-    outcome = compare_runs(baseline, current, args.latency_tolerance / 100, args.accuracy_tolerance / 100)
+    outcome = compare_runs(baseline, current, args.latency_tolerance / 100, args.accuracy_tolerance / 100,
+                           args.memory_tolerance / 100)
     if not args.quiet:
         print_table(comparison_rows_table(outcome))
     _show_warnings(outcome.environment_differences)
@@ -422,6 +423,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="median latency may grow this much (default 10 %%)")
     p.add_argument("--accuracy-tolerance", type=float, default=0.5, metavar="POINTS",
                    help="top-1 may drop this many points (default 0.5)")
+    p.add_argument("--memory-tolerance", type=float, default=10.0, metavar="PCT",
+                   help="memory per variant may grow this much, and 2 MB (default 10 %%)")
     p.set_defaults(func=cmd_compare_runs)
 
     p = sub.add_parser("run", parents=[common], help="the whole pipeline, with a report")

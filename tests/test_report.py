@@ -149,6 +149,20 @@ def test_latency_change_within_noise_is_not_a_regression(run_report):
     assert latency_verdict(base, cur, 0.10).verdict == "slower"
 
 
+def test_memory_growth_fails_the_gate_beyond_tolerance_and_floor(cli, run_report, tmp_path):
+    payload = _payload(run_report)
+    (tmp_path / "base.json").write_text(json.dumps(payload))
+    grown = copy.deepcopy(payload)
+    first = grown["bench"]["results"][0]
+    assert first["memory_mb"] > 0  # `rnopt run` measures memory per variant
+    first["memory_mb"] = first["memory_mb"] * 1.3 + 3
+    (tmp_path / "cur.json").write_text(json.dumps(grown))
+    r = cli("compare-runs", tmp_path / "base.json", tmp_path / "cur.json")
+    assert r.code == 1 and "more memory" in r.out and "1 regression(s)" in r.err and "more memory" in r.err
+    assert cli("compare-runs", tmp_path / "base.json", tmp_path / "cur.json",
+               "--memory-tolerance", "100").code == 0
+
+
 # ---- the browser ----------------------------------------------------------------------------------------
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

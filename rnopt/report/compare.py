@@ -3,7 +3,9 @@
 A latency change counts only when it exceeds both the tolerance and three standard errors of the
 difference of the two medians (standard error of a median ~ 1.25 * stdev / sqrt(n), from each
 result's coefficient of variation and iteration count), so a noisy machine does not fail a CI gate
-on its own noise. Accuracy is deterministic on fixed data: only the tolerance applies.
+on its own noise. Accuracy is deterministic on fixed data: only the tolerance applies. So, nearly, is
+memory measured per variant (repeated ResNet-20 measurements here stayed within 1 MB): a change
+counts when it exceeds the tolerance and MEMORY_FLOOR_MB.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from rnopt.report.results import BenchResult
 from rnopt.report.tables import Table
 
 NOISE_SIGMAS = 3.0
+MEMORY_FLOOR_MB = 2.0
 
 
 @dataclass
@@ -23,7 +26,7 @@ class Change:
     metric: str
     baseline: float | None
     current: float | None
-    change: float | None  # latency: relative (0.1 = 10 % slower); accuracy: fraction (-0.01 = 1 point lost)
+    change: float | None  # latency, memory: relative (0.1 = 10 % more); accuracy: fraction (-0.01 = 1 point lost)
     noise: float | None  # latency: relative change the noise alone could explain
     verdict: str
 
@@ -52,12 +55,26 @@ def latency_verdict(base: BenchResult, cur: BenchResult, tolerance: float) -> Ch
         verdict = "within noise"
     else:
         verdict = "slower" if change > 0 else "faster"
-    key = f"{cur.model} | {cur.backend} {cur.device} {cur.precision} | batch {cur.batch_size}"
-    return Change(key, "p50 latency ms", base.latency_ms.p50, cur.latency_ms.p50, change, noise, verdict)
+    return Change(_label(cur), "p50 latency ms", base.latency_ms.p50, cur.latency_ms.p50, change, noise, verdict)
+
+
+def memory_verdict(base: BenchResult, cur: BenchResult, tolerance: float) -> Change | None:
+    if base.memory_mb is None or cur.memory_mb is None:
+        return None
+    change = cur.memory_mb / base.memory_mb - 1 if base.memory_mb > 0 else 0.0
+    if abs(change) <= tolerance or abs(cur.memory_mb - base.memory_mb) <= MEMORY_FLOOR_MB:
+        verdict = "same"
+    else:
+        verdict = "more memory" if change > 0 else "less memory"
+    return Change(_label(cur), "memory MB", base.memory_mb, cur.memory_mb, change, None, verdict)
+
+
+def _label(r: BenchResult) -> str:
+    return f"{r.model} | {r.backend} {r.device} {r.precision} | batch {r.batch_size}"
 
 
 def compare_runs(baseline: ReportData, current: ReportData, latency_tolerance: float = 0.10,
-                 accuracy_tolerance: float = 0.005) -> Outcome:
+                 accuracy_tolerance: float = 0.005, memory_tolerance: float = 0.10) -> Outcome:
     outcome = Outcome(environment_differences=environment_differences(baseline, current))
     base = {_key(r): r for r in baseline.bench}
     cur = {_key(r): r for r in current.bench}
@@ -66,13 +83,17 @@ def compare_runs(baseline: ReportData, current: ReportData, latency_tolerance: f
             row = latency_verdict(base[key], cur[key], latency_tolerance)
         else:
             present = cur.get(key) or base[key]
-            row = Change(f"{present.model} | {present.backend} {present.device} {present.precision} | batch "
-                         f"{present.batch_size}", "p50 latency ms", base[key].latency_ms.p50 if key in base else None,
+            row = Change(_label(present), "p50 latency ms", base[key].latency_ms.p50 if key in base else None,
                          cur[key].latency_ms.p50 if key in cur else None, None, None,
                          "new" if key in cur else "missing")
         outcome.rows.append(row)
         if row.verdict == "slower":
             outcome.regressions.append(f"{row.key} is {row.change:.1%} slower")
+        memory = memory_verdict(base[key], cur[key], memory_tolerance) if key in base and key in cur else None
+        if memory:
+            outcome.rows.append(memory)
+            if memory.verdict == "more memory":
+                outcome.regressions.append(f"{memory.key} needs {memory.change:.1%} more memory")
     _compare_accuracy(baseline, current, accuracy_tolerance, outcome)
     return outcome
 
@@ -108,13 +129,13 @@ def comparison_rows_table(outcome: Outcome) -> Table:
     def fmt(row: Change, value: float | None) -> str:
         if value is None:
             return ""
-        return f"{value:.3f}" if row.metric.startswith("p50") else f"{value:.2%}"
+        return {"p50 latency ms": f"{value:.3f}", "memory MB": f"{value:,.1f}"}.get(row.metric, f"{value:.2%}")
 
     rows = []
     for row in outcome.rows:
         if row.change is None:
             change = ""
-        elif row.metric.startswith("p50"):
+        elif row.metric in ("p50 latency ms", "memory MB"):
             change = f"{row.change:+.1%}"
         else:
             change = f"{row.change * 100:+.2f} points"
