@@ -7,6 +7,7 @@
 PyTorch on CUDA in fp32 (IEEE), tf32, fp16 and bf16 (eager, channels_last, CUDA graphs; torch.compile with
 --compile), and ONNX Runtime's CUDA / TensorRT providers when the installed onnxruntime has them. Each
 group's tables are printed as soon as it is done, so a run cut short still shows what it measured.
+Each variant's host and GPU memory is also measured in a process of its own (rnopt/memory.py; --no-memory skips it).
 Needs torch, numpy and rich; ONNX export needs onnx and onnxscript, and is skipped without them.
 OpenVINO and NNCF are not needed. ResNet-50 runs random-initialised: speed does not depend on the weights.
 Exit status: 0 all numeric checks passed, 1 one failed, 2 no CUDA device.
@@ -28,6 +29,7 @@ from rnopt.backends import BackendOptions, Session, TorchModel, get_backend  # n
 from rnopt.bench import BenchConfig, Variant, bench_variants, summarize_warnings  # noqa: E402
 from rnopt.environment import gpu_description  # noqa: E402
 from rnopt.errors import RnoptError  # noqa: E402
+from rnopt.memory import probe_for  # noqa: E402
 from rnopt.models import create_model  # noqa: E402
 from rnopt.report.render import markdown_table  # noqa: E402
 from rnopt.report.results import BenchResult, Report  # noqa: E402
@@ -79,7 +81,7 @@ class NumericCheck:
 class GpuCheck:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.config = BenchConfig(args.batch_sizes, args.warmup, args.iterations, args.min_time)
+        self.config = BenchConfig(args.batch_sizes, args.warmup, args.iterations, args.min_time, args.memory)
         torch.manual_seed(0)
         self.model = TorchModel(create_model(args.model))
         size = self.model.input_size
@@ -89,7 +91,7 @@ class GpuCheck:
         self.checks: list[NumericCheck] = []
         self.results: list[BenchResult] = []
 
-    def check(self, label: str, session: Session) -> Variant:
+    def check(self, label: str, session: Session, options: BackendOptions) -> Variant:
         out = session.predict(self.inputs)
         scale = float(np.abs(self.reference).max()) or 1.0
         check = NumericCheck(label, session.precision, float(np.abs(out - self.reference).max()) / scale,
@@ -97,7 +99,9 @@ class GpuCheck:
         self.checks.append(check)
         print(f"{label}: max |diff| / max |logit| vs CPU fp32 {check.max_rel_diff:.2e} "
               f"({'ok' if check.passed else 'FAILED'}), top-1 agreement {check.top1_agreement:.0%}", flush=True)
-        return Variant(label, session, self.model.input_size)
+        # No memory probe for torch.compile: each probe process would compile again, for minutes.
+        probe = None if options.compile else probe_for(self.model, session.backend, options)
+        return Variant(label, session, self.model.input_size, probe=probe)
 
     def group(self, title: str, variants: list[Variant]) -> None:
         if not variants:
@@ -114,8 +118,9 @@ class GpuCheck:
         variants = []
         for config in configs:
             try:
-                session = backend.load(self.model, config.options(self.args.device))
-                variants.append(self.check(f"torch {config.precision} {session.describe()}", session))
+                options = config.options(self.args.device)
+                session = backend.load(self.model, options)
+                variants.append(self.check(config.label, session, options))
             except RnoptError as exc:
                 print(f"{config.label}: skipped: {exc}")
         self.group(title, variants)
@@ -135,9 +140,9 @@ class GpuCheck:
         variants = []
         for provider in providers:
             try:
-                session = get_backend("onnxruntime").load(
-                    self.model, BackendOptions(device=self.args.device, ort_provider=provider))
-                variants.append(self.check(f"onnxruntime {provider}", session))
+                options = BackendOptions(device=self.args.device, ort_provider=provider)
+                session = get_backend("onnxruntime").load(self.model, options)
+                variants.append(self.check(f"onnxruntime {provider}", session, options))
             except (RnoptError, ImportError) as exc:  # ImportError: onnx/onnxscript missing for the export
                 print(f"onnxruntime {provider}: skipped: {exc}")
         self.group("ONNX Runtime", variants)
@@ -188,6 +193,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--iterations", type=int, default=50)
     p.add_argument("--min-time", type=float, default=1.0, help="seconds of timed runs per variant and batch size")
     p.add_argument("--compile", action="store_true", help="also time torch.compile (minutes of compilation)")
+    p.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True,
+                   help="measure each variant's host and GPU memory in a process of its own (default on)")
     p.add_argument("--json", help="write the results as an rnopt bench JSON (`rnopt report` reads it)")
     return p.parse_args(argv)
 

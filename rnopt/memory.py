@@ -11,7 +11,7 @@ NCHW CPU copy rnopt loaded first: rnopt never changes a caller's model.)
 
 Memory does not depend on timing, so several of these processes run at once, one per core.
 
-    python -m rnopt.memory '<MemoryRequest as JSON>'    # the child side; prints one JSON line
+    python -m rnopt.memory '{"probe": {...}, "batch_size": 8}'    # the child side; prints one JSON line
 """
 from __future__ import annotations
 
@@ -31,6 +31,9 @@ from rnopt.backends.base import BackendOptions, ModelInput, TorchModel
 from rnopt.errors import RnoptError
 
 PROBE_TIMEOUT_S = 600
+# The child imports rnopt from where this process did, installed or a checkout (the GPU check runs uninstalled).
+_CHILD = "import sys; sys.path.insert(0, sys.argv[1]); from rnopt.memory import main; sys.exit(main(sys.argv[2:]))"
+_IMPORT_ROOT = str(Path(__file__).resolve().parents[1])
 RUNS_PER_BATCH = 3  # the first run allocates most; a few more catch arenas that grow late
 
 
@@ -69,7 +72,7 @@ def measure(probe: MemoryProbe, batch_size: int) -> MemoryUse:
     what = f"memory of {probe.model} on {probe.backend} at batch {batch_size}"
     payload = json.dumps({"probe": asdict(probe), "batch_size": batch_size})
     try:
-        proc = subprocess.run([sys.executable, "-m", "rnopt.memory", payload], capture_output=True, text=True,
+        proc = subprocess.run([sys.executable, "-c", _CHILD, _IMPORT_ROOT, payload], capture_output=True, text=True,
                               timeout=PROBE_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise RnoptError(f"measuring {what} took over {PROBE_TIMEOUT_S} s") from None

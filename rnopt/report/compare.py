@@ -4,7 +4,7 @@ A latency change counts only when it exceeds both the tolerance and three standa
 difference of the two medians (standard error of a median ~ 1.25 * stdev / sqrt(n), from each
 result's coefficient of variation and iteration count), so a noisy machine does not fail a CI gate
 on its own noise. Accuracy is deterministic on fixed data: only the tolerance applies. So, nearly, is
-memory measured per variant (repeated ResNet-20 measurements here stayed within 1 MB): a change
+memory measured per variant (four repeats of each ResNet-20 variant here stayed within 1.3 MB): a change
 counts when it exceeds the tolerance and MEMORY_FLOOR_MB.
 """
 from __future__ import annotations
