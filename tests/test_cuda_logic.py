@@ -63,8 +63,9 @@ def test_gpu_check_runs_where_only_pytorch_is(tmp_path, run_without):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "onnxruntime: skipped (onnxruntime is not installed)" in proc.stdout
     assert "### PyTorch" in proc.stdout and "### Numerics against CPU fp32" in proc.stdout
-    precisions = [r["precision"] for r in json.loads(out.read_text())["results"]]
-    assert precisions == ["fp32", "fp32"] + (["bf16"] if snapshot().has_bf16 else [])
+    results = json.loads(out.read_text())["results"]
+    assert [r["precision"] for r in results] == ["fp32", "fp32"] + (["bf16"] if snapshot().has_bf16 else [])
+    assert all(r["memory_mb"] > 0 for r in results)  # each measured in a process of its own
 
 
 def test_gpu_check_fails_when_numerics_are_off(capsys, monkeypatch):
@@ -73,7 +74,7 @@ def test_gpu_check_fails_when_numerics_are_off(capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "gpu_check", gpu_check)  # its dataclasses look their module up there
     spec.loader.exec_module(gpu_check)
     monkeypatch.setitem(gpu_check.TOLERANCE, "fp32", 0.0)  # channels_last changes the summation order
-    assert gpu_check.main(REHEARSAL) == 1
+    assert gpu_check.main(REHEARSAL + ["--no-memory"]) == 1
     out = capsys.readouterr().out
-    assert "NUMERIC CHECK FAILED: torch fp32 eager,channels_last" in out
+    assert "NUMERIC CHECK FAILED: torch fp32 channels_last" in out
     assert gpu_check.main(["--model", "resnet20_cifar10"]) == 2  # asks for CUDA, which is absent here
