@@ -123,7 +123,7 @@ def _measure_memory(variants: list[Variant], config: BenchConfig, on_round: Call
     memory, failures = {}, {}
     for (i, batch), outcome in measure_all(requests, on_done=on_round).items():
         if isinstance(outcome, RnoptError):
-            failures.setdefault(i, f"{outcome}")
+            failures.setdefault(i, str(outcome))  # one reason per variant is enough
         else:
             memory[(i, batch)] = outcome
     return memory, failures

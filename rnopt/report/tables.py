@@ -42,7 +42,7 @@ def bench_table(results: list[BenchResult]) -> Table:
     headers = ["model", "backend", "device", "precision", "batch", "threads", "iters", "mean ms", "p50 ms",
                "p90 ms", "p99 ms", "min ms", "max ms", "cv", "images/s", "peak RSS MB"]
     note = "! = see warnings; peak RSS: the benchmarking process, all variants together"
-    if optional and optional[0][0] == "memory MB":
+    if any(header == "memory MB" for header, _ in optional):
         note += "; memory: what the variant adds over its bare runtime, in a process of its own"
     return Table("Latency", headers + [h for h, _ in optional], rows, note)
 
