@@ -35,7 +35,7 @@ def test_run_writes_html_md_json_from_the_same_content(run_report):
     for text in ("Recommended:", "Summary", "Latency", "Accuracy on cifar10[500]", "Export check",
                  "Quantization settings", "Environment", "rnopt run"):
         assert text in html and text in md, text
-    assert html.count('<figure class="plot"') == 4  # latency b1, b4, Pareto, batch sweep
+    assert html.count('<figure class="plot"') == 5  # latency b1, b4, Pareto, batch sweep, memory
     assert "JPEG" in md and "avx" in md.lower()
     assert "memory MB (batch 1)" in md and "in a process of its own" in md
 
@@ -65,7 +65,7 @@ def test_report_merges_bench_and_eval_files(cli, tmp_path, fp32_onnx, int8_onnx)
     r = cli("report", tmp_path / "b.json", tmp_path / "e.json", "-o", tmp_path / "r.html")
     assert r.code == 0, r.err
     html = (tmp_path / "r.html").read_text()
-    assert "Recommended:" in html and html.count('<figure class="plot"') == 4
+    assert "Recommended:" in html and html.count('<figure class="plot"') == 5
     assert cli("report", tmp_path / "b.json", tmp_path / "e.json", "-o", tmp_path / "r.md").code == 0
     assert "| model |" in (tmp_path / "r.md").read_text()
     assert cli("report", tmp_path / "b.json", "-o", tmp_path / "r.json").code == 0
@@ -189,7 +189,7 @@ def test_html_report_renders_in_headless_chromium(run_report, tmp_path):
         browser.close()
     assert errors == []
     assert all(url.startswith("file://") for url in requests), requests  # works offline: nothing fetched
-    assert set(sizes) == {"latency-b1", "latency-b4", "pareto", "batch-sweep"}
+    assert set(sizes) == {"latency-b1", "latency-b4", "pareto", "batch-sweep", "memory"}
     for name, (box, marks) in sizes.items():
         assert box["width"] > 300 and box["height"] > 100 and marks > 5, name
     assert (tmp_path / "report.png").stat().st_size > 50_000

@@ -98,6 +98,9 @@ def _plots(data: ReportData) -> list[Block]:
     svg = plots.batch_sweep(data.bench)
     if svg:
         out.append(Plot("batch-sweep", "Throughput and latency vs batch size", svg))
+    svg = plots.memory_per_variant(data.bench)
+    if svg:
+        out.append(Plot("memory", "Memory per variant", svg))
     return ([Heading("Plots")] + out) if out else []
 
 

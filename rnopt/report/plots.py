@@ -1,4 +1,5 @@
-"""Plots as inline SVG (matplotlib, no display): latency distributions, accuracy vs latency, batch sweeps."""
+"""Plots as inline SVG (matplotlib, no display): latency distributions, accuracy vs latency, batch sweeps,
+memory per variant."""
 from __future__ import annotations
 
 import io
@@ -112,4 +113,24 @@ def batch_sweep(results: list[BenchResult]) -> str | None:
     for ax in (left, right):
         _plain_log_ticks(ax.xaxis)
     left.legend(fontsize=7)
+    return _svg(fig)
+
+
+def memory_per_variant(results: list[BenchResult]) -> str | None:
+    """Grouped bars: what each variant adds over its bare runtime, one bar per batch size."""
+    measured = [r for r in results if r.memory_mb is not None]
+    if not measured:
+        return None
+    labels = list(dict.fromkeys(_label(r) for r in measured))
+    batches = sorted({r.batch_size for r in measured})
+    height = 0.8 / len(batches)
+    fig, ax = plt.subplots(figsize=(8, 0.6 + 0.25 * len(labels) * len(batches) + 0.2 * len(labels)))
+    for j, batch in enumerate(batches):
+        values = {_label(r): r.memory_mb for r in measured if r.batch_size == batch}
+        rows = [i for i, label in enumerate(labels) if label in values]
+        ax.barh([i + j * height for i in rows], [values[labels[i]] for i in rows], height, label=f"batch {batch}")
+    ax.set_yticks([i + height * (len(batches) - 1) / 2 for i in range(len(labels))], labels)
+    ax.invert_yaxis()
+    ax.set_xlabel("memory added over the bare runtime, MB (each variant in a process of its own)")
+    ax.legend(fontsize=7, loc="lower right")
     return _svg(fig)
