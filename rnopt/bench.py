@@ -81,8 +81,7 @@ def _block(session: Session, prepared: object) -> list[float]:
 def bench_variants(variants: list[Variant], config: BenchConfig,
                    on_round: Callable[[str], None] | None = None) -> list[BenchResult]:
     """Time every variant at every batch size; variants are interleaved within a batch size."""
-    memory, memory_failures = _measure_memory(variants, config, on_round) if config.memory else ({}, {})
-    results = []
+    results: dict[tuple[int, int], BenchResult] = {}  # (variant index, batch size) -> result
     rng = np.random.default_rng(0)
     for batch in config.batch_sizes:
         prepared, first_ms = [], []
@@ -102,34 +101,31 @@ def bench_variants(variants: list[Variant], config: BenchConfig,
                 s.extend(_block(v.session, inputs))
             if on_round:
                 on_round(f"batch {batch}: {min(len(s) for s in samples)} iterations")
-        batch_results = [_result(v, batch, s, f, memory.get((i, batch)))
-                         for i, (v, s, f) in enumerate(zip(variants, samples, first_ms))]
-        for result in batch_results:
-            result.warnings += [busy] if busy else []
-        for i, failure in memory_failures.items():
-            batch_results[i].warnings.append(failure)
-        results += batch_results
-    return results
+        for i, (v, s, f) in enumerate(zip(variants, samples, first_ms)):
+            results[(i, batch)] = _result(v, batch, s, f)
+            results[(i, batch)].warnings += [busy] if busy else []
+    if config.memory:
+        _add_memory(variants, results, on_round)
+    return list(results.values())
 
 
-def _measure_memory(variants: list[Variant], config: BenchConfig, on_round: Callable[[str], None] | None
-                    ) -> tuple[dict[tuple[int, int], MemoryUse], dict[int, str]]:
-    """(variant index, batch size) -> memory use, and variant index -> why it could not be measured.
-
-    Runs before any timing, so the timed runs share the machine with none of these processes.
-    """
-    requests = {(i, batch): (v.probe, batch) for i, v in enumerate(variants) if v.probe
-                for batch in config.batch_sizes}
-    memory, failures = {}, {}
+def _add_memory(variants: list[Variant], results: dict[tuple[int, int], BenchResult],
+                on_round: Callable[[str], None] | None) -> None:
+    """Each result's memory, measured in processes of its own once all timing is done, so that no timed
+    run shares the machine with them (or with the memory they hand back to the system as they exit)."""
+    requests = {key: (variants[key[0]].probe, key[1]) for key in results if variants[key[0]].probe}
+    failed: set[int] = set()
     for (i, batch), outcome in measure_all(requests, on_done=on_round).items():
-        if isinstance(outcome, RnoptError):
-            failures.setdefault(i, str(outcome))  # one reason per variant is enough
-        else:
-            memory[(i, batch)] = outcome
-    return memory, failures
+        result = results[(i, batch)]
+        if isinstance(outcome, MemoryUse):
+            result.memory_process_mb, result.memory_mb, result.memory_gpu_mb = (
+                outcome.peak_rss_mb, outcome.added_mb, outcome.gpu_mb)
+        elif i not in failed:  # one reason per variant is enough
+            failed.add(i)
+            result.warnings.append(str(outcome))
 
 
-def _result(v: Variant, batch: int, samples: list[float], first_ms: float, memory: MemoryUse | None) -> BenchResult:
+def _result(v: Variant, batch: int, samples: list[float], first_ms: float) -> BenchResult:
     stats = latency_stats(samples)
     cv = stats.stdev / stats.mean if stats.mean else 0.0
     result = BenchResult(
@@ -139,8 +135,6 @@ def _result(v: Variant, batch: int, samples: list[float], first_ms: float, memor
         model_size_bytes=v.model_size_bytes, load_time_s=v.session.load_time_s, first_inference_ms=first_ms,
         streams=v.session.streams, settings=v.session.describe(), peak_rss_mb=peak_rss_mb(),
         peak_gpu_mb=v.session.peak_device_memory_mb(),
-        memory_process_mb=memory.peak_rss_mb if memory else None, memory_mb=memory.added_mb if memory else None,
-        memory_gpu_mb=memory.gpu_mb if memory else None,
         samples_ms=[round(x * 1e3, 4) for x in samples])
     result.warnings = result_warnings(result)
     return result
