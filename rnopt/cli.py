@@ -149,7 +149,7 @@ def _backend_options(args: argparse.Namespace):  # -> BackendOptions
                           performance_hint=args.hint, ort_opt_level=args.ort_opt_level,
                           ort_provider=args.ort_provider, channels_last=args.channels_last, compile=args.compile,
                           cuda_graphs=args.cuda_graphs,
-                          ort_spinning=args.ort_spin == "on")
+                          ort_spinning=args.ort_spin == "on", ort_inter_op=args.ort_inter_op)
 
 
 def _load_pairs(args: argparse.Namespace, default_backend: Callable[[object], str]) -> list[tuple[str, object, object]]:
@@ -339,6 +339,8 @@ def _add_backend_options(p: argparse.ArgumentParser, default: str) -> None:
     p.add_argument("--ort-provider", choices=["cpu", "cuda", "tensorrt"], help="ONNX Runtime execution provider")
     p.add_argument("--ort-spin", choices=["on", "off"], default="on",
                    help="ONNX Runtime worker threads spin between calls (default on: faster, busier CPU)")
+    p.add_argument("--ort-inter-op", type=_positive_int, metavar="N",
+                   help="ONNX Runtime inter-op threads: run independent branches in parallel (default: sequential)")
     p.add_argument("--channels-last", action="store_true", help="torch: channels_last memory format")
     p.add_argument("--compile", action="store_true", help="torch: torch.compile (inductor)")
     p.add_argument("--cuda-graphs", action="store_true", help="torch on CUDA: replay a captured CUDA graph")

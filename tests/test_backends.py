@@ -43,6 +43,17 @@ def test_onnxruntime_matches_torch(fp32_onnx, batch, reference):
     assert np.abs(session.predict(batch) - reference).max() < 1e-4
 
 
+def test_onnxruntime_inter_op_threads_run_in_parallel_mode(fp32_onnx, batch, reference):
+    import onnxruntime as ort
+
+    session = get_backend("onnxruntime").load(_file(fp32_onnx), BackendOptions(threads=1, ort_inter_op=2))
+    opts = session.session.get_session_options()
+    assert (opts.execution_mode, opts.inter_op_num_threads, opts.intra_op_num_threads) == (
+        ort.ExecutionMode.ORT_PARALLEL, 2, 1)
+    assert session.describe() == "provider=cpu,inter_op=2"
+    assert np.abs(session.predict(batch) - reference).max() < 1e-4
+
+
 def test_openvino_fp32_forced_matches_torch_and_default_reports_what_ran(fp32_onnx, batch, reference):
     ov = get_backend("openvino")
     forced = ov.load(_file(fp32_onnx), BackendOptions(precision="fp32"))

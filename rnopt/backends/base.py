@@ -89,6 +89,7 @@ class BackendOptions:
     # (ResNet-20 batch 1: 0.46 ms with, 0.83 ms without, on 2 cores). The bench harness pauses between
     # variants so the spinning does not reach the next one.
     ort_spinning: bool = True
+    ort_inter_op: int | None = None  # ONNX Runtime: threads for independent branches (parallel execution)
     channels_last: bool = False  # PyTorch memory format
     compile: bool = False  # PyTorch: torch.compile (inductor)
     cuda_graphs: bool = False  # PyTorch on CUDA: replay a captured graph instead of launching kernels

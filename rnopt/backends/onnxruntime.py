@@ -22,7 +22,8 @@ OPT_LEVELS = {
 }
 
 
-def session_options(threads: int | None = None, opt_level: str = "all", spinning: bool = True) -> ort.SessionOptions:
+def session_options(threads: int | None = None, opt_level: str = "all", spinning: bool = True,
+                    inter_op: int | None = None) -> ort.SessionOptions:
     if opt_level not in OPT_LEVELS:
         raise RnoptError(f"unknown ONNX Runtime optimization level {opt_level!r}: choose {', '.join(OPT_LEVELS)}")
     opts = ort.SessionOptions()
@@ -30,6 +31,12 @@ def session_options(threads: int | None = None, opt_level: str = "all", spinning
     opts.log_severity_level = 3  # errors only: ORT's warnings are not for our users
     if threads:
         opts.intra_op_num_threads = threads
+    if inter_op:
+        # Inter-op threads run independent branches side by side (in a ResNet, a downsampling shortcut
+        # beside its block), which ORT does only in parallel execution mode.
+        opts.execution_mode = ort.ExecutionMode.ORT_PARALLEL
+        opts.inter_op_num_threads = inter_op
+    elif threads:
         opts.inter_op_num_threads = 1
     if not spinning:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -43,14 +50,14 @@ def available_providers() -> list[str]:
     return [name for name, provider in PROVIDERS.items() if provider in have]
 
 
-def create_session(path: str, threads: int | None = None, provider: str = "cpu",
-                   opt_level: str = "all", spinning: bool = True) -> ort.InferenceSession:
+def create_session(path: str, threads: int | None = None, provider: str = "cpu", opt_level: str = "all",
+                   spinning: bool = True, inter_op: int | None = None) -> ort.InferenceSession:
     if provider not in PROVIDERS or provider not in available_providers():
         raise RnoptError(f"this onnxruntime has no {provider!r} execution provider: it has "
                          f"{', '.join(available_providers())} (install onnxruntime-gpu for cuda/tensorrt)")
     providers = [PROVIDERS[provider]] + (["CPUExecutionProvider"] if provider != "cpu" else [])
     try:
-        return ort.InferenceSession(path, session_options(threads, opt_level, spinning), providers=providers)
+        return ort.InferenceSession(path, session_options(threads, opt_level, spinning, inter_op), providers=providers)
     except Exception as exc:  # ORT raises its own exception types for unloadable graphs
         raise RnoptError(f"onnxruntime cannot load {path}: {str(exc).splitlines()[0][:200]}") from None
 
@@ -59,9 +66,10 @@ class OrtSession(Session):
     backend = "onnxruntime"
 
     def __init__(self, session: ort.InferenceSession, provider: str, precision: str, threads: int,
-                 spinning: bool = True) -> None:
+                 spinning: bool = True, inter_op: int | None = None) -> None:
         self.session = session
         self.spinning = spinning
+        self.inter_op = inter_op
         self.provider = provider
         self.device = _DEVICE_OF[provider]
         self.precision = precision
@@ -79,7 +87,8 @@ class OrtSession(Session):
         return np.asarray(output[0], dtype=np.float32)
 
     def describe(self) -> str:
-        return f"provider={self.provider}" + ("" if self.spinning else ",spin=off")
+        return (f"provider={self.provider}" + ("" if self.spinning else ",spin=off")
+                + (f",inter_op={self.inter_op}" if self.inter_op else ""))
 
 
 class OnnxRuntimeBackend(Backend):
@@ -108,8 +117,9 @@ class OnnxRuntimeBackend(Backend):
             raise RnoptError(f"execution provider {provider!r} does not run on device {options.device!r}")
         start = time.perf_counter()
         spinning = options.ort_spinning
-        session = create_session(str(file.path), options.threads, provider, options.ort_opt_level, spinning)
+        session = create_session(str(file.path), options.threads, provider, options.ort_opt_level, spinning,
+                                 options.ort_inter_op)
         threads = options.threads or os.cpu_count() or 1
-        result = OrtSession(session, provider, precision, threads, spinning)
+        result = OrtSession(session, provider, precision, threads, spinning, options.ort_inter_op)
         result.load_time_s = time.perf_counter() - start
         return result
