@@ -7,7 +7,7 @@ import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 from rich.markup import escape
 
@@ -37,6 +37,18 @@ def _positive_int(text: str) -> int:
 
 def _int_list(text: str) -> list[int]:
     return [_positive_int(part) for part in text.split(",") if part.strip()] or [_positive_int(text)]
+
+
+PRECISIONS = ("fp32", "bf16", "fp16", "int8", "tf32")
+
+
+def _precision_list(text: str) -> list[str]:
+    names = list(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [n for n in names if n not in PRECISIONS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown precision {', '.join(unknown) or text!r}: choose from "
+                                         f"{', '.join(PRECISIONS)}")
+    return names
 
 
 def _check_outputs(args: argparse.Namespace, *paths: str | Path | None) -> None:
@@ -142,40 +154,50 @@ def _open_all(args: argparse.Namespace) -> list:
     return models
 
 
-def _backend_options(args: argparse.Namespace):  # -> BackendOptions
+def _backend_options(args: argparse.Namespace, precision: str | None = None):  # -> BackendOptions
     from rnopt.backends import BackendOptions
 
-    return BackendOptions(device=args.device, threads=args.threads, precision=args.precision,
+    return BackendOptions(device=args.device, threads=args.threads, precision=precision,
                           performance_hint=args.hint, ort_opt_level=args.ort_opt_level,
                           ort_provider=args.ort_provider, channels_last=args.channels_last, compile=args.compile,
                           cuda_graphs=args.cuda_graphs,
                           ort_spinning=args.ort_spin == "on", ort_inter_op=args.ort_inter_op)
 
 
-def _load_pairs(args: argparse.Namespace, default_backend: Callable[[object], str]) -> list[tuple[str, object, object]]:
-    """(label, model, session) for every model x backend that can run it.
+class Pair(NamedTuple):
+    """One model on one backend at one precision, loaded: a variant to time or evaluate."""
 
-    With several backends, a pair that cannot run (a .onnx file on torch) is skipped with a warning;
-    when nothing at all can run, the first reason is the error.
+    label: str
+    model: Any  # ModelInput
+    session: Any  # Session
+    options: Any  # BackendOptions
+
+
+def _load_pairs(args: argparse.Namespace, default_backend: Callable[[object], str]) -> list[Pair]:
+    """A Pair for every model x backend x precision that can run.
+
+    With several backends or precisions, a combination that cannot run (a .onnx file on torch, fp16 on
+    a CPU) is skipped with a warning; when nothing at all can run, the first reason is the error.
     """
     from rnopt.backends import get_backend, parse_backends
 
     models = _open_all(args)
-    options = _backend_options(args)
     asked = parse_backends(args.backend) if args.backend else None
-    plan = [(arg, model, asked or [get_backend(default_backend(model))]) for arg, model in zip(args.models, models)]
+    precisions = args.precision or [None]
     pairs, skipped = [], []
-    for arg, model, backends in plan:
-        for backend in backends:
+    for arg, model in zip(args.models, models):
+        combos = [(b, p) for b in asked or [get_backend(default_backend(model))] for p in precisions]
+        for backend, precision in combos:
+            options = _backend_options(args, precision)
             try:
                 session = backend.load(model, options)
             except RnoptError as exc:
-                if len(backends) == 1:
+                if len(combos) == 1:
                     raise
-                skipped.append(f"skipped {arg} on {backend.name}: {exc}")
+                skipped.append(f"skipped {arg} on {backend.name}{f' {precision}' if precision else ''}: {exc}")
                 continue
-            label = f"{arg} [{backend.name}]" if asked and len(asked) > 1 else arg
-            pairs.append((label, model, session))
+            tags = ([backend.name] if asked and len(asked) > 1 else []) + ([precision] if len(precisions) > 1 else [])
+            pairs.append(Pair(f"{arg} [{' '.join(tags)}]" if tags else arg, model, session, options))
     if not pairs:
         raise RnoptError(skipped[0] if skipped else "nothing to run")
     _show_warnings(skipped)
@@ -199,9 +221,8 @@ def cmd_bench(args: argparse.Namespace) -> None:
         args.batch_size = args.batch_size if args.batch_size_given else [1, 8, 32]
     config = BenchConfig(args.batch_size, args.warmup, args.iterations, args.min_time, args.memory)
     pairs = _load_pairs(args, lambda m: "onnxruntime")
-    options = _backend_options(args)
-    variants = [Variant(label, session, model.input_size, model.size_bytes, probe_for(model, session.backend, options))
-                for label, model, session in pairs]
+    variants = [Variant(p.label, p.session, p.model.input_size, p.model.size_bytes,
+                        probe_for(p.model, p.session.backend, p.options)) for p in pairs]
     with progress.task("benchmarking") as advance:
         results = bench_variants(variants, config, on_round=lambda note: advance(1, note))
     warnings = summarize_warnings(results)
@@ -223,18 +244,18 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
     _check_outputs(args, args.json)
     pairs = _load_pairs(args, lambda m: "onnxruntime" if isinstance(m, ModelFile) else "torch")
-    preprocessing = [model.preprocessing for _, model, _ in pairs]
+    preprocessing = [p.model.preprocessing for p in pairs]
     if any(p != preprocessing[0] for p in preprocessing):
         raise RnoptError("these models expect different input preprocessing: evaluate them separately")
-    dataset = align_labels(load_dataset(args.data), pairs[0][1].class_names).subset(args.limit)
-    sessions = [(label, session) for label, _, session in pairs]
+    dataset = align_labels(load_dataset(args.data), pairs[0].model.class_names).subset(args.limit)
+    sessions = [(p.label, p.session) for p in pairs]
     with progress.task(f"evaluating on {dataset.name}", len(dataset)) as advance:
         results, comparisons = evaluate(sessions, dataset, preprocessing[0], args.batch_size, advance)
     if not args.quiet:
         print_table(eval_table(results, dataset.name))
         if comparisons:
             print_table(comparison_table(comparisons))
-    warnings = [w for _, m, _ in pairs for w in getattr(getattr(m, "loaded", None), "warnings", [])]
+    warnings = [w for p in pairs for w in getattr(getattr(p.model, "loaded", None), "warnings", [])]
     _write_report(args, Report("eval", command=args.command_line, warnings=list(dict.fromkeys(warnings)),
                                sections={"dataset": dataset.name, "results": results, "comparisons": comparisons}))
 
@@ -330,9 +351,9 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 def _add_backend_options(p: argparse.ArgumentParser, default: str) -> None:
     p.add_argument("--backend", metavar="NAME[,NAME...]", help=f"onnxruntime, openvino, torch (default: {default})")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16", "int8", "tf32"],
-                   help="OpenVINO: inference precision hint; torch: autocast dtype, or tf32 convolutions on CUDA "
-                        "(default: the model's own)")
+    p.add_argument("--precision", type=_precision_list, metavar="P[,P...]",
+                   help=f"{', '.join(PRECISIONS)}; a comma list compares them side by side. OpenVINO: inference "
+                        "precision hint; torch: autocast dtype, or tf32 convolutions on CUDA (default: the model's own)")
     p.add_argument("--threads", type=_positive_int, help="intra-op threads (default: all cores)")
     p.add_argument("--hint", choices=["latency", "throughput"], default="latency", help="OpenVINO performance hint")
     p.add_argument("--ort-opt-level", choices=["disable", "basic", "extended", "all"], default="all")

@@ -142,6 +142,17 @@ def test_multi_backend_bench_json(cli, tmp_path, fp32_onnx):
         assert 0 < x["memory_mb"] < x["memory_process_mb"]
 
 
+def test_precision_list_compares_precisions_side_by_side(cli, tmp_path, fp32_onnx):
+    r = cli("bench", fp32_onnx, "--backend", "openvino,onnxruntime", "--precision", "fp32,bf16", "--batch-size", "1",
+            "--iterations", "5", "--min-time", "0", "--warmup", "1", "--no-memory", "--json", tmp_path / "p.json")
+    assert r.code == 0, r.err
+    assert "skipped" in r.err and "onnxruntime bf16: onnxruntime does not run precision 'bf16'" in r.err
+    results = json.loads((tmp_path / "p.json").read_text())["results"]
+    ran = [(x["model"].split(" [")[1].rstrip("]"), x["precision"]) for x in results]
+    assert ran == [("openvino fp32", "fp32"), ("openvino bf16", "bf16" if snapshot().has_bf16 else "fp32"),
+                   ("onnxruntime fp32", "fp32")]
+
+
 def test_scenarios(cli, tmp_path, fp32_onnx):
     r = cli("bench", fp32_onnx, "--scenario", "single-stream", "--iterations", "5", "--min-time", "0",
             "--warmup", "1", "--no-memory", "--json", tmp_path / "s.json")
