@@ -17,6 +17,7 @@ from rnopt.backends.base import Session
 from rnopt.environment import snapshot
 from rnopt.errors import RnoptError
 from rnopt.machine_load import load_warning
+from rnopt import memory
 from rnopt.memory import MemoryProbe, MemoryUse, measure_all
 from rnopt.report.results import BenchResult, LatencyStats
 
@@ -104,7 +105,9 @@ def bench_variants(variants: list[Variant], config: BenchConfig,
         for i, (v, s, f) in enumerate(zip(variants, samples, first_ms)):
             results[(i, batch)] = _result(v, batch, s, f)
             results[(i, batch)].warnings += [busy] if busy else []
-    if config.memory:
+    if config.memory and not memory.supported():
+        next(iter(results.values())).warnings.append("memory per variant not measured: it needs Linux's /proc")
+    elif config.memory:
         _add_memory(variants, results, on_round)
     return list(results.values())
 

@@ -100,6 +100,11 @@ def measure_all(requests: dict[Hashable, tuple[MemoryProbe, int]], workers: int 
         return dict(zip(requests, pool.map(one, requests)))
 
 
+def supported() -> bool:
+    """Peak memory that can be reset and read back is a Linux feature (/proc/self/clear_refs, VmHWM)."""
+    return Path("/proc/self/clear_refs").exists() and Path("/proc/self/status").exists()
+
+
 def _status_mb(key: str) -> float:
     match = re.search(rf"^{key}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.MULTILINE)
     if match is None:

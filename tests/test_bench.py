@@ -56,3 +56,17 @@ def test_memory_is_measured_per_variant_and_grows_with_the_batch(tmp_path):
     assert isinstance(uses["gone"], RnoptError)
     assert str(uses["gone"]).endswith("gone.onnx on onnxruntime at batch 1 failed: model file "
                                       f"{tmp_path / 'gone.onnx'} does not exist")
+
+
+def test_memory_is_skipped_with_a_reason_where_proc_is_missing(monkeypatch, resnet20):
+    from rnopt import memory
+    from rnopt.backends import TorchModel, get_backend
+    from rnopt.bench import Variant, bench_variants
+
+    monkeypatch.setattr(memory, "supported", lambda: False)  # as on macOS or Windows
+    model = TorchModel(resnet20)
+    session = get_backend("torch").load(model, BackendOptions())
+    variant = Variant("r20", session, 32, probe=memory.probe_for(model, "torch", BackendOptions()))
+    [result] = bench_variants([variant], BenchConfig([1], warmup=0, iterations=2, min_time=0, memory=True))
+    assert result.memory_mb is None
+    assert "memory per variant not measured: it needs Linux's /proc" in result.warnings
