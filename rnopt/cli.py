@@ -327,8 +327,9 @@ def cmd_run(args: argparse.Namespace) -> None:
 
     _check_outputs(args, args.json)
     bench = BenchConfig(args.batch_size, args.warmup, args.iterations, args.min_time, args.memory)
+    backends = [n.strip() for n in args.backend.split(",") if n.strip()] if args.backend else None
     opts = RunOptions(args.model, args.weights, args.num_classes, args.labels, Path(args.output), args.data,
-                      args.calib_data, args.limit, bench, args.threads, args.command_line)
+                      args.calib_data, args.limit, bench, args.threads, args.command_line, backends)
     report, out = run_pipeline(opts)
     if not args.quiet:
         from rnopt.report.loading import EvalSection
@@ -458,6 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib-data", metavar="DIR")
     p.add_argument("--limit", type=_positive_int, metavar="N", help="evaluate on a subset of N images")
     p.add_argument("--threads", type=_positive_int, help="intra-op threads (default: all cores)")
+    p.add_argument("--backend", metavar="NAME[,NAME...]",
+                   help="runtimes to compare: torch, onnxruntime, openvino (default: those installed)")
     _add_bench_options(p, "1,8")
     p.set_defaults(func=cmd_run)
     return parser

@@ -1,4 +1,4 @@
-"""`rnopt run`: export -> check -> fuse -> quantize -> bench -> eval -> report, on one model."""
+"""`rnopt run`: export -> check -> fuse -> quantize -> bench -> eval -> report, on one model, every runtime."""
 from __future__ import annotations
 
 import shutil
@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from rnopt import progress
-from rnopt.backends import BackendOptions, ModelFile, TorchModel, get_backend
+from rnopt.backends import BackendOptions, ModelFile, TorchModel, backend_class, get_backend
 from rnopt.bench import BenchConfig, Variant, bench_variants, summarize_warnings
 from rnopt.data import ImageDataset, align_labels, load_dataset
 from rnopt.evaluate import evaluate
@@ -28,6 +28,8 @@ from rnopt.fileio import write_json, write_text
 DEFAULT_MODEL = "resnet20_cifar10"
 CALIB_SIZE = 500
 EVAL_BATCH = 250  # large batches amortise per-call overhead: the full test set in seconds
+# What `rnopt run` compares, in this order: the PyTorch reference, then each runtime on the ONNX files.
+RUN_BACKENDS = ("torch", "onnxruntime", "openvino")
 
 
 @dataclass
@@ -43,6 +45,7 @@ class RunOptions:
     bench: BenchConfig = field(default_factory=BenchConfig)
     threads: int | None = None
     command: str = ""
+    backends: list[str] | None = None  # None: every one of RUN_BACKENDS whose runtime is installed
 
 
 def run_dir(base: Path, model: str) -> Path:
@@ -56,6 +59,7 @@ def run_dir(base: Path, model: str) -> Path:
 
 
 def run_pipeline(opts: RunOptions) -> tuple[Report, Path]:
+    backends, skipped = run_backends(opts.backends)
     loaded = create_model(opts.model, opts.weights, opts.num_classes, opts.labels)
     data_name = opts.data or ("cifar10" if loaded.spec.family == "cifar10" else None)
     # Fail on bad data before the long steps.
@@ -63,10 +67,33 @@ def run_pipeline(opts: RunOptions) -> tuple[Report, Path]:
     _, calibration = calibration_set(meta_for(loaded), opts.calib_data, CALIB_SIZE)
     out = _make_run_dir(opts.output, loaded.name)
     try:
-        return _run_steps(opts, loaded, dataset, len(calibration), out)
+        return _run_steps(opts, backends, skipped, loaded, dataset, len(calibration), out)
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)  # no half-finished run folder left behind
         raise
+
+
+def run_backends(asked: list[str] | None) -> tuple[list[str], list[str]]:
+    """The backends to compare, and a warning for each default one that is not installed.
+
+    Asked-for backends must all be usable (checked before any long step); by default a missing
+    OpenVINO or PyTorch runtime is skipped with a warning.
+    """
+    if asked:
+        unknown = [name for name in asked if name not in RUN_BACKENDS]
+        if unknown:
+            raise RnoptError(f"rnopt run compares {', '.join(RUN_BACKENDS)}, not {', '.join(unknown)}")
+        for name in asked:
+            backend_class(name)  # a clear error now if its runtime is missing
+        return [name for name in RUN_BACKENDS if name in asked], []
+    usable, skipped = [], []
+    for name in RUN_BACKENDS:
+        try:
+            backend_class(name)
+            usable.append(name)
+        except RnoptError as exc:
+            skipped.append(f"{name} skipped: {exc}")
+    return usable, skipped
 
 
 def _make_run_dir(base: Path, model: str) -> Path:
@@ -81,9 +108,9 @@ def _make_run_dir(base: Path, model: str) -> Path:
     return out
 
 
-def _run_steps(opts: RunOptions, loaded: LoadedModel, dataset: ImageDataset | None, calib_images: int,
-               out: Path) -> tuple[Report, Path]:
-    report = Report("run", command=opts.command, warnings=list(loaded.warnings))
+def _run_steps(opts: RunOptions, backends: list[str], skipped: list[str], loaded: LoadedModel,
+               dataset: ImageDataset | None, calib_images: int, out: Path) -> tuple[Report, Path]:
+    report = Report("run", command=opts.command, warnings=list(loaded.warnings) + skipped)
     report.sections["model"] = _model_section(loaded)
 
     fp32, fused, int8 = out / "model.onnx", out / "model.fused.onnx", out / "model.int8.onnx"
@@ -94,14 +121,9 @@ def _run_steps(opts: RunOptions, loaded: LoadedModel, dataset: ImageDataset | No
     with progress.task("calibrating int8", calib_images) as advance:
         report.sections["quantize"] = quantize_onnx(fp32, int8, opts.calib_data, CALIB_SIZE, on_batch=advance)
 
-    onnx_models = [ModelFile(p, read_meta(load_onnx(p, load_weights=False), p)) for p in (fp32, fused, int8)]
-    options = BackendOptions(threads=opts.threads)
-    ort, torch_backend = get_backend("onnxruntime"), get_backend("torch")
-    torch_model = TorchModel(loaded)
-    variants = [Variant(f"{loaded.name} (PyTorch)", torch_backend.load(torch_model, options),
-                        torch_model.input_size, torch_model.size_bytes, probe_for(torch_model, "torch", options))]
-    variants += [Variant(m.path.name, ort.load(m, options), m.input_size, m.size_bytes,
-                         probe_for(m, "onnxruntime", options)) for m in onnx_models]
+    onnx_files = {p.name: ModelFile(p, read_meta(load_onnx(p, load_weights=False), p)) for p in (fp32, fused, int8)}
+    with progress.task("loading", None):
+        variants = _variants(loaded, onnx_files, backends, BackendOptions(threads=opts.threads))
     with progress.task("benchmarking", None) as advance:
         bench = bench_variants(variants, opts.bench, on_round=lambda note: advance(1, note))
     report.sections["bench"] = {"config": opts.bench, "results": bench}
@@ -109,7 +131,9 @@ def _run_steps(opts: RunOptions, loaded: LoadedModel, dataset: ImageDataset | No
 
     if dataset is not None:
         dataset = align_labels(dataset, loaded.class_names).subset(opts.eval_limit)
-        sessions = [(v.model, v.session) for v in variants[1:]]
+        # The ONNX variants, compared with the first (PyTorch itself agrees with the export, checked above).
+        sessions = [(v.model, v.session) for v in variants if v.session.backend != "torch"]
+        sessions = sessions or [(v.model, v.session) for v in variants]
         with progress.task(f"evaluating on {dataset.name}", len(dataset)) as advance:
             results, comparisons = evaluate(sessions, dataset, loaded.spec.preprocessing, EVAL_BATCH, advance)
         report.sections["eval"] = {"dataset": dataset.name, "results": results, "comparisons": comparisons}
@@ -121,6 +145,29 @@ def _run_steps(opts: RunOptions, loaded: LoadedModel, dataset: ImageDataset | No
     write_text(out / "report.md", to_markdown(data))
     write_text(out / "report.html", to_html(data))
     return report, out
+
+
+# The ONNX files each runtime runs. ORT's fused file holds ORT-only operators (FusedConv), so it is
+# ORT's alone; OpenVINO runs the fp32 file at its default precision (bf16 where the CPU has it) and
+# the QDQ int8 file.
+_FILES_PER_BACKEND = {"onnxruntime": ("model.onnx", "model.fused.onnx", "model.int8.onnx"),
+                      "openvino": ("model.onnx", "model.int8.onnx")}
+
+
+def _variants(loaded: LoadedModel, onnx_files: dict[str, ModelFile], backends: list[str],
+              options: BackendOptions) -> list[Variant]:
+    variants = []
+    if "torch" in backends:
+        model = TorchModel(loaded)
+        variants.append(Variant(f"{loaded.name} (PyTorch)", get_backend("torch").load(model, options),
+                                model.input_size, model.size_bytes, probe_for(model, "torch", options)))
+    for name in backends:
+        for file_name in _FILES_PER_BACKEND.get(name, ()):
+            model = onnx_files[file_name]
+            label = file_name if name == "onnxruntime" else f"{file_name} [{name}]"
+            variants.append(Variant(label, get_backend(name).load(model, options), model.input_size,
+                                    model.size_bytes, probe_for(model, name, options)))
+    return variants
 
 
 def _model_section(loaded: LoadedModel) -> dict:

@@ -192,3 +192,13 @@ def test_a_missing_runtime_is_listed_and_refused_in_one_line(run_without):
         proc = run_without(["openvino", "onnxruntime"], "rnopt", "bench", "resnet20_cifar10", "--backend", backend)
         assert proc.returncode == 1
         assert len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr, proc.stderr
+
+
+def test_run_skips_a_missing_default_runtime_with_a_warning(run_without, tmp_path):
+    proc = run_without(["openvino"], "rnopt", "run", "--output", tmp_path, "--limit", "50", "--batch-size", "1",
+                       "--iterations", "3", "--min-time", "0", "--warmup", "1", "--no-memory", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "openvino skipped: the openvino backend needs the Python package 'openvino'" in proc.stderr
+    [run] = list(tmp_path.iterdir())
+    backends = {r["backend"] for r in json.loads((run / "report.json").read_text())["bench"]["results"]}
+    assert backends == {"torch", "onnxruntime"}

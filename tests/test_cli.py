@@ -78,12 +78,27 @@ def test_run_end_to_end_writes_report(cli, tmp_path):
     assert report["kind"] == "run" and report["schema_version"] == 1
     assert report["export"]["passed"] and report["quantize"]["calib_data"] == "cifar10-calib"
     models = {b["model"] for b in report["bench"]["results"]}
-    assert models == {"resnet20_cifar10 (PyTorch)", "model.onnx", "model.fused.onnx", "model.int8.onnx"}
-    [fused_cmp, int8_cmp] = report["eval"]["comparisons"]
+    assert models == {"resnet20_cifar10 (PyTorch)", "model.onnx", "model.fused.onnx", "model.int8.onnx",
+                      "model.onnx [openvino]", "model.int8.onnx [openvino]"}  # every runtime installed
+    fused_cmp, int8_cmp, ov_cmp, ov_int8_cmp = report["eval"]["comparisons"]
     assert fused_cmp["agreement"] == 1.0 and abs(int8_cmp["top1_delta"]) < 0.03
+    assert ov_cmp["agreement"] > 0.98 and abs(ov_int8_cmp["top1_delta"]) < 0.03
     md = (run / "report.md").read_text()
     assert "## Summary" in md and "model.int8.onnx" in md and "JPEG" in md
     assert {p.name for p in run.iterdir()} >= {"report.json", "report.md", "model.onnx", "model.int8.onnx"}
+
+
+def test_run_compares_the_backends_asked_for(cli, tmp_path):
+    r = cli("run", "--output", tmp_path, "--limit", "100", "--batch-size", "1", "--iterations", "5",
+            "--min-time", "0", "--warmup", "1", "--no-memory", "--backend", "openvino")
+    assert r.code == 0, r.err
+    [run] = list(tmp_path.iterdir())
+    report = json.loads((run / "report.json").read_text())
+    assert {b["model"] for b in report["bench"]["results"]} == {"model.onnx [openvino]", "model.int8.onnx [openvino]"}
+    assert [c["candidate"] for c in report["eval"]["comparisons"]] == ["model.int8.onnx [openvino]"]
+    r = cli("run", "--output", tmp_path, "--backend", "onnxruntime,tensorflow")
+    assert r.code == 1 and "rnopt run compares torch, onnxruntime, openvino, not tensorflow" in r.err
+    assert len(list(tmp_path.iterdir())) == 1  # refused before any work: no run folder left
 
 
 def test_console_script_error_has_no_traceback(tmp_path):
