@@ -1,6 +1,7 @@
 """`rnopt run`: export -> check -> fuse -> quantize -> bench -> eval -> report, on one model, every runtime."""
 from __future__ import annotations
 
+import importlib.util
 import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -14,9 +15,10 @@ from rnopt.evaluate import evaluate
 from rnopt.memory import probe_for
 from rnopt.export import export_model, meta_for
 from rnopt.models.registry import LoadedModel, create_model
-from rnopt.onnx_model import load_onnx, read_meta
+from rnopt.onnx_model import load_onnx, read_ir_meta, read_meta
 from rnopt.optimize import optimize_model
 from rnopt.quantize import quantize_onnx
+from rnopt.quantize.openvino import quantize_openvino
 from rnopt.quantize.calibration import calibration_set
 from rnopt.report.html import to_html
 from rnopt.report.loading import from_payload
@@ -120,10 +122,12 @@ def _run_steps(opts: RunOptions, backends: list[str], skipped: list[str], loaded
         report.sections["optimize"] = optimize_model(fp32, fused, "extended")
     with progress.task("calibrating int8", calib_images) as advance:
         report.sections["quantize"] = quantize_onnx(fp32, int8, opts.calib_data, CALIB_SIZE, on_batch=advance)
+    files = {p.name: ModelFile(p, read_meta(load_onnx(p, load_weights=False), p)) for p in (fp32, fused, int8)}
+    if "openvino" in backends:
+        files.update(_nncf_int8(opts, fp32, out / "model.int8.xml", calib_images, report))
 
-    onnx_files = {p.name: ModelFile(p, read_meta(load_onnx(p, load_weights=False), p)) for p in (fp32, fused, int8)}
     with progress.task("loading", None):
-        variants = _variants(loaded, onnx_files, backends, BackendOptions(threads=opts.threads))
+        variants = _variants(loaded, files, backends, BackendOptions(threads=opts.threads))
     with progress.task("benchmarking", None) as advance:
         bench = bench_variants(variants, opts.bench, on_round=lambda note: advance(1, note))
     report.sections["bench"] = {"config": opts.bench, "results": bench}
@@ -147,14 +151,24 @@ def _run_steps(opts: RunOptions, backends: list[str], skipped: list[str], loaded
     return report, out
 
 
-# The ONNX files each runtime runs. ORT's fused file holds ORT-only operators (FusedConv), so it is
-# ORT's alone; OpenVINO runs the fp32 file at its default precision (bf16 where the CPU has it) and
-# the QDQ int8 file.
+def _nncf_int8(opts: RunOptions, fp32: Path, output: Path, calib_images: int, report: Report) -> dict[str, ModelFile]:
+    """OpenVINO's own int8 (NNCF, same calibration images as ORT's), when NNCF is installed."""
+    if importlib.util.find_spec("nncf") is None:
+        report.warnings.append("NNCF is not installed: OpenVINO's own int8 (model.int8.xml) skipped (pip install nncf)")
+        return {}
+    with progress.task("calibrating int8 for OpenVINO (NNCF)", calib_images) as advance:
+        report.sections["quantize_openvino"] = quantize_openvino(fp32, output, opts.calib_data, CALIB_SIZE, advance)
+    return {output.name: ModelFile(output, read_ir_meta(output))}
+
+
+# The model files each runtime runs. ORT's fused file holds ORT-only operators (FusedConv), so it is
+# ORT's alone; OpenVINO runs the fp32 file at its default precision (bf16 where the CPU has it), ORT's
+# QDQ int8 file, and NNCF's int8 IR.
 _FILES_PER_BACKEND = {"onnxruntime": ("model.onnx", "model.fused.onnx", "model.int8.onnx"),
-                      "openvino": ("model.onnx", "model.int8.onnx")}
+                      "openvino": ("model.onnx", "model.int8.onnx", "model.int8.xml")}
 
 
-def _variants(loaded: LoadedModel, onnx_files: dict[str, ModelFile], backends: list[str],
+def _variants(loaded: LoadedModel, files: dict[str, ModelFile], backends: list[str],
               options: BackendOptions) -> list[Variant]:
     variants = []
     if "torch" in backends:
@@ -163,7 +177,9 @@ def _variants(loaded: LoadedModel, onnx_files: dict[str, ModelFile], backends: l
                                 model.input_size, model.size_bytes, probe_for(model, "torch", options)))
     for name in backends:
         for file_name in _FILES_PER_BACKEND.get(name, ()):
-            model = onnx_files[file_name]
+            if file_name not in files:
+                continue  # NNCF's IR, without NNCF
+            model = files[file_name]
             label = file_name if name == "onnxruntime" else f"{file_name} [{name}]"
             variants.append(Variant(label, get_backend(name).load(model, options), model.input_size,
                                     model.size_bytes, probe_for(model, name, options)))

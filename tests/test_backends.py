@@ -202,3 +202,14 @@ def test_run_skips_a_missing_default_runtime_with_a_warning(run_without, tmp_pat
     [run] = list(tmp_path.iterdir())
     backends = {r["backend"] for r in json.loads((run / "report.json").read_text())["bench"]["results"]}
     assert backends == {"torch", "onnxruntime"}
+
+
+def test_run_without_nncf_skips_only_openvinos_own_int8(run_without, tmp_path):
+    proc = run_without(["nncf"], "rnopt", "run", "--output", tmp_path, "--limit", "50", "--batch-size", "1",
+                       "--iterations", "3", "--min-time", "0", "--warmup", "1", "--no-memory", "--quiet",
+                       "--backend", "openvino")
+    assert proc.returncode == 0, proc.stderr
+    assert "NNCF is not installed: OpenVINO's own int8 (model.int8.xml) skipped" in proc.stderr
+    [run] = list(tmp_path.iterdir())
+    models = {r["model"] for r in json.loads((run / "report.json").read_text())["bench"]["results"]}
+    assert models == {"model.onnx [openvino]", "model.int8.onnx [openvino]"}

@@ -79,13 +79,17 @@ def test_run_end_to_end_writes_report(cli, tmp_path):
     assert report["export"]["passed"] and report["quantize"]["calib_data"] == "cifar10-calib"
     models = {b["model"] for b in report["bench"]["results"]}
     assert models == {"resnet20_cifar10 (PyTorch)", "model.onnx", "model.fused.onnx", "model.int8.onnx",
-                      "model.onnx [openvino]", "model.int8.onnx [openvino]"}  # every runtime installed
-    fused_cmp, int8_cmp, ov_cmp, ov_int8_cmp = report["eval"]["comparisons"]
+                      "model.onnx [openvino]", "model.int8.onnx [openvino]",
+                      "model.int8.xml [openvino]"}  # every runtime installed, and NNCF's int8
+    fused_cmp, int8_cmp, ov_cmp, ov_int8_cmp, nncf_cmp = report["eval"]["comparisons"]
     assert fused_cmp["agreement"] == 1.0 and abs(int8_cmp["top1_delta"]) < 0.03
     assert ov_cmp["agreement"] > 0.98 and abs(ov_int8_cmp["top1_delta"]) < 0.03
+    assert abs(nncf_cmp["top1_delta"]) < 0.03 and report["quantize_openvino"]["method"] == "nncf-default"
     md = (run / "report.md").read_text()
     assert "## Summary" in md and "model.int8.onnx" in md and "JPEG" in md
-    assert {p.name for p in run.iterdir()} >= {"report.json", "report.md", "model.onnx", "model.int8.onnx"}
+    assert {p.name for p in run.iterdir()} >= {"report.json", "report.md", "model.onnx", "model.int8.onnx",
+                                               "model.int8.xml", "model.int8.bin"}
+    assert "nncf-default on 500 images of cifar10-calib" in md  # NNCF's settings beside ORT's
 
 
 def test_run_compares_the_backends_asked_for(cli, tmp_path):
@@ -94,8 +98,10 @@ def test_run_compares_the_backends_asked_for(cli, tmp_path):
     assert r.code == 0, r.err
     [run] = list(tmp_path.iterdir())
     report = json.loads((run / "report.json").read_text())
-    assert {b["model"] for b in report["bench"]["results"]} == {"model.onnx [openvino]", "model.int8.onnx [openvino]"}
-    assert [c["candidate"] for c in report["eval"]["comparisons"]] == ["model.int8.onnx [openvino]"]
+    assert {b["model"] for b in report["bench"]["results"]} == {"model.onnx [openvino]", "model.int8.onnx [openvino]",
+                                                                "model.int8.xml [openvino]"}
+    assert [c["candidate"] for c in report["eval"]["comparisons"]] == ["model.int8.onnx [openvino]",
+                                                                       "model.int8.xml [openvino]"]
     r = cli("run", "--output", tmp_path, "--backend", "onnxruntime,tensorflow")
     assert r.code == 1 and "rnopt run compares torch, onnxruntime, openvino, not tensorflow" in r.err
     assert len(list(tmp_path.iterdir())) == 1  # refused before any work: no run folder left

@@ -5,6 +5,8 @@ compared fairly. The rnopt metadata goes into the IR's rt_info.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import os
@@ -41,11 +43,13 @@ def quantize_openvino(source: str | Path, output: str | Path, calib_data: str | 
     source, output, _, meta = open_float_model(source, output, "quantize")
     calib_name, dataset = calibration_set(meta, calib_data, calib_size)
     start = time.perf_counter()
-    logging.getLogger("nncf").setLevel(logging.ERROR)  # NNCF's progress lines would garble our own
+    logging.getLogger("nncf").setLevel(logging.ERROR)  # NNCF's log lines would garble our own
     try:
         model = ov.Core().read_model(str(source))
-        quantized = nncf.quantize(model, nncf.Dataset(list(_samples(dataset, meta, on_batch))),
-                                  subset_size=len(dataset))
+        samples = nncf.Dataset(list(_samples(dataset, meta, on_batch)))
+        # NNCF draws its own progress bars on stdout, which must stay clean for --quiet and pipes.
+        with contextlib.redirect_stdout(io.StringIO()):
+            quantized = nncf.quantize(model, samples, subset_size=len(dataset))
     except Exception as exc:
         raise RnoptError(f"NNCF quantization of {source} failed: {str(exc).splitlines()[0][:200]}") from None
     meta.variant = "int8"

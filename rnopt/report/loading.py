@@ -127,6 +127,8 @@ def _sections(payload: dict[str, Any], kind: str, source: str) -> ReportData:
         for key, (cls, target) in sections.items():
             if payload.get(key):
                 target.append(build(cls, payload[key]))
+        if payload.get("quantize_openvino"):  # NNCF's int8, beside ORT's
+            data.quantizations.append(build(QuantizeResult, payload["quantize_openvino"]))
         data.bench.extend(build(BenchResult, r) for r in payload["bench"]["results"])
         if payload.get("eval"):
             data.evals.append(_eval_section(payload["eval"]))
