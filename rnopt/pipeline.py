@@ -1,7 +1,6 @@
 """`rnopt run`: export -> check -> fuse -> quantize -> bench -> eval -> report, on one model, every runtime."""
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -153,7 +152,9 @@ def _run_steps(opts: RunOptions, backends: list[str], skipped: list[str], loaded
 
 def _nncf_int8(opts: RunOptions, fp32: Path, output: Path, calib_images: int, report: Report) -> dict[str, ModelFile]:
     """OpenVINO's own int8 (NNCF, same calibration images as ORT's), when NNCF is installed."""
-    if importlib.util.find_spec("nncf") is None:
+    try:
+        import nncf  # noqa: F401
+    except ImportError:
         report.warnings.append("NNCF is not installed: OpenVINO's own int8 (model.int8.xml) skipped (pip install nncf)")
         return {}
     with progress.task("calibrating int8 for OpenVINO (NNCF)", calib_images) as advance:
