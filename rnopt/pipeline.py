@@ -10,21 +10,21 @@ from rnopt import progress
 from rnopt.backends import BackendOptions, ModelFile, TorchModel, backend_class, get_backend
 from rnopt.bench import BenchConfig, Variant, bench_variants, summarize_warnings
 from rnopt.data import ImageDataset, align_labels, load_dataset
+from rnopt.errors import RnoptError
 from rnopt.evaluate import evaluate
-from rnopt.memory import probe_for
 from rnopt.export import export_model, meta_for
+from rnopt.fileio import write_json, write_text
+from rnopt.memory import probe_for
 from rnopt.models.registry import LoadedModel, create_model
 from rnopt.onnx_model import load_onnx, read_ir_meta, read_meta
 from rnopt.optimize import optimize_model
 from rnopt.quantize import quantize_onnx
-from rnopt.quantize.openvino import quantize_openvino
 from rnopt.quantize.calibration import calibration_set
+from rnopt.quantize.openvino import quantize_openvino
 from rnopt.report.html import to_html
 from rnopt.report.loading import from_payload
 from rnopt.report.markdown import to_markdown
 from rnopt.report.results import Report
-from rnopt.errors import RnoptError
-from rnopt.fileio import write_json, write_text
 
 DEFAULT_MODEL = "resnet20_cifar10"
 CALIB_SIZE = 500
