@@ -5,4 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-$(command -v python3 || command -v python)}
 export PYTHONUNBUFFERED=1
+"$PYTHON" -c "import torch, numpy" 2>/dev/null \
+  || { echo "gpu_check: $PYTHON has no PyTorch or NumPy: set PYTHON=/path/to/python" >&2; exit 2; }
 exec timeout 540 "$PYTHON" benchmarks/gpu_check.py "$@"
