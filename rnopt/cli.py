@@ -7,7 +7,7 @@ import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple, NoReturn
+from typing import TYPE_CHECKING, NamedTuple, NoReturn
 
 from rich.markup import escape
 
@@ -15,6 +15,9 @@ from rnopt import progress
 from rnopt.errors import RnoptError
 from rnopt.report.render import console, err_console, print_table
 from rnopt.report.results import Report
+
+if TYPE_CHECKING:  # the CLI imports the runtimes only when a command needs them
+    from rnopt.backends import BackendOptions, ModelInput, Session
 
 
 class _Parser(argparse.ArgumentParser):
@@ -154,7 +157,7 @@ def _open_all(args: argparse.Namespace) -> list:
     return models
 
 
-def _backend_options(args: argparse.Namespace, precision: str | None = None):  # -> BackendOptions
+def _backend_options(args: argparse.Namespace, precision: str | None = None) -> BackendOptions:
     from rnopt.backends import BackendOptions
 
     return BackendOptions(device=args.device, threads=args.threads, precision=precision,
@@ -168,9 +171,9 @@ class Pair(NamedTuple):
     """One model on one backend at one precision, loaded: a variant to time or evaluate."""
 
     label: str
-    model: Any  # ModelInput
-    session: Any  # Session
-    options: Any  # BackendOptions
+    model: ModelInput
+    session: Session
+    options: BackendOptions
 
 
 def _load_pairs(args: argparse.Namespace, default_backend: Callable[[object], str]) -> list[Pair]:
