@@ -134,9 +134,7 @@ def _run_steps(opts: RunOptions, backends: list[str], skipped: list[str], loaded
 
     if dataset is not None:
         dataset = align_labels(dataset, loaded.class_names).subset(opts.eval_limit)
-        # The ONNX variants, compared with the first (PyTorch itself agrees with the export, checked above).
-        sessions = [(v.model, v.session) for v in variants if v.session.backend != "torch"]
-        sessions = sessions or [(v.model, v.session) for v in variants]
+        sessions = [(v.model, v.session) for v in _eval_order(variants)]
         with progress.task(f"evaluating on {dataset.name}", len(dataset)) as advance:
             results, comparisons = evaluate(sessions, dataset, loaded.spec.preprocessing, EVAL_BATCH, advance)
         report.sections["eval"] = {"dataset": dataset.name, "results": results, "comparisons": comparisons}
@@ -148,6 +146,20 @@ def _run_steps(opts: RunOptions, backends: list[str], skipped: list[str], loaded
     write_text(out / "report.md", to_markdown(data))
     write_text(out / "report.html", to_html(data))
     return report, out
+
+
+def _eval_order(variants: list[Variant]) -> list[Variant]:
+    """The variants to evaluate, the float reference first: ORT fp32 when it ran, else PyTorch.
+
+    PyTorch is evaluated only as that fallback: the export check already showed it agrees with the
+    ONNX fp32 file, and its eager runs are the slowest.
+    """
+    onnx = [v for v in variants if v.session.backend != "torch"]
+    pytorch = [v for v in variants if v.session.backend == "torch"]  # run's PyTorch variant is fp32
+    reference = next((v for v in onnx if v.session.precision == "fp32"), None)
+    if reference is None:
+        return pytorch[:1] + onnx
+    return [reference] + [v for v in onnx if v is not reference]
 
 
 def _nncf_int8(opts: RunOptions, fp32: Path, output: Path, calib_images: int, report: Report) -> dict[str, ModelFile]:

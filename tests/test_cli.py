@@ -94,14 +94,17 @@ def test_run_end_to_end_writes_report(cli, tmp_path):
 
 def test_run_compares_the_backends_asked_for(cli, tmp_path):
     r = cli("run", "--output", tmp_path, "--limit", "100", "--batch-size", "1", "--iterations", "5",
-            "--min-time", "0", "--warmup", "1", "--no-memory", "--backend", "openvino")
+            "--min-time", "0", "--warmup", "1", "--no-memory", "--backend", "openvino,torch")
     assert r.code == 0, r.err
     [run] = list(tmp_path.iterdir())
     report = json.loads((run / "report.json").read_text())
-    assert {b["model"] for b in report["bench"]["results"]} == {"model.onnx [openvino]", "model.int8.onnx [openvino]",
-                                                                "model.int8.xml [openvino]"}
-    assert [c["candidate"] for c in report["eval"]["comparisons"]] == ["model.int8.onnx [openvino]",
-                                                                       "model.int8.xml [openvino]"]
+    assert {b["model"] for b in report["bench"]["results"]} == {
+        "resnet20_cifar10 (PyTorch)", "model.onnx [openvino]", "model.int8.onnx [openvino]", "model.int8.xml [openvino]"}
+    # no ORT fp32 here, and OpenVINO runs model.onnx in bf16: PyTorch fp32 is the accuracy reference
+    comparisons = report["eval"]["comparisons"]
+    assert {c["reference"] for c in comparisons} == {"resnet20_cifar10 (PyTorch)"}
+    assert [c["candidate"] for c in comparisons] == ["model.onnx [openvino]", "model.int8.onnx [openvino]",
+                                                     "model.int8.xml [openvino]"]
     r = cli("run", "--output", tmp_path, "--backend", "onnxruntime,tensorflow")
     assert r.code == 1 and "rnopt run compares torch, onnxruntime, openvino, not tensorflow" in r.err
     assert len(list(tmp_path.iterdir())) == 1  # refused before any work: no run folder left
