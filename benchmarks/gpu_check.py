@@ -10,7 +10,7 @@ group's tables are printed as soon as it is done, so a run cut short still shows
 Each variant's host and GPU memory is also measured in a process of its own (rnopt/memory.py; --no-memory skips it).
 Needs torch, numpy and rich; ONNX export needs onnx and onnxscript, and is skipped without them.
 OpenVINO and NNCF are not needed. ResNet-50 runs random-initialised: speed does not depend on the weights.
-Exit status: 0 all numeric checks passed, 1 one failed, 2 no CUDA device.
+Exit status: 0 all passed; 1 a numeric check failed or a path raised (the others still run); 2 no CUDA device.
 """
 from __future__ import annotations
 
@@ -90,6 +90,12 @@ class GpuCheck:
             self.reference = self.model.loaded.module(torch.from_numpy(self.inputs)).numpy()
         self.checks: list[NumericCheck] = []
         self.results: list[BenchResult] = []
+        self.failures: list[str] = []  # paths that raised: each is reported, the others still run
+
+    def fail(self, what: str, exc: Exception) -> None:
+        line = f"{what}: {type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+        self.failures.append(line)
+        print(f"FAILED {line}", flush=True)
 
     def check(self, label: str, session: Session, options: BackendOptions) -> Variant:
         out = session.predict(self.inputs)
@@ -107,7 +113,16 @@ class GpuCheck:
         if not variants:
             return
         start = time.perf_counter()
-        results = bench_variants(variants, self.config)
+        try:
+            results = bench_variants(variants, self.config)
+        except Exception as exc:  # a path that never ran on a GPU before: keep what works, name what fails
+            self.fail(f"{title}, timed together", exc)
+            results = []
+            for variant in variants:
+                try:
+                    results += bench_variants([variant], self.config)
+                except Exception as exc:  # noqa: BLE001
+                    self.fail(f"{variant.model}, timed alone", exc)
         self.results += results
         table = bench_table(results)
         table.title = f"{title} ({time.perf_counter() - start:.0f} s)"
@@ -123,6 +138,8 @@ class GpuCheck:
                 variants.append(self.check(config.label, session, options))
             except RnoptError as exc:
                 print(f"{config.label}: skipped: {exc}")
+            except Exception as exc:  # noqa: BLE001 - see group()
+                self.fail(config.label, exc)
         self.group(title, variants)
 
     def onnxruntime_group(self) -> None:
@@ -181,7 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     failed = [c.label for c in run.checks if not c.passed]
     if failed:
         print(f"NUMERIC CHECK FAILED: {', '.join(failed)}")
-    return 1 if failed else 0
+    for line in run.failures:
+        print(f"FAILED {line}")
+    return 1 if failed or run.failures else 0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

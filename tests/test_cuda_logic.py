@@ -68,13 +68,43 @@ def test_gpu_check_runs_where_only_pytorch_is(tmp_path, run_without):
     assert all(r["memory_mb"] > 0 for r in results)  # each measured in a process of its own
 
 
-def test_gpu_check_fails_when_numerics_are_off(capsys, monkeypatch):
+@pytest.fixture
+def gpu_check(monkeypatch):
     spec = importlib.util.spec_from_file_location("gpu_check", GPU_CHECK)
-    gpu_check = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "gpu_check", gpu_check)  # its dataclasses look their module up there
-    spec.loader.exec_module(gpu_check)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "gpu_check", module)  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_check_fails_when_numerics_are_off(capsys, monkeypatch, gpu_check):
     monkeypatch.setitem(gpu_check.TOLERANCE, "fp32", 0.0)  # channels_last changes the summation order
     assert gpu_check.main(REHEARSAL + ["--no-memory"]) == 1
     out = capsys.readouterr().out
     assert "NUMERIC CHECK FAILED: torch fp32 channels_last" in out
     assert gpu_check.main(["--model", "resnet20_cifar10"]) == 2  # asks for CUDA, which is absent here
+
+
+def test_gpu_check_reports_a_path_that_raises_and_runs_the_others(capsys, monkeypatch, gpu_check):
+    from rnopt.backends.torch import TorchBackend
+
+    real_load, real_bench = TorchBackend.load, gpu_check.bench_variants
+
+    def load(self, model, options):
+        if options.precision == "bf16":
+            raise RuntimeError("cuDNN error: CUDNN_STATUS_NOT_SUPPORTED")  # as a new GPU path might
+        return real_load(self, model, options)
+
+    def bench(variants, config):
+        if any("channels_last" in v.model for v in variants):
+            raise RuntimeError("capture failed")  # breaks the interleaved group and, alone, its own variant
+        return real_bench(variants, config)
+
+    monkeypatch.setattr(TorchBackend, "load", load)
+    monkeypatch.setattr(gpu_check, "bench_variants", bench)
+    assert gpu_check.main(REHEARSAL + ["--no-memory"]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED torch bf16 channels_last: RuntimeError: cuDNN error: CUDNN_STATUS_NOT_SUPPORTED" in out
+    assert "FAILED PyTorch, timed together: RuntimeError: capture failed" in out
+    assert "FAILED torch fp32 channels_last, timed alone: RuntimeError: capture failed" in out
+    assert "| torch fp32 eager | torch (eager) | cpu | fp32 | 1 |" in out  # the rest was still timed
