@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rnopt.backends.base import Session
+from rnopt import memory
 from rnopt.environment import snapshot
 from rnopt.errors import RnoptError
 from rnopt.machine_load import load_warning
-from rnopt import memory
-from rnopt.memory import MemoryProbe, MemoryUse, measure_all
 from rnopt.report.results import BenchResult, LatencyStats
 
 NOISY_CV = 0.10
@@ -54,7 +53,7 @@ class Variant:
     session: Session
     input_size: int
     model_size_bytes: int | None = None
-    probe: MemoryProbe | None = None  # how a fresh process rebuilds it, for the memory measurement
+    probe: memory.MemoryProbe | None = None  # how a fresh process rebuilds it, for the memory measurement
 
 
 def peak_rss_mb() -> float:
@@ -118,9 +117,9 @@ def _add_memory(variants: list[Variant], results: dict[tuple[int, int], BenchRes
     run shares the machine with them (or with the memory they hand back to the system as they exit)."""
     requests = {key: (variants[key[0]].probe, key[1]) for key in results if variants[key[0]].probe}
     failed: set[int] = set()
-    for (i, batch), outcome in measure_all(requests, on_done=on_round).items():
+    for (i, batch), outcome in memory.measure_all(requests, on_done=on_round).items():
         result = results[(i, batch)]
-        if isinstance(outcome, MemoryUse):
+        if isinstance(outcome, memory.MemoryUse):
             result.memory_process_mb, result.memory_mb, result.memory_gpu_mb = (
                 outcome.peak_rss_mb, outcome.added_mb, outcome.gpu_mb)
         elif i not in failed:  # one reason per variant is enough

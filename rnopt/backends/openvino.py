@@ -26,10 +26,6 @@ _COMPUTE_LAYERS = {"Convolution", "GroupConvolution", "FullyConnected", "MatMul"
 PERFORMANCE_HINTS = ("latency", "throughput")
 
 
-def _core() -> ov.Core:
-    return ov.Core()
-
-
 def runtime_precision(compiled: Any) -> str:
     """The precision the compute layers (convolutions, fully connected) actually run in."""
     counts: Counter[str] = Counter()
@@ -51,7 +47,7 @@ class _Prepared:
 class OpenVinoSession(Session):
     backend = "openvino"
 
-    def __init__(self, core: Any, model_path: Path, device: str, config: dict[str, str], threads: int) -> None:
+    def __init__(self, core: ov.Core, model_path: Path, device: str, config: dict[str, str], threads: int) -> None:
         self.core, self.model_path, self.ov_device, self.config = core, model_path, device.upper(), config
         self.device = device
         self.threads = threads
@@ -106,7 +102,7 @@ class OpenVinoBackend(Backend):
     @classmethod
     def devices(cls) -> list[str]:
         try:
-            return [d.lower() for d in _core().available_devices if d.split(".")[0] in ("CPU", "GPU")]
+            return [d.lower() for d in ov.Core().available_devices if d.split(".")[0] in ("CPU", "GPU")]
         except Exception:  # a broken OpenVINO install: the backend is simply not usable
             return []
 
@@ -128,8 +124,7 @@ class OpenVinoBackend(Backend):
             config["INFERENCE_PRECISION_HINT"] = PRECISION_HINTS[options.precision]
         if options.threads:
             config["INFERENCE_NUM_THREADS"] = str(options.threads)
-        core = _core()
-        session = OpenVinoSession(core, model.path, options.device, config, options.threads or 0)
+        session = OpenVinoSession(ov.Core(), model.path, options.device, config, options.threads or 0)
         compiled = session.compiled_for((1, 3, model.meta.input_size, model.meta.input_size))
         session.threads = int(compiled.get_property("INFERENCE_NUM_THREADS")) or options.threads or 0
         if options.performance_hint == "throughput":
