@@ -66,6 +66,12 @@ def torch_configs(device: str) -> list[TorchConfig]:
             TorchConfig("fp32", cuda_graphs=True), TorchConfig("fp16", cuda_graphs=True)]
 
 
+def compile_configs(device: str) -> list[TorchConfig]:
+    if device == "cpu":
+        return [TorchConfig("fp32", compile=True)]
+    return [TorchConfig("fp16", compile=True), TorchConfig("fp16", compile=True, cuda_graphs=True)]
+
+
 @dataclass
 class NumericCheck:
     label: str
@@ -98,10 +104,13 @@ class GpuCheck:
         print(f"FAILED {line}", flush=True)
 
     def check(self, label: str, session: Session, options: BackendOptions) -> Variant:
-        out = session.predict(self.inputs)
-        scale = float(np.abs(self.reference).max()) or 1.0
-        check = NumericCheck(label, session.precision, float(np.abs(out - self.reference).max()) / scale,
-                             float((out.argmax(1) == self.reference.argmax(1)).mean()))
+        # Two batches of one shape, the second the first reversed: a CUDA graph or compiled model that
+        # kept the first batch's input would answer the second wrongly.
+        reference = np.concatenate([self.reference, self.reference[::-1]])
+        out = np.concatenate([session.predict(self.inputs), session.predict(np.ascontiguousarray(self.inputs[::-1]))])
+        scale = float(np.abs(reference).max()) or 1.0
+        check = NumericCheck(label, session.precision, float(np.abs(out - reference).max()) / scale,
+                             float((out.argmax(1) == reference.argmax(1)).mean()))
         self.checks.append(check)
         print(f"{label}: max |diff| / max |logit| vs CPU fp32 {check.max_rel_diff:.2e} "
               f"({'ok' if check.passed else 'FAILED'}), top-1 agreement {check.top1_agreement:.0%}", flush=True)
@@ -167,7 +176,7 @@ class GpuCheck:
     def summary(self) -> Table:
         rows = [[c.label, c.precision, f"{c.max_rel_diff:.2e}", f"{TOLERANCE.get(c.precision, 0):.0e}",
                  f"{c.top1_agreement:.0%}", "ok" if c.passed else "FAILED"] for c in self.checks]
-        return Table(f"Numerics against CPU fp32 ({self.args.model}, batch {len(self.inputs)})",
+        return Table(f"Numerics against CPU fp32 ({self.args.model}, two batches of {len(self.inputs)})",
                      ["variant", "precision", "max |diff| / max |logit|", "tolerance", "top-1 agreement", "check"],
                      rows)
 
@@ -184,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     run.torch_group(torch_configs(args.device), "PyTorch")
     run.onnxruntime_group()
     if args.compile:
-        run.torch_group([TorchConfig("fp16" if args.device == "cuda" else "fp32", compile=True)], "torch.compile")
+        run.torch_group(compile_configs(args.device), "torch.compile")
     print(markdown_table(run.summary()))
     for line in summarize_warnings(run.results):
         print(f"warning: {line}")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On a GPU machine with PyTorch and no network: check and time the CUDA paths. Cut off at 9 minutes (the issue
-# asks for under 10); how long it really takes is unknown until it has run on a GPU.
+# asks for under 10); with --compile it took 171 s on an H100 (benchmarks/README.md "GPU").
 # rnopt runs from this checkout and nothing is installed. Arguments go to gpu_check.py (--compile, --json F).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -4,6 +4,9 @@ The paths themselves run on a real GPU through benchmarks/gpu_check.sh.
 """
 import importlib.util
 import json
+import os
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -108,3 +111,17 @@ def test_gpu_check_reports_a_path_that_raises_and_runs_the_others(capsys, monkey
     assert "FAILED PyTorch, timed together: RuntimeError: capture failed" in out
     assert "FAILED torch fp32 channels_last, timed alone: RuntimeError: capture failed" in out
     assert "| torch fp32 eager | torch (eager) | cpu | fp32 | 1 |" in out  # the rest was still timed
+
+
+def test_gpu_cli_check_rehearses_every_step(tmp_path):
+    """The user-facing GPU script: the steps that can run on a CPU succeed, the CUDA-only ones stop in one line."""
+    script = GPU_CHECK.parent / "gpu_cli_check.sh"
+    env = {**os.environ, "PYTHON": sys.executable, "DEVICE": "cpu", "LIMIT": "20"}
+    done = subprocess.run(["bash", str(script), str(tmp_path)], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    exits = re.findall(r"^\(exit (\d+)\)$", done.stdout, flags=re.M)
+    assert exits == ["0", "0", "1", "1", "1"], done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    assert "CUDA graphs need --device cuda" in done.stderr
+    assert "PyTorch fp16 runs on CUDA only" in done.stderr
+    assert json.loads((tmp_path / "eval_resnet20.json").read_text())["kind"] == "eval"
