@@ -331,8 +331,9 @@ def cmd_run(args: argparse.Namespace) -> None:
     _check_outputs(args, args.json)
     bench = BenchConfig(args.batch_size, args.warmup, args.iterations, args.min_time, args.memory)
     backends = [n.strip() for n in args.backend.split(",") if n.strip()] if args.backend else None
+    devices = [n.strip() for n in args.device.split(",") if n.strip()] if args.device else None
     opts = RunOptions(args.model, args.weights, args.num_classes, args.labels, Path(args.output), args.data,
-                      args.calib_data, args.limit, bench, args.threads, args.command_line, backends)
+                      args.calib_data, args.limit, bench, args.threads, args.command_line, backends, devices)
     report, out = run_pipeline(opts)
     if not args.quiet:
         from rnopt.report.loading import EvalSection
@@ -464,6 +465,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive_int, help="intra-op threads (default: all cores)")
     p.add_argument("--backend", metavar="NAME[,NAME...]",
                    help="runtimes to compare: torch, onnxruntime, openvino (default: those installed)")
+    p.add_argument("--device", metavar="cpu|cuda|cpu,cuda",
+                   help="where to run the variants (default: cpu, and cuda too when a runtime can use a GPU here)")
     _add_bench_options(p, "1,8")
     p.set_defaults(func=cmd_run)
     return parser

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -31,6 +31,7 @@ CALIB_SIZE = 500
 EVAL_BATCH = 250  # large batches amortise per-call overhead: the full test set in seconds
 # What `rnopt run` compares, in this order: the PyTorch reference, then each runtime on the ONNX files.
 RUN_BACKENDS = ("torch", "onnxruntime", "openvino")
+RUN_DEVICES = ("cpu", "cuda")
 
 
 @dataclass
@@ -47,6 +48,7 @@ class RunOptions:
     threads: int | None = None
     command: str = ""
     backends: list[str] | None = None  # None: every one of RUN_BACKENDS whose runtime is installed
+    devices: list[str] | None = None  # None: the CPU, and CUDA too when a chosen runtime can use it here
 
 
 def run_dir(base: Path, model: str) -> Path:
@@ -61,6 +63,7 @@ def run_dir(base: Path, model: str) -> Path:
 
 def run_pipeline(opts: RunOptions) -> tuple[Report, Path]:
     backends, skipped = run_backends(opts.backends)
+    devices, not_on_cuda = run_devices(opts.devices, backends)
     loaded = create_model(opts.model, opts.weights, opts.num_classes, opts.labels)
     data_name = opts.data or ("cifar10" if loaded.spec.family == "cifar10" else None)
     # Fail on bad data before the long steps.
@@ -68,7 +71,7 @@ def run_pipeline(opts: RunOptions) -> tuple[Report, Path]:
     _, calibration = calibration_set(meta_for(loaded), opts.calib_data, CALIB_SIZE)
     out = _make_run_dir(opts.output, loaded.name)
     try:
-        return _run_steps(opts, backends, skipped, loaded, dataset, len(calibration), out)
+        return _run_steps(opts, backends, devices, skipped + not_on_cuda, loaded, dataset, len(calibration), out)
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)  # no half-finished run folder left behind
         raise
@@ -97,6 +100,27 @@ def run_backends(asked: list[str] | None) -> tuple[list[str], list[str]]:
     return usable, skipped
 
 
+def run_devices(asked: list[str] | None, backends: list[str]) -> tuple[list[str], list[str]]:
+    """The devices to run on, and a warning for each chosen runtime that cannot use CUDA when CUDA runs.
+
+    By default: the CPU, and CUDA too when one of the chosen runtimes can use a CUDA device here
+    (PyTorch with a GPU, an onnxruntime with the CUDA provider). OpenVINO runs on the CPU only here.
+    """
+    if asked:
+        unknown = [name for name in asked if name not in RUN_DEVICES]
+        if unknown:
+            raise RnoptError(f"--device takes {', '.join(RUN_DEVICES)}, not {', '.join(unknown)}")
+    on_cuda = [name for name in backends if name in _CUDA_RUNTIMES and "cuda" in backend_class(name).devices()]
+    chosen = asked or (["cpu", "cuda"] if on_cuda else ["cpu"])
+    if "cuda" in chosen and not on_cuda:
+        raise RnoptError(f"--device cuda: none of {', '.join(backends)} can use a CUDA device here (rnopt runs CUDA "
+                         "through PyTorch on a GPU, or onnxruntime-gpu): use --device cpu, or leave it out")
+    # OpenVINO never runs on NVIDIA GPUs: say so only when CUDA was asked for by name.
+    skipped = [f"{name} not run on cuda: {_NOT_ON_CUDA[name]}" for name in backends
+               if "cuda" in chosen and name not in on_cuda and (asked or name != "openvino")]
+    return [device for device in RUN_DEVICES if device in chosen], skipped
+
+
 def _make_run_dir(base: Path, model: str) -> Path:
     if base.exists() and not base.is_dir():
         raise RnoptError(f"--output {base} is a file, not a folder: give a folder for the reports")
@@ -109,7 +133,7 @@ def _make_run_dir(base: Path, model: str) -> Path:
     return out
 
 
-def _run_steps(opts: RunOptions, backends: list[str], skipped: list[str], loaded: LoadedModel,
+def _run_steps(opts: RunOptions, backends: list[str], devices: list[str], skipped: list[str], loaded: LoadedModel,
                dataset: ImageDataset | None, calib_images: int, out: Path) -> tuple[Report, Path]:
     report = Report("run", command=opts.command, warnings=list(loaded.warnings) + skipped)
     report.sections["model"] = _model_section(loaded)
@@ -126,7 +150,9 @@ def _run_steps(opts: RunOptions, backends: list[str], skipped: list[str], loaded
         files.update(_nncf_int8(opts, fp32, out / "model.int8.xml", calib_images, report))
 
     with progress.task("loading", None):
-        variants = _variants(loaded, files, backends, BackendOptions(threads=opts.threads))
+        options = BackendOptions(threads=opts.threads)
+        variants = (_cpu_variants(loaded, files, backends, options) if "cpu" in devices else []) + \
+            (_cuda_variants(loaded, files, backends, replace(options, device="cuda")) if "cuda" in devices else [])
     with progress.task("benchmarking", None) as advance:
         bench = bench_variants(variants, opts.bench, on_round=lambda note: advance(1, note))
     report.sections["bench"] = {"config": opts.bench, "results": bench}
@@ -149,17 +175,18 @@ def _run_steps(opts: RunOptions, backends: list[str], skipped: list[str], loaded
 
 
 def _eval_order(variants: list[Variant]) -> list[Variant]:
-    """The variants to evaluate, the float reference first: ORT fp32 when it ran, else PyTorch.
+    """The variants to evaluate, the float reference first: ONNX fp32 when it ran, else PyTorch fp32.
 
-    PyTorch is evaluated only as that fallback: the export check already showed it agrees with the
-    ONNX fp32 file, and its eager runs are the slowest.
+    Other PyTorch fp32 variants are not evaluated: the export check already showed that PyTorch agrees
+    with the ONNX fp32 file, and eager runs are the slowest. PyTorch fp16 on CUDA is evaluated.
     """
-    onnx = [v for v in variants if v.session.backend != "torch"]
-    pytorch = [v for v in variants if v.session.backend == "torch"]  # run's PyTorch variant is fp32
-    reference = next((v for v in onnx if v.session.precision == "fp32"), None)
-    if reference is None:
-        return pytorch[:1] + onnx
-    return [reference] + [v for v in onnx if v is not reference]
+    def is_torch_fp32(v: Variant) -> bool:
+        return v.session.backend == "torch" and v.session.precision == "fp32"
+
+    onnx_fp32 = [v for v in variants if v.session.backend != "torch" and v.session.precision == "fp32"]
+    reference = next(iter(onnx_fp32 + [v for v in variants if is_torch_fp32(v)]), None)
+    rest = [v for v in variants if v is not reference and not is_torch_fp32(v)]
+    return ([reference] if reference else []) + rest
 
 
 def _nncf_int8(opts: RunOptions, fp32: Path, output: Path, calib_images: int, report: Report) -> dict[str, ModelFile]:
@@ -181,22 +208,49 @@ _FILES_PER_BACKEND = {"onnxruntime": ("model.onnx", "model.fused.onnx", "model.i
                       "openvino": ("model.onnx", "model.int8.onnx", "model.int8.xml")}
 
 
-def _variants(loaded: LoadedModel, files: dict[str, ModelFile], backends: list[str],
-              options: BackendOptions) -> list[Variant]:
+def _cpu_variants(loaded: LoadedModel, files: dict[str, ModelFile], backends: list[str],
+                  options: BackendOptions) -> list[Variant]:
     variants = []
     if "torch" in backends:
-        model = TorchModel(loaded)
-        variants.append(Variant(f"{loaded.name} (PyTorch)", get_backend("torch").load(model, options),
-                                model.input_size, model.size_bytes, probe_for(model, "torch", options)))
+        variants.append(_torch_variant(loaded, f"{loaded.name} (PyTorch)", options))
     for name in backends:
         for file_name in _FILES_PER_BACKEND.get(name, ()):
-            if file_name not in files:
-                continue  # NNCF's IR, without NNCF
-            model = files[file_name]
-            label = file_name if name == "onnxruntime" else f"{file_name} [{name}]"
-            variants.append(Variant(label, get_backend(name).load(model, options), model.input_size,
-                                    model.size_bytes, probe_for(model, name, options)))
+            if file_name in files:  # NNCF's IR is missing without NNCF
+                label = file_name if name == "onnxruntime" else f"{file_name} [{name}]"
+                variants.append(_file_variant(files[file_name], name, label, options))
     return variants
+
+
+# On CUDA: PyTorch fp32 as the baseline, and fp16 with CUDA graphs, the fastest path that needs no
+# compilation (benchmarks/README.md "GPU"); ONNX Runtime runs the fp32 file on its CUDA provider.
+_CUDA_RUNTIMES = ("torch", "onnxruntime")
+_NOT_ON_CUDA = {"torch": "this PyTorch sees no CUDA device",
+                "onnxruntime": "this onnxruntime has no CUDA provider (pip install onnxruntime-gpu)",
+                "openvino": "OpenVINO runs on CPUs and Intel GPUs, not NVIDIA ones"}
+_TORCH_ON_CUDA = {"fp32": {}, "fp16, CUDA graphs": {"precision": "fp16", "channels_last": True, "cuda_graphs": True}}
+
+
+def _cuda_variants(loaded: LoadedModel, files: dict[str, ModelFile], backends: list[str],
+                   options: BackendOptions) -> list[Variant]:
+    variants = []
+    if "torch" in backends and "cuda" in backend_class("torch").devices():
+        for title, settings in _TORCH_ON_CUDA.items():
+            variants.append(_torch_variant(loaded, f"{loaded.name} (PyTorch CUDA {title})", replace(options, **settings)))
+    if "onnxruntime" in backends and "cuda" in backend_class("onnxruntime").devices():
+        variants.append(_file_variant(files["model.onnx"], "onnxruntime", "model.onnx [onnxruntime cuda]",
+                                      replace(options, ort_provider="cuda")))
+    return variants
+
+
+def _torch_variant(loaded: LoadedModel, label: str, options: BackendOptions) -> Variant:
+    model = TorchModel(loaded)
+    return Variant(label, get_backend("torch").load(model, options), model.input_size, model.size_bytes,
+                   probe_for(model, "torch", options))
+
+
+def _file_variant(model: ModelFile, backend: str, label: str, options: BackendOptions) -> Variant:
+    return Variant(label, get_backend(backend).load(model, options), model.input_size, model.size_bytes,
+                   probe_for(model, backend, options))
 
 
 def _model_section(loaded: LoadedModel) -> dict:

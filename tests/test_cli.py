@@ -168,6 +168,8 @@ def junk(tmp_path):
     (["quantize", "{model}", "-o", "{out}", "--calib-data", "{tmp}/empty"], "holds no images"),
     (["run", "--model", "nope", "--output", "{tmp}/reports"], "unknown model 'nope'"),
     (["run", "--output", "{tmp}/notes.onnx"], "is a file, not a folder"),
+    (["run", "--device", "cuda", "--output", "{tmp}/reports"], "can use a CUDA device here"),
+    (["run", "--device", "cpu,tpu", "--output", "{tmp}/reports"], "--device takes cpu, cuda, not tpu"),
     (["export", "resnet20_cifar10", "-o", "{tmp}/empty", "--force"], "is a folder: give a file name"),
     (["export", "resnet20_cifar10", "--weights", "{tmp}/notes.onnx", "-o", "{out}"], "not a PyTorch checkpoint"),
 ])

@@ -125,3 +125,45 @@ def test_gpu_cli_check_rehearses_every_step(tmp_path):
     assert "CUDA graphs need --device cuda" in done.stderr
     assert "PyTorch fp16 runs on CUDA only" in done.stderr
     assert json.loads((tmp_path / "eval_resnet20.json").read_text())["kind"] == "eval"
+
+
+def test_run_stays_on_the_cpu_without_cuda():
+    from rnopt.pipeline import run_devices
+
+    assert run_devices(None, ["torch", "onnxruntime", "openvino"]) == (["cpu"], [])
+    assert run_devices(["cpu"], ["torch"]) == (["cpu"], [])
+
+
+def test_run_evaluates_the_float_reference_first_and_skips_other_pytorch_fp32(resnet20, fp32_onnx, int8_onnx):
+    """A reduced-precision PyTorch variant (fp16 on CUDA in `rnopt run`; bf16 here) is evaluated, PyTorch fp32 is not."""
+    from rnopt.backends import open_model
+    from rnopt.bench import Variant
+    from rnopt.pipeline import _eval_order
+
+    if not snapshot().has_bf16:
+        pytest.skip("needs a CPU with bf16")
+    torch_backend, ort = get_backend("torch"), get_backend("onnxruntime")
+    variants = [Variant(name, session, 32) for name, session in [
+        ("torch fp32", torch_backend.load(TorchModel(resnet20), BackendOptions())),
+        ("ort fp32", ort.load(open_model(str(fp32_onnx)), BackendOptions())),
+        ("ort int8", ort.load(open_model(str(int8_onnx)), BackendOptions())),
+        ("torch bf16", torch_backend.load(TorchModel(resnet20), BackendOptions(precision="bf16"))),
+    ]]
+    assert [v.model for v in _eval_order(variants)] == ["ort fp32", "ort int8", "torch bf16"]
+    assert [v.model for v in _eval_order([variants[0], variants[3]])] == ["torch fp32", "torch bf16"]
+
+
+def test_run_adds_cuda_where_pytorch_sees_a_gpu(monkeypatch):
+    """Only device discovery is stood in for here; the CUDA variants themselves ran on an H100 (benchmarks/README.md)."""
+    from rnopt.backends.torch import TorchBackend
+    from rnopt.pipeline import run_devices
+
+    monkeypatch.setattr(TorchBackend, "devices", classmethod(lambda cls: ["cpu", "cuda"]))
+    everything = ["torch", "onnxruntime", "openvino"]
+    devices, warnings = run_devices(None, everything)
+    assert devices == ["cpu", "cuda"]
+    assert warnings == ["onnxruntime not run on cuda: this onnxruntime has no CUDA provider (pip install onnxruntime-gpu)"]
+    devices, warnings = run_devices(["cuda"], everything)
+    assert devices == ["cuda"] and len(warnings) == 2 and "OpenVINO runs on CPUs" in warnings[1]
+    with pytest.raises(RnoptError, match="none of onnxruntime, openvino can use a CUDA device"):
+        run_devices(["cuda"], ["onnxruntime", "openvino"])

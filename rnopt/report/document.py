@@ -51,7 +51,7 @@ def headline_text(data: ReportData) -> str | None:
     if h is None:
         return None
     r = h.variant
-    parts = [f"Recommended: {r.model} on {r.backend} ({r.precision}), median {r.latency_ms.p50:.3f} ms "
+    parts = [f"Recommended: {r.model} on {r.runtime}, median {r.latency_ms.p50:.3f} ms "
              f"at batch {r.batch_size}"]
     if h.speedup_vs_torch:
         parts.append(f"{h.speedup_vs_torch:.2f}x as fast as PyTorch fp32")

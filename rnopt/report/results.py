@@ -49,6 +49,11 @@ class BenchResult:
     warnings: list[str] = field(default_factory=list)
     samples_ms: list[float] = field(default_factory=list)  # every timed iteration, for distributions
 
+    @property
+    def runtime(self) -> str:
+        """"torch fp16", or "torch fp16 cuda" off the CPU: what ran the variant, for tables and headlines."""
+        return f"{self.backend} {self.precision}" + (f" {self.device}" if self.device != "cpu" else "")
+
 
 @dataclass
 class ExportCheck:

@@ -105,7 +105,7 @@ def run_summary_table(bench: list[BenchResult], evals: list[EvalSection]) -> Tab
     for (model, backend, precision), per_batch in by_variant.items():
         first, last = per_batch.get(smallest), per_batch.get(largest)
         acc, delta = accuracy.get(model), deltas.get(model)
-        rows.append([model, f"{backend} {precision}", f"{first.latency_ms.p50:.3f}" if first else "",
+        rows.append([model, (first or last or next(iter(per_batch.values()))).runtime, f"{first.latency_ms.p50:.3f}" if first else "",
                      f"{reference.latency_ms.p50 / first.latency_ms.p50:.2f}x" if first and reference else "",
                      f"{last.throughput_ips:,.0f}" if last else "",
                      f"{acc.top1:.2%}" if acc else "", f"{delta.top1_delta * 100:+.2f}" if delta else "",
