@@ -150,9 +150,7 @@ def _run_steps(opts: RunOptions, backends: list[str], devices: list[str], skippe
         files.update(_nncf_int8(opts, fp32, out / "model.int8.xml", calib_images, report))
 
     with progress.task("loading", None):
-        options = BackendOptions(threads=opts.threads)
-        variants = (_cpu_variants(loaded, files, backends, options) if "cpu" in devices else []) + \
-            (_cuda_variants(loaded, files, backends, replace(options, device="cuda")) if "cuda" in devices else [])
+        variants = _variants(loaded, files, backends, devices, BackendOptions(threads=opts.threads))
     with progress.task("benchmarking", None) as advance:
         bench = bench_variants(variants, opts.bench, on_round=lambda note: advance(1, note))
     report.sections["bench"] = {"config": opts.bench, "results": bench}
@@ -206,6 +204,13 @@ def _nncf_int8(opts: RunOptions, fp32: Path, output: Path, calib_images: int, re
 # QDQ int8 file, and NNCF's int8 IR.
 _FILES_PER_BACKEND = {"onnxruntime": ("model.onnx", "model.fused.onnx", "model.int8.onnx"),
                       "openvino": ("model.onnx", "model.int8.onnx", "model.int8.xml")}
+
+
+def _variants(loaded: LoadedModel, files: dict[str, ModelFile], backends: list[str], devices: list[str],
+              options: BackendOptions) -> list[Variant]:
+    on_cpu = _cpu_variants(loaded, files, backends, options) if "cpu" in devices else []
+    on_cuda = _cuda_variants(loaded, files, backends, replace(options, device="cuda")) if "cuda" in devices else []
+    return on_cpu + on_cuda
 
 
 def _cpu_variants(loaded: LoadedModel, files: dict[str, ModelFile], backends: list[str],
