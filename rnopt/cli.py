@@ -368,7 +368,8 @@ def _add_backend_options(p: argparse.ArgumentParser, default: str) -> None:
     p.add_argument("--ort-inter-op", type=_positive_int, metavar="N",
                    help="ONNX Runtime inter-op threads: run independent branches in parallel (default: sequential)")
     p.add_argument("--channels-last", action="store_true", help="torch: channels_last memory format")
-    p.add_argument("--compile", action="store_true", help="torch: torch.compile (inductor); on CUDA add --cuda-graphs, or kernel launches dominate")
+    p.add_argument("--compile", action="store_true",
+                   help="torch: torch.compile (inductor); on CUDA add --cuda-graphs, or kernel launches dominate")
     p.add_argument("--cuda-graphs", action="store_true", help="torch on CUDA: replay a captured CUDA graph")
 
 
