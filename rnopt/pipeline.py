@@ -240,7 +240,8 @@ def _cuda_variants(loaded: LoadedModel, files: dict[str, ModelFile], backends: l
     variants = []
     if "torch" in backends and "cuda" in backend_class("torch").devices():
         for title, settings in _TORCH_ON_CUDA.items():
-            variants.append(_torch_variant(loaded, f"{loaded.name} (PyTorch CUDA {title})", replace(options, **settings)))
+            label = f"{loaded.name} (PyTorch CUDA {title})"
+            variants.append(_torch_variant(loaded, label, replace(options, **settings)))
     if "onnxruntime" in backends and "cuda" in backend_class("onnxruntime").devices():
         variants.append(_file_variant(files["model.onnx"], "onnxruntime", "model.onnx [onnxruntime cuda]",
                                       replace(options, ort_provider="cuda")))
