@@ -24,7 +24,7 @@ def _plain_log_ticks(axis: matplotlib.axis.Axis) -> None:
 
 
 def _label(r: BenchResult) -> str:
-    return f"{r.model} ({r.backend} {r.precision})"
+    return f"{r.model} ({r.runtime})"
 
 
 def _svg(fig: plt.Figure) -> str:
