@@ -25,51 +25,47 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # rnopt from this checkout, installed or not
 
-from rnopt.backends import BackendOptions, Session, TorchModel, get_backend  # noqa: E402
+from rnopt.artifacts import ArtifactStore, artifact_for  # noqa: E402
 from rnopt.bench import BenchConfig, Variant, bench_variants, summarize_warnings  # noqa: E402
 from rnopt.environment import gpu_description  # noqa: E402
-from rnopt.errors import RnoptError  # noqa: E402
-from rnopt.memory import probe_for  # noqa: E402
-from rnopt.models import create_model  # noqa: E402
+from rnopt.errors import RnoptError, first_line  # noqa: E402
+from rnopt.execute import load_variant  # noqa: E402
+from rnopt.execute.subprocess import add_memory  # noqa: E402
+from rnopt.numerics import compare_outputs  # noqa: E402
+from rnopt.plan import split_list  # noqa: E402
 from rnopt.report.render import markdown_table  # noqa: E402
-from rnopt.report.results import BenchResult, Report  # noqa: E402
 from rnopt.report.tables import Table, bench_table  # noqa: E402
+from rnopt.results import BenchResult, Record  # noqa: E402
+from rnopt.spec import ArtifactSpec, VariantSpec, spec_entries  # noqa: E402
 
 # Largest |logit difference| allowed against CPU fp32, as a fraction of the largest |logit|.
 # IEEE fp32 differs from the CPU only in summation order; tf32 keeps 10 mantissa bits, fp16 10, bf16 7.
 TOLERANCE = {"fp32": 1e-3, "tf32": 2e-2, "fp16": 2e-2, "bf16": 1e-1}
 
 
-@dataclass
-class TorchConfig:
-    precision: str
-    channels_last: bool = True
-    cuda_graphs: bool = False
-    compile: bool = False
-
-    @property
-    def label(self) -> str:
-        extras = [n for n, on in (("channels_last", self.channels_last), ("cuda_graphs", self.cuda_graphs),
-                                  ("compile", self.compile)) if on]
-        return f"torch {self.precision} {','.join(extras) or 'eager'}"
-
-    def options(self, device: str) -> BackendOptions:
-        return BackendOptions(device=device, precision=self.precision, channels_last=self.channels_last,
-                              cuda_graphs=self.cuda_graphs, compile=self.compile)
+def torch_spec(model: ArtifactSpec, device: str, precision: str, channels_last: bool = True,
+               cuda_graphs: bool = False, compile: bool = False) -> VariantSpec:
+    extras = [n for n, on in (("channels_last", channels_last), ("cuda_graphs", cuda_graphs), ("compile", compile))
+              if on]
+    return VariantSpec.build(model, "torch", device, precision, label=f"torch {precision} {','.join(extras) or 'eager'}",
+                             channels_last=channels_last, cuda_graphs=cuda_graphs, compile=compile)
 
 
-def torch_configs(device: str) -> list[TorchConfig]:
+def torch_specs(model: ArtifactSpec, device: str) -> list[VariantSpec]:
     if device == "cpu":  # the rehearsal: what a CPU can run of the same path
-        return [TorchConfig("fp32", channels_last=False), TorchConfig("fp32"), TorchConfig("bf16")]
-    return [TorchConfig("fp32", channels_last=False), TorchConfig("fp32"), TorchConfig("tf32"),
-            TorchConfig("fp16", channels_last=False), TorchConfig("fp16"), TorchConfig("bf16"),
-            TorchConfig("fp32", cuda_graphs=True), TorchConfig("fp16", cuda_graphs=True)]
+        return [torch_spec(model, device, "fp32", channels_last=False), torch_spec(model, device, "fp32"),
+                torch_spec(model, device, "bf16")]
+    return [torch_spec(model, device, "fp32", channels_last=False), torch_spec(model, device, "fp32"),
+            torch_spec(model, device, "tf32"), torch_spec(model, device, "fp16", channels_last=False),
+            torch_spec(model, device, "fp16"), torch_spec(model, device, "bf16"),
+            torch_spec(model, device, "fp32", cuda_graphs=True), torch_spec(model, device, "fp16", cuda_graphs=True)]
 
 
-def compile_configs(device: str) -> list[TorchConfig]:
+def compile_specs(model: ArtifactSpec, device: str) -> list[VariantSpec]:
     if device == "cpu":
-        return [TorchConfig("fp32", compile=True)]
-    return [TorchConfig("fp16", compile=True), TorchConfig("fp16", compile=True, cuda_graphs=True)]
+        return [torch_spec(model, device, "fp32", compile=True)]
+    return [torch_spec(model, device, "fp16", compile=True),
+            torch_spec(model, device, "fp16", compile=True, cuda_graphs=True)]
 
 
 @dataclass
@@ -87,36 +83,36 @@ class NumericCheck:
 class GpuCheck:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.config = BenchConfig(args.batch_sizes, args.warmup, args.iterations, args.min_time, args.memory)
-        torch.manual_seed(0)
-        self.model = TorchModel(create_model(args.model))
-        size = self.model.input_size
+        self.config = BenchConfig(args.batch_sizes, args.warmup, args.iterations, args.min_time)
+        self.store = ArtifactStore()
+        self.artifact = artifact_for(args.model)
+        loaded = self.store.loaded(self.artifact)  # random weights are seeded: every process builds the same
+        size = loaded.spec.preprocessing.crop
         self.inputs = np.random.default_rng(0).standard_normal((8, 3, size, size), dtype=np.float32)
         with torch.inference_mode():
-            self.reference = self.model.loaded.module(torch.from_numpy(self.inputs)).numpy()
+            self.reference = loaded.module(torch.from_numpy(self.inputs)).numpy()
         self.checks: list[NumericCheck] = []
+        self.specs: list[VariantSpec] = []
         self.results: list[BenchResult] = []
         self.failures: list[str] = []  # paths that raised: each is reported, the others still run
 
     def fail(self, what: str, exc: Exception) -> None:
-        line = f"{what}: {type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+        line = f"{what}: {type(exc).__name__}: {first_line(exc, 300)}"
         self.failures.append(line)
         print(f"FAILED {line}", flush=True)
 
-    def check(self, label: str, session: Session, options: BackendOptions) -> Variant:
+    def check(self, variant: Variant) -> Variant:
         # Two batches of one shape, the second the first reversed: a CUDA graph or compiled model that
         # kept the first batch's input would answer the second wrongly.
+        session = variant.session
         reference = np.concatenate([self.reference, self.reference[::-1]])
         out = np.concatenate([session.predict(self.inputs), session.predict(np.ascontiguousarray(self.inputs[::-1]))])
-        scale = float(np.abs(reference).max()) or 1.0
-        check = NumericCheck(label, session.precision, float(np.abs(out - reference).max()) / scale,
-                             float((out.argmax(1) == reference.argmax(1)).mean()))
+        diff = compare_outputs(reference, out)
+        check = NumericCheck(variant.label, session.precision, diff.max_rel_diff, diff.top1_agreement)
         self.checks.append(check)
-        print(f"{label}: max |diff| / max |logit| vs CPU fp32 {check.max_rel_diff:.2e} "
+        print(f"{variant.label}: max |diff| / max |logit| vs CPU fp32 {check.max_rel_diff:.2e} "
               f"({'ok' if check.passed else 'FAILED'}), top-1 agreement {check.top1_agreement:.0%}", flush=True)
-        # No memory probe for torch.compile: each probe process would compile again, for minutes.
-        probe = None if options.compile else probe_for(self.model, session.backend, options)
-        return Variant(label, session, self.model.input_size, probe=probe)
+        return variant
 
     def group(self, title: str, variants: list[Variant]) -> None:
         if not variants:
@@ -131,29 +127,29 @@ class GpuCheck:
                 try:
                     results += bench_variants([variant], self.config)
                 except Exception as exc:  # noqa: BLE001
-                    self.fail(f"{variant.model}, timed alone", exc)
+                    self.fail(f"{variant.label}, timed alone", exc)
+        if self.args.memory and results:  # each variant in a process of its own (not torch.compile: minutes)
+            add_memory(results, [v.spec for v in variants])
         self.results += results
+        self.specs += [v.spec for v in variants]
         table = bench_table(results)
         table.title = f"{title} ({time.perf_counter() - start:.0f} s)"
         print(markdown_table(table), flush=True)
 
-    def torch_group(self, configs: list[TorchConfig], title: str) -> None:
-        backend = get_backend("torch")
+    def load_group(self, specs: list[VariantSpec], title: str) -> None:
         variants = []
-        for config in configs:
+        for spec in specs:
             try:
-                options = config.options(self.args.device)
-                session = backend.load(self.model, options)
-                variants.append(self.check(config.label, session, options))
-            except RnoptError as exc:
-                print(f"{config.label}: skipped: {exc}")
+                variants.append(self.check(load_variant(spec, self.store)))
+            except (RnoptError, ImportError) as exc:  # ImportError: onnx/onnxscript missing for an export
+                print(f"{spec.label}: skipped: {exc}")
             except Exception as exc:  # noqa: BLE001 - see group()
-                self.fail(config.label, exc)
+                self.fail(spec.label, exc)
         self.group(title, variants)
 
     def onnxruntime_group(self) -> None:
         try:
-            from rnopt.backends.onnxruntime import available_providers
+            from rnopt.ort_session import available_providers
         except ImportError as exc:
             print(f"onnxruntime: skipped ({exc.name} is not installed)")
             return
@@ -163,15 +159,9 @@ class GpuCheck:
         if not providers:
             print(f"onnxruntime: no GPU execution provider in this build (it has {', '.join(available_providers())})")
             return
-        variants = []
-        for provider in providers:
-            try:
-                options = BackendOptions(device=self.args.device, ort_provider=provider)
-                session = get_backend("onnxruntime").load(self.model, options)
-                variants.append(self.check(f"onnxruntime {provider}", session, options))
-            except (RnoptError, ImportError) as exc:  # ImportError: onnx/onnxscript missing for the export
-                print(f"onnxruntime {provider}: skipped: {exc}")
-        self.group("ONNX Runtime", variants)
+        specs = [VariantSpec.build(self.artifact, "onnxruntime", self.args.device, label=f"onnxruntime {provider}",
+                                   provider=provider) for provider in providers]
+        self.load_group(specs, "ONNX Runtime")
 
     def summary(self) -> Table:
         rows = [[c.label, c.precision, f"{c.max_rel_diff:.2e}", f"{TOLERANCE.get(c.precision, 0):.0e}",
@@ -190,19 +180,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"device: {gpu_description() if args.device == 'cuda' else 'cpu'}; torch {torch.__version__}, "
           f"CUDA {torch.version.cuda}, cuDNN {cudnn}; model {args.model}; batch sizes {args.batch_sizes}", flush=True)
     run = GpuCheck(args)
-    run.torch_group(torch_configs(args.device), "PyTorch")
+    run.load_group(torch_specs(run.artifact, args.device), "PyTorch")
     run.onnxruntime_group()
     if args.compile:
-        run.torch_group(compile_configs(args.device), "torch.compile")
+        run.load_group(compile_specs(run.artifact, args.device), "torch.compile")
     print(markdown_table(run.summary()))
     for line in summarize_warnings(run.results):
         print(f"warning: {line}")
     if args.json:
         from rnopt.fileio import write_json
 
-        write_json(args.json, Report("bench", command="python benchmarks/gpu_check.py " + " ".join(argv or sys.argv[1:]),
-                                     warnings=summarize_warnings(run.results),
-                                     sections={"scenario": None, "config": run.config, "results": run.results}).to_dict())
+        command = "python benchmarks/gpu_check.py " + " ".join(argv or sys.argv[1:])
+        write_json(args.json, Record("bench", command, warnings=summarize_warnings(run.results),
+                                     specs=spec_entries(run.specs), bench_config=run.config.to_dict(),
+                                     bench=run.results).to_dict())
         print(f"wrote {args.json}")
     failed = [c.label for c in run.checks if not c.passed]
     if failed:
@@ -216,7 +207,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="cpu rehearses the script without a GPU")
     p.add_argument("--model", default="resnet50")
-    p.add_argument("--batch-sizes", type=lambda s: [int(b) for b in s.split(",")], default=[1, 8, 32])
+    p.add_argument("--batch-sizes", type=lambda text: [int(b) for b in split_list(text, "batch size")], default=[1, 8, 32])
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--iterations", type=int, default=50)
     p.add_argument("--min-time", type=float, default=1.0, help="seconds of timed runs per variant and batch size")

@@ -1,0 +1,29 @@
+"""rnopt: export, fuse, quantize, benchmark and evaluate PyTorch ResNets for inference.
+
+The public Python API (the CLI is a thin layer over it):
+
+    import rnopt
+    specs = rnopt.plan([rnopt.artifact("resnet20_cifar10")], runtimes=["onnxruntime", "torch"])
+    timing = rnopt.bench(specs, rnopt.BenchConfig(batch_sizes=[1], min_time=0.2))   # -> rnopt.Record
+    accuracy = rnopt.evaluate(specs, data="cifar10", limit=500)                      # -> rnopt.Record
+    timing.to_dict()                                                                 # the JSON the CLI writes
+
+`artifact`, `plan`, `VariantSpec` name variants; `export`, `optimize`, `quantize`, `bench`, `evaluate`
+and `run` (with `RunOptions`) do the work and return `Record`s. Everything else is internal.
+"""
+from rnopt.api import artifact, bench, evaluate, export, optimize, plan, quantize, run
+from rnopt.bench import BenchConfig
+from rnopt.errors import RnoptError
+from rnopt.results import Record
+from rnopt.spec import ArtifactSpec, VariantSpec
+
+__all__ = ["ArtifactSpec", "BenchConfig", "Record", "RnoptError", "VariantSpec", "artifact", "bench", "evaluate",
+           "export", "optimize", "plan", "quantize", "run"]
+
+
+def __getattr__(name: str):  # noqa: ANN202 - RunOptions lives with the pipeline, imported on first use
+    if name == "RunOptions":
+        from rnopt.pipeline import RunOptions
+
+        return RunOptions
+    raise AttributeError(f"module 'rnopt' has no attribute {name!r}")

@@ -9,16 +9,17 @@ from __future__ import annotations
 import resource
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
-from rnopt.backends.base import Session
-from rnopt import memory
+from rnopt.backends.base import ModelInput, Session
 from rnopt.environment import snapshot
 from rnopt.errors import RnoptError
 from rnopt.machine_load import load_warning
-from rnopt.report.results import BenchResult, LatencyStats
+from rnopt.results import BenchResult, LatencyStats
+from rnopt.spec import VariantSpec
 
 NOISY_CV = 0.10
 # Each round gives a variant one block: a pause, a couple of untimed runs, then timed runs for at least
@@ -46,14 +47,33 @@ class BenchConfig:
         if self.warmup < 0 or self.iterations <= 0 or self.min_time < 0:
             raise RnoptError("--warmup must be >= 0, --iterations > 0 and --min-time >= 0")
 
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "BenchConfig":
+        return cls(**data)
+
 
 @dataclass
 class Variant:
-    model: str
+    """A spec loaded in this process: its live session, ready to time or evaluate."""
+
+    spec: VariantSpec
     session: Session
-    input_size: int
-    model_size_bytes: int | None = None
-    probe: memory.MemoryProbe | None = None  # how a fresh process rebuilds it, for the memory measurement
+    model: ModelInput
+
+    @property
+    def input_size(self) -> int:
+        return self.model.input_size
+
+    @property
+    def model_size_bytes(self) -> int | None:
+        return self.model.size_bytes
+
+    @property
+    def label(self) -> str:
+        return self.spec.label
 
 
 def peak_rss_mb() -> float:
@@ -104,40 +124,20 @@ def bench_variants(variants: list[Variant], config: BenchConfig,
         for i, (v, s, f) in enumerate(zip(variants, samples, first_ms)):
             results[(i, batch)] = _result(v, batch, s, f)
             results[(i, batch)].warnings += [busy] if busy else []
-    if config.memory and not memory.supported():
-        next(iter(results.values())).warnings.append("memory per variant not measured: it needs Linux's /proc")
-    elif config.memory:
-        _add_memory(variants, results, on_round)
     return list(results.values())
-
-
-def _add_memory(variants: list[Variant], results: dict[tuple[int, int], BenchResult],
-                on_round: Callable[[str], None] | None) -> None:
-    """Each result's memory, measured in processes of its own once all timing is done, so that no timed
-    run shares the machine with them (or with the memory they hand back to the system as they exit)."""
-    requests = {key: (variants[key[0]].probe, key[1]) for key in results if variants[key[0]].probe}
-    failed: set[int] = set()
-    for (i, batch), outcome in memory.measure_all(requests, on_done=on_round).items():
-        result = results[(i, batch)]
-        if isinstance(outcome, memory.MemoryUse):
-            result.memory_process_mb, result.memory_mb, result.memory_gpu_mb = (
-                outcome.peak_rss_mb, outcome.added_mb, outcome.gpu_mb)
-        elif i not in failed:  # one reason per variant is enough
-            failed.add(i)
-            result.warnings.append(str(outcome))
 
 
 def _result(v: Variant, batch: int, samples: list[float], first_ms: float) -> BenchResult:
     stats = latency_stats(samples)
     cv = stats.stdev / stats.mean if stats.mean else 0.0
     result = BenchResult(
-        model=v.model, backend=v.session.backend, device=v.session.device, precision=v.session.precision,
+        model=v.label, backend=v.session.backend, device=v.session.device, precision=v.session.precision,
         batch_size=batch, threads=v.session.threads, iterations=len(samples), latency_ms=stats, cv=cv,
         throughput_ips=batch * v.session.streams * 1e3 / stats.mean, total_time_s=float(sum(samples)),
         model_size_bytes=v.model_size_bytes, load_time_s=v.session.load_time_s, first_inference_ms=first_ms,
         streams=v.session.streams, settings=v.session.describe(), peak_rss_mb=peak_rss_mb(),
         peak_gpu_mb=v.session.peak_device_memory_mb(),
-        samples_ms=[round(x * 1e3, 4) for x in samples])
+        samples_ms=[round(x * 1e3, 4) for x in samples], spec_id=v.spec.id)
     result.warnings = result_warnings(result)
     return result
 

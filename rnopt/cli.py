@@ -7,17 +7,18 @@ import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from rich.markup import escape
 
 from rnopt import progress
-from rnopt.errors import RnoptError
+from rnopt.errors import RnoptError, first_line
+from rnopt.plan import PRECISIONS, split_list
 from rnopt.report.render import console, err_console, print_table
-from rnopt.report.results import Report
+from rnopt.results import Record
 
 if TYPE_CHECKING:  # the CLI imports the runtimes only when a command needs them
-    from rnopt.backends import BackendOptions, ModelInput, Session
+    from rnopt.spec import VariantSpec
 
 
 class _Parser(argparse.ArgumentParser):
@@ -39,14 +40,14 @@ def _positive_int(text: str) -> int:
 
 
 def _int_list(text: str) -> list[int]:
-    return [_positive_int(part) for part in text.split(",") if part.strip()] or [_positive_int(text)]
-
-
-PRECISIONS = ("fp32", "bf16", "fp16", "int8", "tf32")
+    try:
+        return [_positive_int(part) for part in split_list(text, "integer")]
+    except RnoptError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _precision_list(text: str) -> list[str]:
-    names = list(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    names = split_list(text) if text.strip(", ") else []
     unknown = [n for n in names if n not in PRECISIONS]
     if unknown or not names:
         raise argparse.ArgumentTypeError(f"unknown precision {', '.join(unknown) or text!r}: choose from "
@@ -61,11 +62,11 @@ def _check_outputs(args: argparse.Namespace, *paths: str | Path | None) -> None:
             raise RnoptError(f"{path} already exists: choose another path or pass --force to replace it")
 
 
-def _write_report(args: argparse.Namespace, report: Report) -> None:
+def _write_report(args: argparse.Namespace, record: Record) -> None:
     if getattr(args, "json", None):
         from rnopt.fileio import write_json
 
-        write_json(args.json, report.to_dict())
+        write_json(args.json, record.to_dict())
         if not args.quiet:
             console.print(f"wrote {args.json}")
 
@@ -96,115 +97,75 @@ def cmd_models(args: argparse.Namespace) -> None:
         print_table(Table("Models (a name without bundled weights takes --weights PATH)",
                           ["name", "family", "input", "parameters", "multiply-adds", "trained weights",
                            "top-1 (CIFAR-10 JPEG test set)"], rows))
-    _write_report(args, Report("models", command=args.command_line, sections={"models": listing}))
+    _write_report(args, Record("models", args.command_line, details={"models": listing}))
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from rnopt.export import export_model
-    from rnopt.models import create_model
+    from rnopt import api
     from rnopt.report.tables import export_table
 
     _check_outputs(args, args.output, args.json)
-    loaded = create_model(args.model, args.weights, args.num_classes, args.labels)
-    _show_warnings(loaded.warnings)
     with progress.task(f"exporting {args.model}"):
-        result = export_model(loaded, args.output, args.opset, args.static_batch, args.atol)
+        record = api.export(args.model, args.output, args.weights, args.num_classes, args.labels, args.opset,
+                            args.static_batch, args.rtol, args.atol, args.command_line)
+    _show_warnings(record.warnings)
     if not args.quiet:
-        print_table(export_table(result))
-    _write_report(args, Report("export", command=args.command_line, warnings=loaded.warnings,
-                               sections={"results": [result]}))
+        print_table(export_table(record.exports[0]))
+    _write_report(args, record)
 
 
 def cmd_optimize(args: argparse.Namespace) -> None:
-    from rnopt.optimize import optimize_model
+    from rnopt import api
     from rnopt.report.tables import optimize_table
 
     _check_outputs(args, args.output, args.json)
-    result = optimize_model(args.input, args.output, args.level)
+    record = api.optimize(args.input, args.output, args.level, args.command_line)
     if not args.quiet:
-        print_table(optimize_table(result))
-    _write_report(args, Report("optimize", command=args.command_line, sections={"results": [result]}))
+        print_table(optimize_table(record.optimizations[0]))
+    _write_report(args, record)
 
 
 def cmd_quantize(args: argparse.Namespace) -> None:
-    from rnopt.quantize import quantize_onnx, quantize_openvino
+    from rnopt import api
     from rnopt.report.tables import quantize_table
 
     weights_file = Path(args.output).with_suffix(".bin") if args.backend == "openvino" else None
     _check_outputs(args, args.output, args.json, weights_file)
     if args.backend == "openvino" and args.method != "minmax":
         raise RnoptError("--method applies to the onnxruntime quantizer; NNCF chooses its own ranges")
-    from rnopt.backends import open_model
-    from rnopt.quantize.calibration import calibration_set
-
-    _, images = calibration_set(open_model(args.input).meta, args.calib_data, args.calib_size)
-    with progress.task("calibrating", len(images)) as advance:
-        if args.backend == "openvino":
-            result = quantize_openvino(args.input, args.output, args.calib_data, args.calib_size, advance)
-        else:
-            result = quantize_onnx(args.input, args.output, args.calib_data, args.calib_size, args.method, advance)
+    with progress.task("calibrating", args.calib_size) as advance:
+        record = api.quantize(args.input, args.output, args.backend, args.calib_data, args.calib_size, args.method,
+                              advance, args.command_line)
     if not args.quiet:
-        print_table(quantize_table(result))
-    _write_report(args, Report("quantize", command=args.command_line, sections={"results": [result]}))
+        print_table(quantize_table(record.quantizations[0]))
+    _write_report(args, record)
 
 
-def _open_all(args: argparse.Namespace) -> list:
-    from rnopt.backends import open_model
-
-    models = [open_model(m, args.weights, args.num_classes, args.labels) for m in args.models]
-    for m in models:
-        _show_warnings(getattr(getattr(m, "loaded", None), "warnings", []))
-    return models
-
-
-def _backend_options(args: argparse.Namespace, precision: str | None = None) -> BackendOptions:
-    from rnopt.backends import BackendOptions
-
-    return BackendOptions(device=args.device, threads=args.threads, precision=precision,
-                          performance_hint=args.hint, ort_opt_level=args.ort_opt_level,
-                          ort_provider=args.ort_provider, channels_last=args.channels_last, compile=args.compile,
-                          cuda_graphs=args.cuda_graphs,
-                          ort_spinning=args.ort_spin == "on", ort_inter_op=args.ort_inter_op)
+def _runtime_options(args: argparse.Namespace) -> dict[str, dict]:
+    """Each runtime's own options from the command line; a runtime reads only its own."""
+    return {"onnxruntime": {"opt_level": args.ort_opt_level, "provider": args.ort_provider,
+                            "spinning": args.ort_spin == "on", "inter_op": args.ort_inter_op},
+            "openvino": {"hint": args.hint},
+            "torch": {"channels_last": args.channels_last, "compile": args.compile, "cuda_graphs": args.cuda_graphs}}
 
 
-class Pair(NamedTuple):
-    """One model on one backend at one precision, loaded: a variant to time or evaluate."""
+def _plan(args: argparse.Namespace, default_runtime: Callable) -> list[VariantSpec]:
+    """The specs a bench or eval command line asks for: every model x backend x precision."""
+    from rnopt import api
+    from rnopt.plan import plan
 
-    label: str
-    model: ModelInput
-    session: Session
-    options: BackendOptions
+    artifacts = [api.artifact(m, args.weights, args.num_classes, args.labels) for m in args.models]
+    runtimes = split_list(args.backend, "backend") if args.backend else None
+    return plan(artifacts, runtimes, args.precision, args.device, args.threads, _runtime_options(args),
+                default_runtime)
 
 
-def _load_pairs(args: argparse.Namespace, default_backend: Callable[[object], str]) -> list[Pair]:
-    """A Pair for every model x backend x precision that can run.
-
-    With several backends or precisions, a combination that cannot run (a .onnx file on torch, fp16 on
-    a CPU) is skipped with a warning; when nothing at all can run, the first reason is the error.
-    """
-    from rnopt.backends import get_backend, parse_backends
-
-    models = _open_all(args)
-    asked = parse_backends(args.backend) if args.backend else None
-    precisions = args.precision or [None]
-    pairs, skipped = [], []
-    for arg, model in zip(args.models, models):
-        combos = [(b, p) for b in asked or [get_backend(default_backend(model))] for p in precisions]
-        for backend, precision in combos:
-            options = _backend_options(args, precision)
-            try:
-                session = backend.load(model, options)
-            except RnoptError as exc:
-                if len(combos) == 1:
-                    raise
-                skipped.append(f"skipped {arg} on {backend.name}{f' {precision}' if precision else ''}: {exc}")
-                continue
-            tags = ([backend.name] if asked and len(asked) > 1 else []) + ([precision] if len(precisions) > 1 else [])
-            pairs.append(Pair(f"{arg} [{' '.join(tags)}]" if tags else arg, model, session, options))
-    if not pairs:
-        raise RnoptError(skipped[0] if skipped else "nothing to run")
-    _show_warnings(skipped)
-    return pairs
+def _require_some(record: Record, what: str) -> None:
+    """With several variants, one that cannot run is a warning; when none ran, the first reason is the error."""
+    if not (record.bench or record.evals) and record.failures:
+        raise RnoptError(record.failures[0].reason)
+    if not (record.bench or record.evals):
+        raise RnoptError(f"nothing to {what}")
 
 
 SCENARIOS = {"single-stream": "batch 1, one query at a time; headline: p90 latency",
@@ -212,8 +173,8 @@ SCENARIOS = {"single-stream": "batch 1, one query at a time; headline: p90 laten
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    from rnopt.bench import BenchConfig, Variant, bench_variants, headline, summarize_warnings
-    from rnopt.memory import probe_for
+    from rnopt import api
+    from rnopt.bench import BenchConfig, headline
     from rnopt.report.tables import bench_table
 
     _check_outputs(args, args.json)
@@ -223,56 +184,48 @@ def cmd_bench(args: argparse.Namespace) -> None:
         args.hint = "throughput"
         args.batch_size = args.batch_size if args.batch_size_given else [1, 8, 32]
     config = BenchConfig(args.batch_size, args.warmup, args.iterations, args.min_time, args.memory)
-    pairs = _load_pairs(args, lambda m: "onnxruntime")
-    variants = [Variant(p.label, p.session, p.model.input_size, p.model.size_bytes,
-                        probe_for(p.model, p.session.backend, p.options)) for p in pairs]
+    specs = _plan(args, lambda artifact: "onnxruntime")
     with progress.task("benchmarking") as advance:
-        results = bench_variants(variants, config, on_round=lambda note: advance(1, note))
-    warnings = summarize_warnings(results)
+        record = api.bench(specs, config, args.executor, lambda note: advance(1, note), args.command_line,
+                           args.scenario)
+    _require_some(record, "benchmark")
     if not args.quiet:
-        print_table(bench_table(results))
+        print_table(bench_table(record.bench))
         if args.scenario:
-            for line in headline(results, args.scenario):
+            for line in headline(record.bench, args.scenario):
                 console.print(line)
-    _show_warnings(warnings)
-    _write_report(args, Report("bench", command=args.command_line, warnings=warnings,
-                               sections={"scenario": args.scenario, "config": config, "results": results}))
+    _show_warnings(record.warnings)
+    _write_report(args, record)
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from rnopt.backends import ModelFile
-    from rnopt.data import align_labels, load_dataset
-    from rnopt.evaluate import evaluate
+    from rnopt import api
     from rnopt.report.tables import comparison_table, eval_table
 
     _check_outputs(args, args.json)
-    pairs = _load_pairs(args, lambda m: "onnxruntime" if isinstance(m, ModelFile) else "torch")
-    preprocessing = [p.model.preprocessing for p in pairs]
-    if any(p != preprocessing[0] for p in preprocessing):
-        raise RnoptError("these models expect different input preprocessing: evaluate them separately")
-    dataset = align_labels(load_dataset(args.data), pairs[0].model.class_names).subset(args.limit)
-    sessions = [(p.label, p.session) for p in pairs]
-    with progress.task(f"evaluating on {dataset.name}", len(dataset)) as advance:
-        results, comparisons = evaluate(sessions, dataset, preprocessing[0], args.batch_size, advance)
+    specs = _plan(args, lambda artifact: "onnxruntime" if artifact.is_file else "torch")
+    with progress.task("evaluating", None) as advance:
+        record = api.evaluate(specs, args.data, args.limit, args.batch_size, advance, command=args.command_line)
+    _require_some(record, "evaluate")
     if not args.quiet:
-        print_table(eval_table(results, dataset.name))
-        if comparisons:
-            print_table(comparison_table(comparisons))
-    warnings = [w for p in pairs for w in getattr(getattr(p.model, "loaded", None), "warnings", [])]
-    _write_report(args, Report("eval", command=args.command_line, warnings=list(dict.fromkeys(warnings)),
-                               sections={"dataset": dataset.name, "results": results, "comparisons": comparisons}))
+        section = record.evals[0]
+        print_table(eval_table(section.results, section.dataset))
+        if section.comparisons:
+            print_table(comparison_table(section.comparisons))
+    _show_warnings(record.warnings)
+    _write_report(args, record)
 
 
 def cmd_report(args: argparse.Namespace) -> None:
     from rnopt.fileio import write_json, write_text
     from rnopt.report.html import to_html
-    from rnopt.report.loading import load_results
+    from rnopt.report.loading import load_results, to_record
     from rnopt.report.markdown import to_markdown
 
     _check_outputs(args, args.output, args.json)
     data = load_results(args.results)
     fmt = args.format or {".md": "md", ".json": "json"}.get(Path(args.output).suffix, "html")
-    merged = Report("report", command=args.command_line, warnings=data.warnings, sections=_merged_sections(data))
+    merged = to_record(data, args.command_line)
     if fmt == "json":
         write_json(args.output, merged.to_dict())
     else:
@@ -282,13 +235,9 @@ def cmd_report(args: argparse.Namespace) -> None:
         console.print(f"wrote {args.output} ({fmt}) from {len(args.results)} file(s)")
 
 
-def _merged_sections(data) -> dict:  # data: ReportData
-    return {"sources": data.sources, "commands": data.commands, "bench": {"results": data.bench},
-            "evals": data.evals, "exports": data.exports, "optimizations": data.optimizations,
-            "quantizations": data.quantizations, "models": data.models}
-
-
 def cmd_compare_runs(args: argparse.Namespace) -> None:
+    from dataclasses import asdict
+
     from rnopt.report.compare import compare_runs, comparison_rows_table
     from rnopt.report.loading import load_results
 
@@ -299,8 +248,8 @@ def cmd_compare_runs(args: argparse.Namespace) -> None:
     if not args.quiet:
         print_table(comparison_rows_table(outcome))
     _show_warnings(outcome.environment_differences)
-    _write_report(args, Report("compare", command=args.command_line, warnings=outcome.environment_differences,
-                               sections={"rows": outcome.rows, "regressions": outcome.regressions}))
+    _write_report(args, Record("compare", args.command_line, warnings=outcome.environment_differences,
+                               details={"rows": [asdict(r) for r in outcome.rows], "regressions": outcome.regressions}))
     if outcome.regressions:
         raise RnoptError(f"{len(outcome.regressions)} regression(s): " + "; ".join(outcome.regressions[:3]))
     if not args.quiet:
@@ -320,29 +269,27 @@ def cmd_backends(args: argparse.Namespace) -> None:
     if not args.quiet:
         print_table(Table("Backends on this machine", ["backend", "devices", "precisions", "version", "notes"],
                           rows, f"CPU: {env.cpu_model}; ISA: {', '.join(env.isa) or 'none detected'}"))
-    _write_report(args, Report("backends", command=args.command_line, sections={"backends": listing}))
+    _write_report(args, Record("backends", args.command_line, details={"backends": listing}))
 
 
 def cmd_run(args: argparse.Namespace) -> None:
+    from rnopt import api
     from rnopt.bench import BenchConfig
-    from rnopt.pipeline import RunOptions, run_pipeline
+    from rnopt.pipeline import RunOptions
     from rnopt.report.tables import run_summary_table
 
     _check_outputs(args, args.json)
     bench = BenchConfig(args.batch_size, args.warmup, args.iterations, args.min_time, args.memory)
-    backends = [n.strip() for n in args.backend.split(",") if n.strip()] if args.backend else None
-    devices = [n.strip() for n in args.device.split(",") if n.strip()] if args.device else None
+    backends = split_list(args.backend, "backend") if args.backend is not None else None
+    devices = split_list(args.device, "device") if args.device is not None else None
     opts = RunOptions(args.model, args.weights, args.num_classes, args.labels, Path(args.output), args.data,
                       args.calib_data, args.limit, bench, args.threads, args.command_line, backends, devices)
-    report, out = run_pipeline(opts)
+    record, out = api.run(opts)
     if not args.quiet:
-        from rnopt.report.loading import EvalSection
-
-        evals = [EvalSection(**report.sections["eval"])] if "eval" in report.sections else []
-        print_table(run_summary_table(report.sections["bench"]["results"], evals))
+        print_table(run_summary_table(record.bench, record.evals))
         console.print(f"report: {out / 'report.html'} (also report.md, report.json)")
-    _show_warnings(report.warnings)
-    _write_report(args, report)
+    _show_warnings(record.warnings)
+    _write_report(args, record)
 
 
 # ---- parser -----------------------------------------------------------------------------------------------
@@ -400,7 +347,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
     p.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's, 18+)")
     p.add_argument("--static-batch", type=_positive_int, metavar="N", help="fix the batch size (default: dynamic)")
-    p.add_argument("--atol", type=float, default=1e-4, help="max abs difference allowed (default 1e-4)")
+    p.add_argument("--rtol", type=float, metavar="R",
+                   help="max |diff| allowed, as a fraction of the largest |logit| (default 1e-4): fp32 rounding "
+                        "never reaches it, a wrong graph does")
+    p.add_argument("--atol", type=float, metavar="A", help="also bound the absolute max |diff| (default: none)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("optimize", parents=[common], help="fuse operators with ONNX Runtime's graph optimizer")
@@ -427,6 +377,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(p)
     _add_backend_options(p, "onnxruntime (names are exported on the fly)")
     p.add_argument("--scenario", choices=list(SCENARIOS), help="; ".join(f"{k}: {v}" for k, v in SCENARIOS.items()))
+    p.add_argument("--executor", choices=["inprocess", "subprocess"], default="inprocess",
+                   help="inprocess: all variants in this process, timed in interleaved rounds (default, the fair "
+                        "comparison); subprocess: each variant in a fresh process of its own (needed to compare "
+                        "--threads values, which are process-wide in PyTorch)")
     _add_bench_options(p, "1,8")
     p.set_defaults(func=cmd_bench)
 
@@ -497,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug, not bad input: one line by default, the traceback on request
         if os.environ.get("RNOPT_DEBUG"):
             raise
-        err_console.print(f"error: internal error {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        err_console.print(f"error: internal error {type(exc).__name__}: {first_line(exc, 300)}"
                           f" (set RNOPT_DEBUG=1 for the traceback)", markup=False, soft_wrap=True)
         return 3
     return 0

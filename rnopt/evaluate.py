@@ -6,10 +6,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rnopt.backends.base import Session
-from rnopt.data import ImageDataset
-from rnopt.models.registry import Preprocessing
-from rnopt.report.results import Comparison, EvalResult
+from rnopt.bench import Variant
+from rnopt.data import ImageDataset, align_labels
+from rnopt.errors import RnoptError
+from rnopt.execute.inprocess import InProcessExecutor
+from rnopt.numerics import OutputComparer
+from rnopt.preprocessing import Preprocessing
+from rnopt.results import Comparison, EvalResult, EvalSection, Failure
+from rnopt.spec import VariantSpec
 
 
 @dataclass
@@ -18,36 +22,47 @@ class _Tally:
     top5: int = 0
 
 
-@dataclass
-class _Diff:
-    agree: int = 0
-    abs_sum: float = 0.0
-    abs_max: float = 0.0
-    count: int = 0
-
-
-def evaluate(models: list[tuple[str, Session]], dataset: ImageDataset, preprocessing: Preprocessing,
+def evaluate(variants: list[Variant], dataset: ImageDataset, preprocessing: Preprocessing,
              batch_size: int = 100, on_batch: Callable[[int], None] | None = None
              ) -> tuple[list[EvalResult], list[Comparison]]:
-    """Run every model on each batch (images decoded once), then score and compare with models[0]."""
-    tallies = [_Tally() for _ in models]
-    diffs = [_Diff() for _ in models[1:]]
+    """Run every variant on each batch (images decoded once), then score and compare with variants[0]."""
+    tallies = [_Tally() for _ in variants]
+    diffs = [OutputComparer() for _ in variants[1:]]
     seen = 0
     for images, labels in dataset.batches(batch_size, preprocessing):
-        logits = [session.predict(images) for _, session in models]
+        logits = [v.session.predict(images) for v in variants]
         for tally, out in zip(tallies, logits):
             _score(tally, out, labels)
         for diff, out in zip(diffs, logits[1:]):
-            _compare(diff, logits[0], out)
+            diff.add(logits[0], out)
         seen += len(labels)
         if on_batch:
             on_batch(len(labels))
-    results = [EvalResult(name, t.top1 / seen, t.top5 / seen, seen, session.backend, session.precision)
-               for (name, session), t in zip(models, tallies)]
-    comparisons = [Comparison(models[0][0], name, r.top1 - results[0].top1, d.agree / seen,
-                              d.abs_sum / max(d.count, 1), d.abs_max)
-                   for (name, _), r, d in zip(models[1:], results[1:], diffs)]
+    results = [EvalResult(v.label, t.top1 / seen, t.top5 / seen, seen, v.session.backend, v.session.precision,
+                          v.spec.id, v.session.device) for v, t in zip(variants, tallies)]
+    reference = variants[0]
+    comparisons = []
+    for v, r, comparer in zip(variants[1:], results[1:], diffs):
+        d = comparer.result()
+        comparisons.append(Comparison(reference.label, v.label, r.top1 - results[0].top1, d.top1_agreement,
+                                      d.mean_abs_diff, d.max_abs_diff, d.max_rel_diff, reference.spec.id, v.spec.id))
     return results, comparisons
+
+
+def evaluate_specs(specs: list[VariantSpec], dataset: ImageDataset, limit: int | None = None, batch_size: int = 100,
+                   on_batch: Callable[[int], None] | None = None, executor: InProcessExecutor | None = None
+                   ) -> tuple[EvalSection, list[Failure]]:
+    """Load the specs (the first that loads is the reference), align the labels, evaluate; a spec that cannot
+    load is a Failure and the others go on."""
+    variants, failures = (executor or InProcessExecutor()).load(specs)
+    if not variants:
+        raise RnoptError(failures[0].reason if failures else "nothing to evaluate")
+    preprocessing = variants[0].model.preprocessing
+    if any(v.model.preprocessing != preprocessing for v in variants):
+        raise RnoptError("these models expect different input preprocessing: evaluate them separately")
+    dataset = align_labels(dataset, variants[0].model.class_names).subset(limit)
+    results, comparisons = evaluate(variants, dataset, preprocessing, batch_size, on_batch)
+    return EvalSection(dataset.name, results, comparisons), failures
 
 
 def _score(tally: _Tally, logits: np.ndarray, labels: np.ndarray) -> None:
@@ -55,11 +70,3 @@ def _score(tally: _Tally, logits: np.ndarray, labels: np.ndarray) -> None:
     top = np.argpartition(-logits, k - 1, axis=1)[:, :k]
     tally.top1 += int((logits.argmax(1) == labels).sum())
     tally.top5 += int((top == labels[:, None]).any(1).sum())
-
-
-def _compare(diff: _Diff, reference: np.ndarray, candidate: np.ndarray) -> None:
-    delta = np.abs(reference - candidate)
-    diff.agree += int((reference.argmax(1) == candidate.argmax(1)).sum())
-    diff.abs_sum += float(delta.sum())
-    diff.abs_max = max(diff.abs_max, float(delta.max()))
-    diff.count += delta.size

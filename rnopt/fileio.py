@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -70,3 +71,13 @@ def ensure_output_differs(inputs: list[Path], output: Path) -> None:
     for p in inputs:
         if p.resolve() == out:
             raise RnoptError(f"output {output} is the same file as the input: choose another output path")
+
+
+def sha256_of(*paths: str | os.PathLike[str]) -> str:
+    """The sha256 of the files' bytes, in order (a model file and its weights file hash as one)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()

@@ -14,7 +14,7 @@ from google.protobuf.message import DecodeError
 
 from rnopt.errors import RnoptError
 from rnopt.fileio import readable_file
-from rnopt.models.registry import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
+from rnopt.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 
 _META_KEY = "rnopt"
 

@@ -12,7 +12,7 @@ import pytest
 from rnopt.cli import main
 from rnopt.export import export_model
 from rnopt.models import create_model
-from rnopt.quantize import quantize_onnx
+from rnopt.quantize import quantize_file
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +30,7 @@ def fp32_onnx(tmp_path_factory, resnet20) -> Path:
 @pytest.fixture(scope="session")
 def int8_onnx(fp32_onnx) -> Path:
     path = fp32_onnx.with_name("resnet20.int8.onnx")
-    quantize_onnx(fp32_onnx, path)
+    quantize_file(fp32_onnx, path)
     return path
 
 
@@ -104,3 +104,30 @@ def run_without():
     """run_without(packages, target, *args): run a .py path or a module (rnopt) in a fresh interpreter
     that cannot import `packages`."""
     return _run_without
+
+
+def settings(runtime: str, device: str = "cpu", precision=None, threads=None, **options):
+    """What a backend's `load` reads (a VariantSpec), for tests that load a model object directly."""
+    from rnopt.spec import ArtifactSpec, VariantSpec
+
+    return VariantSpec.build(ArtifactSpec("direct.onnx"), runtime, device, precision, threads, **options)
+
+
+def bench_rows(payload: dict) -> list[dict]:
+    """The bench results of a JSON file rnopt wrote."""
+    return payload["bench"]
+
+
+def eval_section(payload: dict) -> dict:
+    [section] = payload["evals"]
+    return section
+
+
+def loaded_variant(model, runtime: str, label: str | None = None, **kwargs):
+    """A model argument (built-in name or file) loaded on `runtime` in this process, as the executors do."""
+    from rnopt.artifacts import ArtifactStore, artifact_for
+    from rnopt.execute import load_variant
+    from rnopt.spec import VariantSpec
+
+    spec = VariantSpec.build(artifact_for(str(model)), runtime, label=label or "", **kwargs)
+    return load_variant(spec, ArtifactStore())

@@ -5,12 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from rnopt.backends import (BACKEND_NAMES, BackendOptions, ModelFile, TorchModel, backend_class, get_backend,
-                            open_model, parse_backends)
-from rnopt.backends.onnx_cache import as_model_file
+from conftest import bench_rows, eval_section, settings
+from rnopt.artifacts import ArtifactStore, artifact_for, open_model_file
+from rnopt.backends import BACKEND_NAMES, ModelFile, TorchModel, backend_class, get_backend
 from rnopt.environment import snapshot
 from rnopt.errors import RnoptError
 from rnopt.onnx_model import load_onnx, read_meta
+from rnopt.plan import plan, split_list
 
 
 @pytest.fixture(scope="module")
@@ -30,15 +31,15 @@ def _file(path):
 
 def test_registry_and_comma_list():
     assert set(BACKEND_NAMES) == {"onnxruntime", "openvino", "torch"}
-    assert [b.name for b in parse_backends("openvino, torch,openvino")] == ["openvino", "torch"]
+    assert split_list("openvino, torch,openvino") == ["openvino", "torch"]
     with pytest.raises(RnoptError, match="unknown backend 'tvm'"):
-        parse_backends("onnxruntime,tvm")
+        plan([artifact_for("resnet20_cifar10")], split_list("onnxruntime,tvm"))
     for cls in map(backend_class, BACKEND_NAMES):
         assert "cpu" in cls.devices()
 
 
 def test_onnxruntime_matches_torch(fp32_onnx, batch, reference):
-    session = get_backend("onnxruntime").load(_file(fp32_onnx), BackendOptions(ort_opt_level="basic"))
+    session = get_backend("onnxruntime").load(_file(fp32_onnx), settings("onnxruntime", opt_level="basic"))
     assert session.precision == "fp32" and session.describe() == "provider=cpu"
     assert np.abs(session.predict(batch) - reference).max() < 1e-4
 
@@ -46,7 +47,7 @@ def test_onnxruntime_matches_torch(fp32_onnx, batch, reference):
 def test_onnxruntime_inter_op_threads_run_in_parallel_mode(fp32_onnx, batch, reference):
     import onnxruntime as ort
 
-    session = get_backend("onnxruntime").load(_file(fp32_onnx), BackendOptions(threads=1, ort_inter_op=2))
+    session = get_backend("onnxruntime").load(_file(fp32_onnx), settings("onnxruntime", threads=1, inter_op=2))
     opts = session.session.get_session_options()
     assert (opts.execution_mode, opts.inter_op_num_threads, opts.intra_op_num_threads) == (
         ort.ExecutionMode.ORT_PARALLEL, 2, 1)
@@ -56,56 +57,62 @@ def test_onnxruntime_inter_op_threads_run_in_parallel_mode(fp32_onnx, batch, ref
 
 def test_openvino_fp32_forced_matches_torch_and_default_reports_what_ran(fp32_onnx, batch, reference):
     ov = get_backend("openvino")
-    forced = ov.load(_file(fp32_onnx), BackendOptions(precision="fp32"))
+    forced = ov.load(_file(fp32_onnx), settings("openvino", precision="fp32"))
     assert forced.precision == "fp32"
     assert np.abs(forced.predict(batch) - reference).max() < 1e-3
-    default = ov.load(_file(fp32_onnx), BackendOptions())
+    default = ov.load(_file(fp32_onnx), settings("openvino"))
     # On a CPU with native bf16 OpenVINO runs an fp32 model in bf16 unless told otherwise.
     assert default.precision == ("bf16" if snapshot().has_bf16 else "fp32")
     assert (default.predict(batch).argmax(1) == reference.argmax(1)).mean() >= 2 / 3
 
 
 def test_openvino_runs_the_qdq_model_in_int8(int8_onnx, batch, reference):
-    session = get_backend("openvino").load(_file(int8_onnx), BackendOptions(precision="int8"))
+    session = get_backend("openvino").load(_file(int8_onnx), settings("openvino", precision="int8"))
     assert session.precision == "int8"
     assert np.abs(session.predict(batch) - reference).max() < 2.0
 
 
 def test_openvino_throughput_mode_runs_several_requests(fp32_onnx, batch):
-    session = get_backend("openvino").load(_file(fp32_onnx), BackendOptions(performance_hint="throughput"))
+    session = get_backend("openvino").load(_file(fp32_onnx), settings("openvino", hint="throughput"))
     assert session.streams >= 1 and session.describe() == "hint=throughput"
     assert session.predict(batch).shape == (3, 10)
 
 
 def test_torch_channels_last_and_bf16(resnet20, batch, reference):
     torch_backend = get_backend("torch")
-    cl = torch_backend.load(TorchModel(resnet20), BackendOptions(channels_last=True))
+    cl = torch_backend.load(TorchModel(resnet20), settings("torch", channels_last=True))
     assert cl.describe() == "eager,channels_last"
     assert np.abs(cl.predict(batch) - reference).max() < 1e-4
     if snapshot().has_bf16:
-        bf16 = torch_backend.load(TorchModel(resnet20), BackendOptions(precision="bf16"))
+        bf16 = torch_backend.load(TorchModel(resnet20), settings("torch", precision="bf16"))
         assert bf16.precision == "bf16"
         assert np.abs(bf16.predict(batch) - reference).max() < 0.5
     else:
         with pytest.raises(RnoptError, match="no native bf16"):
-            torch_backend.load(TorchModel(resnet20), BackendOptions(precision="bf16"))
+            torch_backend.load(TorchModel(resnet20), settings("torch", precision="bf16"))
 
 
 def test_names_are_exported_on_the_fly_and_cached(tmp_path, monkeypatch, batch, reference):
     monkeypatch.setenv("RNOPT_CACHE_DIR", str(tmp_path))
-    model = open_model("resnet20_cifar10")
-    first = as_model_file(model)
+    artifact = artifact_for("resnet20_cifar10")
+    store = ArtifactStore()
+    first = store.onnx_file(artifact)
     assert first.path.parent == tmp_path / "onnx" and first.meta.weights_sha256.startswith("12fca82f")
-    assert as_model_file(model) is first  # one export per process, however many backends ask
+    assert store.onnx_file(artifact) is first  # one export per process, however many backends ask
     stamp = first.path.stat().st_mtime_ns
-    again = as_model_file(open_model("resnet20_cifar10"))  # a later run: the cached file, not a new export
+    again = ArtifactStore().onnx_file(artifact_for("resnet20_cifar10"))  # a later run: the cached file
     assert again.path == first.path and again.path.stat().st_mtime_ns == stamp
     labels = tmp_path / "labels.txt"
     labels.write_text("\n".join(f"c{i}" for i in range(10)))
-    renamed = as_model_file(open_model("resnet20_cifar10", labels=str(labels)))
+    renamed = store.onnx_file(artifact_for("resnet20_cifar10", labels=str(labels)))
     assert renamed.path != first.path and renamed.meta.class_names[0] == "c0"  # metadata differs: new file
+    # Everything that changes the exported bytes is in the key: the opset, for one.
+    older = store.onnx_file(artifact_for("resnet20_cifar10", opset=17))
+    assert older.path != first.path and "opset17" in older.path.name
     for name in ("onnxruntime", "openvino"):
-        session = get_backend(name).load(model, BackendOptions(precision="fp32" if name == "openvino" else None))
+        backend = get_backend(name)
+        model = store.model_for(artifact, backend.formats)
+        session = backend.load(model, settings(name, precision="fp32" if name == "openvino" else None))
         assert np.abs(session.predict(batch) - reference).max() < 1e-3
 
 
@@ -114,13 +121,13 @@ def test_nncf_int8_ir(cli, tmp_path, fp32_onnx):
     r = cli("quantize", fp32_onnx, "-o", xml, "--backend", "openvino", "--calib-size", "100")
     assert r.code == 0, r.err
     assert xml.exists() and xml.with_suffix(".bin").exists()
-    model = open_model(str(xml))
+    model = open_model_file(xml)
     assert model.format == "openvino-ir" and model.meta.variant == "int8" and model.meta.model == "resnet20_cifar10"
     r = cli("eval", fp32_onnx, xml, "--backend", "openvino", "--precision", "fp32", "--limit", "300",
             "--json", tmp_path / "e.json")
     # --precision fp32 cannot apply to the int8 IR alone, so OpenVINO's hint is f32 for both models
     assert r.code == 0, r.err
-    ev = json.loads((tmp_path / "e.json").read_text())
+    ev = eval_section(json.loads((tmp_path / "e.json").read_text()))
     assert [x["precision"] for x in ev["results"]] == ["fp32", "int8"]
     assert abs(ev["comparisons"][0]["top1_delta"]) < 0.03
 
@@ -130,8 +137,8 @@ def test_multi_backend_bench_json(cli, tmp_path, fp32_onnx):
             "--batch-size", "2", "--iterations", "5", "--warmup", "1", "--min-time", "0", "--json", tmp_path / "b.json")
     assert r.code == 0, r.err
     assert "skipped" in r.err  # the .onnx file cannot run on torch
-    res = json.loads((tmp_path / "b.json").read_text())["results"]
-    pairs = {(x["model"].split(" [")[1].rstrip("]"), x["precision"]) for x in res}
+    res = bench_rows(json.loads((tmp_path / "b.json").read_text()))
+    pairs = {(x["backend"], x["precision"]) for x in res}
     assert ("torch", "fp32") in pairs and ("onnxruntime", "fp32") in pairs
     assert any(b == "openvino" for b, _ in pairs)
     assert len(res) == 5
@@ -146,22 +153,25 @@ def test_precision_list_compares_precisions_side_by_side(cli, tmp_path, fp32_onn
     r = cli("bench", fp32_onnx, "--backend", "openvino,onnxruntime", "--precision", "fp32,bf16", "--batch-size", "1",
             "--iterations", "5", "--min-time", "0", "--warmup", "1", "--no-memory", "--json", tmp_path / "p.json")
     assert r.code == 0, r.err
-    assert "skipped" in r.err and "onnxruntime bf16: onnxruntime does not run precision 'bf16'" in r.err
-    results = json.loads((tmp_path / "p.json").read_text())["results"]
-    ran = [(x["model"].split(" [")[1].rstrip("]"), x["precision"]) for x in results]
-    assert ran == [("openvino fp32", "fp32"), ("openvino bf16", "bf16" if snapshot().has_bf16 else "fp32"),
-                   ("onnxruntime fp32", "fp32")]
+    assert "skipped" in r.err and "[onnxruntime bf16]: onnxruntime does not run precision 'bf16'" in r.err
+    payload = json.loads((tmp_path / "p.json").read_text())
+    asked = {s["label"]: (s["runtime"], s["precision"]) for s in payload["specs"]}
+    ran = [(*asked[x["model"]], x["precision"]) for x in bench_rows(payload)]
+    assert ran == [("openvino", "fp32", "fp32"), ("openvino", "bf16", "bf16" if snapshot().has_bf16 else "fp32"),
+                   ("onnxruntime", "fp32", "fp32")]
+    [failure] = payload["failures"]
+    assert failure["stage"] == "load" and "does not run precision 'bf16'" in failure["reason"]
 
 
 def test_scenarios(cli, tmp_path, fp32_onnx):
     r = cli("bench", fp32_onnx, "--scenario", "single-stream", "--iterations", "5", "--min-time", "0",
             "--warmup", "1", "--no-memory", "--json", tmp_path / "s.json")
     assert r.code == 0 and "single-stream p90 latency" in r.out
-    assert [x["batch_size"] for x in json.loads((tmp_path / "s.json").read_text())["results"]] == [1]
+    assert [x["batch_size"] for x in bench_rows(json.loads((tmp_path / "s.json").read_text()))] == [1]
     r = cli("bench", fp32_onnx, "--backend", "openvino", "--scenario", "offline", "--batch-size", "4",
             "--iterations", "5", "--min-time", "0", "--warmup", "1", "--no-memory", "--json", tmp_path / "o.json")
     assert r.code == 0 and "offline" in r.out, r.err
-    [res] = json.loads((tmp_path / "o.json").read_text())["results"]
+    [res] = bench_rows(json.loads((tmp_path / "o.json").read_text()))
     assert res["settings"] == "hint=throughput" and res["memory_mb"] is None
     assert res["throughput_ips"] == pytest.approx(4 * res["streams"] * 1000 / res["latency_ms"]["mean"])
 
@@ -175,9 +185,10 @@ def test_backends_command(cli):
 def test_torch_compile_matches_eager_and_reports_compile_as_first_inference(resnet20, batch, reference):
     from rnopt.bench import BenchConfig, Variant, bench_variants
 
-    session = get_backend("torch").load(TorchModel(resnet20), BackendOptions(compile=True))
+    session = get_backend("torch").load(TorchModel(resnet20), settings("torch", compile=True))
     assert session.describe() == "compile"
-    [result] = bench_variants([Variant("compiled", session, 32)], BenchConfig([3], 1, 5, 0.0))
+    [result] = bench_variants([Variant(settings("torch", compile=True), session, TorchModel(resnet20))],
+                              BenchConfig([3], 1, 5, 0.0))
     assert result.first_inference_ms > 10 * result.latency_ms.p50  # the compilation happens on the first call
     assert np.abs(session.predict(batch) - reference).max() < 1e-3
 
@@ -200,7 +211,7 @@ def test_run_skips_a_missing_default_runtime_with_a_warning(run_without, tmp_pat
     assert proc.returncode == 0, proc.stderr
     assert "openvino skipped: the openvino backend needs the Python package 'openvino'" in proc.stderr
     [run] = list(tmp_path.iterdir())
-    backends = {r["backend"] for r in json.loads((run / "report.json").read_text())["bench"]["results"]}
+    backends = {r["backend"] for r in bench_rows(json.loads((run / "report.json").read_text()))}
     assert backends == {"torch", "onnxruntime"}
 
 
@@ -211,5 +222,7 @@ def test_run_without_nncf_skips_only_openvinos_own_int8(run_without, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "NNCF is not installed: OpenVINO's own int8 (model.int8.xml) skipped" in proc.stderr
     [run] = list(tmp_path.iterdir())
-    models = {r["model"] for r in json.loads((run / "report.json").read_text())["bench"]["results"]}
-    assert models == {"model.onnx [openvino]", "model.int8.onnx [openvino]"}
+    payload = json.loads((run / "report.json").read_text())
+    files = {s["id"]: s["artifact"]["source"] for s in payload["specs"]}
+    assert {files[r["spec_id"]].rsplit("/", 1)[1] for r in bench_rows(payload)} == {"model.onnx", "model.int8.onnx"}
+

@@ -6,10 +6,11 @@ import pytest
 
 from rnopt.bench import BenchConfig, latency_stats, summarize_warnings
 from rnopt.errors import RnoptError
-from rnopt.backends import BackendOptions
+from rnopt.artifacts import artifact_for
+from rnopt.execute.subprocess import measure_memory
 from rnopt.machine_load import other_processes_busy
-from rnopt.memory import MemoryProbe, measure_all
-from rnopt.report.results import BenchResult
+from rnopt.results import BenchResult
+from rnopt.spec import ArtifactSpec, VariantSpec
 
 
 def test_latency_stats_on_known_samples():
@@ -44,9 +45,9 @@ def test_other_processes_are_noticed():
 
 
 def test_memory_is_measured_per_variant_and_grows_with_the_batch(tmp_path):
-    probe = MemoryProbe("resnet20_cifar10", "torch")
-    gone = MemoryProbe(str(tmp_path / "gone.onnx"), "onnxruntime", BackendOptions(threads=1))
-    uses = measure_all({"small": (probe, 1), "large": (probe, 64), "gone": (gone, 1)}, workers=2)
+    probe = VariantSpec(artifact_for("resnet20_cifar10"), "torch")
+    gone = VariantSpec(ArtifactSpec(str(tmp_path / "gone.onnx")), "onnxruntime", threads=1)
+    uses = measure_memory({"small": (probe, 1), "large": (probe, 64), "gone": (gone, 1)}, workers=2)
     small, large = uses["small"], uses["large"]
     assert (small.batch_size, large.batch_size) == (1, 64)
     assert 0 < small.added_mb < small.peak_rss_mb and small.gpu_mb is None
@@ -54,19 +55,17 @@ def test_memory_is_measured_per_variant_and_grows_with_the_batch(tmp_path):
     assert large.added_mb > small.added_mb + 10
     # a probe that fails is a one-line reason, not an exception that loses the others
     assert isinstance(uses["gone"], RnoptError)
-    assert str(uses["gone"]).endswith("gone.onnx on onnxruntime at batch 1 failed: model file "
-                                      f"{tmp_path / 'gone.onnx'} does not exist")
+    assert str(uses["gone"]).startswith("measuring memory of gone.onnx [onnxruntime] at batch 1 failed: ")
+    assert str(uses["gone"]).endswith(f"model file {tmp_path / 'gone.onnx'} does not exist")
 
 
-def test_memory_is_skipped_with_a_reason_where_proc_is_missing(monkeypatch, resnet20):
+def test_memory_is_skipped_with_a_reason_where_proc_is_missing(monkeypatch):
     from rnopt import memory
-    from rnopt.backends import TorchModel, get_backend
-    from rnopt.bench import Variant, bench_variants
+    from rnopt.execute import InProcessExecutor
 
     monkeypatch.setattr(memory, "supported", lambda: False)  # as on macOS or Windows
-    model = TorchModel(resnet20)
-    session = get_backend("torch").load(model, BackendOptions())
-    variant = Variant("r20", session, 32, probe=memory.probe_for(model, "torch", BackendOptions()))
-    [result] = bench_variants([variant], BenchConfig([1], warmup=0, iterations=2, min_time=0, memory=True))
-    assert result.memory_mb is None
+    spec = VariantSpec(artifact_for("resnet20_cifar10"), "torch")
+    outcome = InProcessExecutor().bench([spec], BenchConfig([1], warmup=0, iterations=2, min_time=0, memory=True))
+    [result] = outcome.results
+    assert result.memory_mb is None and result.spec_id == spec.id
     assert "memory per variant not measured: it needs Linux's /proc" in result.warnings

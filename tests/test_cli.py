@@ -26,8 +26,8 @@ def test_export_optimize_quantize_bench_eval_chain(cli, tmp_path):
     r = cli("export", "resnet20_cifar10", "-o", m, "--json", tmp_path / "export.json")
     assert r.code == 0, r.err
     export = json.loads((tmp_path / "export.json").read_text())
-    assert export["schema_version"] == 1 and export["kind"] == "export"
-    assert [c["batch_size"] for c in export["results"][0]["checks"]] == [1, 3]
+    assert export["schema_version"] == 2 and export["kind"] == "export"
+    assert [c["batch_size"] for c in export["exports"][0]["checks"]] == [1, 3]
     env = export["environment"]
     assert isinstance(env["isa"], list) and env["logical_cores"] >= 1
     assert set(env["versions"]) >= {"torch", "onnx", "onnxruntime", "openvino"} and env["python"]
@@ -39,8 +39,8 @@ def test_export_optimize_quantize_bench_eval_chain(cli, tmp_path):
             "--no-memory", "--json", tmp_path / "bench.json")
     assert r.code == 0, r.err
     bench = json.loads((tmp_path / "bench.json").read_text())
-    assert bench["kind"] == "bench" and len(bench["results"]) == 4
-    for res in bench["results"]:
+    assert bench["kind"] == "bench" and len(bench["bench"]) == 4
+    for res in bench["bench"]:
         lat = res["latency_ms"]
         assert lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p95"] <= lat["p99"] <= lat["max"]
         assert res["iterations"] >= 10 and res["threads"] >= 1
@@ -48,15 +48,15 @@ def test_export_optimize_quantize_bench_eval_chain(cli, tmp_path):
         assert res["cv"] == pytest.approx(lat["stdev"] / lat["mean"], rel=1e-6)
         assert set(res) >= {"model", "backend", "device", "precision", "batch_size", "threads", "iterations",
                             "latency_ms", "cv", "throughput_ips"}
-    assert {res["precision"] for res in bench["results"]} == {"fp32", "int8"}
+    assert {res["precision"] for res in bench["bench"]} == {"fp32", "int8"}
     env = bench["environment"]
     assert env["versions"]["onnxruntime"] and env["cpu_model"] and env["logical_cores"] >= 1
 
     r = cli("eval", m, q, "resnet20_cifar10", "--limit", "400", "--json", tmp_path / "eval.json")
     assert r.code == 0, r.err
-    ev = json.loads((tmp_path / "eval.json").read_text())
+    ev = json.loads((tmp_path / "eval.json").read_text())["evals"][0]
     assert [x["n"] for x in ev["results"]] == [400, 400, 400]
-    assert [c["candidate"] for c in ev["comparisons"]] == [str(q), "resnet20_cifar10"]
+    assert [c["candidate"] for c in ev["comparisons"]] == [q.name, "resnet20_cifar10"]
     assert ev["comparisons"][1]["agreement"] == 1.0
     assert all(0 <= x["top1"] <= x["top5"] <= 1 for x in ev["results"])
 
@@ -65,7 +65,7 @@ def test_torch_backend_bench(cli, tmp_path):
     r = cli("bench", "resnet20_cifar10", "--backend", "torch", "--batch-size", "2", "--iterations", "5",
             "--warmup", "1", "--min-time", "0", "--no-memory", "--json", tmp_path / "b.json")
     assert r.code == 0, r.err
-    [res] = json.loads((tmp_path / "b.json").read_text())["results"]
+    [res] = json.loads((tmp_path / "b.json").read_text())["bench"]
     assert (res["backend"], res["precision"], res["batch_size"]) == ("torch", "fp32", 2)
 
 
@@ -75,16 +75,17 @@ def test_run_end_to_end_writes_report(cli, tmp_path):
     assert r.code == 0, r.err
     [run] = list(tmp_path.iterdir())
     report = json.loads((run / "report.json").read_text())
-    assert report["kind"] == "run" and report["schema_version"] == 1
-    assert report["export"]["passed"] and report["quantize"]["calib_data"] == "cifar10-calib"
-    models = {b["model"] for b in report["bench"]["results"]}
+    assert report["kind"] == "run" and report["schema_version"] == 2
+    [export], [ort_int8, nncf_int8] = report["exports"], report["quantizations"]
+    assert export["passed"] and ort_int8["calib_data"] == "cifar10-calib"
+    models = {b["model"] for b in report["bench"]}
     assert models == {"resnet20_cifar10 (PyTorch)", "model.onnx", "model.fused.onnx", "model.int8.onnx",
                       "model.onnx [openvino]", "model.int8.onnx [openvino]",
                       "model.int8.xml [openvino]"}  # every runtime installed, and NNCF's int8
-    fused_cmp, int8_cmp, ov_cmp, ov_int8_cmp, nncf_cmp = report["eval"]["comparisons"]
+    fused_cmp, int8_cmp, ov_cmp, ov_int8_cmp, nncf_cmp = report["evals"][0]["comparisons"]
     assert fused_cmp["agreement"] == 1.0 and abs(int8_cmp["top1_delta"]) < 0.03
     assert ov_cmp["agreement"] > 0.98 and abs(ov_int8_cmp["top1_delta"]) < 0.03
-    assert abs(nncf_cmp["top1_delta"]) < 0.03 and report["quantize_openvino"]["method"] == "nncf-default"
+    assert abs(nncf_cmp["top1_delta"]) < 0.03 and nncf_int8["method"] == "nncf-default"
     md = (run / "report.md").read_text()
     assert "## Summary" in md and "model.int8.onnx" in md and "JPEG" in md
     assert {p.name for p in run.iterdir()} >= {"report.json", "report.md", "model.onnx", "model.int8.onnx",
@@ -98,10 +99,10 @@ def test_run_compares_the_backends_asked_for(cli, tmp_path):
     assert r.code == 0, r.err
     [run] = list(tmp_path.iterdir())
     report = json.loads((run / "report.json").read_text())
-    assert {b["model"] for b in report["bench"]["results"]} == {
+    assert {b["model"] for b in report["bench"]} == {
         "resnet20_cifar10 (PyTorch)", "model.onnx [openvino]", "model.int8.onnx [openvino]", "model.int8.xml [openvino]"}
     # no ORT fp32 here, and OpenVINO runs model.onnx in bf16: PyTorch fp32 is the accuracy reference
-    comparisons = report["eval"]["comparisons"]
+    comparisons = report["evals"][0]["comparisons"]
     assert {c["reference"] for c in comparisons} == {"resnet20_cifar10 (PyTorch)"}
     assert [c["candidate"] for c in comparisons] == ["model.onnx [openvino]", "model.int8.onnx [openvino]",
                                                      "model.int8.xml [openvino]"]

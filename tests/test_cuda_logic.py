@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from rnopt.backends import BackendOptions, TorchModel, get_backend
-from rnopt.backends.onnxruntime import available_providers
+from conftest import bench_rows, settings
+from rnopt.artifacts import open_model_file
+from rnopt.backends import TorchModel, get_backend
+from rnopt.ort_session import available_providers
 from rnopt.environment import snapshot
 from rnopt.errors import RnoptError
 
@@ -28,30 +30,28 @@ pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="these check t
 def test_torch_lists_only_cpu_and_refuses_cuda(resnet20):
     assert get_backend("torch").devices() == ["cpu"]
     with pytest.raises(RnoptError, match="CUDA was asked for but this PyTorch sees no CUDA device"):
-        get_backend("torch").load(TorchModel(resnet20), BackendOptions(device="cuda", precision="fp16"))
+        get_backend("torch").load(TorchModel(resnet20), settings("torch", device="cuda", precision="fp16"))
 
 
 def test_cuda_only_options_say_so(resnet20):
     with pytest.raises(RnoptError, match="CUDA graphs need --device cuda"):
-        get_backend("torch").load(TorchModel(resnet20), BackendOptions(cuda_graphs=True))
+        get_backend("torch").load(TorchModel(resnet20), settings("torch", cuda_graphs=True))
     for precision in ("fp16", "tf32"):
         with pytest.raises(RnoptError, match=f"{precision} runs on CUDA only"):
-            get_backend("torch").load(TorchModel(resnet20), BackendOptions(precision=precision))
+            get_backend("torch").load(TorchModel(resnet20), settings("torch", precision=precision))
     with pytest.raises(RnoptError, match="does not run precision 'int8'"):
-        get_backend("torch").load(TorchModel(resnet20), BackendOptions(precision="int8"))
+        get_backend("torch").load(TorchModel(resnet20), settings("torch", precision="int8"))
 
 
 def test_ort_gpu_providers_are_refused_with_the_list_present(fp32_onnx):
-    from rnopt.backends import open_model
-
-    model = open_model(str(fp32_onnx))
+    model = open_model_file(fp32_onnx)
     for provider in ("cuda", "tensorrt"):
         if provider in available_providers():
             continue
         with pytest.raises(RnoptError, match=f"no '{provider}' execution provider: it has cpu"):
-            get_backend("onnxruntime").load(model, BackendOptions(device="cuda", ort_provider=provider))
+            get_backend("onnxruntime").load(model, settings("onnxruntime", device="cuda", provider=provider))
     with pytest.raises(RnoptError, match="does not run on device 'cpu'"):
-        get_backend("onnxruntime").load(model, BackendOptions(device="cpu", ort_provider="tensorrt"))
+        get_backend("onnxruntime").load(model, settings("onnxruntime", device="cpu", provider="tensorrt"))
 
 
 def test_environment_has_no_gpu_here():
@@ -66,7 +66,7 @@ def test_gpu_check_runs_where_only_pytorch_is(tmp_path, run_without):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "onnxruntime: skipped (onnxruntime is not installed)" in proc.stdout
     assert "### PyTorch" in proc.stdout and "### Numerics against CPU fp32" in proc.stdout
-    results = json.loads(out.read_text())["results"]
+    results = bench_rows(json.loads(out.read_text()))
     assert [r["precision"] for r in results] == ["fp32", "fp32"] + (["bf16"] if snapshot().has_bf16 else [])
     assert all(r["memory_mb"] > 0 for r in results)  # each measured in a process of its own
 
@@ -89,17 +89,17 @@ def test_gpu_check_fails_when_numerics_are_off(capsys, monkeypatch, gpu_check):
 
 
 def test_gpu_check_reports_a_path_that_raises_and_runs_the_others(capsys, monkeypatch, gpu_check):
-    from rnopt.backends.torch import TorchBackend
+    from rnopt.backends.torch.backend import TorchBackend
 
     real_load, real_bench = TorchBackend.load, gpu_check.bench_variants
 
-    def load(self, model, options):
-        if options.precision == "bf16":
+    def load(self, model, spec):
+        if spec.precision == "bf16":
             raise RuntimeError("cuDNN error: CUDNN_STATUS_NOT_SUPPORTED")  # as a new GPU path might
-        return real_load(self, model, options)
+        return real_load(self, model, spec)
 
     def bench(variants, config):
-        if any("channels_last" in v.model for v in variants):
+        if any(v.spec.config.channels_last for v in variants):
             raise RuntimeError("capture failed")  # breaks the interleaved group and, alone, its own variant
         return real_bench(variants, config)
 
@@ -134,28 +134,23 @@ def test_run_stays_on_the_cpu_without_cuda():
     assert run_devices(["cpu"], ["torch"]) == (["cpu"], [])
 
 
-def test_run_evaluates_the_float_reference_first_and_skips_other_pytorch_fp32(resnet20, fp32_onnx, int8_onnx):
+def test_run_evaluates_the_float_reference_first_and_skips_other_pytorch_fp32(fp32_onnx, int8_onnx):
     """A reduced-precision PyTorch variant (fp16 on CUDA in `rnopt run`; bf16 here) is evaluated, PyTorch fp32 is not."""
-    from rnopt.backends import open_model
-    from rnopt.bench import Variant
-    from rnopt.pipeline import _eval_order
+    from rnopt.artifacts import artifact_for
+    from rnopt.plan import eval_order
+    from rnopt.spec import VariantSpec
 
-    if not snapshot().has_bf16:
-        pytest.skip("needs a CPU with bf16")
-    torch_backend, ort = get_backend("torch"), get_backend("onnxruntime")
-    variants = [Variant(name, session, 32) for name, session in [
-        ("torch fp32", torch_backend.load(TorchModel(resnet20), BackendOptions())),
-        ("ort fp32", ort.load(open_model(str(fp32_onnx)), BackendOptions())),
-        ("ort int8", ort.load(open_model(str(int8_onnx)), BackendOptions())),
-        ("torch bf16", torch_backend.load(TorchModel(resnet20), BackendOptions(precision="bf16"))),
-    ]]
-    assert [v.model for v in _eval_order(variants)] == ["ort fp32", "ort int8", "torch bf16"]
-    assert [v.model for v in _eval_order([variants[0], variants[3]])] == ["torch fp32", "torch bf16"]
+    name, fp32, int8 = (artifact_for(str(a)) for a in ("resnet20_cifar10", fp32_onnx, int8_onnx))
+    specs = [VariantSpec(name, "torch", label="torch fp32"), VariantSpec(fp32, "onnxruntime", label="ort fp32"),
+             VariantSpec(int8, "onnxruntime", label="ort int8"),
+             VariantSpec(name, "torch", precision="bf16", label="torch bf16")]
+    assert [s.label for s in eval_order(specs)] == ["ort fp32", "ort int8", "torch bf16"]
+    assert [s.label for s in eval_order([specs[0], specs[3]])] == ["torch fp32", "torch bf16"]
 
 
 def test_run_adds_cuda_where_pytorch_sees_a_gpu(monkeypatch):
     """Only device discovery is stood in for here; the CUDA variants themselves ran on an H100 (benchmarks/README.md)."""
-    from rnopt.backends.torch import TorchBackend
+    from rnopt.backends.torch.backend import TorchBackend
     from rnopt.pipeline import run_devices
 
     monkeypatch.setattr(TorchBackend, "devices", classmethod(lambda cls: ["cpu", "cuda"]))

@@ -2,7 +2,7 @@ import numpy as np
 import onnx
 import pytest
 
-from rnopt.backends.onnxruntime import create_session
+from rnopt.ort_session import create_session
 from rnopt.errors import RnoptError
 from rnopt.export import export_model
 from rnopt.onnx_model import load_onnx, read_meta
@@ -44,6 +44,8 @@ def test_static_batch_and_old_opset(tmp_path, resnet20):
 
 
 def test_failed_check_writes_nothing(tmp_path, resnet20):
+    with pytest.raises(RnoptError, match="of the largest |logit|.*over --rtol 1e-12"):
+        export_model(resnet20, tmp_path / "x.onnx", rtol=1e-12)
     with pytest.raises(RnoptError, match="exceeds --atol"):
-        export_model(resnet20, tmp_path / "x.onnx", atol=0.0)
+        export_model(resnet20, tmp_path / "x.onnx", atol=1e-12)
     assert list(tmp_path.iterdir()) == []

@@ -1,12 +1,12 @@
 import pytest
 
-from rnopt.backends import BackendOptions, ModelFile, get_backend
+from conftest import loaded_variant
 from rnopt.data import load_dataset
 from rnopt.errors import RnoptError
 from rnopt.evaluate import evaluate
 from rnopt.onnx_model import load_onnx, op_counts, read_meta
 from rnopt.optimize import optimize_model
-from rnopt.quantize import quantize_onnx
+from rnopt.quantize import QuantRecipe, quantize_file
 
 
 def test_extended_fusion_fuses_conv_relu_and_keeps_numerics(tmp_path, fp32_onnx):
@@ -38,10 +38,9 @@ def test_quantized_model_is_qdq_per_channel_with_metadata(int8_onnx, fp32_onnx):
 
 
 def test_int8_accuracy_within_one_point_on_2000_images(fp32_onnx, int8_onnx):
-    ort = get_backend("onnxruntime")
-    sessions = [(p.name, ort.load(ModelFile(p, read_meta(load_onnx(p))), BackendOptions())) for p in (fp32_onnx, int8_onnx)]
+    variants = [loaded_variant(p, "onnxruntime") for p in (fp32_onnx, int8_onnx)]
     data = load_dataset("cifar10").subset(2000)
-    results, [comparison] = evaluate(sessions, data, read_meta(load_onnx(fp32_onnx)).preprocessing, 250)
+    results, [comparison] = evaluate(variants, data, read_meta(load_onnx(fp32_onnx)).preprocessing, 250)
     assert results[0].n == 2000
     assert results[0].top1 > 0.75
     assert abs(comparison.top1_delta) <= 0.01
@@ -50,20 +49,20 @@ def test_int8_accuracy_within_one_point_on_2000_images(fp32_onnx, int8_onnx):
 
 def test_quantize_refuses_quantized_and_fused_inputs(tmp_path, fp32_onnx, int8_onnx):
     with pytest.raises(RnoptError, match="already quantized"):
-        quantize_onnx(int8_onnx, tmp_path / "again.onnx")
+        quantize_file(int8_onnx, tmp_path / "again.onnx")
     optimize_model(fp32_onnx, tmp_path / "fused.onnx", "extended")
     with pytest.raises(RnoptError, match="runtime-specific fused ops"):
-        quantize_onnx(tmp_path / "fused.onnx", tmp_path / "q.onnx")
+        quantize_file(tmp_path / "fused.onnx", tmp_path / "q.onnx")
     assert not (tmp_path / "q.onnx").exists()
 
 
 def test_entropy_calibration_on_a_small_set(tmp_path, fp32_onnx):
-    result = quantize_onnx(fp32_onnx, tmp_path / "e.onnx", calib_size=100, method="entropy")
+    result = quantize_file(fp32_onnx, tmp_path / "e.onnx", calib_size=100, recipe=QuantRecipe("entropy"))
     assert result.calib_size == 100 and result.method == "entropy"
 
 
 def test_calibration_takes_a_flat_folder_of_images(tmp_path, fp32_onnx, image_folder):
-    result = quantize_onnx(fp32_onnx, tmp_path / "flat.onnx", calib_data=str(image_folder / "cat"), calib_size=6)
+    result = quantize_file(fp32_onnx, tmp_path / "flat.onnx", calib_data=str(image_folder / "cat"), calib_size=6)
     assert result.calib_size == 6 and (tmp_path / "flat.onnx").exists()
 
 

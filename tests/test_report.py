@@ -41,7 +41,7 @@ def test_run_writes_html_md_json_from_the_same_content(run_report):
 
 
 def test_samples_are_kept_for_distributions(run_report):
-    for result in _payload(run_report)["bench"]["results"]:
+    for result in _payload(run_report)["bench"]:
         assert len(result["samples_ms"]) == result["iterations"]
         assert min(result["samples_ms"]) == pytest.approx(result["latency_ms"]["min"], abs=1e-3)
 
@@ -70,7 +70,7 @@ def test_report_merges_bench_and_eval_files(cli, tmp_path, fp32_onnx, int8_onnx)
     assert "| model |" in (tmp_path / "r.md").read_text()
     assert cli("report", tmp_path / "b.json", "-o", tmp_path / "r.json").code == 0
     merged = json.loads((tmp_path / "r.json").read_text())
-    assert merged["kind"] == "report" and len(merged["bench"]["results"]) == 4
+    assert merged["kind"] == "report" and len(merged["bench"]) == 4
     # a merged file is itself an input: to another report, or as a compare-runs baseline
     assert cli("report", tmp_path / "r.json", tmp_path / "e.json", "-o", tmp_path / "again.md").code == 0
     assert cli("compare-runs", tmp_path / "r.json", tmp_path / "b.json").code == 0
@@ -79,8 +79,8 @@ def test_report_merges_bench_and_eval_files(cli, tmp_path, fp32_onnx, int8_onnx)
 def test_text_from_inputs_is_escaped(run_report, tmp_path):
     payload = _payload(run_report)
     evil = '<img src=x onerror="alert(1)">&'
-    payload["bench"]["results"][0]["model"] = evil
-    payload["eval"]["results"][0]["model"] = evil
+    payload["bench"][0]["model"] = evil
+    payload["evals"][0]["results"][0]["model"] = evil
     payload["command"] = "rnopt run </pre><script>alert(2)</script>"
     html = to_html(from_payload(payload, "evil"))
     assert evil not in html and "<script>" not in html and "<img" not in html
@@ -110,7 +110,7 @@ def test_identical_runs_pass_the_gate(cli, run_report):
 
 def _slowed(payload: dict, factor: float) -> dict:
     slow = copy.deepcopy(payload)
-    for result in slow["bench"]["results"]:
+    for result in slow["bench"]:
         for key in result["latency_ms"]:
             result["latency_ms"][key] *= factor
         result["samples_ms"] = [s * factor for s in result["samples_ms"]]
@@ -119,11 +119,11 @@ def _slowed(payload: dict, factor: float) -> dict:
 
 def test_slower_and_less_accurate_runs_fail_the_gate(cli, run_report, tmp_path):
     payload = _payload(run_report)
-    for result in payload["bench"]["results"]:
+    for result in payload["bench"]:
         result["cv"] = 0.05  # a quiet machine: the noise band stays far below the 50 % slow-down
     (tmp_path / "base.json").write_text(json.dumps(payload))
     slow = _slowed(payload, 1.5)
-    slow["eval"]["results"][2]["top1"] -= 0.02
+    slow["evals"][0]["results"][2]["top1"] -= 0.02
     slow["environment"]["versions"]["onnxruntime"] = "0.0.1"
     (tmp_path / "cur.json").write_text(json.dumps(slow))
     r = cli("compare-runs", tmp_path / "base.json", tmp_path / "cur.json", "--json", tmp_path / "c.json")
@@ -131,7 +131,7 @@ def test_slower_and_less_accurate_runs_fail_the_gate(cli, run_report, tmp_path):
     assert "regression" in r.err and "slower" in r.out and "less accurate" in r.out
     assert "environments differ (onnxruntime" in r.err
     gate = json.loads((tmp_path / "c.json").read_text())
-    assert len(gate["regressions"]) == len(payload["bench"]["results"]) + 1
+    assert len(gate["details"]["regressions"]) == len(payload["bench"]) + 1
     r = cli("compare-runs", tmp_path / "base.json", tmp_path / "cur.json", "--latency-tolerance", "60",
             "--accuracy-tolerance", "3")
     assert r.code == 0, r.err
@@ -153,7 +153,7 @@ def test_memory_growth_fails_the_gate_beyond_tolerance_and_floor(cli, run_report
     payload = _payload(run_report)
     (tmp_path / "base.json").write_text(json.dumps(payload))
     grown = copy.deepcopy(payload)
-    first = grown["bench"]["results"][0]
+    first = grown["bench"][0]
     assert first["memory_mb"] > 0  # `rnopt run` measures memory per variant
     first["memory_mb"] = first["memory_mb"] * 1.3 + 3
     (tmp_path / "cur.json").write_text(json.dumps(grown))

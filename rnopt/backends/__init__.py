@@ -1,36 +1,65 @@
-"""Runtimes behind one interface, and the registry that names them. Adding a runtime = one module here
-and one line in `_MODULES`.
+"""Runtimes behind one interface, and the registry that names them.
 
-A runtime's module is imported only when that runtime is asked for, so a machine without OpenVINO
-(or ONNX Runtime) still runs the others, and `rnopt backends` says what is missing instead of failing.
+Adding a runtime = one package here (`config.py` with its typed options, `backend.py` with its Backend)
+and one line in `RUNTIMES`. Nothing else names runtimes: the planner, the executors, the CLI's
+`--backend` and `rnopt backends` all read this registry.
+
+A runtime's backend module is imported only when that runtime is asked for, so a machine without
+OpenVINO (or ONNX Runtime) still runs the others, and `rnopt backends` says what is missing instead of
+failing. Its config module imports nothing but rnopt, so a spec can name any runtime anywhere.
 """
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
+from typing import Any
 
-from rnopt.backends.base import Backend, BackendOptions, ModelFile, ModelInput, Session, TorchModel, open_model
+from rnopt.backends.base import Backend, ModelFile, ModelInput, RuntimeConfig, Session, TorchModel
 from rnopt.errors import RnoptError
 
-# backend name -> (module, class, the pip package that provides its runtime)
-_MODULES: dict[str, tuple[str, str, str]] = {
-    "onnxruntime": ("rnopt.backends.onnxruntime", "OnnxRuntimeBackend", "onnxruntime"),
-    "openvino": ("rnopt.backends.openvino", "OpenVinoBackend", "openvino"),
-    "torch": ("rnopt.backends.torch", "TorchBackend", "torch"),
+
+@dataclass(frozen=True)
+class Runtime:
+    backend: str  # "module:Class" of its Backend
+    config: str  # "module:Class" of its RuntimeConfig
+    package: str  # the pip package that provides the runtime
+
+
+RUNTIMES: dict[str, Runtime] = {
+    "onnxruntime": Runtime("rnopt.backends.onnxruntime.backend:OnnxRuntimeBackend",
+                           "rnopt.backends.onnxruntime.config:OrtConfig", "onnxruntime"),
+    "openvino": Runtime("rnopt.backends.openvino.backend:OpenVinoBackend",
+                        "rnopt.backends.openvino.config:OpenVinoConfig", "openvino"),
+    "torch": Runtime("rnopt.backends.torch.backend:TorchBackend", "rnopt.backends.torch.config:TorchConfig",
+                     "torch"),
 }
-BACKEND_NAMES: tuple[str, ...] = tuple(_MODULES)
+BACKEND_NAMES: tuple[str, ...] = tuple(RUNTIMES)
+
+
+def _runtime(name: str) -> Runtime:
+    if name not in RUNTIMES:
+        raise RnoptError(f"unknown backend {name!r}: choose one of {', '.join(BACKEND_NAMES)}")
+    return RUNTIMES[name]
+
+
+def _attribute(path: str) -> Any:
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def config_class(name: str) -> type[RuntimeConfig]:
+    """The typed options of runtime `name` (imports rnopt only, never the runtime itself)."""
+    return _attribute(_runtime(name).config)
 
 
 def backend_class(name: str) -> type[Backend]:
     """The Backend class registered as `name`; a clear error when it is unknown or its runtime is missing."""
-    if name not in _MODULES:
-        raise RnoptError(f"unknown backend {name!r}: choose one of {', '.join(BACKEND_NAMES)}")
-    module_name, class_name, package = _MODULES[name]
+    runtime = _runtime(name)
     try:
-        module = importlib.import_module(module_name)
+        return _attribute(runtime.backend)
     except ImportError as exc:
-        raise RnoptError(f"the {name} backend needs the Python package {exc.name or package!r}, which is not "
-                         f"installed: pip install {package}") from None
-    return getattr(module, class_name)
+        raise RnoptError(f"the {name} backend needs the Python package {exc.name or runtime.package!r}, which is "
+                         f"not installed: pip install {runtime.package}") from None
 
 
 def describe_backends() -> list[dict]:
@@ -54,13 +83,5 @@ def get_backend(name: str) -> Backend:
     return backend_class(name)()
 
 
-def parse_backends(text: str) -> list[Backend]:
-    """`onnxruntime,openvino,torch` -> backend instances, in the order given."""
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    if not names:
-        raise RnoptError("--backend needs at least one name")
-    return [get_backend(n) for n in dict.fromkeys(names)]
-
-
-__all__ = ["BACKEND_NAMES", "Backend", "BackendOptions", "ModelFile", "ModelInput", "Session", "TorchModel",
-           "backend_class", "describe_backends", "get_backend", "open_model", "parse_backends"]
+__all__ = ["BACKEND_NAMES", "RUNTIMES", "Backend", "ModelFile", "ModelInput", "Runtime", "RuntimeConfig", "Session",
+           "TorchModel", "backend_class", "config_class", "describe_backends", "get_backend"]

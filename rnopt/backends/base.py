@@ -1,24 +1,67 @@
 """The backend interface: load a model on a runtime, then run prepared batches on it.
 
 A backend turns a model (an ONNX or OpenVINO IR file, or a built-in PyTorch model) into a `Session`
-for a device, precision and thread count. `Session.prepare` converts a NumPy batch into whatever the
-runtime consumes, once, outside any timed region; `Session.run` is the call that gets timed.
+for one variant spec (device, precision, threads and the runtime's own typed config). Backends only
+load: exporting a built-in model to ONNX happens before, in `rnopt.artifacts`. `Session.prepare`
+converts a NumPy batch into whatever the runtime consumes, once, outside any timed region;
+`Session.run` is the call that gets timed.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 
 from rnopt.errors import RnoptError
-from rnopt.models.registry import LoadedModel, Preprocessing
+from rnopt.preprocessing import Preprocessing
 
-if TYPE_CHECKING:  # only a type here: importing it would pull in onnx, which the torch backend does not need
+if TYPE_CHECKING:  # types only: importing them would pull in onnx or torch, which some runtimes do not need
+    from rnopt.models.registry import LoadedModel
     from rnopt.onnx_model import ModelMeta
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """A runtime's own options, typed; each runtime subclasses it beside its backend and validates itself.
+
+    Frozen and made of plain values, so it hashes into a spec id and round-trips through JSON.
+    """
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RuntimeConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise RnoptError(f"unknown option(s) {', '.join(unknown)} for this runtime: it takes "
+                             f"{', '.join(sorted(known)) or 'none'}")
+        return cls(**data)
+
+    def describe(self) -> str:
+        """The options that differ from the defaults, e.g. "opt_level=basic,spinning=off"."""
+        default = type(self)()
+        parts = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value != getattr(default, f.name):
+                parts.append(f.name if value is True else f"{f.name}={'off' if value is False else value}")
+        return ",".join(parts)
+
+
+class RunSettings(Protocol):
+    """What a backend reads from a `rnopt.spec.VariantSpec` to load a model (the spec satisfies it)."""
+
+    device: str
+    precision: str | None
+    threads: int | None
+    config: RuntimeConfig | None
 
 
 @dataclass
@@ -55,7 +98,7 @@ class TorchModel:
     """A built-in model with its weights, in PyTorch."""
 
     loaded: LoadedModel
-    onnx_file: "ModelFile | None" = None  # its ONNX export, once an ONNX-based backend asked for one
+    format: ClassVar[str] = "torch"
 
     @property
     def input_size(self) -> int:
@@ -75,24 +118,6 @@ class TorchModel:
 
 
 ModelInput = ModelFile | TorchModel
-
-
-@dataclass
-class BackendOptions:
-    device: str = "cpu"
-    threads: int | None = None  # None: the runtime's default for this machine
-    precision: str | None = None  # None: what the model file holds (fp32 for PyTorch)
-    performance_hint: str = "latency"  # OpenVINO: latency or throughput
-    ort_opt_level: str = "all"  # ONNX Runtime graph optimization at load time
-    ort_provider: str | None = None  # ONNX Runtime execution provider; None: by device
-    # ONNX Runtime's idle worker threads spin for a while after each call: that saves wake-up time
-    # (ResNet-20 batch 1: 0.46 ms with, 0.83 ms without, on 2 cores). The bench harness pauses between
-    # variants so the spinning does not reach the next one.
-    ort_spinning: bool = True
-    ort_inter_op: int | None = None  # ONNX Runtime: threads for independent branches (parallel execution)
-    channels_last: bool = False  # PyTorch memory format
-    compile: bool = False  # PyTorch: torch.compile (inductor)
-    cuda_graphs: bool = False  # PyTorch on CUDA: replay a captured graph instead of launching kernels
 
 
 class Session(ABC):
@@ -136,6 +161,7 @@ class Session(ABC):
 class Backend(ABC):
     name: ClassVar[str]
     precisions: ClassVar[tuple[str, ...]]
+    formats: ClassVar[tuple[str, ...]]  # the model formats it loads: onnx, openvino-ir, torch
 
     @classmethod
     @abstractmethod
@@ -143,13 +169,19 @@ class Backend(ABC):
         """The devices this backend can use on this machine (empty: not usable)."""
 
     @abstractmethod
-    def load(self, model: ModelInput, options: BackendOptions) -> Session:
-        """Load `model` for `options`, raising RnoptError when it cannot run as asked."""
+    def load(self, model: ModelInput, spec: RunSettings) -> Session:
+        """Load `model` as `spec` says, raising RnoptError when it cannot run as asked."""
 
     @classmethod
     def notes(cls) -> str:
         """One line for `rnopt backends`: what this runtime offers here beyond its devices and precisions."""
         return ""
+
+    def check_format(self, model: ModelInput) -> None:
+        if model.format not in self.formats:
+            what = model.path.name if isinstance(model, ModelFile) else "a PyTorch model"
+            raise RnoptError(f"{self.name} does not load {what} ({model.format}): it loads "
+                             f"{', '.join(self.formats)}")
 
     def check_device(self, device: str) -> None:
         if device not in self.devices():
@@ -160,22 +192,3 @@ class Backend(ABC):
         if precision is not None and precision not in self.precisions:
             raise RnoptError(f"{self.name} does not run precision {precision!r}: choose one of "
                              f"{', '.join(self.precisions)}")
-
-
-def open_model(arg: str, weights: str | None = None, num_classes: int | None = None,
-               labels: str | None = None) -> ModelInput:
-    """A command-line model argument: an ONNX/IR file, or a built-in model name (with optional weights)."""
-    from rnopt.models.registry import MODELS, create_model
-    from rnopt.onnx_model import load_onnx, read_ir_meta, read_meta
-
-    path = Path(arg)
-    if arg in MODELS:
-        return TorchModel(create_model(arg, weights, num_classes, labels))
-    if path.suffix in (".onnx", ".xml") or path.exists():
-        if weights:
-            raise RnoptError(f"--weights applies to built-in model names, not to the model file {arg}")
-        if path.suffix == ".xml":
-            return ModelFile(path, read_ir_meta(path))
-        return ModelFile(path, read_meta(load_onnx(path, load_weights=False), path))
-    raise RnoptError(f"{arg!r} is neither a model file (.onnx, .xml) nor a built-in model name "
-                     f"(`rnopt models` lists them)")

@@ -19,7 +19,7 @@ from PIL import Image, UnidentifiedImageError
 
 from rnopt.data.preprocess import preprocess
 from rnopt.errors import RnoptError
-from rnopt.models.registry import Preprocessing
+from rnopt.preprocessing import Preprocessing
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from rnopt.models.registry import Preprocessing
+from rnopt.preprocessing import Preprocessing
 
 
 def preprocess(image: Image.Image, spec: Preprocessing) -> np.ndarray:

@@ -1,25 +1,16 @@
 """Reading weights a user brings: .pt/.pth/.th (torch.save) and .safetensors files."""
 from __future__ import annotations
 
-import hashlib
 import pickle
 from pathlib import Path
 
 import torch
 
 from rnopt.errors import RnoptError
-from rnopt.fileio import readable_file
+from rnopt.fileio import readable_file, sha256_of  # noqa: F401 (sha256_of re-exported)
 
 # Keys under which training scripts commonly nest the state dict.
 _NESTED_KEYS = ("state_dict", "model", "model_state_dict", "net")
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

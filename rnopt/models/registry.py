@@ -15,22 +15,12 @@ from rnopt.fileio import readable_file
 from rnopt.models.checkpoint import read_state_dict, sha256_of
 from rnopt.models.cifar_resnet import cifar_resnet
 from rnopt.models.resnet import imagenet_resnet
+from rnopt.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing  # noqa: F401 (re-exported)
 
 log = logging.getLogger("rnopt")
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+RANDOM_INIT_SEED = 0
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """Resize the shorter side to `resize`, centre-crop `crop` x `crop`, scale to [0, 1], normalise."""
-
-    resize: int
-    crop: int
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
 
 
 @dataclass(frozen=True)
@@ -142,7 +132,11 @@ def create_model(name: str, weights: str | Path | None = None, num_classes: int 
         source, digest = "bundled", spec.weights.sha256
     else:
         classes = num_classes or spec.num_classes
-        module = spec.build(classes)
+        # A fixed seed: every process (and every machine with this torch) builds the same random model, so a
+        # spec rebuilt elsewhere times and checks the same weights, and its ONNX export can be cached.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_INIT_SEED)
+            module = spec.build(classes)
         source, digest = "random", None
     module.eval()
     loaded = LoadedModel(spec, module, _class_names(spec, classes, labels), source, digest)

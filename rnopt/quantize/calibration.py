@@ -1,9 +1,17 @@
-"""Choosing calibration images: shared by every quantization toolkit, so they all see the same inputs."""
+"""Choosing and decoding calibration images once: shared by every quantization toolkit, so they all see
+the same inputs."""
 from __future__ import annotations
 
-from rnopt.data import ImageDataset, load_dataset
+from collections.abc import Callable
+
+import numpy as np
+
+from rnopt.data import load_dataset
 from rnopt.errors import RnoptError
 from rnopt.onnx_model import ModelMeta
+from rnopt.quantize.base import CalibrationData
+
+DECODE_BATCH = 50
 
 
 def default_calibration_data(meta: ModelMeta) -> str:
@@ -13,9 +21,16 @@ def default_calibration_data(meta: ModelMeta) -> str:
                      f"pass --calib-data DIR with a few hundred representative images (a folder of images)")
 
 
-def calibration_set(meta: ModelMeta, calib_data: str | None, calib_size: int) -> tuple[str, ImageDataset]:
-    """(name, dataset): `calib_data` or the bundled default, cut to a seeded subset of `calib_size`."""
+def calibration_data(meta: ModelMeta, calib_data: str | None, calib_size: int,
+                     on_batch: Callable[[int], None] | None = None) -> CalibrationData:
+    """`calib_data` (or the bundled default), a seeded subset of `calib_size`, decoded and preprocessed."""
     if calib_size <= 0:
         raise RnoptError(f"--calib-size must be positive, got {calib_size}")
     name = calib_data or default_calibration_data(meta)
-    return name, load_dataset(name, unlabelled_ok=True).subset(calib_size)
+    dataset = load_dataset(name, unlabelled_ok=True).subset(calib_size)
+    chunks = []
+    for images, _ in dataset.batches(DECODE_BATCH, meta.preprocessing):
+        chunks.append(images)
+        if on_batch:
+            on_batch(len(images))
+    return CalibrationData(name, np.concatenate(chunks).astype(np.float32, copy=False))

@@ -16,12 +16,11 @@ import onnx
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from rnopt.data import ImageDataset
-from rnopt.quantize.calibration import calibration_set
-from rnopt.errors import RnoptError
+from rnopt.errors import RnoptError, first_line
 from rnopt.fileio import atomic_path
-from rnopt.onnx_model import ModelMeta, load_onnx, open_float_model, save_onnx, write_meta
-from rnopt.report.results import QuantizeResult
+from rnopt.onnx_model import load_onnx, open_float_model, save_onnx, write_meta
+from rnopt.quantize.base import CalibrationData, QuantRecipe, Quantizer
+from rnopt.results import QuantizeResult
 
 METHODS = {
     "minmax": CalibrationMethod.MinMax,
@@ -32,11 +31,10 @@ CALIB_BATCH = 50
 
 
 class _ImageReader(CalibrationDataReader):
-    """Feeds preprocessed calibration batches to the calibrator, reporting progress as it goes."""
+    """Feeds the calibration batches to the calibrator, reporting progress as it goes."""
 
-    def __init__(self, dataset: ImageDataset, meta: ModelMeta, input_name: str,
-                 on_batch: Callable[[int], None] | None) -> None:
-        self.batches: Iterator = dataset.batches(CALIB_BATCH, meta.preprocessing)
+    def __init__(self, calibration: CalibrationData, input_name: str, on_batch: Callable[[int], None] | None) -> None:
+        self.batches: Iterator[np.ndarray] = iter(calibration.batches(CALIB_BATCH))
         self.input_name = input_name
         self.on_batch = on_batch
 
@@ -45,40 +43,43 @@ class _ImageReader(CalibrationDataReader):
         if batch is None:
             return None
         if self.on_batch:
-            self.on_batch(len(batch[1]))
-        return {self.input_name: batch[0]}
+            self.on_batch(len(batch))
+        return {self.input_name: batch}
 
 
-def quantize_onnx(source: str | Path, output: str | Path, calib_data: str | None = None,
-                  calib_size: int = 500, method: str = "minmax",
-                  on_batch: Callable[[int], None] | None = None) -> QuantizeResult:
-    if method not in METHODS:
-        raise RnoptError(f"unknown calibration method {method!r}: choose one of {', '.join(METHODS)}")
-    source, output, model, meta = open_float_model(source, output, "quantize")
-    _check_standard_ops(model, source)
-    calib_name, dataset = calibration_set(meta, calib_data, calib_size)
-    start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as scratch:
-        prepped, quantized = Path(scratch) / "prep.onnx", Path(scratch) / "int8.onnx"
-        try:
-            quant_pre_process(str(source), str(prepped), skip_symbolic_shape=False)
-            reader = _ImageReader(dataset, meta, model.graph.input[0].name, on_batch)
-            quantize_static(str(prepped), str(quantized), reader, quant_format=QuantFormat.QDQ,
-                            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=METHODS[method])
-        except RnoptError:
-            raise
-        except Exception as exc:
-            raise RnoptError(f"quantization of {source} failed: {str(exc).splitlines()[0][:200]}") from None
-        result_model = load_onnx(quantized)
-    meta.variant = "int8"
-    meta.history.append(f"quantize:ort-static-qdq:{method}:{calib_name}:{len(dataset)}")
-    write_meta(result_model, meta)
-    with atomic_path(output) as tmp:
-        save_onnx(result_model, tmp)
-        size_after = tmp.stat().st_size
-    return QuantizeResult(str(source), str(output), method, calib_name, len(dataset), "QDQ", True, "uint8",
-                          "int8", source.stat().st_size, size_after, time.perf_counter() - start)
+class OrtStaticQuantizer(Quantizer):
+    name = "onnxruntime"
+    suffix = ".onnx"
+
+    def quantize(self, source: str | Path, output: str | Path, calibration: CalibrationData,
+                 recipe: QuantRecipe = QuantRecipe(), on_batch: Callable[[int], None] | None = None) -> QuantizeResult:
+        if recipe.method not in METHODS:
+            raise RnoptError(f"unknown calibration method {recipe.method!r}: choose one of {', '.join(METHODS)}")
+        source, output, model, meta = open_float_model(source, output, "quantize")
+        _check_standard_ops(model, source)
+        start = time.perf_counter()
+        with tempfile.TemporaryDirectory() as scratch:
+            prepped, quantized = Path(scratch) / "prep.onnx", Path(scratch) / "int8.onnx"
+            try:
+                quant_pre_process(str(source), str(prepped), skip_symbolic_shape=False)
+                reader = _ImageReader(calibration, model.graph.input[0].name, on_batch)
+                quantize_static(str(prepped), str(quantized), reader, quant_format=QuantFormat.QDQ,
+                                per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                                calibrate_method=METHODS[recipe.method])
+            except RnoptError:
+                raise
+            except Exception as exc:
+                raise RnoptError(f"quantization of {source} failed: {first_line(exc)}") from None
+            result_model = load_onnx(quantized)
+        meta.variant = "int8"
+        meta.history.append(f"quantize:ort-static-qdq:{recipe.method}:{calibration.name}:{len(calibration)}")
+        write_meta(result_model, meta)
+        with atomic_path(output) as tmp:
+            save_onnx(result_model, tmp)
+            size_after = tmp.stat().st_size
+        return QuantizeResult(str(source), str(output), recipe.method, calibration.name, len(calibration), "QDQ",
+                              True, "uint8", "int8", source.stat().st_size, size_after, time.perf_counter() - start,
+                              self.name)
 
 
 def _check_standard_ops(model: onnx.ModelProto, source: Path) -> None:

@@ -1,4 +1,2 @@
-"""Result dataclasses (the JSON contract) and their renderings."""
-from rnopt.report.results import SCHEMA_VERSION, Report
-
-__all__ = ["SCHEMA_VERSION", "Report"]
+"""Renderings of result records (rnopt.results): loading and merging JSON files, tables, plots, Markdown,
+HTML, and the run-to-run comparison."""

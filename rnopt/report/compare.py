@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 
 from rnopt.report.loading import ReportData
-from rnopt.report.results import BenchResult
+from rnopt.results import BenchResult
 from rnopt.report.tables import Table
 
 NOISE_SIGMAS = 3.0

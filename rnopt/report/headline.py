@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rnopt.report.loading import ReportData
-from rnopt.report.results import BenchResult
+from rnopt.results import BenchResult, candidate_key, reference_key, variant_key
 
 ACCURACY_BUDGET = 0.01  # top-1 may drop this much (1 point) for a variant to be recommended
 
@@ -32,10 +32,11 @@ def variant_points(data: ReportData) -> list[VariantPoint]:
     if not data.bench:
         return []
     batch = min(r.batch_size for r in data.bench)
-    top1 = {r.model: r.top1 for e in data.evals for r in e.results}
-    delta = {c.candidate: c.top1_delta for e in data.evals for c in e.comparisons}
-    references = {c.reference for e in data.evals for c in e.comparisons}
-    return [VariantPoint(r, top1.get(r.model), delta.get(r.model, 0.0 if r.model in references else None))
+    top1 = {variant_key(r): r.top1 for e in data.evals for r in e.results}
+    delta = {candidate_key(c): c.top1_delta for e in data.evals for c in e.comparisons}
+    references = {reference_key(c) for e in data.evals for c in e.comparisons}
+    return [VariantPoint(r, top1.get(variant_key(r)),
+                         delta.get(variant_key(r), 0.0 if variant_key(r) in references else None))
             for r in data.bench if r.batch_size == batch]
 
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,24 +14,21 @@ from typing import Any
 from rnopt.environment import Environment
 from rnopt.errors import RnoptError
 from rnopt.fileio import readable_file
-from rnopt.report.results import (
+from rnopt.results import (
     SCHEMA_VERSION,
     BenchResult,
     Comparison,
     EvalResult,
+    EvalSection,
     ExportResult,
     OptimizeResult,
     QuantizeResult,
+    Record,
+    build,
 )
 
 KINDS = ("export", "optimize", "quantize", "bench", "eval", "run", "report")
-
-
-@dataclass
-class EvalSection:
-    dataset: str
-    results: list[EvalResult]
-    comparisons: list[Comparison]
+READABLE_VERSIONS = (1, SCHEMA_VERSION)
 
 
 @dataclass
@@ -60,47 +55,42 @@ class ReportData:
         self.warnings = list(dict.fromkeys(self.warnings))
 
 
-def build(cls: type, data: Any) -> Any:
-    """Instantiate dataclass `cls` from plain JSON data, recursing into nested dataclasses and lists.
-
-    Unknown keys are ignored, so files from a newer rnopt with extra fields still load.
-    """
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name in data:
-            kwargs[f.name] = _convert(hints[f.name], data[f.name])
-    return cls(**kwargs)
-
-
-def _convert(hint: Any, value: Any) -> Any:
-    if value is None:
-        return None
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        inner = [a for a in typing.get_args(hint) if a is not type(None)]
-        return _convert(inner[0], value) if len(inner) == 1 else value
-    if origin is list:
-        (item,) = typing.get_args(hint)
-        return [_convert(item, v) for v in value]
-    if dataclasses.is_dataclass(hint):
-        return build(hint, value)
-    return value
-
-
 def from_payload(payload: dict[str, Any], source: str) -> ReportData:
-    if not isinstance(payload, dict) or payload.get("schema_version") != SCHEMA_VERSION:
-        raise RnoptError(f"{source} is not an rnopt result file (schema_version {SCHEMA_VERSION} expected)")
+    version = payload.get("schema_version") if isinstance(payload, dict) else None
+    if version not in READABLE_VERSIONS:
+        raise RnoptError(f"{source} is not an rnopt result file (schema_version "
+                         f"{' or '.join(map(str, READABLE_VERSIONS))} expected)")
     kind = payload.get("kind")
     if kind not in KINDS:
         raise RnoptError(f"{source} has unknown kind {kind!r}: expected one of {', '.join(KINDS)}")
     try:
-        return _sections(payload, kind, source)
-    except (TypeError, KeyError, ValueError) as exc:
+        return _from_record(Record.from_dict(payload), source) if version == SCHEMA_VERSION else \
+            _sections(payload, kind, source)
+    except (TypeError, KeyError, ValueError, AttributeError) as exc:
         raise RnoptError(f"{source} is a malformed rnopt {kind} file ({type(exc).__name__}: {exc})") from None
 
 
+def _from_record(record: Record, source: str) -> ReportData:
+    """A version-2 file: one typed record (a merged report keeps its sources' commands and models)."""
+    merged = record.details if record.kind == "report" else {}
+    return ReportData(sources=[source], environments=[record.environment],
+                      commands=list(merged.get("commands", [record.command] if record.command else [])),
+                      warnings=list(record.warnings),
+                      models=list(merged.get("models", [record.model] if record.model else [])),
+                      exports=list(record.exports), optimizations=list(record.optimizations),
+                      quantizations=list(record.quantizations), bench=list(record.bench), evals=list(record.evals))
+
+
+def to_record(data: ReportData, command: str = "") -> Record:
+    """Merged results as one version-2 record of kind "report" (what `rnopt report -o x.json` writes)."""
+    return Record("report", command, warnings=list(data.warnings), exports=list(data.exports),
+                  optimizations=list(data.optimizations), quantizations=list(data.quantizations),
+                  bench=list(data.bench), evals=list(data.evals),
+                  details={"sources": data.sources, "commands": data.commands, "models": data.models})
+
+
 def _sections(payload: dict[str, Any], kind: str, source: str) -> ReportData:
+    """A version-1 file: each kind in its own shape."""
     data = ReportData(sources=[source], commands=[payload["command"]] if payload.get("command") else [],
                       warnings=list(payload.get("warnings", [])))
     if "environment" in payload:

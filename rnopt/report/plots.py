@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
 from rnopt.report.headline import VariantPoint  # noqa: E402
-from rnopt.report.results import BenchResult  # noqa: E402
+from rnopt.results import BenchResult  # noqa: E402
 
 plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "axes.grid": True, "grid.alpha": 0.3})
 

@@ -5,8 +5,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rnopt.environment import Environment
-from rnopt.report.loading import EvalSection
-from rnopt.report.results import BenchResult, Comparison, EvalResult, ExportResult, OptimizeResult, QuantizeResult
+from rnopt.results import (
+    BenchResult,
+    Comparison,
+    EvalResult,
+    EvalSection,
+    ExportCheck,
+    ExportResult,
+    OptimizeResult,
+    QuantizeResult,
+    candidate_key,
+    variant_key,
+)
 
 
 @dataclass
@@ -58,18 +68,30 @@ def eval_table(results: list[EvalResult], dataset: str) -> Table:
 
 def comparison_table(comparisons: list[Comparison]) -> Table:
     rows = [[c.candidate, c.reference, f"{c.top1_delta * 100:+.2f}", f"{c.agreement:.2%}",
-             f"{c.mean_abs_logit_diff:.4f}", f"{c.max_abs_logit_diff:.4f}"] for c in comparisons]
-    return Table("Candidate vs reference", ["candidate", "reference", "top-1 delta (points)",
-                                            "top-1 agreement", "mean |logit diff|", "max |logit diff|"], rows)
+             f"{c.mean_abs_logit_diff:.4f}", f"{c.max_abs_logit_diff:.4f}", _relative(c.max_rel_logit_diff)]
+            for c in comparisons]
+    return Table("Candidate vs reference", ["candidate", "reference", "top-1 delta (points)", "top-1 agreement",
+                                            "mean |logit diff|", "max |logit diff|", "max |diff| / max |logit|"],
+                 rows)
+
+
+def _relative(value: float | None) -> str:
+    return "" if value is None else f"{value:.2e}"
 
 
 def export_table(result: ExportResult) -> Table:
-    rows = [[str(c.batch_size), f"{c.max_abs_diff:.3g}", f"{c.top1_agreement:.0%}",
-             "ok" if c.max_abs_diff <= result.atol else "FAIL"] for c in result.checks]
+    def ok(c: ExportCheck) -> bool:
+        rel_ok = result.rtol is None or c.max_rel_diff is None or c.max_rel_diff <= result.rtol
+        return rel_ok and (result.atol is None or c.max_abs_diff <= result.atol)
+
+    rows = [[str(c.batch_size), f"{c.max_abs_diff:.3g}", _relative(c.max_rel_diff), f"{c.top1_agreement:.0%}",
+             "ok" if ok(c) else "FAIL"] for c in result.checks]
+    bounds = ", ".join(f"{name} {value:g}" for name, value in (("rtol", result.rtol), ("atol", result.atol))
+                       if value is not None)
     note = (f"{result.output}: opset {result.opset}, {'dynamic' if result.dynamic_batch else 'static'} batch, "
-            f"{_mb(result.size_bytes)}, atol {result.atol:g}")
+            f"{_mb(result.size_bytes)}, {bounds}")
     return Table(f"Export check: {result.model} (ONNX Runtime vs PyTorch, random inputs)",
-                 ["batch", "max abs diff", "top-1 agreement", "status"], rows, note)
+                 ["batch", "max abs diff", "max |diff| / max |logit|", "top-1 agreement", "status"], rows, note)
 
 
 def optimize_table(result: OptimizeResult) -> Table:
@@ -92,19 +114,19 @@ def quantize_table(result: QuantizeResult) -> Table:
 
 def run_summary_table(bench: list[BenchResult], evals: list[EvalSection]) -> Table:
     """One row per variant: median latency at the smallest batch, best throughput, accuracy and its delta."""
-    accuracy = {r.model: r for e in evals for r in e.results}
-    deltas = {c.candidate: c for e in evals for c in e.comparisons}
+    accuracy = {variant_key(r): r for e in evals for r in e.results}
+    deltas = {candidate_key(c): c for e in evals for c in e.comparisons}
     smallest = min(r.batch_size for r in bench)
     largest = max(r.batch_size for r in bench)
-    by_variant: dict[tuple[str, str, str], dict[int, BenchResult]] = {}
+    by_variant: dict[tuple[str, str, str, str], dict[int, BenchResult]] = {}
     for r in bench:
-        by_variant.setdefault((r.model, r.backend, r.precision), {})[r.batch_size] = r
+        by_variant.setdefault((variant_key(r), r.model, r.backend, r.precision), {})[r.batch_size] = r
     reference = next(iter(by_variant.values())).get(smallest)
     with_memory = any(r.memory_mb is not None for r in bench)
     rows = []
-    for (model, backend, precision), per_batch in by_variant.items():
+    for (key, model, _, _), per_batch in by_variant.items():
         first, last = per_batch.get(smallest), per_batch.get(largest)
-        acc, delta = accuracy.get(model), deltas.get(model)
+        acc, delta = accuracy.get(key), deltas.get(key)
         rows.append([model, (first or last or next(iter(per_batch.values()))).runtime, f"{first.latency_ms.p50:.3f}" if first else "",
                      f"{reference.latency_ms.p50 / first.latency_ms.p50:.2f}x" if first and reference else "",
                      f"{last.throughput_ips:,.0f}" if last else "",

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from rnopt.backends.base import Backend, BackendOptions, ModelInput, Session, TorchModel
+from rnopt.backends.base import Backend, ModelInput, RunSettings, Session, TorchModel
+from rnopt.backends.torch.config import TorchConfig
 from rnopt.environment import snapshot
 from rnopt.errors import RnoptError
 
@@ -72,14 +73,14 @@ class _GraphBatch:
 class TorchSession(Session):
     backend = "torch"
 
-    def __init__(self, module: torch.nn.Module, options: BackendOptions, precision: str) -> None:
+    def __init__(self, module: torch.nn.Module, device: str, config: TorchConfig, precision: str) -> None:
         self.module = module
-        self.device = options.device
+        self.device = device
         self.precision = precision
         self.threads = torch.get_num_threads()
-        self.memory_format = torch.channels_last if options.channels_last else torch.contiguous_format
-        self.compiled = options.compile
-        self.cuda_graphs = options.cuda_graphs
+        self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        self.compiled = config.compile
+        self.cuda_graphs = config.cuda_graphs
         self._graphs: dict[torch.Size, _CapturedGraph] = {}  # one capture per input shape, reused by eval
 
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -143,6 +144,7 @@ class TorchSession(Session):
 class TorchBackend(Backend):
     name = "torch"
     precisions = ("fp32", "bf16", "fp16", "tf32")
+    formats = ("torch",)
 
     @classmethod
     def devices(cls) -> list[str]:
@@ -153,29 +155,30 @@ class TorchBackend(Backend):
         bf16 = "" if snapshot().has_bf16 else " (no native bf16 on this CPU)"
         return f"eager or --compile; --channels-last; bf16 autocast{bf16}; CUDA: fp16, tf32, --cuda-graphs"
 
-    def load(self, model: ModelInput, options: BackendOptions) -> Session:
+    def load(self, model: ModelInput, spec: RunSettings) -> Session:
         if not isinstance(model, TorchModel):
             raise RnoptError("the torch backend runs built-in model names (e.g. resnet20_cifar10), not model files")
-        if options.device == "cuda" and not torch.cuda.is_available():
+        config = spec.config if isinstance(spec.config, TorchConfig) else TorchConfig()
+        if spec.device == "cuda" and not torch.cuda.is_available():
             raise RnoptError("CUDA was asked for but this PyTorch sees no CUDA device "
                              f"(torch {torch.__version__}, built {'with' if torch.version.cuda else 'without'} CUDA)")
-        self.check_device(options.device)
-        self.check_precision(options.precision)
-        precision = options.precision or "fp32"
-        check_precision_for_device(precision, options.device)
-        if options.cuda_graphs and options.device != "cuda":
+        self.check_device(spec.device)
+        self.check_precision(spec.precision)
+        precision = spec.precision or "fp32"
+        check_precision_for_device(precision, spec.device)
+        if config.cuda_graphs and spec.device != "cuda":
             raise RnoptError("CUDA graphs need --device cuda")
         start = time.perf_counter()
-        if options.threads:
-            torch.set_num_threads(options.threads)
+        if spec.threads:
+            torch.set_num_threads(spec.threads)
         module = model.loaded.module
-        if options.device != "cpu" or options.channels_last:
+        if spec.device != "cpu" or config.channels_last:
             module = copy.deepcopy(module)  # .to() works in place: leave the caller's model as it was
-        module = module.to(options.device).eval()
-        if options.channels_last:
+        module = module.to(spec.device).eval()
+        if config.channels_last:
             module = module.to(memory_format=torch.channels_last)
-        if options.compile:
+        if config.compile:
             module = torch.compile(module)
-        session = TorchSession(module, options, precision)
+        session = TorchSession(module, spec.device, config, precision)
         session.load_time_s = time.perf_counter() - start
         return session

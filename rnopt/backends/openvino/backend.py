@@ -15,15 +15,14 @@ from typing import Any
 import numpy as np
 import openvino as ov
 
-from rnopt.backends.base import Backend, BackendOptions, ModelInput, Session
-from rnopt.backends.onnx_cache import as_model_file
-from rnopt.errors import RnoptError
+from rnopt.backends.base import Backend, ModelFile, ModelInput, RunSettings, Session
+from rnopt.backends.openvino.config import OpenVinoConfig
+from rnopt.errors import RnoptError, first_line
 
 # rnopt precision name -> OpenVINO INFERENCE_PRECISION_HINT
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 _RUNTIME_NAMES = {"f32": "fp32", "bf16": "bf16", "f16": "fp16", "u8": "int8", "i8": "int8"}
 _COMPUTE_LAYERS = {"Convolution", "GroupConvolution", "FullyConnected", "MatMul"}
-PERFORMANCE_HINTS = ("latency", "throughput")
 
 
 def runtime_precision(compiled: Any) -> str:
@@ -63,7 +62,7 @@ class OpenVinoSession(Session):
                 self._compiled[shape] = self.core.compile_model(model, self.ov_device, self.config)
             except RuntimeError as exc:
                 raise RnoptError(f"OpenVINO cannot compile {self.model_path.name} for {self.ov_device}: "
-                                 f"{str(exc).splitlines()[0][:200]}") from None
+                                 f"{first_line(exc)}") from None
             self.load_time_s = self.load_time_s or time.perf_counter() - start
             self.precision = runtime_precision(self._compiled[shape])
         return self._compiled[shape]
@@ -98,6 +97,7 @@ class OpenVinoSession(Session):
 class OpenVinoBackend(Backend):
     name = "openvino"
     precisions = ("fp32", "bf16", "fp16", "int8")
+    formats = ("onnx", "openvino-ir")
 
     @classmethod
     def devices(cls) -> list[str]:
@@ -110,23 +110,23 @@ class OpenVinoBackend(Backend):
     def notes(cls) -> str:
         return "int8 via NNCF (`rnopt quantize --backend openvino`); precision hints fp32/bf16/fp16"
 
-    def load(self, model: ModelInput, options: BackendOptions) -> Session:
-        model = as_model_file(model)
-        self.check_device(options.device)
-        self.check_precision(options.precision)
-        if options.performance_hint not in PERFORMANCE_HINTS:
-            raise RnoptError(f"OpenVINO performance hint must be one of {', '.join(PERFORMANCE_HINTS)}")
-        config = {"PERFORMANCE_HINT": options.performance_hint.upper()}
-        if options.precision == "int8" and model.meta.variant != "int8":
+    def load(self, model: ModelInput, spec: RunSettings) -> Session:
+        self.check_format(model)
+        assert isinstance(model, ModelFile)
+        config = spec.config if isinstance(spec.config, OpenVinoConfig) else OpenVinoConfig()
+        self.check_device(spec.device)
+        self.check_precision(spec.precision)
+        settings = {"PERFORMANCE_HINT": config.hint.upper()}
+        if spec.precision == "int8" and model.meta.variant != "int8":
             raise RnoptError(f"{model.path.name} is not quantized: make an int8 model first "
                              f"(`rnopt quantize`, or `rnopt quantize --backend openvino` for NNCF)")
-        if options.precision in PRECISION_HINTS:
-            config["INFERENCE_PRECISION_HINT"] = PRECISION_HINTS[options.precision]
-        if options.threads:
-            config["INFERENCE_NUM_THREADS"] = str(options.threads)
-        session = OpenVinoSession(ov.Core(), model.path, options.device, config, options.threads or 0)
+        if spec.precision in PRECISION_HINTS:
+            settings["INFERENCE_PRECISION_HINT"] = PRECISION_HINTS[spec.precision]
+        if spec.threads:
+            settings["INFERENCE_NUM_THREADS"] = str(spec.threads)
+        session = OpenVinoSession(ov.Core(), model.path, spec.device, settings, spec.threads or 0)
         compiled = session.compiled_for((1, 3, model.meta.input_size, model.meta.input_size))
-        session.threads = int(compiled.get_property("INFERENCE_NUM_THREADS")) or options.threads or 0
-        if options.performance_hint == "throughput":
+        session.threads = int(compiled.get_property("INFERENCE_NUM_THREADS")) or spec.threads or 0
+        if config.hint == "throughput":
             session.streams = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
         return session

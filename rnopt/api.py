@@ -1,0 +1,99 @@
+"""rnopt's public Python API: build specs, export, optimize, quantize, bench, evaluate, run. Each returns a
+typed `Record` (rnopt.results) that `to_dict()`s into the JSON the CLI writes. The CLI is a thin layer
+over these functions.
+
+    import rnopt
+    specs = rnopt.plan([rnopt.artifact("resnet20_cifar10")], runtimes=["onnxruntime", "torch"])
+    timing = rnopt.bench(specs, rnopt.BenchConfig(batch_sizes=[1], min_time=0.2))
+    accuracy = rnopt.evaluate(specs, data="cifar10", limit=500)
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rnopt.artifacts import artifact_for
+from rnopt.bench import BenchConfig, summarize_warnings
+from rnopt.errors import RnoptError
+from rnopt.plan import artifact_warnings, plan
+from rnopt.results import Record
+from rnopt.spec import ArtifactSpec, VariantSpec, spec_entries
+
+if TYPE_CHECKING:
+    from rnopt.data import ImageDataset
+    from rnopt.execute.inprocess import InProcessExecutor
+
+Progress = Callable[[str], None]
+Advance = Callable[[int], None]
+
+
+def artifact(model: str, weights: str | None = None, num_classes: int | None = None,
+             labels: str | None = None) -> ArtifactSpec:
+    """A built-in model name (with optional weights) or a .onnx / .xml file, as an artifact spec."""
+    return artifact_for(model, weights, num_classes, labels)
+
+
+def export(model: str, output: str | Path, weights: str | None = None, num_classes: int | None = None,
+           labels: str | None = None, opset: int | None = None, static_batch: int | None = None,
+           rtol: float | None = None, atol: float | None = None, command: str = "") -> Record:
+    from rnopt.export import RTOL, export_model
+    from rnopt.models import create_model
+
+    loaded = create_model(model, weights, num_classes, labels)
+    result = export_model(loaded, output, opset, static_batch, rtol or RTOL, atol)
+    return Record("export", command, warnings=list(loaded.warnings), exports=[result])
+
+
+def optimize(source: str | Path, output: str | Path, level: str = "extended", command: str = "") -> Record:
+    from rnopt.optimize import optimize_model
+
+    return Record("optimize", command, optimizations=[optimize_model(source, output, level)])
+
+
+def quantize(source: str | Path, output: str | Path, toolkit: str = "onnxruntime", calib_data: str | None = None,
+             calib_size: int = 500, method: str = "minmax", on_batch: Advance | None = None,
+             command: str = "") -> Record:
+    from rnopt.quantize import QuantRecipe, quantize_file
+
+    result = quantize_file(source, output, toolkit, calib_data, calib_size, QuantRecipe(method), on_batch)
+    return Record("quantize", command, quantizations=[result])
+
+
+def bench(specs: list[VariantSpec], config: BenchConfig | None = None, executor: str = "inprocess",
+          on_progress: Progress | None = None, command: str = "", scenario: str | None = None) -> Record:
+    """Time every spec; a spec that cannot run is recorded in `failures` and the others go on."""
+    from rnopt.execute import get_executor
+
+    config = config or BenchConfig()
+    outcome = get_executor(executor).bench(specs, config, on_progress)
+    warnings = artifact_warnings(specs) + summarize_warnings(outcome.results) + \
+        [f"skipped {f.label}: {f.reason}" for f in outcome.failures]
+    return Record("bench", command, warnings=warnings, specs=spec_entries(specs), scenario=scenario,
+                  bench_config=config.to_dict(), bench=outcome.results, failures=outcome.failures)
+
+
+def evaluate(specs: list[VariantSpec], data: str | ImageDataset = "cifar10", limit: int | None = None,
+             batch_size: int = 100, on_batch: Advance | None = None, executor: InProcessExecutor | None = None,
+             command: str = "") -> Record:
+    """Top-1/top-5 of every spec on labelled images; the first spec that loads is the reference."""
+    from rnopt.data import load_dataset
+    from rnopt.evaluate import evaluate_specs
+
+    dataset = load_dataset(data) if isinstance(data, (str, Path)) else data
+    section, failures = evaluate_specs(specs, dataset, limit, batch_size, on_batch, executor)
+    ran = {r.spec_id for r in section.results}
+    warnings = artifact_warnings(specs) + [f"skipped {f.label}: {f.reason}" for f in failures]
+    return Record("eval", command, warnings=warnings, specs=spec_entries([s for s in specs if s.id in ran]),
+                  evals=[section], failures=failures)
+
+
+def run(options: "RunOptions") -> tuple[Record, Path]:  # noqa: F821 - defined in rnopt.pipeline
+    """The whole pipeline (`rnopt run`): export, fuse, quantize, bench, evaluate, report files."""
+    from rnopt.pipeline import run_pipeline
+
+    return run_pipeline(options)
+
+
+__all__ = ["BenchConfig", "Record", "VariantSpec", "ArtifactSpec", "artifact", "bench", "evaluate", "export",
+           "optimize", "plan", "quantize", "run"]

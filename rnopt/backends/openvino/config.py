@@ -1,0 +1,19 @@
+"""OpenVINO's options for one variant."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rnopt.backends.base import RuntimeConfig
+from rnopt.errors import RnoptError
+
+PERFORMANCE_HINTS = ("latency", "throughput")
+
+
+@dataclass(frozen=True)
+class OpenVinoConfig(RuntimeConfig):
+    hint: str = "latency"  # PERFORMANCE_HINT: throughput keeps several requests in flight
+
+    def __post_init__(self) -> None:
+        if self.hint not in PERFORMANCE_HINTS:
+            raise RnoptError(f"OpenVINO performance hint must be one of {', '.join(PERFORMANCE_HINTS)}, "
+                             f"not {self.hint!r}")

@@ -1,0 +1,1 @@
+"""PyTorch: `config.py` (its options, importable without torch) and `backend.py` (the runtime)."""

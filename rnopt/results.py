@@ -1,0 +1,235 @@
+"""Result dataclasses: the JSON contract. Every command returns one `Record`; tables, Markdown and HTML are
+rendered from records (by `rnopt.report`, which this module never imports).
+
+Results that belong to a variant carry its spec id (`rnopt.spec.VariantSpec.id`): bench and eval results
+are joined on it, never on the display label. Schema version 2; `rnopt.report.loading` still reads version 1.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from rnopt.environment import Environment, snapshot
+
+SCHEMA_VERSION = 2
+
+
+@dataclass
+class LatencyStats:
+    mean: float
+    p50: float
+    p90: float
+    p95: float
+    p99: float
+    min: float
+    max: float
+    stdev: float
+
+
+@dataclass
+class BenchResult:
+    model: str  # the variant's display label (for people; joins use spec_id)
+    backend: str
+    device: str
+    precision: str
+    batch_size: int
+    threads: int
+    iterations: int
+    latency_ms: LatencyStats
+    cv: float
+    throughput_ips: float
+    total_time_s: float
+    model_size_bytes: int | None = None
+    load_time_s: float | None = None
+    first_inference_ms: float | None = None
+    streams: int = 1  # batches in flight per timed call; throughput counts all of them
+    settings: str = ""  # backend-specific: provider, performance hint, memory format...
+    peak_rss_mb: float | None = None  # the process's peak resident memory when this result was taken
+    peak_gpu_mb: float | None = None  # the process's peak GPU memory allocated (PyTorch on CUDA)
+    # Measured in a fresh process running only this variant (rnopt/memory.py): its peak resident memory,
+    # and how much of it loading and running this variant added over the bare runtime.
+    memory_process_mb: float | None = None
+    memory_mb: float | None = None
+    memory_gpu_mb: float | None = None  # that process's peak GPU memory (PyTorch on CUDA)
+    warnings: list[str] = field(default_factory=list)
+    samples_ms: list[float] = field(default_factory=list)  # every timed iteration, for distributions
+    spec_id: str = ""  # the VariantSpec that ran (empty in version-1 files)
+
+    @property
+    def runtime(self) -> str:
+        """"torch fp16", or "torch fp16 cuda" off the CPU: what ran the variant, for tables and headlines."""
+        return f"{self.backend} {self.precision}" + (f" {self.device}" if self.device != "cpu" else "")
+
+
+@dataclass
+class ExportCheck:
+    batch_size: int
+    max_abs_diff: float
+    top1_agreement: float
+    max_rel_diff: float | None = None  # max |diff| / max |PyTorch logit| (absent in version-1 files)
+
+
+@dataclass
+class ExportResult:
+    model: str
+    output: str
+    opset: int
+    dynamic_batch: bool
+    atol: float | None  # an absolute bound, when one was asked for
+    checks: list[ExportCheck]
+    passed: bool
+    weights_sha256: str | None
+    size_bytes: int
+    export_time_s: float
+    rtol: float | None = None  # the relative bound: max |diff| / max |logit|
+    head: str = "logits"
+
+
+@dataclass
+class OptimizeResult:
+    input: str
+    output: str
+    level: str
+    ops_before: dict[str, int]
+    ops_after: dict[str, int]
+    max_abs_diff: float
+    top1_agreement: float
+    max_rel_diff: float | None = None
+
+
+@dataclass
+class QuantizeResult:
+    input: str
+    output: str
+    method: str
+    calib_data: str
+    calib_size: int
+    format: str
+    per_channel: bool
+    activation_type: str
+    weight_type: str
+    size_before_bytes: int
+    size_after_bytes: int
+    quantize_time_s: float
+    quantizer: str = ""  # the registered quantizer (onnxruntime, openvino)
+
+
+@dataclass
+class EvalResult:
+    model: str  # display label
+    top1: float
+    top5: float
+    n: int
+    backend: str = ""
+    precision: str = ""
+    spec_id: str = ""
+    device: str = "cpu"
+
+
+@dataclass
+class Comparison:
+    reference: str
+    candidate: str
+    top1_delta: float
+    agreement: float
+    mean_abs_logit_diff: float
+    max_abs_logit_diff: float
+    max_rel_logit_diff: float | None = None  # max |diff| / max |reference logit|
+    reference_id: str = ""
+    candidate_id: str = ""
+
+
+def variant_key(result: "BenchResult | EvalResult") -> str:
+    """What joins a variant's bench and eval results: its spec id (version-1 files: its label)."""
+    return result.spec_id or result.model
+
+
+def candidate_key(comparison: Comparison) -> str:
+    return comparison.candidate_id or comparison.candidate
+
+
+def reference_key(comparison: Comparison) -> str:
+    return comparison.reference_id or comparison.reference
+
+
+@dataclass
+class EvalSection:
+    dataset: str
+    results: list[EvalResult]
+    comparisons: list[Comparison]
+
+
+@dataclass
+class Failure:
+    """A variant that could not be built, loaded or run: the others went on without it."""
+
+    spec_id: str
+    label: str
+    stage: str  # load, bench, eval, memory
+    reason: str
+
+
+@dataclass
+class Record:
+    """What every rnopt command returns and writes as JSON: the specs it ran and its typed results."""
+
+    kind: str
+    command: str = ""
+    environment: Environment = field(default_factory=snapshot)
+    warnings: list[str] = field(default_factory=list)
+    specs: list[dict[str, Any]] = field(default_factory=list)  # VariantSpec.to_dict() of every variant run
+    model: dict[str, Any] | None = None  # `rnopt run`: the model it started from
+    exports: list[ExportResult] = field(default_factory=list)
+    optimizations: list[OptimizeResult] = field(default_factory=list)
+    quantizations: list[QuantizeResult] = field(default_factory=list)
+    scenario: str | None = None
+    bench_config: dict[str, Any] | None = None
+    bench: list[BenchResult] = field(default_factory=list)
+    evals: list[EvalSection] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    sensitivity: list[dict[str, Any]] = field(default_factory=list)  # room for per-layer sensitivity
+    embeddings: list[dict[str, Any]] = field(default_factory=list)  # room for retrieval fidelity
+    details: dict[str, Any] = field(default_factory=dict)  # listings: models, backends, compare-runs rows
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema_version": SCHEMA_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> "Record":
+        return build(cls, payload)
+
+    def bench_by_spec(self) -> dict[str, list[BenchResult]]:
+        grouped: dict[str, list[BenchResult]] = {}
+        for r in self.bench:
+            grouped.setdefault(r.spec_id, []).append(r)
+        return grouped
+
+
+def build(cls: type, data: Any) -> Any:
+    """Instantiate dataclass `cls` from plain JSON data, recursing into nested dataclasses and lists.
+
+    Unknown keys are ignored, so files from a newer rnopt with extra fields still load.
+    """
+    if not isinstance(data, dict):
+        raise TypeError(f"{cls.__name__} expects an object, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {f.name: _convert(hints[f.name], data[f.name]) for f in dataclasses.fields(cls) if f.name in data}
+    return cls(**kwargs)
+
+
+def _convert(hint: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _convert(inner[0], value) if len(inner) == 1 else value
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        return [_convert(item, v) for v in value]
+    if dataclasses.is_dataclass(hint):
+        return build(hint, value)
+    return value
