@@ -32,7 +32,7 @@ from rnopt.errors import RnoptError, first_line  # noqa: E402
 from rnopt.execute import load_variant  # noqa: E402
 from rnopt.execute.subprocess import add_memory  # noqa: E402
 from rnopt.numerics import compare_outputs  # noqa: E402
-from rnopt.plan import split_list  # noqa: E402
+from rnopt.plan import plan, split_list  # noqa: E402
 from rnopt.report.render import markdown_table  # noqa: E402
 from rnopt.report.tables import Table, bench_table  # noqa: E402
 from rnopt.results import BenchResult, Record  # noqa: E402
@@ -47,8 +47,9 @@ def torch_spec(model: ArtifactSpec, device: str, precision: str, channels_last: 
                cuda_graphs: bool = False, compile: bool = False) -> VariantSpec:
     extras = [n for n, on in (("channels_last", channels_last), ("cuda_graphs", cuda_graphs), ("compile", compile))
               if on]
-    return VariantSpec.build(model, "torch", device, precision, label=f"torch {precision} {','.join(extras) or 'eager'}",
-                             channels_last=channels_last, cuda_graphs=cuda_graphs, compile=compile)
+    options = {"torch": {"channels_last": channels_last, "cuda_graphs": cuda_graphs, "compile": compile}}
+    [spec] = plan([model], ["torch"], [precision], device, options=options)
+    return spec.with_label(f"torch {precision} {','.join(extras) or 'eager'}")
 
 
 def torch_specs(model: ArtifactSpec, device: str) -> list[VariantSpec]:
@@ -159,8 +160,9 @@ class GpuCheck:
         if not providers:
             print(f"onnxruntime: no GPU execution provider in this build (it has {', '.join(available_providers())})")
             return
-        specs = [VariantSpec.build(self.artifact, "onnxruntime", self.args.device, label=f"onnxruntime {provider}",
-                                   provider=provider) for provider in providers]
+        specs = [plan([self.artifact], ["onnxruntime"], None, self.args.device,
+                      options={"onnxruntime": {"provider": provider}})[0].with_label(f"onnxruntime {provider}")
+                 for provider in providers]
         self.load_group(specs, "ONNX Runtime")
 
     def summary(self) -> Table:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from rnopt.backends.base import ModelFile, ModelInput, TorchModel
 from rnopt.errors import RnoptError
-from rnopt.fileio import sha256_of
+from rnopt.fileio import readable_file, sha256_of
 
 if TYPE_CHECKING:
     from rnopt.models.registry import LoadedModel
@@ -78,7 +78,6 @@ def artifact_for(arg: str, weights: str | None = None, num_classes: int | None =
 
 
 def _weights_sha256(name: str, weights: str | None) -> str | None:
-    from rnopt.fileio import readable_file
     from rnopt.models.registry import get_spec
 
     if weights:
@@ -105,12 +104,11 @@ class ArtifactStore:
 
     def model_file(self, artifact: ArtifactSpec) -> ModelFile:
         if artifact not in self._files:
-            path = Path(artifact.source)
-            model = open_model_file(path)
+            path = readable_file(artifact.source, "model file")
             if artifact.sha256 and file_sha256(path) != artifact.sha256:
                 raise RnoptError(f"{path} has changed since this variant was specified (sha256 differs): "
                                  f"plan the variants again")
-            self._files[artifact] = model
+            self._files[artifact] = open_model_file(path)
         return self._files[artifact]
 
     def loaded(self, artifact: ArtifactSpec) -> LoadedModel:

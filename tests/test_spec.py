@@ -1,0 +1,171 @@
+"""Variant specs, the planner, the executors and the v2 record: what lets a variant travel and its results join."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from rnopt.artifacts import artifact_for
+from rnopt.bench import BenchConfig
+from rnopt.errors import RnoptError
+from rnopt.execute import InProcessExecutor, SubprocessExecutor
+from rnopt.plan import plan
+from rnopt.report.loading import load_results
+from rnopt.results import Record
+from rnopt.spec import ArtifactSpec, VariantSpec
+
+V1_RUN = Path(__file__).parent / "data" / "v1-run.json"  # a `rnopt run` report.json written by rnopt 0.1, schema 1
+QUICK = BenchConfig([1], warmup=1, iterations=5, min_time=0)
+
+
+def test_spec_round_trips_through_json_and_its_id_ignores_the_label(fp32_onnx):
+    spec = VariantSpec.build(artifact_for(str(fp32_onnx)), "onnxruntime", threads=1, label="mine",
+                             opt_level="basic", spinning=False)
+    again = VariantSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
+    assert again == spec and again.id == spec.id and again.label == "mine"
+    assert again.config.opt_level == "basic" and again.artifact.sha256 == spec.artifact.sha256
+    assert spec.with_label("other").id == spec.id
+    assert VariantSpec.build(spec.artifact, "onnxruntime", threads=1, opt_level="basic").id != spec.id
+    # everything that changes the artifact's bytes changes the id: the opset of an export, for one
+    name = artifact_for("resnet20_cifar10")
+    assert VariantSpec(name, "onnxruntime").id != VariantSpec(artifact_for("resnet20_cifar10", opset=17), "onnxruntime").id
+    with pytest.raises(RnoptError, match="unknown option.*cuda_graphs for this runtime"):
+        VariantSpec.build(name, "onnxruntime", cuda_graphs=True)
+    with pytest.raises(RnoptError, match="performance hint"):
+        VariantSpec.build(name, "openvino", hint="fastest")
+    with pytest.raises(RnoptError, match="unknown backend 'tvm'"):
+        VariantSpec(name, "tvm")
+
+
+def test_the_default_label_is_derived_never_parsed():
+    spec = VariantSpec.build(ArtifactSpec("/models/m.onnx"), "onnxruntime", "cpu", "fp32", spinning=False)
+    assert spec.label == "m.onnx [onnxruntime fp32 spinning=off]"
+
+
+def test_planner_expands_models_runtimes_and_precisions(fp32_onnx):
+    specs = plan([artifact_for(str(fp32_onnx)), artifact_for("resnet20_cifar10")], ["onnxruntime", "torch"],
+                 ["fp32", "bf16"], options={"torch": {"channels_last": True}})
+    assert len(specs) == 8 and len({s.id for s in specs}) == 8
+    assert {s.config.channels_last for s in specs if s.runtime == "torch"} == {True}
+    assert specs[0].label == "resnet20.onnx [onnxruntime fp32]"
+
+
+def test_a_spec_rebuilt_in_another_process_gives_the_same_result_fields(fp32_onnx):
+    """The subprocess executor sends spec.to_dict() to a fresh process, which rebuilds and times it."""
+    specs = [VariantSpec(artifact_for(str(fp32_onnx)), "onnxruntime", threads=1),
+             VariantSpec(artifact_for("resnet20_cifar10"), "torch", threads=1)]
+    here = InProcessExecutor().bench(specs, QUICK)
+    there = SubprocessExecutor().bench(specs, QUICK)
+    assert not here.failures and not there.failures
+    assert [r.spec_id for r in there.results] == [r.spec_id for r in here.results] == [s.id for s in specs]
+    for a, b in zip(here.results, there.results):
+        assert (a.model, a.backend, a.device, a.precision, a.threads, a.batch_size) == \
+               (b.model, b.backend, b.device, b.precision, b.threads, b.batch_size)
+        assert b.iterations >= 5 and b.latency_ms.p50 > 0 and len(b.samples_ms) == b.iterations
+
+
+@pytest.mark.parametrize("executor", [InProcessExecutor, SubprocessExecutor])
+def test_a_failing_variant_is_recorded_and_the_others_go_on(executor, fp32_onnx, tmp_path):
+    good = VariantSpec(artifact_for(str(fp32_onnx)), "onnxruntime")
+    on_torch = VariantSpec(artifact_for(str(fp32_onnx)), "torch")  # a file cannot run on torch
+    gone = VariantSpec(ArtifactSpec(str(tmp_path / "gone.onnx")), "onnxruntime")
+    outcome = executor().bench([on_torch, good, gone], QUICK)
+    assert [r.spec_id for r in outcome.results] == [good.id]
+    reasons = {f.spec_id: f.reason for f in outcome.failures}
+    assert set(reasons) == {on_torch.id, gone.id}
+    assert "runs built-in model names" in reasons[on_torch.id] and "does not exist" in reasons[gone.id]
+    assert all("\n" not in reason for reason in reasons.values())
+
+
+def test_a_changed_file_is_not_run_under_an_old_spec(fp32_onnx, int8_onnx, tmp_path):
+    copy = tmp_path / "m.onnx"
+    copy.write_bytes(fp32_onnx.read_bytes())
+    spec = VariantSpec(artifact_for(str(copy)), "onnxruntime")
+    copy.write_bytes(int8_onnx.read_bytes())  # a valid model, but not the bytes the spec names
+    [failure] = InProcessExecutor().bench([spec], QUICK).failures
+    assert "has changed since this variant was specified" in failure.reason
+
+
+def test_bench_and_eval_join_on_spec_ids_across_commands(cli, tmp_path, fp32_onnx, int8_onnx):
+    """bench on two runtimes, eval on one: the accuracy column still reaches the ONNX Runtime rows."""
+    assert cli("bench", fp32_onnx, int8_onnx, "--backend", "onnxruntime,openvino", "--batch-size", "1",
+               "--iterations", "5", "--warmup", "1", "--min-time", "0", "--no-memory", "--json", tmp_path / "b.json").code == 0
+    assert cli("eval", fp32_onnx, int8_onnx, "--limit", "200", "--json", tmp_path / "e.json").code == 0
+    bench = json.loads((tmp_path / "b.json").read_text())
+    ev = json.loads((tmp_path / "e.json").read_text())
+    assert bench["schema_version"] == 2 and {s["id"] for s in ev["specs"]} <= {s["id"] for s in bench["specs"]}
+    from rnopt.report.headline import variant_points
+
+    points = variant_points(load_results([tmp_path / "b.json", tmp_path / "e.json"]))
+    measured = {(p.result.backend, p.result.precision) for p in points if p.top1 is not None}
+    assert measured == {("onnxruntime", "fp32"), ("onnxruntime", "int8")}
+
+
+def test_version_1_files_still_load_render_and_gate(cli, tmp_path):
+    data = load_results([V1_RUN])
+    assert len(data.bench) == 14 and data.evals[0].comparisons and data.exports[0].passed
+    assert len(data.quantizations) == 2  # ORT's and NNCF's (the old "quantize_openvino" key)
+    r = cli("report", V1_RUN, "-o", tmp_path / "old.md")
+    assert r.code == 0, r.err
+    assert "Recommended:" in (tmp_path / "old.md").read_text()
+    assert cli("compare-runs", V1_RUN, V1_RUN).code == 0
+    # and a v1 file merged into a v2 one keeps all of it
+    assert cli("report", V1_RUN, "-o", tmp_path / "merged.json").code == 0
+    merged = Record.from_dict(json.loads((tmp_path / "merged.json").read_text()))
+    assert merged.kind == "report" and len(merged.bench) == 14 and merged.details["models"][0]["name"]
+
+
+def test_export_checks_relative_to_the_largest_logit(cli, tmp_path):
+    """A fine-tuned 5-class ResNet-18 with logits near 200: fp32 rounding alone exceeds an absolute 1e-4."""
+    from rnopt.models.resnet import imagenet_resnet
+
+    torch.manual_seed(0)
+    model = imagenet_resnet(18, 5)
+    with torch.no_grad():
+        model.fc.weight.mul_(400.0)
+    torch.save({"state_dict": model.state_dict()}, tmp_path / "ft.pt")
+    r = cli("export", "resnet18", "--weights", tmp_path / "ft.pt", "-o", tmp_path / "ft.onnx",
+            "--json", tmp_path / "ft.json")
+    assert r.code == 0, r.err
+    [export] = json.loads((tmp_path / "ft.json").read_text())["exports"]
+    worst = max(c["max_abs_diff"] for c in export["checks"])
+    assert worst > 1e-4, "not a large-logit case: the test proves nothing"
+    assert max(c["max_rel_diff"] for c in export["checks"]) < 1e-5 and export["rtol"] == 1e-4
+    r = cli("export", "resnet18", "--weights", tmp_path / "ft.pt", "-o", tmp_path / "abs.onnx", "--atol", "1e-4")
+    assert r.code == 1 and "exceeds --atol" in r.err and not (tmp_path / "abs.onnx").exists()
+
+
+def test_random_deep_models_export_and_bench_with_the_warning(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("RNOPT_CACHE_DIR", str(tmp_path / "cache"))
+    r = cli("export", "resnet110_cifar10", "-o", tmp_path / "r110.onnx")
+    assert r.code == 0 and "random-initialised" in r.err, r.err
+    r = cli("bench", "resnet32_cifar10", "--batch-size", "1", "--iterations", "5", "--warmup", "1",
+            "--min-time", "0", "--no-memory")
+    assert r.code == 0 and "random-initialised" in r.err, r.err
+
+
+def test_the_readme_example_runs_on_the_public_api_alone():
+    """What the README's "Python API" section shows, as a user would paste it."""
+    proc = subprocess.run([sys.executable, "-c", README_EXAMPLE], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["ran"] == 2 and out["evaluated"] == 2 and out["joined"] == 2 and 0.6 < out["top1"] < 1
+
+
+README_EXAMPLE = (Path(__file__).resolve().parents[1] / "README.md").read_text().split(
+    "<!-- api-example -->\n```python\n")[1].split("```")[0] + """
+import json
+ids = {r.spec_id for r in timing.bench} & {r.spec_id for r in accuracy.evals[0].results}
+print(json.dumps({"ran": len(timing.bench), "evaluated": len(accuracy.evals[0].results), "joined": len(ids),
+                  "top1": accuracy.evals[0].results[0].top1}))
+"""
+
+
+def test_the_onnx_runtimes_load_without_torch():
+    """Backends only load: exporting (torch) happens in the artifact store, so ORT and OpenVINO never pull it in."""
+    code = ("import sys, rnopt, rnopt.backends.onnxruntime.backend, rnopt.backends.openvino.backend, rnopt.execute; "
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
