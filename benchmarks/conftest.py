@@ -13,7 +13,7 @@ import pytest
 
 from rnopt.export import export_model
 from rnopt.models import create_model
-from rnopt.quantize import quantize_onnx
+from rnopt.quantize import quantize_file
 
 CACHE = Path(__file__).parent / ".cache"
 IMAGENET_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-sample"
@@ -42,7 +42,7 @@ def build(name: str) -> dict[str, Path]:
         export_model(create_model(name), fp32)
     if not int8.exists():
         calib = None if name.endswith("cifar10") else str(_calibration_folder())
-        quantize_onnx(fp32, int8, calib_data=calib, calib_size=64)
+        quantize_file(fp32, int8, calib_data=calib, calib_size=64)
     return {"fp32": fp32, "int8": int8}
 
 

@@ -21,10 +21,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import build  # noqa: E402
 
-from rnopt.backends import BackendOptions, ModelFile, get_backend  # noqa: E402
-from rnopt.backends.onnxruntime import create_session  # noqa: E402
-from rnopt.bench import BenchConfig, Variant, bench_variants  # noqa: E402
-from rnopt.onnx_model import load_onnx, read_meta  # noqa: E402
+from rnopt.artifacts import artifact_for  # noqa: E402
+from rnopt.bench import BenchConfig  # noqa: E402
+from rnopt.execute import InProcessExecutor  # noqa: E402
+from rnopt.ort_session import create_session  # noqa: E402
+from rnopt.spec import VariantSpec  # noqa: E402
 
 ROUNDS = 7
 SECONDS = 5.0
@@ -32,10 +33,9 @@ THREADS = 2
 
 
 def rnopt_median(backend: str, path: Path) -> float:
-    model = ModelFile(path, read_meta(load_onnx(path, load_weights=False)))
     # benchmark_app allows no thread count with a hint: both sides take OpenVINO's default (all cores).
-    session = get_backend(backend).load(model, BackendOptions(threads=THREADS if backend == "onnxruntime" else None))
-    [result] = bench_variants([Variant(path.name, session, 224)], BenchConfig([1], 10, 50, SECONDS))
+    spec = VariantSpec(artifact_for(str(path)), backend, threads=THREADS if backend == "onnxruntime" else None)
+    [result] = InProcessExecutor().bench([spec], BenchConfig([1], 10, 50, SECONDS)).results
     return result.latency_ms.p50
 
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rnopt.backends import BackendOptions, ModelFile, TorchModel, get_backend
-from rnopt.models import create_model
-from rnopt.onnx_model import load_onnx, read_meta
+from rnopt.artifacts import ArtifactStore, artifact_for
+from rnopt.execute import load_variant
+from rnopt.spec import VariantSpec
 
 # (backend, model file, precision asked for); the id names the precision that runs
 CASES = [
@@ -23,12 +23,8 @@ CASES = [
 
 
 def _session(model_files, name, backend, variant, precision):
-    if backend == "torch":
-        model = TorchModel(create_model(name))
-    else:
-        path = model_files[name][variant]
-        model = ModelFile(path, read_meta(load_onnx(path, load_weights=False)))
-    return get_backend(backend).load(model, BackendOptions(threads=2, precision=precision))
+    artifact = artifact_for(name if backend == "torch" else str(model_files[name][variant]))
+    return load_variant(VariantSpec(artifact, backend, threads=2, precision=precision), ArtifactStore()).session
 
 
 @pytest.mark.parametrize("batch", [1, 8])

@@ -6,6 +6,7 @@ machine hits all of them alike instead of skewing whichever happened to run duri
 """
 from __future__ import annotations
 
+import math
 import resource
 import time
 from collections.abc import Callable
@@ -20,8 +21,13 @@ from rnopt.errors import RnoptError
 from rnopt.machine_load import load_warning
 from rnopt.results import BenchResult, LatencyStats
 from rnopt.spec import VariantSpec
+from rnopt.stats import CI_METHOD, drift, median_ci, outlier_share
 
-NOISY_CV = 0.10
+# A median whose 95 % interval is wider than +-2 % is called noisy; so is a run whose medians moved by more
+# than that between the first and the last third of its rounds (drift). cv stays a descriptive figure:
+# a few scheduler outliers per thousand calls make it large while the median stays precise.
+NOISY_CI = 0.02
+MIN_ROUNDS = 3  # --target-ci never stops on fewer rounds (drift needs 6)
 # Each round gives a variant one block: a pause, a couple of untimed runs, then timed runs for at least
 # BLOCK_ITERATIONS and BLOCK_TIME_S. Runtimes keep their worker threads spinning for a while after a
 # call (ONNX Runtime, OpenMP); on a small machine those threads steal the cores of whichever variant
@@ -40,12 +46,20 @@ class BenchConfig:
     iterations: int = 50
     min_time: float = 1.0  # seconds of timed runs per variant and batch size, at least
     memory: bool = False  # also measure each variant's memory in a process of its own (a few seconds each)
+    # Adaptive length: keep running rounds until every median's 95 % interval is within +-target_ci
+    # (0.01 = 1 %), or max_time seconds per batch size have passed; min_time then no longer applies.
+    target_ci: float | None = None
+    max_time: float = 60.0
 
     def __post_init__(self) -> None:
         if not self.batch_sizes or any(b <= 0 for b in self.batch_sizes):
             raise RnoptError(f"batch sizes must be positive integers, got {self.batch_sizes}")
+        if not all(math.isfinite(x) for x in (self.min_time, self.max_time, self.target_ci or 1.0)):
+            raise RnoptError("--min-time, --max-time and --target-ci must be finite numbers")
         if self.warmup < 0 or self.iterations <= 0 or self.min_time < 0:
             raise RnoptError("--warmup must be >= 0, --iterations > 0 and --min-time >= 0")
+        if self.target_ci is not None and (self.target_ci <= 0 or self.max_time <= 0):
+            raise RnoptError("--target-ci and --max-time must be positive")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -113,23 +127,45 @@ def bench_variants(variants: list[Variant], config: BenchConfig,
                 v.session.run(inputs)
             prepared.append(inputs)
         busy = load_warning()  # checked while nothing of ours runs
-        samples: list[list[float]] = [[] for _ in variants]
-        while any(len(s) < config.iterations or sum(s) < config.min_time for s in samples):
-            for v, inputs, s in zip(variants, prepared, samples):
-                if len(variants) > 1:
-                    time.sleep(SETTLE_S)
-                s.extend(_block(v.session, inputs))
-            if on_round:
-                on_round(f"batch {batch}: {min(len(s) for s in samples)} iterations")
-        for i, (v, s, f) in enumerate(zip(variants, samples, first_ms)):
-            results[(i, batch)] = _result(v, batch, s, f)
+        rounds = _interleaved_rounds(variants, prepared, config, batch, on_round)
+        for i, (v, blocks, f) in enumerate(zip(variants, rounds, first_ms)):
+            results[(i, batch)] = _result(v, batch, blocks, f, config)
             results[(i, batch)].warnings += [busy] if busy else []
     return list(results.values())
 
 
-def _result(v: Variant, batch: int, samples: list[float], first_ms: float) -> BenchResult:
+def _interleaved_rounds(variants: list[Variant], prepared: list[object], config: BenchConfig, batch: int,
+                        on_round: Callable[[str], None] | None) -> list[list[list[float]]]:
+    """Rounds of one block per variant, until `_enough`; per variant, the list of its blocks' samples."""
+    rounds: list[list[list[float]]] = [[] for _ in variants]
+    start = time.perf_counter()
+    while not _enough(rounds, config, time.perf_counter() - start):
+        for v, inputs, blocks in zip(variants, prepared, rounds):
+            if len(variants) > 1:
+                time.sleep(SETTLE_S)
+            blocks.append(_block(v.session, inputs))
+        if on_round:
+            on_round(f"batch {batch}: round {len(rounds[0])}, {min(sum(map(len, b)) for b in rounds)} iterations")
+    return rounds
+
+
+def _enough(rounds: list[list[list[float]]], config: BenchConfig, elapsed: float) -> bool:
+    if any(sum(map(len, blocks)) < config.iterations for blocks in rounds):
+        return False
+    if config.target_ci is None:
+        return all(sum(map(sum, blocks)) >= config.min_time for blocks in rounds)
+    if elapsed >= config.max_time:
+        return True
+    return len(rounds[0]) >= MIN_ROUNDS and all(
+        median_ci([s for b in blocks for s in b]).half_width <= config.target_ci for blocks in rounds)
+
+
+def _result(v: Variant, batch: int, blocks: list[list[float]], first_ms: float, config: BenchConfig) -> BenchResult:
+    samples = [s for block in blocks for s in block]
     stats = latency_stats(samples)
     cv = stats.stdev / stats.mean if stats.mean else 0.0
+    ci = median_ci([s * 1e3 for s in samples])
+    step = drift([[s * 1e3 for s in block] for block in blocks])
     result = BenchResult(
         model=v.label, backend=v.session.backend, device=v.session.device, precision=v.session.precision,
         batch_size=batch, threads=v.session.threads, iterations=len(samples), latency_ms=stats, cv=cv,
@@ -137,28 +173,60 @@ def _result(v: Variant, batch: int, samples: list[float], first_ms: float) -> Be
         model_size_bytes=v.model_size_bytes, load_time_s=v.session.load_time_s, first_inference_ms=first_ms,
         streams=v.session.streams, settings=v.session.describe(), peak_rss_mb=peak_rss_mb(),
         peak_gpu_mb=v.session.peak_device_memory_mb(),
-        samples_ms=[round(x * 1e3, 4) for x in samples], spec_id=v.spec.id)
+        samples_ms=[round(x * 1e3, 4) for x in samples], spec_id=v.spec.id,
+        p50_ci_ms=[round(ci.low, 5), round(ci.high, 5)], p50_ci=ci.half_width, ci_method=CI_METHOD,
+        rounds=len(blocks), round_medians_ms=[round(float(np.median(b)) * 1e3, 5) for b in blocks],
+        drift=step.change if step else None,
+        drift_detected=bool(step and step.separated and abs(step.change) > NOISY_CI),
+        outlier_share=outlier_share(samples),
+        converged=ci.half_width <= config.target_ci if config.target_ci is not None else None)
     result.warnings = result_warnings(result)
     return result
 
 
+def is_noisy(result: BenchResult) -> bool:
+    """The median is imprecise (interval over NOISY_CI) or moved during the run (drift)."""
+    return (result.p50_ci is not None and result.p50_ci > NOISY_CI) or result.drift_detected
+
+
 def summarize_warnings(results: list[BenchResult]) -> list[str]:
     """One line per kind of problem across all results, for the screen and the report's top level."""
-    noisy = [r for r in results if r.cv > NOISY_CV]
     lines = []
-    if noisy:
-        worst = max(noisy, key=lambda r: r.cv)
-        lines.append(f"noisy measurement: coefficient of variation above {NOISY_CV:.0%} for {len(noisy)} of "
-                     f"{len(results)} results (worst {worst.cv:.0%}, {worst.model} batch {worst.batch_size}); "
-                     f"compare medians, or rerun on a quieter machine")
-    lines += sorted({w for r in results for w in r.warnings if not w.startswith("noisy")})
+    imprecise = [r for r in results if r.p50_ci is not None and r.p50_ci > NOISY_CI]
+    if imprecise:
+        worst = sorted(imprecise, key=lambda r: -(r.p50_ci or 0))
+        share = max((r.outlier_share or 0) for r in imprecise)
+        lines.append(f"noisy measurement: the median's 95 % interval is wider than ±{NOISY_CI:.0%} for "
+                     f"{len(imprecise)} of {len(results)} results ({_named(worst, lambda r: f'±{r.p50_ci:.1%}')}); "
+                     f"up to {share:.1%} of their calls took over 3x the median; rerun on a quieter machine, "
+                     f"or with --target-ci")
+    drifted = [r for r in results if r.drift_detected]
+    if drifted:
+        lines.append(f"drift: medians moved between the first and the last third of the rounds "
+                     f"({_named(drifted, lambda r: f'{r.drift:+.1%}')}): something else started or stopped using "
+                     f"the machine, or it throttled; rerun")
+    unconverged = [r for r in results if r.converged is False]
+    if unconverged:
+        lines.append(f"--target-ci not reached within --max-time for {len(unconverged)} result(s) "
+                     f"({_named(unconverged, lambda r: f'±{r.p50_ci:.1%} after {r.rounds} rounds')})")
+    own = ("noisy", "drift", "--target-ci")
+    lines += sorted({w for r in results for w in r.warnings if not w.startswith(own)})
     return lines
+
+
+def _named(results: list[BenchResult], figure: Callable[[BenchResult], str], most: int = 4) -> str:
+    named = ", ".join(f"{r.model} batch {r.batch_size} {figure(r)}" for r in results[:most])
+    return named + (f" and {len(results) - most} more" if len(results) > most else "")
 
 
 def result_warnings(result: BenchResult) -> list[str]:
     warnings = []
-    if result.cv > NOISY_CV:
-        warnings.append(f"noisy measurement: coefficient of variation {result.cv:.0%} > {NOISY_CV:.0%}")
+    if result.p50_ci is not None and result.p50_ci > NOISY_CI:
+        warnings.append(f"noisy measurement: median ±{result.p50_ci:.1%} (95 % interval) > ±{NOISY_CI:.0%}")
+    if result.drift_detected:
+        warnings.append(f"drift: the median moved {result.drift:+.1%} from the first to the last third of the rounds")
+    if result.converged is False:
+        warnings.append(f"--target-ci not reached: median ±{result.p50_ci:.1%} after {result.rounds} rounds")
     env = snapshot()
     if result.precision == "int8" and result.device == "cpu" and not env.has_int8_acceleration:
         warnings.append("int8 on a CPU without VNNI/AMX: it may be slower than fp32 here")

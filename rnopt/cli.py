@@ -168,13 +168,20 @@ def _require_some(record: Record, what: str) -> None:
         raise RnoptError(f"nothing to {what}")
 
 
+def _bench_config(args: argparse.Namespace):  # noqa: ANN202 - a BenchConfig (imported on use)
+    from rnopt.bench import BenchConfig
+
+    target = args.target_ci / 100 if args.target_ci is not None else None
+    return BenchConfig(args.batch_size, args.warmup, args.iterations, args.min_time, args.memory, target, args.max_time)
+
+
 SCENARIOS = {"single-stream": "batch 1, one query at a time; headline: p90 latency",
              "offline": "all images at once; headline: images/s (batch sweep, throughput hint)"}
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
     from rnopt import api
-    from rnopt.bench import BenchConfig, headline
+    from rnopt.bench import headline
     from rnopt.report.tables import bench_table
 
     _check_outputs(args, args.json)
@@ -183,7 +190,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
     elif args.scenario == "offline":
         args.hint = "throughput"
         args.batch_size = args.batch_size if args.batch_size_given else [1, 8, 32]
-    config = BenchConfig(args.batch_size, args.warmup, args.iterations, args.min_time, args.memory)
+    config = _bench_config(args)
     specs = _plan(args, lambda artifact: "onnxruntime")
     with progress.task("benchmarking") as advance:
         record = api.bench(specs, config, args.executor, lambda note: advance(1, note), args.command_line,
@@ -274,12 +281,11 @@ def cmd_backends(args: argparse.Namespace) -> None:
 
 def cmd_run(args: argparse.Namespace) -> None:
     from rnopt import api
-    from rnopt.bench import BenchConfig
     from rnopt.pipeline import RunOptions
     from rnopt.report.tables import run_summary_table
 
     _check_outputs(args, args.json)
-    bench = BenchConfig(args.batch_size, args.warmup, args.iterations, args.min_time, args.memory)
+    bench = _bench_config(args)
     backends = split_list(args.backend, "backend") if args.backend is not None else None
     devices = split_list(args.device, "device") if args.device is not None else None
     opts = RunOptions(args.model, args.weights, args.num_classes, args.labels, Path(args.output), args.data,
@@ -327,6 +333,12 @@ def _add_bench_options(p: argparse.ArgumentParser, batch_default: str) -> None:
     p.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
     p.add_argument("--iterations", type=_positive_int, default=50, help="timed runs, at least (default 50)")
     p.add_argument("--min-time", type=float, default=1.0, metavar="S", help="timed seconds, at least (default 1)")
+    p.add_argument("--target-ci", type=float, metavar="PCT",
+                   help="keep timing in interleaved rounds until every median's 95%% interval is within +-PCT %% "
+                        "(or --max-time passes); replaces --min-time (default: off)")
+    p.add_argument("--max-time", type=float, default=60.0, metavar="S",
+                   help="with --target-ci: stop after S seconds per batch size, naming what did not converge "
+                        "(default 60)")
     p.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True,
                    help="measure each variant's memory in a process of its own, a few seconds each (default on)")
 

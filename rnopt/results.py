@@ -57,6 +57,17 @@ class BenchResult:
     warnings: list[str] = field(default_factory=list)
     samples_ms: list[float] = field(default_factory=list)  # every timed iteration, for distributions
     spec_id: str = ""  # the VariantSpec that ran (empty in version-1 files)
+    # The precision of the median (rnopt/stats.py): its 95 % interval, and that interval's half-width
+    # relative to the median (0.004 = "± 0.4 %"). Absent in version-1 files.
+    p50_ci_ms: list[float] | None = None  # [low, high]
+    p50_ci: float | None = None
+    ci_method: str = ""
+    rounds: int = 0  # interleaved rounds it took part in
+    round_medians_ms: list[float] = field(default_factory=list)
+    drift: float | None = None  # median of the last third of the rounds over the first third's, minus 1
+    drift_detected: bool = False  # that step is beyond both thirds' intervals and the noise threshold
+    outlier_share: float | None = None  # the fraction of calls over 3x the median
+    converged: bool | None = None  # with --target-ci: whether the interval reached the target
 
     @property
     def runtime(self) -> str:

@@ -29,10 +29,12 @@ def test_bench_config_rejects_nonsense(kwargs):
 
 def test_noisy_results_are_summarised_once():
     stats = latency_stats([0.001, 0.002])
-    results = [BenchResult(f"m{i}", "onnxruntime", "cpu", "fp32", 1, 2, 2, stats, 0.5, 1.0, 0.1,
-                           warnings=["noisy measurement: x", "int8 on a CPU without VNNI/AMX: y"]) for i in range(3)]
+    results = [BenchResult(f"m{i}", "onnxruntime", "cpu", "fp32", 1, 2, 2, stats, 0.5, 1.0, 0.1, p50_ci=0.01 * i,
+                           warnings=["noisy measurement: x", "int8 on a CPU without VNNI/AMX: y"]) for i in range(4)]
+    results[0].cv = 3.0  # a large cv alone is not noise: the median's interval decides
     lines = summarize_warnings(results)
-    assert len(lines) == 2 and lines[0].startswith("noisy measurement") and "3 of 3" in lines[0]
+    assert len(lines) == 2 and lines[0].startswith("noisy measurement") and "1 of 4 results (m3 batch 1 ±3.0%)" in lines[0]
+    assert lines[1] == "int8 on a CPU without VNNI/AMX: y"
 
 
 def test_other_processes_are_noticed():

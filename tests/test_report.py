@@ -114,13 +114,14 @@ def _slowed(payload: dict, factor: float) -> dict:
         for key in result["latency_ms"]:
             result["latency_ms"][key] *= factor
         result["samples_ms"] = [s * factor for s in result["samples_ms"]]
+        result["p50_ci_ms"] = [s * factor for s in result["p50_ci_ms"]]
     return slow
 
 
 def test_slower_and_less_accurate_runs_fail_the_gate(cli, run_report, tmp_path):
     payload = _payload(run_report)
     for result in payload["bench"]:
-        result["cv"] = 0.05  # a quiet machine: the noise band stays far below the 50 % slow-down
+        result["p50_ci"] = 0.01  # a quiet machine: the noise band stays far below the 50 % slow-down
     (tmp_path / "base.json").write_text(json.dumps(payload))
     slow = _slowed(payload, 1.5)
     slow["evals"][0]["results"][2]["top1"] -= 0.02
@@ -142,6 +143,13 @@ def test_latency_change_within_noise_is_not_a_regression(run_report):
     base = copy.deepcopy(data.bench[0])
     cur = copy.deepcopy(base)
     cur.latency_ms.p50 *= 1.2
+    base.p50_ci = cur.p50_ci = 0.15  # each median known to +-15 %: a 20 % change can be noise
+    assert latency_verdict(base, cur, 0.10).verdict == "within noise"
+    base.p50_ci = cur.p50_ci = 0.01
+    assert latency_verdict(base, cur, 0.10).verdict == "slower"
+    assert latency_verdict(cur, base, 0.10).verdict == "faster"
+    # version-1 results have no interval: the noise comes from the cv and the iteration count
+    base.p50_ci = cur.p50_ci = None
     base.cv = cur.cv = 1.5  # a very noisy machine
     base.iterations = cur.iterations = 20
     assert latency_verdict(base, cur, 0.10).verdict == "within noise"

@@ -1,9 +1,10 @@
 """`rnopt compare-runs`: match two sets of results and judge each change against tolerance and noise.
 
-A latency change counts only when it exceeds both the tolerance and three standard errors of the
-difference of the two medians (standard error of a median ~ 1.25 * stdev / sqrt(n), from each
-result's coefficient of variation and iteration count), so a noisy machine does not fail a CI gate
-on its own noise. Accuracy is deterministic on fixed data: only the tolerance applies. So, nearly, is
+A latency change counts only when it exceeds both the tolerance and what the noise alone could
+explain: the 95 % interval of the difference of the two medians, from each median's own interval
+(order statistics, rnopt/stats.py), so a noisy machine does not fail a CI gate on its own noise.
+Version-1 results carry no interval: for them the noise is three standard errors of the difference
+(standard error of a median ~ 1.25 * stdev / sqrt(n), from the cv and the iteration count). Accuracy is deterministic on fixed data: only the tolerance applies. So, nearly, is
 memory measured per variant (four repeats of each ResNet-20 variant here stayed within 1.3 MB): a change
 counts when it exceeds the tolerance and MEMORY_FLOOR_MB.
 """
@@ -46,9 +47,16 @@ def _relative_se(r: BenchResult) -> float:
     return 1.2533 * r.cv / math.sqrt(max(r.iterations, 1))
 
 
+def latency_noise(base: BenchResult, cur: BenchResult) -> float:
+    """The relative change of the median that noise alone could explain."""
+    if base.p50_ci is not None and cur.p50_ci is not None:
+        return math.hypot(base.p50_ci, cur.p50_ci)
+    return NOISE_SIGMAS * math.hypot(_relative_se(base), _relative_se(cur))
+
+
 def latency_verdict(base: BenchResult, cur: BenchResult, tolerance: float) -> Change:
     change = cur.latency_ms.p50 / base.latency_ms.p50 - 1
-    noise = NOISE_SIGMAS * math.hypot(_relative_se(base), _relative_se(cur))
+    noise = latency_noise(base, cur)
     if abs(change) <= tolerance:
         verdict = "same"
     elif abs(change) <= noise:

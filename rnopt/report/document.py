@@ -51,12 +51,12 @@ def headline_text(data: ReportData) -> str | None:
     if h is None:
         return None
     r = h.variant
-    parts = [f"Recommended: {r.model} on {r.runtime}, median {r.latency_ms.p50:.3f} ms "
-             f"at batch {r.batch_size}"]
+    parts = [f"Recommended: {r.model} on {r.runtime}, median {r.latency_ms.p50:.3f} ms {tables.ci_cell(r)} "
+             f"at batch {r.batch_size}".replace("  ", " ")]
     if h.speedup_vs_torch:
-        parts.append(f"{h.speedup_vs_torch:.2f}x as fast as PyTorch fp32")
+        parts.append(f"{tables.ratio_cell(h.speedup_vs_torch, h.torch_interval)} as fast as PyTorch fp32")
     if h.speedup_vs_ort_fp32:
-        parts.append(f"{h.speedup_vs_ort_fp32:.2f}x as fast as ONNX Runtime fp32")
+        parts.append(f"{tables.ratio_cell(h.speedup_vs_ort_fp32, h.ort_interval)} as fast as ONNX Runtime fp32")
     if h.top1 is not None:
         delta = f", {h.top1_delta * 100:+.2f} points vs the float reference" if h.top1_delta is not None else ""
         parts.append(f"top-1 {h.top1:.2%}{delta}")

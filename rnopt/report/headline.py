@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rnopt.report.loading import ReportData
+from rnopt.report.tables import speedup_interval
 from rnopt.results import BenchResult, candidate_key, reference_key, variant_key
 
 ACCURACY_BUDGET = 0.01  # top-1 may drop this much (1 point) for a variant to be recommended
@@ -17,6 +18,8 @@ class Headline:
     top1: float | None
     top1_delta: float | None
     reason: str
+    torch_interval: tuple[float, float] | None = None  # the speed-ups' intervals, from the medians' 95 % intervals
+    ort_interval: tuple[float, float] | None = None
 
 
 @dataclass
@@ -54,10 +57,15 @@ def recommend(data: ReportData, budget: float = ACCURACY_BUDGET) -> Headline | N
     else:
         best = min(points, key=lambda p: p.result.latency_ms.p50)
         reason = "fastest variant (accuracy not measured: evaluate before shipping)"
-    return Headline(best.result, _speedup(points, best.result, "torch"), _speedup(points, best.result, "onnxruntime"),
-                    best.top1, best.top1_delta, reason)
+    torch_base, ort_base = _fp32_base(points, "torch"), _fp32_base(points, "onnxruntime")
+    return Headline(best.result, _ratio(torch_base, best.result), _ratio(ort_base, best.result), best.top1,
+                    best.top1_delta, reason, torch_base and speedup_interval(torch_base, best.result),
+                    ort_base and speedup_interval(ort_base, best.result))
 
 
-def _speedup(points: list[VariantPoint], best: BenchResult, backend: str) -> float | None:
-    base = next((p.result for p in points if p.result.backend == backend and p.result.precision == "fp32"), None)
+def _fp32_base(points: list[VariantPoint], backend: str) -> BenchResult | None:
+    return next((p.result for p in points if p.result.backend == backend and p.result.precision == "fp32"), None)
+
+
+def _ratio(base: BenchResult | None, best: BenchResult) -> float | None:
     return base.latency_ms.p50 / best.latency_ms.p50 if base else None

@@ -5,6 +5,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rnopt.environment import Environment
+from rnopt.stats import MedianCI, ratio_interval
 from rnopt.results import (
     BenchResult,
     Comparison,
@@ -44,17 +45,37 @@ def bench_table(results: list[BenchResult]) -> Table:
     optional = [(h, get) for h, get in _OPTIONAL_BENCH_COLUMNS if any(get(r) is not None for r in results)]
     rows = [[r.model, r.backend + (f" ({r.settings})" if r.settings else ""), r.device, r.precision,
              str(r.batch_size) + (f" x{r.streams}" if r.streams > 1 else ""), str(r.threads), str(r.iterations),
-             f"{r.latency_ms.mean:.3f}", f"{r.latency_ms.p50:.3f}", f"{r.latency_ms.p90:.3f}",
+             f"{r.latency_ms.mean:.3f}", f"{r.latency_ms.p50:.3f}", ci_cell(r), f"{r.latency_ms.p90:.3f}",
              f"{r.latency_ms.p99:.3f}", f"{r.latency_ms.min:.3f}", f"{r.latency_ms.max:.3f}",
              f"{r.cv:.1%}" + (" !" if r.warnings else ""), f"{r.throughput_ips:,.0f}",
              f"{r.peak_rss_mb:,.0f}" if r.peak_rss_mb else ""]
             + [_mb_cell(get(r)) for _, get in optional] for r in results]
     headers = ["model", "backend", "device", "precision", "batch", "threads", "iters", "mean ms", "p50 ms",
-               "p90 ms", "p99 ms", "min ms", "max ms", "cv", "images/s", "peak RSS MB"]
-    note = "! = see warnings; peak RSS: the benchmarking process, all variants together"
+               "p50 95% CI", "p90 ms", "p99 ms", "min ms", "max ms", "cv", "images/s", "peak RSS MB"]
+    note = ("p50 95% CI: the median's confidence interval, as ± its half-width (order statistics); "
+            "! = see warnings; peak RSS: the benchmarking process, all variants together")
     if any(header == "memory MB" for header, _ in optional):
         note += "; memory: what the variant adds over its bare runtime, in a process of its own"
     return Table("Latency", headers + [h for h, _ in optional], rows, note)
+
+
+def median_interval(r: BenchResult) -> MedianCI | None:
+    return MedianCI(r.latency_ms.p50, *r.p50_ci_ms) if r.p50_ci_ms else None
+
+
+def speedup_interval(reference: BenchResult, candidate: BenchResult) -> tuple[float, float] | None:
+    """How much faster `candidate` is than `reference` (ratio of medians), as an interval."""
+    ref, cand = median_interval(reference), median_interval(candidate)
+    return ratio_interval(ref, cand) if ref and cand else None
+
+
+def ci_cell(r: BenchResult) -> str:
+    """"±0.4%": the median's 95 % interval (empty for version-1 results, which have none)."""
+    return f"±{r.p50_ci:.1%}" if r.p50_ci is not None else ""
+
+
+def ratio_cell(ratio: float, interval: tuple[float, float] | None) -> str:
+    return f"{ratio:.2f}x" + (f" ({interval[0]:.2f}-{interval[1]:.2f})" if interval else "")
 
 
 def _mb_cell(value: float | None) -> str:
@@ -127,15 +148,18 @@ def run_summary_table(bench: list[BenchResult], evals: list[EvalSection]) -> Tab
     for (key, model, _, _), per_batch in by_variant.items():
         first, last = per_batch.get(smallest), per_batch.get(largest)
         acc, delta = accuracy.get(key), deltas.get(key)
-        rows.append([model, (first or last or next(iter(per_batch.values()))).runtime, f"{first.latency_ms.p50:.3f}" if first else "",
-                     f"{reference.latency_ms.p50 / first.latency_ms.p50:.2f}x" if first and reference else "",
+        rows.append([model, (first or last or next(iter(per_batch.values()))).runtime,
+                     f"{first.latency_ms.p50:.3f} {ci_cell(first)}".strip() if first else "",
+                     ratio_cell(reference.latency_ms.p50 / first.latency_ms.p50, speedup_interval(reference, first))
+                     if first and reference else "",
                      f"{last.throughput_ips:,.0f}" if last else "",
                      f"{acc.top1:.2%}" if acc else "", f"{delta.top1_delta * 100:+.2f}" if delta else "",
                      f"{delta.agreement:.2%}" if delta else ""]
                     + ([_mb_cell(first.memory_mb if first else None)] if with_memory else []))
     headers = ["variant", "runtime", f"p50 ms (batch {smallest})", "speed-up", f"images/s (batch {largest})",
                "top-1", "top-1 delta (points)", "agreement"] + ([f"memory MB (batch {smallest})"] if with_memory else [])
-    note = f"speed-up: ratio of medians at batch {smallest} against the first row"
+    note = (f"speed-up: ratio of medians at batch {smallest} against the first row, with its interval from the two "
+            f"medians' 95 % intervals")
     if with_memory:
         note += "; memory: what the variant adds over its bare runtime, measured in a process of its own"
     return Table("Summary", headers, rows, note)

@@ -1,0 +1,84 @@
+"""The statistics of timing samples: the confidence interval of a median, drift between rounds, outliers.
+
+A median's 95 % interval comes from order statistics: the number of samples under the true median is
+Binomial(n, 1/2), so the samples of rank n/2 -+ 1.96 * sqrt(n) / 2 bound it, whatever the distribution
+of the latencies (normal approximation to the binomial; exact enough from a dozen samples on). This is
+what makes a median precise even when the coefficient of variation is large: a few scheduler outliers
+per thousand calls widen the cv, not the median's interval.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from statistics import NormalDist
+
+import numpy as np
+
+CI_METHOD = "order statistics (binomial), 95 %"
+CONFIDENCE = 0.95
+OUTLIER_FACTOR = 3.0  # a call this many times slower than the median counts as an outlier
+MIN_SAMPLES_FOR_CI = 6  # below this the interval is the whole range of the samples
+
+
+@dataclass(frozen=True)
+class MedianCI:
+    median: float
+    low: float
+    high: float
+
+    @property
+    def half_width(self) -> float:
+        """Half the interval's width relative to the median (0.01 = "± 1 %")."""
+        return (self.high - self.low) / 2 / self.median if self.median else math.inf
+
+
+def median_ci(samples: list[float] | np.ndarray, confidence: float = CONFIDENCE) -> MedianCI:
+    x = np.sort(np.asarray(samples, dtype=np.float64))
+    n = len(x)
+    if n == 0:
+        raise ValueError("no samples")
+    median = float(np.median(x))
+    if n < MIN_SAMPLES_FOR_CI:
+        return MedianCI(median, float(x[0]), float(x[-1]))
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    spread = z * math.sqrt(n) / 2
+    low_rank, high_rank = max(1, math.floor(n / 2 - spread)), min(n, math.ceil(n / 2 + spread + 1))
+    return MedianCI(median, float(x[low_rank - 1]), float(x[high_rank - 1]))
+
+
+@dataclass(frozen=True)
+class Drift:
+    change: float  # median of the last third of the rounds over the first third's, minus 1
+    first: MedianCI
+    last: MedianCI
+
+    @property
+    def separated(self) -> bool:
+        """The two thirds' intervals do not overlap: the step is not noise."""
+        return self.first.high < self.last.low or self.last.high < self.first.low
+
+
+def drift(rounds: list[list[float]]) -> Drift | None:
+    """The first third of the rounds against the last third (None with fewer than 6 rounds).
+
+    Interleaved rounds hit every variant alike with short bursts of noise; a change that persists from
+    the start of a run to its end (a busy neighbour that started half-way, thermal throttling) shows as
+    a step between the thirds.
+    """
+    third = len(rounds) // 3
+    if third < 2:
+        return None
+    first = median_ci([s for r in rounds[:third] for s in r])
+    last = median_ci([s for r in rounds[-third:] for s in r])
+    return Drift(last.median / first.median - 1, first, last)
+
+
+def outlier_share(samples: list[float] | np.ndarray, factor: float = OUTLIER_FACTOR) -> float:
+    """The fraction of calls slower than `factor` times the median."""
+    x = np.asarray(samples, dtype=np.float64)
+    return float((x > factor * np.median(x)).mean()) if len(x) else 0.0
+
+
+def ratio_interval(numerator: MedianCI, denominator: MedianCI) -> tuple[float, float]:
+    """A conservative interval for numerator.median / denominator.median from the two intervals."""
+    return numerator.low / denominator.high, numerator.high / denominator.low

@@ -1,0 +1,105 @@
+"""Statistics of timings: the median's interval, drift, adaptive length, and warnings that mean what they say."""
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+from rnopt.artifacts import artifact_for
+from rnopt.bench import NOISY_CI, BenchConfig, summarize_warnings
+from rnopt.errors import RnoptError
+from rnopt.execute import InProcessExecutor
+from rnopt.spec import VariantSpec
+from rnopt.stats import drift, median_ci, outlier_share
+
+
+def test_median_interval_covers_the_true_median_95_percent_of_the_time():
+    rng = np.random.default_rng(0)
+    for n in (20, 400):
+        covered = 0
+        for _ in range(1000):
+            ci = median_ci(rng.lognormal(0.0, 1.0, n))  # skewed, like latencies; true median 1
+            covered += ci.low <= 1.0 <= ci.high
+        assert 0.93 <= covered / 1000 <= 0.99, (n, covered)
+
+
+def test_a_few_outliers_widen_the_cv_not_the_median_interval():
+    rng = np.random.default_rng(1)
+    samples = rng.normal(1.0, 0.01, 5000)
+    samples[::250] = 20.0  # 0.4 % of calls stalled by the scheduler
+    assert samples.std() / samples.mean() > 0.5  # the old "noisy" test would fire
+    assert median_ci(samples).half_width < 0.002 and outlier_share(samples) == pytest.approx(0.004)
+
+
+def test_drift_is_a_step_beyond_both_thirds_intervals():
+    rng = np.random.default_rng(2)
+    steady = [list(rng.normal(1.0, 0.02, 50)) for _ in range(12)]
+    assert not drift(steady).separated
+    stepped = steady[:6] + [list(np.asarray(r) * 1.3) for r in steady[6:]]
+    found = drift(stepped)
+    assert found.separated and found.change == pytest.approx(0.3, abs=0.02)
+    assert drift(steady[:5]) is None  # too few rounds to tell
+
+
+def _specs(fp32_onnx, int8_onnx):
+    return [VariantSpec(artifact_for(str(path)), "onnxruntime") for path in (fp32_onnx, int8_onnx)]
+
+
+def test_a_competitor_started_half_way_is_named_as_drift(fp32_onnx, int8_onnx):
+    """Two CPU-bound processes start half-way through the timing: the medians step up, and the run says so."""
+    competitors = []
+
+    def start_competitors():
+        competitors.extend(subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2))
+
+    timer = threading.Timer(2.0, start_competitors)
+    timer.start()
+    try:
+        outcome = InProcessExecutor().bench(_specs(fp32_onnx, int8_onnx),
+                                            BenchConfig([1], warmup=5, iterations=50, min_time=2.0))
+    finally:
+        timer.cancel()
+        for p in competitors:
+            p.kill()
+    assert competitors, "the competitor never started: the timing was too short"
+    drifted = [r for r in outcome.results if r.drift_detected]
+    assert drifted and all(r.drift > NOISY_CI for r in drifted)
+    assert all(r.rounds == len(r.round_medians_ms) >= 6 for r in outcome.results)
+    [line] = [w for w in summarize_warnings(outcome.results) if w.startswith("drift")]
+    assert drifted[0].model in line and f"{drifted[0].drift:+.1%}" in line
+
+
+def test_target_ci_stops_as_soon_as_every_interval_is_narrow_enough(fp32_onnx, int8_onnx):
+    loose = BenchConfig([1], warmup=2, iterations=5, min_time=30.0, target_ci=0.5, max_time=30.0)
+    outcome = InProcessExecutor().bench(_specs(fp32_onnx, int8_onnx), loose)
+    # +-50 % is reached at once: the minimum of 3 rounds, not the 30 s that --min-time alone would take
+    assert [r.rounds for r in outcome.results] == [3, 3] and all(r.converged for r in outcome.results)
+    assert all(r.total_time_s < 5 for r in outcome.results)
+    impossible = BenchConfig([1], warmup=2, iterations=5, target_ci=1e-9, max_time=1.0)
+    outcome = InProcessExecutor().bench(_specs(fp32_onnx, int8_onnx), impossible)
+    assert all(r.converged is False for r in outcome.results)
+    [line] = [w for w in summarize_warnings(outcome.results) if w.startswith("--target-ci")]
+    assert "not reached within --max-time for 2 result(s)" in line
+
+
+@pytest.mark.parametrize("kwargs", [{"min_time": float("inf")}, {"min_time": float("nan")},
+                                    {"target_ci": 0.0}, {"target_ci": float("nan")}, {"max_time": -1.0}])
+def test_nonsense_timing_limits_are_refused(kwargs):
+    config = {"target_ci": 0.01, **kwargs} if "max_time" in kwargs else kwargs
+    with pytest.raises(RnoptError):
+        BenchConfig(**config)
+
+
+def test_bench_json_records_the_interval_and_the_rounds(cli, tmp_path, fp32_onnx):
+    import json
+
+    r = cli("bench", fp32_onnx, "--batch-size", "1", "--target-ci", "50", "--iterations", "5", "--warmup", "1",
+            "--no-memory", "--json", tmp_path / "b.json")
+    assert r.code == 0, r.err
+    [res] = json.loads((tmp_path / "b.json").read_text())["bench"]
+    low, high = res["p50_ci_ms"]
+    half_width = (high - low) / 2 / res["latency_ms"]["p50"]
+    assert low <= res["latency_ms"]["p50"] <= high and res["p50_ci"] == pytest.approx(half_width, rel=1e-3)
+    assert res["rounds"] == 3 and res["converged"] is True and "order statistics" in res["ci_method"]
+    assert "p50 95% CI" in r.out and f"±{res['p50_ci']:.1%}" in r.out
