@@ -48,29 +48,31 @@ def median_ci(samples: list[float] | np.ndarray, confidence: float = CONFIDENCE)
 
 @dataclass(frozen=True)
 class Drift:
-    change: float  # median of the last third of the rounds over the first third's, minus 1
-    first: MedianCI
-    last: MedianCI
+    change: float  # median of the last third of the round medians over the first third's, minus 1
+    threshold: float  # the relative change that round-to-round noise alone could explain (3 standard errors)
 
     @property
-    def separated(self) -> bool:
-        """The two thirds' intervals do not overlap: the step is not noise."""
-        return self.first.high < self.last.low or self.last.high < self.first.low
+    def significant(self) -> bool:
+        return abs(self.change) > self.threshold
 
 
-def drift(rounds: list[list[float]]) -> Drift | None:
+def drift(round_medians: list[float]) -> Drift | None:
     """The first third of the rounds against the last third (None with fewer than 6 rounds).
 
     Interleaved rounds hit every variant alike with short bursts of noise; a change that persists from
     the start of a run to its end (a busy neighbour that started half-way, thermal throttling) shows as
-    a step between the thirds.
+    a step between the thirds. Whether a step is more than noise is judged against the spread of
+    successive round medians (robust: a single step barely moves their median difference), since calls
+    within one round are not independent of each other on a shared machine.
     """
+    rounds = np.asarray(round_medians, dtype=np.float64)
     third = len(rounds) // 3
     if third < 2:
         return None
-    first = median_ci([s for r in rounds[:third] for s in r])
-    last = median_ci([s for r in rounds[-third:] for s in r])
-    return Drift(last.median / first.median - 1, first, last)
+    first, last, level = np.median(rounds[:third]), np.median(rounds[-third:]), np.median(rounds)
+    one_round = 1.4826 * np.median(np.abs(np.diff(rounds))) / math.sqrt(2) / level  # sd of one round's median
+    standard_error = 1.2533 * one_round / math.sqrt(third) * math.sqrt(2)  # of the difference of two thirds' medians
+    return Drift(float(last / first - 1), float(3 * standard_error))
 
 
 def outlier_share(samples: list[float] | np.ndarray, factor: float = OUTLIER_FACTOR) -> float:

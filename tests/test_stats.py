@@ -32,13 +32,16 @@ def test_a_few_outliers_widen_the_cv_not_the_median_interval():
     assert median_ci(samples).half_width < 0.002 and outlier_share(samples) == pytest.approx(0.004)
 
 
-def test_drift_is_a_step_beyond_both_thirds_intervals():
+def test_drift_is_a_step_beyond_the_round_to_round_noise():
     rng = np.random.default_rng(2)
-    steady = [list(rng.normal(1.0, 0.02, 50)) for _ in range(12)]
-    assert not drift(steady).separated
-    stepped = steady[:6] + [list(np.asarray(r) * 1.3) for r in steady[6:]]
+    steady = list(rng.normal(1.0, 0.02, 12))
+    assert not drift(steady).significant
+    stepped = steady[:6] + [r * 1.3 for r in steady[6:]]
     found = drift(stepped)
-    assert found.separated and found.change == pytest.approx(0.3, abs=0.02)
+    assert found.significant and found.change == pytest.approx(0.3, abs=0.03)
+    # rounds that swing widely (a busy shared machine) make a step of the same size noise, not drift
+    swinging = [1.02, 1.01, 1.59, 1.59, 1.04, 1.6, 0.98, 0.95, 0.89, 0.89]
+    assert drift(swinging).change < -0.1 and not drift(swinging).significant
     assert drift(steady[:5]) is None  # too few rounds to tell
 
 
