@@ -26,7 +26,8 @@ test: install
 	$(BIN)/python -m pytest -q tests
 
 bench: install
-	$(BIN)/python -m pytest benchmarks --benchmark-only --benchmark-json=benchmarks/results.json
+	$(BIN)/python -m pytest benchmarks --benchmark-only --benchmark-save-data --benchmark-json=benchmarks/results.json
+	$(BIN)/python benchmarks/table.py benchmarks/results.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

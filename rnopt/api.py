@@ -17,7 +17,7 @@ from rnopt.artifacts import artifact_for
 from rnopt.bench import BenchConfig, summarize_warnings
 from rnopt.errors import RnoptError
 from rnopt.plan import artifact_warnings, plan
-from rnopt.results import Record
+from rnopt.results import EmbeddingSection, Record
 from rnopt.spec import ArtifactSpec, VariantSpec, spec_entries
 
 if TYPE_CHECKING:
@@ -28,19 +28,23 @@ Progress = Callable[[str], None]
 Advance = Callable[[int], None]
 
 
-def artifact(model: str, weights: str | None = None, num_classes: int | None = None,
-             labels: str | None = None) -> ArtifactSpec:
-    """A built-in model name (with optional weights) or a .onnx / .xml file, as an artifact spec."""
-    return artifact_for(model, weights, num_classes, labels)
+def artifact(model: str, weights: str | None = None, num_classes: int | None = None, labels: str | None = None,
+             head: str | None = None, normalize: bool = False) -> ArtifactSpec:
+    """A built-in model name (with optional weights) or a .onnx / .xml file, as an artifact spec.
+
+    `head="features"` (with `normalize` for L2-normalised vectors) makes a built-in name an embedding model.
+    """
+    return artifact_for(model, weights, num_classes, labels, head, normalize=normalize)
 
 
 def export(model: str, output: str | Path, weights: str | None = None, num_classes: int | None = None,
            labels: str | None = None, opset: int | None = None, static_batch: int | None = None,
-           rtol: float | None = None, atol: float | None = None, command: str = "") -> Record:
+           rtol: float | None = None, atol: float | None = None, command: str = "", head: str = "logits",
+           normalize: bool = False) -> Record:
     from rnopt.export import RTOL, export_model
     from rnopt.models import create_model
 
-    loaded = create_model(model, weights, num_classes, labels)
+    loaded = create_model(model, weights, num_classes, labels, head, normalize)
     result = export_model(loaded, output, opset, static_batch, rtol or RTOL, atol)
     return Record("export", command, warnings=list(loaded.warnings), exports=[result])
 
@@ -84,8 +88,13 @@ def evaluate(specs: list[VariantSpec], data: str | ImageDataset = "cifar10", lim
     section, failures = evaluate_specs(specs, dataset, limit, batch_size, on_batch, executor)
     ran = {r.spec_id for r in section.results}
     warnings = artifact_warnings(specs) + [f"skipped {f.label}: {f.reason}" for f in failures]
-    return Record("eval", command, warnings=warnings, specs=spec_entries([s for s in specs if s.id in ran]),
-                  evals=[section], failures=failures)
+    record = Record("eval", command, warnings=warnings, specs=spec_entries([s for s in specs if s.id in ran]),
+                    failures=failures)
+    if isinstance(section, EmbeddingSection):
+        record.embeddings = [section]
+    else:
+        record.evals = [section]
+    return record
 
 
 def run(options: "RunOptions") -> tuple[Record, Path]:  # noqa: F821 - defined in rnopt.pipeline
@@ -95,5 +104,30 @@ def run(options: "RunOptions") -> tuple[Record, Path]:  # noqa: F821 - defined i
     return run_pipeline(options)
 
 
-__all__ = ["BenchConfig", "Record", "VariantSpec", "ArtifactSpec", "artifact", "bench", "evaluate", "export",
-           "optimize", "plan", "quantize", "run"]
+__all__ = ["BenchConfig", "Record", "VariantSpec", "ArtifactSpec", "artifact", "bench", "embed", "evaluate",
+           "export", "optimize", "plan", "quantize", "run"]
+
+
+def embed(spec: VariantSpec, data: str, output: str | Path, batch_size: int = 100, skip_bad: bool = False,
+          on_batch: Advance | None = None, command: str = "") -> Record:
+    """Embed a folder of images (or a bundled set) with one variant of an embedding model into a .npz."""
+    from rnopt.data import load_dataset
+    from rnopt.embed import embed_images, require_embedding_model, write_vectors
+    from rnopt.execute.inprocess import InProcessExecutor
+
+    variants, failures = InProcessExecutor().load([spec])
+    if failures:
+        raise RnoptError(failures[0].reason)
+    variant = variants[0]
+    require_embedding_model(variant)
+    dataset = load_dataset(data, unlabelled_ok=True)
+    embedded = embed_images(variant, dataset, batch_size, skip_bad, on_batch)
+    write_vectors(output, embedded, dataset, variant)
+    n = len(embedded.paths)
+    details = {"output": str(output), "images": n, "dim": int(embedded.vectors.shape[1]),
+               "skipped": embedded.skipped, "images_per_s": n / embedded.inference_s if embedded.inference_s else None,
+               "images_per_s_with_decoding": n / embedded.wall_s if embedded.wall_s else None,
+               "backend": variant.session.backend, "precision": variant.session.precision, "batch_size": batch_size}
+    warnings = artifact_warnings([spec]) + ([f"skipped {len(embedded.skipped)} unreadable image(s)"]
+                                           if embedded.skipped else [])
+    return Record("embed", command, warnings=warnings, specs=spec_entries([spec]), details=details)

@@ -53,17 +53,25 @@ def is_model_name(arg: str) -> bool:
 
 
 def artifact_for(arg: str, weights: str | None = None, num_classes: int | None = None, labels: str | None = None,
-                 head: str = "logits", opset: int | None = None) -> ArtifactSpec:
-    """The artifact a command-line model argument names: a model file, or a built-in name with its weights."""
+                 head: str | None = None, opset: int | None = None, normalize: bool = False) -> ArtifactSpec:
+    """The artifact a command-line model argument names: a model file, or a built-in name with its weights.
+
+    `head` (logits or features) and `normalize` make a built-in name's embedding model; a file already
+    is one or the other (its metadata says which), so for a file they may only repeat what it holds.
+    """
     from rnopt.spec import ArtifactSpec
 
     path = Path(arg)
     if path.suffix in MODEL_SUFFIXES or (path.exists() and not is_model_name(arg)):
         if weights:
             raise RnoptError(f"--weights applies to built-in model names, not to the model file {arg}")
-        model = open_model_file(path)  # a clear error now for a missing or broken file
-        recipe = ";".join(model.meta.history) or None
-        return ArtifactSpec(str(path.resolve()), file_sha256(path), head=head, recipe=recipe)
+        meta = open_model_file(path).meta  # a clear error now for a missing or broken file
+        if head not in (None, meta.head) or (normalize and not meta.normalize):
+            raise RnoptError(f"{arg} outputs {meta.head}{' (L2-normalised)' if meta.normalize else ''}: --head and "
+                             f"--normalize apply to built-in names; export the model again with them")
+        recipe = ";".join(meta.history) or None
+        return ArtifactSpec(str(path.resolve()), file_sha256(path), head=meta.head, recipe=recipe,
+                            normalize=meta.normalize)
     if not is_model_name(arg):
         if not path.suffix and len(path.parts) == 1:  # looks like a name: say which names there are
             from rnopt.models.registry import get_spec
@@ -74,7 +82,8 @@ def artifact_for(arg: str, weights: str | None = None, num_classes: int | None =
     digest = _weights_sha256(arg, weights)
     weights_path = str(Path(weights).resolve()) if weights else None
     labels_path = str(Path(labels).resolve()) if labels else None
-    return ArtifactSpec(arg, digest, weights_path, num_classes, labels_path, head, opset)
+    return ArtifactSpec(arg, digest, weights_path, num_classes, labels_path, head or "logits", opset,
+                        normalize=normalize)
 
 
 def _weights_sha256(name: str, weights: str | None) -> str | None:
@@ -116,7 +125,8 @@ class ArtifactStore:
         from rnopt.models.registry import create_model
 
         if artifact not in self._loaded:
-            loaded = create_model(artifact.source, artifact.weights, artifact.num_classes, artifact.labels)
+            loaded = create_model(artifact.source, artifact.weights, artifact.num_classes, artifact.labels,
+                                  artifact.head, artifact.normalize)
             if artifact.sha256 != loaded.weights_sha256:
                 raise RnoptError(f"the weights of {artifact.source} have changed since this variant was specified "
                                  f"(sha256 differs): plan the variants again")
@@ -143,5 +153,6 @@ class ArtifactStore:
         classes = hashlib.sha256("\n".join(loaded.class_names).encode()).hexdigest()[:8]
         weights = (loaded.weights_sha256 or "random-seed0")[:16]
         shape = "dyn" if artifact.dynamic_batch else "b1"
-        return (f"{loaded.name}-{weights}-{classes}-{artifact.head}-opset{artifact.opset or 'default'}-{shape}"
+        head = artifact.head + ("-l2" if artifact.normalize else "")
+        return (f"{loaded.name}-{weights}-{classes}-{head}-opset{artifact.opset or 'default'}-{shape}"
                 f"-torch{torch.__version__}")

@@ -107,7 +107,8 @@ def cmd_export(args: argparse.Namespace) -> None:
     _check_outputs(args, args.output, args.json)
     with progress.task(f"exporting {args.model}"):
         record = api.export(args.model, args.output, args.weights, args.num_classes, args.labels, args.opset,
-                            args.static_batch, args.rtol, args.atol, args.command_line)
+                            args.static_batch, args.rtol, args.atol, args.command_line, args.head or "logits",
+                            args.normalize)
     _show_warnings(record.warnings)
     if not args.quiet:
         print_table(export_table(record.exports[0]))
@@ -154,7 +155,8 @@ def _plan(args: argparse.Namespace, default_runtime: Callable) -> list[VariantSp
     from rnopt import api
     from rnopt.plan import plan
 
-    artifacts = [api.artifact(m, args.weights, args.num_classes, args.labels) for m in args.models]
+    artifacts = [api.artifact(m, args.weights, args.num_classes, args.labels, args.head, args.normalize)
+                 for m in args.models]
     runtimes = split_list(args.backend, "backend") if args.backend else None
     return plan(artifacts, runtimes, args.precision, args.device, args.threads, _runtime_options(args),
                 default_runtime)
@@ -162,9 +164,9 @@ def _plan(args: argparse.Namespace, default_runtime: Callable) -> list[VariantSp
 
 def _require_some(record: Record, what: str) -> None:
     """With several variants, one that cannot run is a warning; when none ran, the first reason is the error."""
-    if not (record.bench or record.evals) and record.failures:
+    if not (record.bench or record.evals or record.embeddings) and record.failures:
         raise RnoptError(record.failures[0].reason)
-    if not (record.bench or record.evals):
+    if not (record.bench or record.evals or record.embeddings):
         raise RnoptError(f"nothing to {what}")
 
 
@@ -207,19 +209,45 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> None:
     from rnopt import api
-    from rnopt.report.tables import comparison_table, eval_table
+    from rnopt.report.tables import comparison_table, embedding_table, eval_table
 
     _check_outputs(args, args.json)
     specs = _plan(args, lambda artifact: "onnxruntime" if artifact.is_file else "torch")
     with progress.task("evaluating", None) as advance:
         record = api.evaluate(specs, args.data, args.limit, args.batch_size, advance, command=args.command_line)
     _require_some(record, "evaluate")
-    if not args.quiet:
+    if not args.quiet and record.embeddings:
+        print_table(embedding_table(record.embeddings[0]))
+    elif not args.quiet:
         section = record.evals[0]
         print_table(eval_table(section.results, section.dataset))
         if section.comparisons:
             print_table(comparison_table(section.comparisons))
     _show_warnings(record.warnings)
+    _write_report(args, record)
+
+
+def cmd_embed(args: argparse.Namespace) -> None:
+    from rnopt import api
+    from rnopt.report.tables import Table
+
+    _check_outputs(args, args.output, args.json)
+    args.models = [args.model]
+    specs = _plan(args, lambda artifact: "onnxruntime" if artifact.is_file else "torch")
+    if len(specs) > 1:
+        raise RnoptError("rnopt embed runs one variant: give one --backend and one --precision")
+    [spec] = specs
+    with progress.task(f"embedding {args.data}", None) as advance:
+        record = api.embed(spec, args.data, args.output, args.batch_size, args.skip_bad, advance, args.command_line)
+    d = record.details
+    if not args.quiet:
+        rows = [["images", f"{d['images']:,}"], ["dimensions", str(d["dim"])],
+                ["runtime", f"{d['backend']} {d['precision']}"],
+                ["images/s (model)", f"{d['images_per_s']:,.0f}"],
+                ["images/s (with decoding)", f"{d['images_per_s_with_decoding']:,.0f}"],
+                ["skipped", str(len(d["skipped"]))]]
+        print_table(Table(f"Embedded {args.data} -> {args.output}", ["", ""], rows))
+    _show_warnings(record.warnings + [f"skipped {line}" for line in d["skipped"][:20]])
     _write_report(args, record)
 
 
@@ -289,10 +317,11 @@ def cmd_run(args: argparse.Namespace) -> None:
     backends = split_list(args.backend, "backend") if args.backend is not None else None
     devices = split_list(args.device, "device") if args.device is not None else None
     opts = RunOptions(args.model, args.weights, args.num_classes, args.labels, Path(args.output), args.data,
-                      args.calib_data, args.limit, bench, args.threads, args.command_line, backends, devices)
+                      args.calib_data, args.limit, bench, args.threads, args.command_line, backends, devices,
+                      args.head or "logits", args.normalize)
     record, out = api.run(opts)
     if not args.quiet:
-        print_table(run_summary_table(record.bench, record.evals))
+        print_table(run_summary_table(record.bench, record.evals, record.embeddings))
         console.print(f"report: {out / 'report.html'} (also report.md, report.json)")
     _show_warnings(record.warnings)
     _write_report(args, record)
@@ -302,6 +331,10 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", metavar="PATH", help="checkpoint (.pt/.pth/.th/.safetensors) for a built-in name")
+    p.add_argument("--head", choices=["logits", "features"],
+                   help="logits (default: the classifier), or features: the backbone up to global average pooling, "
+                        "an embedding model for image search (64-d CIFAR, 512-d ResNet-18/34, 2048-d ResNet-50+)")
+    p.add_argument("--normalize", action="store_true", help="with --head features: L2-normalised embeddings")
     p.add_argument("--num-classes", type=_positive_int, help="classes of the checkpoint (default: read from it)")
     p.add_argument("--labels", metavar="FILE", help="class names, one per line")
 
@@ -404,6 +437,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=_positive_int, metavar="N", help="a fixed random subset of N images")
     p.add_argument("--batch-size", type=_positive_int, default=100)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("embed", parents=[common], help="embed a folder of images with an embedding model (.npz)")
+    p.add_argument("model", metavar="MODEL", help="an embedding model file (export --head features), or a built-in "
+                                                 "name with --head features")
+    p.add_argument("data", metavar="DIR", help="a folder of images (flat or one sub-folder per class), or cifar10")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.npz")
+    _add_model_options(p)
+    _add_backend_options(p, "onnxruntime for files, torch for names")
+    p.add_argument("--batch-size", type=_positive_int, default=100)
+    p.add_argument("--skip-bad", action="store_true", help="skip images that cannot be decoded, and list them")
+    p.set_defaults(func=cmd_embed)
 
     p = sub.add_parser("report", parents=[common], help="merge bench/eval/run JSON files into one report")
     p.add_argument("results", nargs="+", metavar="RESULT.json")

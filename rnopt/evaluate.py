@@ -1,4 +1,8 @@
-"""Accuracy of one or more models on labelled images, and each candidate compared with the first."""
+"""Accuracy of one or more models on labelled images, and each candidate compared with the first.
+
+Classifiers are scored by top-1/top-5; embedding models (the features head) by retrieval quality and their
+fidelity to the first model's embeddings (rnopt/retrieval.py).
+"""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -12,7 +16,8 @@ from rnopt.errors import RnoptError
 from rnopt.execute.inprocess import InProcessExecutor
 from rnopt.numerics import OutputComparer
 from rnopt.preprocessing import Preprocessing
-from rnopt.results import Comparison, EvalResult, EvalSection, Failure
+from rnopt.results import Comparison, EmbeddingSection, EvalResult, EvalSection, Failure, RetrievalResult
+from rnopt.retrieval import KS, fidelity, search
 from rnopt.spec import VariantSpec
 
 
@@ -51,18 +56,56 @@ def evaluate(variants: list[Variant], dataset: ImageDataset, preprocessing: Prep
 
 def evaluate_specs(specs: list[VariantSpec], dataset: ImageDataset, limit: int | None = None, batch_size: int = 100,
                    on_batch: Callable[[int], None] | None = None, executor: InProcessExecutor | None = None
-                   ) -> tuple[EvalSection, list[Failure]]:
+                   ) -> tuple[EvalSection | EmbeddingSection, list[Failure]]:
     """Load the specs (the first that loads is the reference), align the labels, evaluate; a spec that cannot
-    load is a Failure and the others go on."""
+    load is a Failure and the others go on. Embedding models give an EmbeddingSection."""
     variants, failures = (executor or InProcessExecutor()).load(specs)
     if not variants:
         raise RnoptError(failures[0].reason if failures else "nothing to evaluate")
     preprocessing = variants[0].model.preprocessing
     if any(v.model.preprocessing != preprocessing for v in variants):
         raise RnoptError("these models expect different input preprocessing: evaluate them separately")
+    heads = {v.model.head for v in variants}
+    if len(heads) > 1:
+        raise RnoptError("some of these models output logits and some embeddings: evaluate them separately")
     dataset = align_labels(dataset, variants[0].model.class_names).subset(limit)
+    if heads == {"features"}:
+        return evaluate_embeddings(variants, dataset, preprocessing, batch_size, on_batch), failures
     results, comparisons = evaluate(variants, dataset, preprocessing, batch_size, on_batch)
     return EvalSection(dataset.name, results, comparisons), failures
+
+
+def embed(variants: list[Variant], dataset: ImageDataset, preprocessing: Preprocessing, batch_size: int = 100,
+          on_batch: Callable[[int], None] | None = None) -> tuple[list[np.ndarray], np.ndarray]:
+    """Every variant's embeddings of every image (images decoded once), and the labels."""
+    chunks: list[list[np.ndarray]] = [[] for _ in variants]
+    labels = []
+    for images, batch_labels in dataset.batches(batch_size, preprocessing):
+        for chunk, v in zip(chunks, variants):
+            chunk.append(v.session.predict(images))
+        labels.append(batch_labels)
+        if on_batch:
+            on_batch(len(batch_labels))
+    return [np.concatenate(c) for c in chunks], np.concatenate(labels)
+
+
+def evaluate_embeddings(variants: list[Variant], dataset: ImageDataset, preprocessing: Preprocessing,
+                        batch_size: int = 100, on_batch: Callable[[int], None] | None = None) -> EmbeddingSection:
+    embeddings, labels = embed(variants, dataset, preprocessing, batch_size, on_batch)
+    found = [search(e, labels) for e in embeddings]
+    reference = variants[0]
+    results = []
+    for v, e, neighbours in zip(variants, embeddings, found):
+        result = RetrievalResult(v.label, len(e), e.shape[1], {str(k): p for k, p in neighbours.precision_at.items()},
+                                 neighbours.average_precision, v.session.backend, v.session.precision,
+                                 v.session.device, v.spec.id)
+        if v is not reference:
+            f = fidelity(embeddings[0], e, found[0].top, neighbours.top)
+            result.reference, result.reference_id = reference.label, reference.spec.id
+            result.cosine_mean, result.cosine_p1, result.cosine_min = f.cosine_mean, f.cosine_p1, f.cosine_min
+            result.overlap_at = {str(k): f.overlap_at[k] for k in KS}
+        results.append(result)
+    return EmbeddingSection(dataset.name, results)
 
 
 def _score(tally: _Tally, logits: np.ndarray, labels: np.ndarray) -> None:

@@ -21,7 +21,8 @@ from rnopt.onnx_model import ModelMeta, save_onnx, write_meta
 from rnopt.ort_session import create_session, run_once
 from rnopt.results import ExportCheck, ExportResult
 
-INPUT_NAME, OUTPUT_NAME = "input", "logits"
+INPUT_NAME = "input"
+OUTPUT_NAMES = {"logits": "logits", "features": "embedding"}
 CHECK_BATCH_SIZES = (1, 3)
 # The export check allows max |diff| up to RTOL of the largest |logit|: fp32 rounding in another
 # summation order stays near 1e-6 of it, a wrong graph is off by far more.
@@ -48,7 +49,8 @@ def meta_for(loaded: LoadedModel) -> ModelMeta:
     p = loaded.spec.preprocessing
     return ModelMeta(model=loaded.name, input_size=p.crop, resize_size=p.resize, mean=list(p.mean),
                      std=list(p.std), class_names=list(loaded.class_names), weights_sha256=loaded.weights_sha256,
-                     weights_source=loaded.weights_source, variant="fp32", history=["export"])
+                     weights_source=loaded.weights_source, variant="fp32", history=["export"], head=loaded.head,
+                     normalize=loaded.normalize, embedding_dim=loaded.embedding_dim)
 
 
 # The dynamo exporter emits opset 18+ natively; below that it runs a version converter that fails on
@@ -66,30 +68,32 @@ def to_onnx(loaded: LoadedModel, opset: int | None = None, static_batch: int | N
     try:
         with _quiet_exporter():
             if opset is not None and opset < DYNAMO_MIN_OPSET:
-                model = _export_torchscript(loaded.module, example, opset, dynamic=static_batch is None)
+                model = _export_torchscript(loaded.module, example, opset, OUTPUT_NAMES[loaded.head],
+                                            dynamic=static_batch is None)
             else:
-                model = _export_dynamo(loaded.module, example, opset, dynamic=static_batch is None)
+                model = _export_dynamo(loaded.module, example, opset, OUTPUT_NAMES[loaded.head],
+                                       dynamic=static_batch is None)
     except Exception as exc:  # the exporters raise many internal types; the user needs the first line
         raise RnoptError(f"ONNX export of {loaded.name} failed: {first_line(exc)}") from None
     write_meta(model, meta_for(loaded))
     return model
 
 
-def _export_dynamo(module: torch.nn.Module, example: torch.Tensor, opset: int | None,
+def _export_dynamo(module: torch.nn.Module, example: torch.Tensor, opset: int | None, output: str,
                    dynamic: bool) -> onnx.ModelProto:
     shapes = ({0: torch.export.Dim("batch", min=1, max=4096)},) if dynamic else None
     program = torch.onnx.export(module, (example,), dynamo=True, input_names=[INPUT_NAME],
-                                output_names=[OUTPUT_NAME], dynamic_shapes=shapes, opset_version=opset,
+                                output_names=[output], dynamic_shapes=shapes, opset_version=opset,
                                 external_data=False, optimize=True, verbose=False)
     return program.model_proto
 
 
-def _export_torchscript(module: torch.nn.Module, example: torch.Tensor, opset: int,
+def _export_torchscript(module: torch.nn.Module, example: torch.Tensor, opset: int, output: str,
                         dynamic: bool) -> onnx.ModelProto:
     buffer = io.BytesIO()
-    axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic else None
+    axes = {INPUT_NAME: {0: "batch"}, output: {0: "batch"}} if dynamic else None
     torch.onnx.export(module, (example,), buffer, dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
-                      output_names=[OUTPUT_NAME], dynamic_axes=axes, do_constant_folding=True)
+                      output_names=[output], dynamic_axes=axes, do_constant_folding=True)
     return onnx.load_from_string(buffer.getvalue())
 
 
@@ -133,7 +137,7 @@ def export_model(loaded: LoadedModel, output: str | Path, opset: int | None = No
         size = tmp.stat().st_size
     opset_used = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     return ExportResult(loaded.name, str(output), opset_used, static_batch is None, atol, checks, True,
-                        loaded.weights_sha256, size, elapsed, rtol)
+                        loaded.weights_sha256, size, elapsed, rtol, loaded.head)
 
 
 def _require_agreement(checks: list[ExportCheck], rtol: float, atol: float | None) -> None:

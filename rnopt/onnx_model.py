@@ -31,6 +31,13 @@ class ModelMeta:
     weights_source: str | None = None
     variant: str = "fp32"  # fp32, fused, int8: what rnopt did to the graph
     history: list[str] = field(default_factory=list)  # the steps that produced this file
+    head: str = "logits"  # logits, or features: the file is an embedding model
+    normalize: bool = False  # its features are L2-normalised
+    embedding_dim: int | None = None
+
+    @property
+    def is_embedding(self) -> bool:
+        return self.head == "features"
 
     @property
     def preprocessing(self) -> Preprocessing:

@@ -25,7 +25,7 @@ from rnopt.quantize.calibration import calibration_data
 from rnopt.report.html import to_html
 from rnopt.report.loading import from_payload
 from rnopt.report.markdown import to_markdown
-from rnopt.results import Record
+from rnopt.results import EmbeddingSection, Record
 from rnopt.spec import ArtifactSpec, spec_entries
 
 DEFAULT_MODEL = "resnet20_cifar10"
@@ -50,6 +50,8 @@ class RunOptions:
     command: str = ""
     backends: list[str] | None = None  # None: every one of RUN_BACKENDS whose runtime is installed
     devices: list[str] | None = None  # None: the CPU, and CUDA too when a chosen runtime can use it here
+    head: str = "logits"  # features: compare the embedding model (retrieval fidelity instead of top-1)
+    normalize: bool = False
 
 
 def run_dir(base: Path, model: str) -> Path:
@@ -65,7 +67,7 @@ def run_dir(base: Path, model: str) -> Path:
 def run_pipeline(opts: RunOptions) -> tuple[Record, Path]:
     backends, skipped = run_backends(opts.backends)
     devices, not_on_cuda = run_devices(opts.devices, backends)
-    model = artifact_for(opts.model, opts.weights, opts.num_classes, opts.labels)
+    model = artifact_for(opts.model, opts.weights, opts.num_classes, opts.labels, opts.head, normalize=opts.normalize)
     store = ArtifactStore()
     loaded = store.loaded(model)
     data_name = opts.data or ("cifar10" if loaded.spec.family == "cifar10" else None)
@@ -159,7 +161,11 @@ def _run_steps(opts: RunOptions, backends: list[str], devices: list[str], skippe
         to_eval = eval_order([s for s in specs if s.id in ran], ran)
         with progress.task(f"evaluating on {dataset.name}", len(dataset.subset(opts.eval_limit))) as advance:
             section, failures = evaluate_specs(to_eval, dataset, opts.eval_limit, EVAL_BATCH, advance, executor)
-        record.evals, record.failures = [section], record.failures + failures
+        record.failures += failures
+        if isinstance(section, EmbeddingSection):
+            record.embeddings = [section]
+        else:
+            record.evals = [section]
     else:
         record.warnings.append(f"no labelled data for {loaded.name}: accuracy not measured (pass --data DIR)")
     record.warnings = list(dict.fromkeys(record.warnings + artifact_warnings(specs)))

@@ -1,11 +1,12 @@
-"""What a model expects of its input image. Kept apart from the models (and from torch) so that runtimes,
-datasets and model files can describe preprocessing without importing PyTorch."""
+"""What a model expects of its input image, and the outputs (heads) it can give. Kept apart from the models
+(and from torch) so that specs, runtimes, datasets and model files can describe them without PyTorch."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+HEADS = ("logits", "features")  # class logits, or the pooled embedding before the classifier
 
 
 @dataclass(frozen=True)

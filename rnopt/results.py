@@ -174,6 +174,33 @@ class EvalSection:
 
 
 @dataclass
+class RetrievalResult:
+    """An embedding model's retrieval quality, and its fidelity to the reference variant's embeddings."""
+
+    model: str  # display label
+    n: int
+    dim: int
+    precision_at: dict[str, float]  # "1", "5", "10": same-class share of the k nearest neighbours
+    map: float | None  # mean average precision, same-class images relevant
+    backend: str = ""
+    precision: str = ""
+    device: str = "cpu"
+    spec_id: str = ""
+    reference: str | None = None  # None: this is the reference
+    reference_id: str = ""
+    cosine_mean: float | None = None  # of each image's two embeddings (reference vs this)
+    cosine_p1: float | None = None
+    cosine_min: float | None = None
+    overlap_at: dict[str, float] = field(default_factory=dict)  # share of the reference's k nearest kept
+
+
+@dataclass
+class EmbeddingSection:
+    dataset: str
+    results: list[RetrievalResult]
+
+
+@dataclass
 class Failure:
     """A variant that could not be built, loaded or run: the others went on without it."""
 
@@ -202,7 +229,7 @@ class Record:
     evals: list[EvalSection] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     sensitivity: list[dict[str, Any]] = field(default_factory=list)  # room for per-layer sensitivity
-    embeddings: list[dict[str, Any]] = field(default_factory=list)  # room for retrieval fidelity
+    embeddings: list[EmbeddingSection] = field(default_factory=list)  # embedding models: retrieval fidelity
     details: dict[str, Any] = field(default_factory=dict)  # listings: models, backends, compare-runs rows
 
     def to_dict(self) -> dict[str, Any]:

@@ -15,8 +15,8 @@ from typing import Any
 
 from rnopt.backends import RuntimeConfig, config_class
 from rnopt.errors import RnoptError
+from rnopt.preprocessing import HEADS
 
-HEADS = ("logits",)  # what the exported graph outputs
 DEVICES = ("cpu", "cuda")
 
 
@@ -33,10 +33,13 @@ class ArtifactSpec:
     opset: int | None = None  # ONNX opset of an on-the-fly export; None: the exporter's own
     dynamic_batch: bool = True
     recipe: str | None = None  # how a file was made (its rnopt history, e.g. the quantization recipe)
+    normalize: bool = False  # with the features head: L2-normalised embeddings
 
     def __post_init__(self) -> None:
         if self.head not in HEADS:
             raise RnoptError(f"unknown output head {self.head!r}: choose one of {', '.join(HEADS)}")
+        if self.normalize and self.head != "features":
+            raise RnoptError("--normalize applies to --head features (an L2-normalised embedding)")
 
     @property
     def is_file(self) -> bool:

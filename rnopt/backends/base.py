@@ -88,6 +88,10 @@ class ModelFile:
         return self.meta.class_names
 
     @property
+    def head(self) -> str:
+        return self.meta.head
+
+    @property
     def size_bytes(self) -> int:
         weights = self.path.with_suffix(".bin") if self.format == "openvino-ir" else None
         return self.path.stat().st_size + (weights.stat().st_size if weights and weights.exists() else 0)
@@ -111,6 +115,10 @@ class TorchModel:
     @property
     def class_names(self) -> list[str]:
         return self.loaded.class_names
+
+    @property
+    def head(self) -> str:
+        return self.loaded.head
 
     @property
     def size_bytes(self) -> int:

@@ -59,11 +59,18 @@ class CifarResNet(nn.Module):
             self.in_planes = planes
         return nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def num_features(self) -> int:
+        return self.linear.in_features
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The globally pooled features before the classifier (64-d): the image's embedding."""
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.layer3(self.layer2(self.layer1(out)))
-        out = F.adaptive_avg_pool2d(out, 1).flatten(1)
-        return self.linear(out)
+        return F.adaptive_avg_pool2d(out, 1).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.forward_features(x))
 
 
 def cifar_resnet(depth: int, num_classes: int = 10) -> CifarResNet:

@@ -14,6 +14,7 @@ from rnopt.errors import RnoptError
 from rnopt.fileio import readable_file
 from rnopt.models.checkpoint import read_state_dict, sha256_of
 from rnopt.models.cifar_resnet import cifar_resnet
+from rnopt.models.heads import with_head
 from rnopt.models.resnet import imagenet_resnet
 from rnopt.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing  # noqa: F401 (re-exported)
 
@@ -59,6 +60,9 @@ class LoadedModel:
     weights_source: str  # "bundled", a file path, or "random"
     weights_sha256: str | None = None
     warnings: list[str] = field(default_factory=list)
+    head: str = "logits"  # logits, or features (the pooled embedding)
+    normalize: bool = False  # features L2-normalised
+    embedding_dim: int | None = None  # with the features head
 
     @property
     def name(self) -> str:
@@ -115,8 +119,9 @@ def bundled_weights_path(spec: ModelSpec) -> Path:
 
 
 def create_model(name: str, weights: str | Path | None = None, num_classes: int | None = None,
-                 labels: str | Path | None = None) -> LoadedModel:
-    """Build `name` with weights from `weights`, else the bundled ones, else random (with a warning)."""
+                 labels: str | Path | None = None, head: str = "logits", normalize: bool = False) -> LoadedModel:
+    """Build `name` with weights from `weights`, else the bundled ones, else random (with a warning);
+    `head="features"` returns its embedding model (rnopt/models/heads.py)."""
     spec = get_spec(name)
     if weights is not None:
         path = Path(weights)
@@ -139,7 +144,9 @@ def create_model(name: str, weights: str | Path | None = None, num_classes: int 
             module = spec.build(classes)
         source, digest = "random", None
     module.eval()
-    loaded = LoadedModel(spec, module, _class_names(spec, classes, labels), source, digest)
+    dim = module.num_features if head == "features" else None
+    loaded = LoadedModel(spec, with_head(module, head, normalize), _class_names(spec, classes, labels), source, digest,
+                         head=head, normalize=normalize, embedding_dim=dim)
     if not loaded.trained:
         loaded.warnings.append(f"{name} has no trained weights: it is random-initialised and every accuracy "
                                f"figure for it is meaningless (pass --weights PATH)")

@@ -91,10 +91,18 @@ class ResNet(nn.Module):
         layers += [block(self.inplanes, planes) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def num_features(self) -> int:
+        return self.fc.in_features
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The globally pooled features before the classifier (512-d or 2048-d): the image's embedding."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.fc(torch.flatten(self.avgpool(x), 1))
+        return torch.flatten(self.avgpool(x), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.forward_features(x))
 
 
 IMAGENET_DEPTHS: dict[int, tuple[type[BasicBlock | Bottleneck], list[int]]] = {

@@ -46,6 +46,12 @@ class Code:
 Block = Heading | Paragraph | Bullets | Plot | Code | Table
 
 
+RETRIEVAL_NOTE = ("Embeddings can agree to a cosine very close to 1 while overlap@k is far lower: many neighbours "
+                  "are near ties, and small differences reorder them. precision@k and mAP (same-class images "
+                  "relevant) say whether the reordering changed what is found, or only which of several equally "
+                  "good neighbours comes first.")
+
+
 def headline_text(data: ReportData) -> str | None:
     h = recommend(data)
     if h is None:
@@ -59,7 +65,7 @@ def headline_text(data: ReportData) -> str | None:
         parts.append(f"{tables.ratio_cell(h.speedup_vs_ort_fp32, h.ort_interval)} as fast as ONNX Runtime fp32")
     if h.top1 is not None:
         delta = f", {h.top1_delta * 100:+.2f} points vs the float reference" if h.top1_delta is not None else ""
-        parts.append(f"top-1 {h.top1:.2%}{delta}")
+        parts.append(f"{h.metric} {h.top1:.2%}{delta}")
     return "; ".join(parts) + f". ({h.reason}.)"
 
 
@@ -69,8 +75,8 @@ def build_document(data: ReportData, with_plots: bool = True) -> list[Block]:
     if headline:
         blocks.append(Paragraph(headline, "headline"))
     if data.bench:
-        blocks.append(tables.run_summary_table(data.bench, data.evals))
-    for section in data.evals:
+        blocks.append(tables.run_summary_table(data.bench, data.evals, data.embeddings))
+    for section in [*data.evals, *data.embeddings]:
         if section.dataset.startswith("cifar10"):
             blocks.append(Paragraph(JPEG_NOTE.format(dataset=section.dataset)))
     if data.warnings:
@@ -95,6 +101,9 @@ def _plots(data: ReportData) -> list[Block]:
     svg = plots.accuracy_vs_latency(variant_points(data))
     if svg:
         out.append(Plot("pareto", "Accuracy vs latency (Pareto front in red)", svg))
+    svg = plots.retrieval_vs_latency(data.bench, data.embeddings)
+    if svg:
+        out.append(Plot("retrieval", "Retrieval: overlap@k and mAP vs latency", svg))
     svg = plots.batch_sweep(data.bench)
     if svg:
         out.append(Plot("batch-sweep", "Throughput and latency vs batch size", svg))
@@ -112,6 +121,8 @@ def _tables(data: ReportData) -> list[Block]:
         out += [Heading("Accuracy"), tables.eval_table(section.results, section.dataset)]
         if section.comparisons:
             out.append(tables.comparison_table(section.comparisons))
+    for embedding in data.embeddings:
+        out += [Heading("Embedding fidelity"), tables.embedding_table(embedding), Paragraph(RETRIEVAL_NOTE)]
     if data.exports:
         out += [Heading("Export check")] + [tables.export_table(e) for e in data.exports]
     if data.optimizations:

@@ -19,6 +19,7 @@ from rnopt.results import (
     BenchResult,
     Comparison,
     EvalResult,
+    EmbeddingSection,
     EvalSection,
     ExportResult,
     OptimizeResult,
@@ -43,6 +44,7 @@ class ReportData:
     quantizations: list[QuantizeResult] = field(default_factory=list)
     bench: list[BenchResult] = field(default_factory=list)
     evals: list[EvalSection] = field(default_factory=list)
+    embeddings: list[EmbeddingSection] = field(default_factory=list)
 
     @property
     def title(self) -> str:
@@ -78,14 +80,15 @@ def _from_record(record: Record, source: str) -> ReportData:
                       warnings=list(record.warnings),
                       models=list(merged.get("models", [record.model] if record.model else [])),
                       exports=list(record.exports), optimizations=list(record.optimizations),
-                      quantizations=list(record.quantizations), bench=list(record.bench), evals=list(record.evals))
+                      quantizations=list(record.quantizations), bench=list(record.bench), evals=list(record.evals),
+                      embeddings=list(record.embeddings))
 
 
 def to_record(data: ReportData, command: str = "") -> Record:
     """Merged results as one version-2 record of kind "report" (what `rnopt report -o x.json` writes)."""
     return Record("report", command, warnings=list(data.warnings), exports=list(data.exports),
                   optimizations=list(data.optimizations), quantizations=list(data.quantizations),
-                  bench=list(data.bench), evals=list(data.evals),
+                  bench=list(data.bench), evals=list(data.evals), embeddings=list(data.embeddings),
                   details={"sources": data.sources, "commands": data.commands, "models": data.models})
 
 

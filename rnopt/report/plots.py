@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
 from rnopt.report.headline import VariantPoint  # noqa: E402
-from rnopt.results import BenchResult  # noqa: E402
+from rnopt.results import BenchResult, EmbeddingSection, variant_key  # noqa: E402
 
 plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "axes.grid": True, "grid.alpha": 0.3})
 
@@ -85,8 +85,35 @@ def accuracy_vs_latency(points: list[VariantPoint]) -> str | None:
     left, right = min(x for x, _ in xy), max(x for x, _ in xy)
     ax.set_xlim(left / 1.3, right * 2.5)  # room for the labels on the right
     ax.set_xlabel(f"median latency, ms (batch {measured[0].result.batch_size}, log scale)")
-    ax.set_ylabel("top-1 accuracy, %")
+    ax.set_ylabel(f"{measured[0].metric}, %")
     ax.legend(loc="upper right")
+    return _svg(fig)
+
+
+def retrieval_vs_latency(results: list[BenchResult], sections: list[EmbeddingSection]) -> str | None:
+    """For embedding models: overlap@1/5/10 with the reference and mAP, against median latency."""
+    retrieval = {variant_key(r): r for s in sections for r in s.results}
+    if not results or not retrieval:
+        return None
+    batch = min(r.batch_size for r in results)
+    points = [(r, retrieval[variant_key(r)]) for r in results if r.batch_size == batch and variant_key(r) in retrieval]
+    if not points:
+        return None
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for k, marker in (("1", "o"), ("5", "s"), ("10", "^")):
+        xy = [(b.latency_ms.p50, q.overlap_at.get(k, 1.0) * 100) for b, q in points]
+        left.scatter([x for x, _ in xy], [y for _, y in xy], marker=marker, label=f"overlap@{k}")
+    xy = [(b.latency_ms.p50, (q.map or 0) * 100) for b, q in points]
+    right.scatter([x for x, _ in xy], [y for _, y in xy], color="#2ca02c")
+    for b, q in points:
+        right.annotate(_label(b), (b.latency_ms.p50, (q.map or 0) * 100), textcoords="offset points", xytext=(5, 3),
+                       fontsize=7)
+    for ax, ylabel in ((left, "neighbours kept, % (reference = 100)"), (right, "mAP, % (same class relevant)")):
+        ax.set_xscale("log")
+        _plain_log_ticks(ax.xaxis)
+        ax.set_xlabel(f"median latency, ms (batch {batch}, log scale)")
+        ax.set_ylabel(ylabel)
+    left.legend(loc="lower right")
     return _svg(fig)
 
 

@@ -8,6 +8,7 @@ from rnopt.environment import Environment
 from rnopt.stats import MedianCI, ratio_interval
 from rnopt.results import (
     BenchResult,
+    EmbeddingSection,
     Comparison,
     EvalResult,
     EvalSection,
@@ -133,36 +134,79 @@ def quantize_table(result: QuantizeResult) -> Table:
     return Table(f"Quantized {result.input} -> {result.output}", ["setting", "value"], rows)
 
 
-def run_summary_table(bench: list[BenchResult], evals: list[EvalSection]) -> Table:
-    """One row per variant: median latency at the smallest batch, best throughput, accuracy and its delta."""
-    accuracy = {variant_key(r): r for e in evals for r in e.results}
-    deltas = {candidate_key(c): c for e in evals for c in e.comparisons}
+def run_summary_table(bench: list[BenchResult], evals: list[EvalSection],
+                      embeddings: list[EmbeddingSection] | None = None) -> Table:
+    """One row per variant: median latency at the smallest batch, best throughput, accuracy and its delta
+    (top-1 for classifiers; mAP, overlap@10 and cosine for embedding models)."""
+    headers, quality = _quality_cells(evals, embeddings or [])
     smallest = min(r.batch_size for r in bench)
     largest = max(r.batch_size for r in bench)
-    by_variant: dict[tuple[str, str, str, str], dict[int, BenchResult]] = {}
+    by_variant: dict[tuple[str, str], dict[int, BenchResult]] = {}
     for r in bench:
-        by_variant.setdefault((variant_key(r), r.model, r.backend, r.precision), {})[r.batch_size] = r
+        by_variant.setdefault((variant_key(r), r.model), {})[r.batch_size] = r
     reference = next(iter(by_variant.values())).get(smallest)
     with_memory = any(r.memory_mb is not None for r in bench)
     rows = []
-    for (key, model, _, _), per_batch in by_variant.items():
+    for (key, model), per_batch in by_variant.items():
         first, last = per_batch.get(smallest), per_batch.get(largest)
-        acc, delta = accuracy.get(key), deltas.get(key)
         rows.append([model, (first or last or next(iter(per_batch.values()))).runtime,
                      f"{first.latency_ms.p50:.3f} {ci_cell(first)}".strip() if first else "",
                      ratio_cell(reference.latency_ms.p50 / first.latency_ms.p50, speedup_interval(reference, first))
                      if first and reference else "",
-                     f"{last.throughput_ips:,.0f}" if last else "",
-                     f"{acc.top1:.2%}" if acc else "", f"{delta.top1_delta * 100:+.2f}" if delta else "",
-                     f"{delta.agreement:.2%}" if delta else ""]
+                     f"{last.throughput_ips:,.0f}" if last else ""] + quality(key)
                     + ([_mb_cell(first.memory_mb if first else None)] if with_memory else []))
-    headers = ["variant", "runtime", f"p50 ms (batch {smallest})", "speed-up", f"images/s (batch {largest})",
-               "top-1", "top-1 delta (points)", "agreement"] + ([f"memory MB (batch {smallest})"] if with_memory else [])
+    headers = ["variant", "runtime", f"p50 ms (batch {smallest})", "speed-up", f"images/s (batch {largest})"] + \
+        headers + ([f"memory MB (batch {smallest})"] if with_memory else [])
     note = (f"speed-up: ratio of medians at batch {smallest} against the first row, with its interval from the two "
             f"medians' 95 % intervals")
     if with_memory:
         note += "; memory: what the variant adds over its bare runtime, measured in a process of its own"
     return Table("Summary", headers, rows, note)
+
+
+def _quality_cells(evals: list[EvalSection], embeddings: list[EmbeddingSection]
+                   ) -> tuple[list[str], Callable[[str], list[str]]]:
+    """The accuracy columns of the summary, and the cells of one variant (by its key)."""
+    if embeddings:
+        retrieval = {variant_key(r): r for e in embeddings for r in e.results}
+        base = next((r.map for r in retrieval.values() if r.reference is None), None)
+
+        def embedding_cells(key: str) -> list[str]:
+            r = retrieval.get(key)
+            if r is None:
+                return ["", "", "", ""]
+            delta = f"{(r.map - base) * 100:+.2f}" if r.reference is not None and base is not None and r.map is not None else ""
+            return [f"{r.map:.2%}" if r.map is not None else "", delta,
+                    f"{r.overlap_at['10']:.2%}" if r.overlap_at else "",
+                    f"{r.cosine_mean:.5f}" if r.cosine_mean is not None else ""]
+
+        return ["mAP", "mAP delta (points)", "overlap@10", "cosine (mean)"], embedding_cells
+    accuracy = {variant_key(r): r for e in evals for r in e.results}
+    deltas = {candidate_key(c): c for e in evals for c in e.comparisons}
+
+    def top1_cells(key: str) -> list[str]:
+        acc, delta = accuracy.get(key), deltas.get(key)
+        return [f"{acc.top1:.2%}" if acc else "", f"{delta.top1_delta * 100:+.2f}" if delta else "",
+                f"{delta.agreement:.2%}" if delta else ""]
+
+    return ["top-1", "top-1 delta (points)", "agreement"], top1_cells
+
+
+def embedding_table(section: EmbeddingSection) -> Table:
+    """Retrieval quality per variant, and its fidelity to the reference's embeddings."""
+    rows = []
+    for r in section.results:
+        overlap = [f"{r.overlap_at[k]:.2%}" if r.overlap_at else "" for k in ("1", "5", "10")]
+        cosine = [f"{x:.5f}" if x is not None else "" for x in (r.cosine_mean, r.cosine_p1, r.cosine_min)]
+        rows.append([r.model, f"{r.backend} {r.precision}", str(r.dim)] + cosine + overlap +
+                    [f"{r.precision_at[k]:.2%}" if k in r.precision_at else "" for k in ("1", "10")] +
+                    [f"{r.map:.2%}" if r.map is not None else ""])
+    reference = next((r.model for r in section.results if r.reference is None), "")
+    return Table(f"Embedding fidelity on {section.dataset} (reference: {reference})",
+                 ["variant", "runtime", "dim", "cosine mean", "cosine p1", "cosine min", "overlap@1", "overlap@5",
+                  "overlap@10", "precision@1", "precision@10", "mAP"], rows,
+                 "cosine: each image's embedding vs the reference's; overlap@k: share of the reference's k nearest "
+                 "neighbours the variant also returns; precision@k and mAP: same-class images count as relevant")
 
 
 def environment_table(env: Environment) -> Table:

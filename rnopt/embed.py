@@ -1,0 +1,101 @@
+"""`rnopt embed`: a folder of images (a catalogue) turned into vectors with any variant of an embedding model.
+
+Images are decoded and preprocessed as the model expects, in batches; a bad image stops the run with its
+name, or is skipped and listed with `skip_bad`. The output is one .npz: `vectors` (N x dim float32), `paths`
+(relative to the folder), `labels` (the class sub-folder's index, where there are class sub-folders),
+`class_names` and `meta` (the model's rnopt metadata and the variant's spec, as JSON).
+"""
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rnopt.bench import Variant
+from rnopt.data import ImageDataset, preprocess
+from rnopt.data.datasets import _decode
+from rnopt.errors import RnoptError
+from rnopt.fileio import atomic_path
+
+
+@dataclass
+class Embedded:
+    vectors: np.ndarray
+    paths: list[str]
+    labels: np.ndarray
+    skipped: list[str] = field(default_factory=list)  # "path: reason"
+    inference_s: float = 0.0  # time in the model alone
+    wall_s: float = 0.0  # decoding included
+
+
+def require_embedding_model(variant: Variant) -> None:
+    if variant.model.head != "features":
+        raise RnoptError(f"{variant.spec.artifact.name} outputs class logits, not embeddings: pass --head features "
+                         f"(built-in names), or a model exported with `rnopt export NAME --head features`")
+
+
+def _relative(shown: str, root: str) -> str:
+    prefix = root.rstrip("/") + "/"
+    return shown[len(prefix):] if shown.startswith(prefix) else shown.split(":", 1)[-1]
+
+
+def _decoded(dataset: ImageDataset, variant: Variant, skip_bad: bool,
+             skipped: list[str]) -> Iterator[tuple[np.ndarray, int, str]]:
+    spec = variant.model.preprocessing
+    for label, read, shown in dataset.samples:
+        try:
+            yield preprocess(_decode(read(), shown), spec), label, _relative(shown, dataset.name)
+        except (RnoptError, OSError, ValueError) as exc:
+            if not skip_bad:
+                raise RnoptError(f"{exc} (or pass --skip-bad to skip bad images)") from None
+            skipped.append(f"{_relative(shown, dataset.name)}: {str(exc).split(':', 1)[-1].strip()}")
+
+
+def embed_images(variant: Variant, dataset: ImageDataset, batch_size: int = 100, skip_bad: bool = False,
+                 on_batch: Callable[[int], None] | None = None) -> Embedded:
+    require_embedding_model(variant)
+    if batch_size <= 0:
+        raise RnoptError(f"--batch-size must be positive, got {batch_size}")
+    start, inference = time.perf_counter(), 0.0
+    vectors, paths, labels, skipped, batch = [], [], [], [], []
+
+    def flush() -> None:
+        nonlocal inference
+        images = np.stack([image for image, _, _ in batch])
+        began = time.perf_counter()
+        vectors.append(variant.session.predict(images))
+        inference += time.perf_counter() - began
+        paths.extend(path for _, _, path in batch)
+        labels.extend(label for _, label, _ in batch)
+        if on_batch:
+            on_batch(len(batch))
+        batch.clear()
+
+    for item in _decoded(dataset, variant, skip_bad, skipped):
+        batch.append(item)
+        if len(batch) == batch_size:
+            flush()
+    if batch:
+        flush()
+    if not vectors:
+        raise RnoptError(f"no image of {dataset.name} could be read ({len(skipped)} skipped)")
+    return Embedded(np.concatenate(vectors).astype(np.float32), paths, np.asarray(labels, dtype=np.int64), skipped,
+                    inference, time.perf_counter() - start)
+
+
+def write_vectors(output: str | Path, embedded: Embedded, dataset: ImageDataset, variant: Variant) -> None:
+    """One .npz, written atomically (np.savez to an open file, so no .npz suffix is appended to the temp name)."""
+    meta = {"model": asdict(variant.model.meta) if hasattr(variant.model, "meta") else {"model": variant.spec.artifact.source},
+            "spec": variant.spec.to_dict(), "precision_ran": variant.session.precision}
+    labelled = dataset.class_names != ["unlabelled"]
+    with atomic_path(output) as tmp, open(tmp, "wb") as f:
+        buffer = io.BytesIO()
+        np.savez(buffer, vectors=embedded.vectors, paths=np.asarray(embedded.paths),
+                 labels=embedded.labels if labelled else np.zeros(0, np.int64),
+                 class_names=np.asarray(dataset.class_names if labelled else []), meta=np.asarray(json.dumps(meta)))
+        f.write(buffer.getvalue())
