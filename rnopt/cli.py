@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -12,7 +14,7 @@ from typing import TYPE_CHECKING, NoReturn
 from rich.markup import escape
 
 from rnopt import progress
-from rnopt.errors import RnoptError, first_line
+from rnopt.errors import Interrupted, RnoptError, first_line
 from rnopt.plan import PRECISIONS, split_list
 from rnopt.report.render import console, err_console, print_table
 from rnopt.results import Record
@@ -55,10 +57,29 @@ def _precision_list(text: str) -> list[str]:
     return names
 
 
+def _inputs(args: argparse.Namespace) -> list[Path]:
+    """Every file this command line reads: no output may be one of them, --force or not."""
+    names = [getattr(args, key, None) for key in ("input", "model", "weights", "labels", "baseline", "current", "data",
+                                                  "calib_data")]
+    names += list(getattr(args, "models", None) or []) + list(getattr(args, "results", None) or [])
+    return [Path(n) for n in names if n is not None and Path(n).is_file()]
+
+
 def _check_outputs(args: argparse.Namespace, *paths: str | Path | None) -> None:
-    """Refuse to replace a file the user already has, unless --force."""
-    for path in paths:
-        if path is not None and Path(path).exists() and not args.force:
+    """Before any work: each output's folder exists; no two outputs, and no output and input, are the same
+    file (--force or not); a file the user already has is replaced only with --force."""
+    outputs = [Path(p) for p in paths if p is not None]
+    seen: dict[Path, Path] = {p.resolve(): p for p in _inputs(args)}
+    for path in outputs:
+        if path.resolve() in seen:
+            other = seen[path.resolve()]
+            role = "the input" if other in _inputs(args) else "the output"
+            raise RnoptError(f"{path} is the same file as {role} {other} of this command: choose another output path")
+        seen[path.resolve()] = path
+        folder = path.parent if str(path.parent) else Path(".")
+        if not folder.is_dir():
+            raise RnoptError(f"output folder {folder} does not exist: create it or choose another path")
+        if path.exists() and not args.force:
             raise RnoptError(f"{path} already exists: choose another path or pass --force to replace it")
 
 
@@ -279,7 +300,7 @@ def cmd_compare_runs(args: argparse.Namespace) -> None:
     _check_outputs(args, args.json)
     baseline, current = load_results([args.baseline]), load_results([args.current])
     outcome = compare_runs(baseline, current, args.latency_tolerance / 100, args.accuracy_tolerance / 100,
-                           args.memory_tolerance / 100)
+                           args.memory_tolerance / 100, args.allow_missing)
     if not args.quiet:
         print_table(comparison_rows_table(outcome))
     _show_warnings(outcome.environment_differences)
@@ -464,6 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="top-1 may drop this many points (default 0.5)")
     p.add_argument("--memory-tolerance", type=float, default=10.0, metavar="PCT",
                    help="memory per variant may grow this much, and 2 MB (default 10 %%)")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="a variant of the baseline missing from the current run is not a failure")
     p.set_defaults(func=cmd_compare_runs)
 
     p = sub.add_parser("run", parents=[common], help="the whole pipeline, with a report")
@@ -492,8 +515,10 @@ def main(argv: list[str] | None = None) -> int:
         args.batch_size = args.batch_size or args.batch_size_default
     progress.set_enabled(not args.quiet)
     func: Callable[[argparse.Namespace], None] = args.func
+    previous = _handle_termination()
     try:
         func(args)
+        _show_notices()
     except RnoptError as exc:
         err_console.print(f"error: {exc}", markup=False, soft_wrap=True)
         return 1
@@ -502,15 +527,61 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print(f"error: {exc.strerror or exc}{where}", markup=False, soft_wrap=True)
         return 1
     except KeyboardInterrupt:
-        err_console.print("error: interrupted", markup=False)
+        _stop_workers()
+        err_console.print("error: interrupted (SIGINT): partial outputs removed", markup=False)
         return 130
+    except Interrupted as exc:
+        _stop_workers()
+        name = signal.Signals(exc.signum).name
+        err_console.print(f"error: terminated ({name}): partial outputs removed", markup=False)
+        return 128 + exc.signum
     except Exception as exc:  # a bug, not bad input: one line by default, the traceback on request
         if os.environ.get("RNOPT_DEBUG"):
             raise
-        err_console.print(f"error: internal error {type(exc).__name__}: {first_line(exc, 300)}"
-                          f" (set RNOPT_DEBUG=1 for the traceback)", markup=False, soft_wrap=True)
+        err_console.print(f"error: internal error {type(exc).__name__}: {first_line(exc, 300)} (a bug in rnopt: "
+                          f"please report it with the command line and the traceback RNOPT_DEBUG=1 prints)",
+                          markup=False, soft_wrap=True)
         return 3
+    finally:
+        _restore(previous)
+        _drain_notices()  # after an error, the one-line message stands alone
     return 0
+
+
+def _drain_notices() -> list[str]:
+    from rnopt.notices import drain
+
+    return drain()
+
+
+def _show_notices() -> None:
+    _show_warnings(_drain_notices())
+
+
+_TERMINATING = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _raise_interrupted(signum: int, _frame: object) -> None:
+    _stop_workers()  # first: a worker pool would otherwise wait for its children before unwinding
+    raise Interrupted(signum)
+
+
+def _handle_termination() -> dict[int, object]:
+    """SIGTERM and SIGHUP unwind like Ctrl-C: temporary files and half-made run folders are removed on the way
+    out. Only from the main thread (tests may call main() elsewhere)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {signum: signal.signal(signum, _raise_interrupted) for signum in _TERMINATING}
+
+
+def _restore(previous: dict[int, object]) -> None:
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
+
+
+def _stop_workers() -> None:
+    if "rnopt.execute.subprocess" in sys.modules:
+        sys.modules["rnopt.execute.subprocess"].kill_workers()
 
 
 if __name__ == "__main__":

@@ -10,3 +10,11 @@ def first_line(exc: BaseException, limit: int = 200) -> str:
     """The first line of an exception's message, cut to `limit` characters (its type name if it is empty)."""
     text = str(exc).strip()
     return text.splitlines()[0][:limit] if text else type(exc).__name__
+
+
+class Interrupted(BaseException):
+    """SIGTERM or SIGHUP, raised like KeyboardInterrupt so that every cleanup on the way out runs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum

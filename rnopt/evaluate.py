@@ -35,7 +35,7 @@ def evaluate(variants: list[Variant], dataset: ImageDataset, preprocessing: Prep
     diffs = [OutputComparer() for _ in variants[1:]]
     seen = 0
     for images, labels in dataset.batches(batch_size, preprocessing):
-        logits = [v.session.predict(images) for v in variants]
+        logits = [_scores(v, v.session.predict(images), len(labels)) for v in variants]
         for tally, out in zip(tallies, logits):
             _score(tally, out, labels)
         for diff, out in zip(diffs, logits[1:]):
@@ -82,7 +82,7 @@ def embed(variants: list[Variant], dataset: ImageDataset, preprocessing: Preproc
     labels = []
     for images, batch_labels in dataset.batches(batch_size, preprocessing):
         for chunk, v in zip(chunks, variants):
-            chunk.append(v.session.predict(images))
+            chunk.append(_scores(v, v.session.predict(images), len(batch_labels)))
         labels.append(batch_labels)
         if on_batch:
             on_batch(len(batch_labels))
@@ -106,6 +106,14 @@ def evaluate_embeddings(variants: list[Variant], dataset: ImageDataset, preproce
             result.overlap_at = {str(k): f.overlap_at[k] for k in KS}
         results.append(result)
     return EmbeddingSection(dataset.name, results)
+
+
+def _scores(variant: Variant, output: np.ndarray, rows: int) -> np.ndarray:
+    """A classifier's output must be one score vector per image; anything else is not a classifier."""
+    if output.ndim != 2 or output.shape[0] != rows or output.shape[1] < 1:
+        raise RnoptError(f"{variant.label} outputs shape {tuple(output.shape)}, not one score vector per image "
+                         f"({rows} x classes): it is not a classifier rnopt can score")
+    return output
 
 
 def _score(tally: _Tally, logits: np.ndarray, labels: np.ndarray) -> None:

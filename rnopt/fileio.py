@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -33,6 +34,8 @@ def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
         # mkstemp makes the file private (0600); the user's file gets the usual mode for their umask.
         os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, dest)
+    except OSError as exc:  # a full disk, a quota: say which file could not be written
+        raise RnoptError(f"cannot write {dest}: {exc.strerror or exc}") from None
     finally:
         tmp_path.unlink(missing_ok=True)
 
@@ -44,8 +47,19 @@ def _umask() -> int:
 
 
 def write_json(dest: str | os.PathLike[str], payload: Any) -> None:
+    """Strict JSON: a non-finite number (NaN, Infinity: not JSON) is written as null."""
     with atomic_path(dest) as tmp:
-        tmp.write_text(json.dumps(payload, indent=2) + "\n")
+        tmp.write_text(json.dumps(_finite(payload), indent=2, allow_nan=False) + "\n")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def write_text(dest: str | os.PathLike[str], text: str) -> None:

@@ -6,15 +6,16 @@ into the ONNX file's metadata_props, so `quantize`, `eval` and `bench` need noth
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import onnx
 from google.protobuf.message import DecodeError
 
-from rnopt.errors import RnoptError
+from rnopt.errors import RnoptError, first_line
 from rnopt.fileio import readable_file
-from rnopt.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
+from rnopt.preprocessing import HEADS, IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 
 _META_KEY = "rnopt"
 
@@ -48,14 +49,40 @@ def load_onnx(path: str | Path, load_weights: bool = True) -> onnx.ModelProto:
     """Parse an ONNX file, turning every way it can fail into a one-line error."""
     path = readable_file(path, "model file")
     try:
-        model = onnx.load(str(path), load_external_data=load_weights)
+        model = onnx.load(str(path), load_external_data=False)
     except (DecodeError, ValueError, OSError, RuntimeError) as exc:
-        raise RnoptError(f"{path} is not a valid ONNX model ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})") from None
+        raise RnoptError(f"{path} is not a valid ONNX model ({first_line(exc, 120)})") from None
     # Protobuf parses many arbitrary byte strings into an empty message: check it has substance.
     if model.ir_version <= 0 or not model.graph.node or not model.graph.input:
         raise RnoptError(f"{path} is not a valid ONNX model (no graph inside): give a .onnx file "
                          f"written by `rnopt export` or torch.onnx.export")
+    check_external_data(model, path)
+    if load_weights and _has_external_data(model):
+        try:
+            onnx.load_external_data_for_model(model, str(path.parent))
+        except (ValueError, OSError, RuntimeError) as exc:
+            raise RnoptError(f"cannot read the external weights of {path} ({first_line(exc, 120)})") from None
     return model
+
+
+def _external_tensors(model: onnx.ModelProto) -> list[onnx.TensorProto]:
+    return [t for t in onnx.external_data_helper._get_all_tensors(model)
+            if t.HasField("data_location") and t.data_location == onnx.TensorProto.EXTERNAL]
+
+
+def _has_external_data(model: onnx.ModelProto) -> bool:
+    return bool(_external_tensors(model))
+
+
+def check_external_data(model: onnx.ModelProto, path: Path) -> None:
+    """Weights kept in external files must lie in the model's own folder: a path that climbs out (`..`) or
+    is absolute would let a model file read any file of the machine."""
+    folder = path.resolve().parent
+    for tensor in _external_tensors(model):
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        target = (folder / location).resolve()
+        if not location or Path(location).is_absolute() or folder not in (target, *target.parents):
+            raise RnoptError(f"{path} keeps weights of {tensor.name!r} outside its folder ({location!r}): refused")
 
 
 def open_float_model(source: str | Path, output: str | Path, step: str) -> tuple[Path, Path, onnx.ModelProto, ModelMeta]:
@@ -75,8 +102,62 @@ def read_meta(model: onnx.ModelProto, path: str | Path = "model") -> ModelMeta:
     """The rnopt metadata of `model`, or one inferred from its input shape for a foreign ONNX file."""
     props = {p.key: p.value for p in model.metadata_props}
     if _META_KEY in props:
-        return ModelMeta(**json.loads(props[_META_KEY]))
+        return meta_from_json(props[_META_KEY], Path(path))
     return _infer_meta(model, Path(path))
+
+
+MAX_INPUT_SIZE = 4096  # pixels per side: beyond this an input would not fit in memory at any batch size
+_META_TYPES = {"model": str, "input_size": int, "resize_size": int, "mean": list, "std": list, "class_names": list,
+               "weights_sha256": (str, type(None)), "weights_source": (str, type(None)), "variant": str,
+               "history": list, "head": str, "normalize": bool, "embedding_dim": (int, type(None))}
+
+
+def meta_from_json(text: str, path: Path) -> ModelMeta:
+    """A model file's rnopt metadata, checked: it is read from files users pass around, so it is not trusted.
+
+    Unknown keys (a file from a newer rnopt) are ignored with a warning; a wrong type or an impossible
+    value is a one-line error naming the key.
+    """
+    from rnopt.notices import notice
+
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise RnoptError(f"{path} carries malformed rnopt metadata ({first_line(exc, 80)}): export it again") from None
+    if not isinstance(data, dict):
+        raise RnoptError(f"{path} carries malformed rnopt metadata (not an object): export it again")
+    unknown = sorted(set(data) - set(_META_TYPES))
+    if unknown:
+        notice(f"{path}: ignored unknown metadata key(s) {', '.join(unknown)} (written by a newer rnopt?)")
+    for key in ("model", "input_size", "resize_size", "mean", "std", "class_names"):
+        if key not in data:
+            raise RnoptError(f"{path} carries rnopt metadata without {key!r}: export it again")
+    for key, expected in _META_TYPES.items():
+        value = data.get(key)
+        if key in data and (not isinstance(value, expected) or (isinstance(value, bool) and expected is int)):
+            raise RnoptError(f"{path} carries invalid rnopt metadata: {key} is {value!r:.60}")
+    meta = ModelMeta(**{k: v for k, v in data.items() if k in _META_TYPES})
+    _check_meta_values(meta, path)
+    return meta
+
+
+def _check_meta_values(meta: ModelMeta, path: Path) -> None:
+    def bad(what: str) -> RnoptError:
+        return RnoptError(f"{path} carries invalid rnopt metadata: {what}")
+
+    if not 1 <= meta.input_size <= MAX_INPUT_SIZE or not meta.input_size <= meta.resize_size <= MAX_INPUT_SIZE:
+        raise bad(f"input_size {meta.input_size} / resize_size {meta.resize_size} (want 1 <= input_size <= "
+                  f"resize_size <= {MAX_INPUT_SIZE})")
+    for name, values in (("mean", meta.mean), ("std", meta.std)):
+        if len(values) != 3 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                                       for v in values):
+            raise bad(f"{name} must be 3 finite numbers, got {values!r:.60}")
+    if any(v <= 0 for v in meta.std):
+        raise bad(f"std must be positive, got {meta.std}")
+    if not meta.class_names or not all(isinstance(c, str) for c in meta.class_names):
+        raise bad("class_names must be a non-empty list of names")
+    if meta.head not in HEADS:
+        raise bad(f"head {meta.head!r} (want one of {', '.join(HEADS)})")
 
 
 def write_meta(model: onnx.ModelProto, meta: ModelMeta) -> None:
@@ -121,13 +202,15 @@ def read_ir_meta(path: str | Path) -> ModelMeta:
     """The rnopt metadata stored in an OpenVINO IR's rt_info by `rnopt quantize --backend openvino`."""
     import openvino as ov
 
+    from rnopt.openvino_io import read_model
+
     path = readable_file(path, "model file")
     try:
-        model = ov.Core().read_model(str(path))
+        model = read_model(ov.Core(), str(path))
     except RuntimeError as exc:
-        raise RnoptError(f"{path} is not a readable OpenVINO IR model ({str(exc).splitlines()[0][:120]})") from None
+        raise RnoptError(f"{path} is not a readable OpenVINO IR model ({exc})") from None
     if model.has_rt_info(_META_KEY):
-        return ModelMeta(**json.loads(model.get_rt_info(_META_KEY).astype(str)))
+        return meta_from_json(model.get_rt_info(_META_KEY).astype(str), path)
     shape = model.inputs[0].get_partial_shape()
     dims = [d.get_length() if d.is_static else 0 for d in shape]
     size = dims[2] if len(dims) == 4 and dims[2] == dims[3] and dims[2] > 0 else 224

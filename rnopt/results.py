@@ -7,6 +7,7 @@ are joined on it, never on the display label. Schema version 2; `rnopt.report.lo
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import asdict, dataclass, field
@@ -254,11 +255,21 @@ def build(cls: type, data: Any) -> Any:
     if not isinstance(data, dict):
         raise TypeError(f"{cls.__name__} expects an object, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
-    kwargs = {f.name: _convert(hints[f.name], data[f.name]) for f in dataclasses.fields(cls) if f.name in data}
-    return cls(**kwargs)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            try:
+                kwargs[f.name] = _convert(hints[f.name], data[f.name])
+            except TypeError as exc:
+                raise TypeError(f"{cls.__name__}.{f.name}: {exc}") from None
+    built = cls(**kwargs)
+    if isinstance(built, LatencyStats) and min(dataclasses.astuple(built)) < 0:
+        raise ValueError(f"negative latency in {dataclasses.asdict(built)}")
+    return built
 
 
 def _convert(hint: Any, value: Any) -> Any:
+    """`value` as `hint` says, checked: result files are read from anywhere, so their types are not trusted."""
     if value is None:
         return None
     origin = typing.get_origin(hint)
@@ -266,8 +277,22 @@ def _convert(hint: Any, value: Any) -> Any:
         inner = [a for a in typing.get_args(hint) if a is not type(None)]
         return _convert(inner[0], value) if len(inner) == 1 else value
     if origin is list:
+        if not isinstance(value, list):
+            raise TypeError(f"expected a list, got {value!r:.40}")
         (item,) = typing.get_args(hint)
         return [_convert(item, v) for v in value]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise TypeError(f"expected an object, got {value!r:.40}")
+        return value
     if dataclasses.is_dataclass(hint):
         return build(hint, value)
+    if hint in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise TypeError(f"expected a finite number, got {value!r:.40}")
+        return value
+    if hint is str and not isinstance(value, str):
+        raise TypeError(f"expected text, got {value!r:.40}")
+    if hint is bool and not isinstance(value, bool):
+        raise TypeError(f"expected true or false, got {value!r:.40}")
     return value

@@ -90,7 +90,7 @@ def test_text_from_inputs_is_escaped(run_report, tmp_path):
 def test_bad_report_inputs(cli, tmp_path):
     (tmp_path / "x.json").write_text("{not json")
     (tmp_path / "y.json").write_text(json.dumps({"schema_version": 99, "kind": "bench"}))
-    for name, message in (("x.json", "is not JSON"), ("y.json", "not an rnopt result file"),
+    for name, message in (("x.json", "is not JSON"), ("y.json", "written by a newer rnopt (schema_version 99"),
                           ("missing.json", "does not exist")):
         r = cli("report", tmp_path / name, "-o", tmp_path / "out.html")
         assert r.code == 1 and message in r.err and len(r.err.strip().splitlines()) == 1

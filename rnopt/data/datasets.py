@@ -6,6 +6,7 @@ lazily, so a large folder of ImageNet-size photos never sits in memory at once.
 from __future__ import annotations
 
 import io
+import warnings
 import random
 import zipfile
 from collections.abc import Callable, Iterator
@@ -61,10 +62,14 @@ class ImageDataset:
 
 def _decode(data: bytes, shown: str) -> Image.Image:
     try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # a bomb is refused, not decoded
+            image = Image.open(io.BytesIO(data))
+            image.load()
         return image
-    except (UnidentifiedImageError, OSError) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise RnoptError(f"image {shown} is too large to decode safely ({exc}); remove it") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise RnoptError(f"cannot decode image {shown}: {exc}; remove or replace it") from None
 
 

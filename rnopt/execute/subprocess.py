@@ -26,17 +26,34 @@ _CHILD = "import sys; sys.path.insert(0, sys.argv[1]); from rnopt.execute.worker
 _IMPORT_ROOT = str(Path(__file__).resolve().parents[2])
 
 
+_RUNNING: set[subprocess.Popen] = set()  # workers alive now: stopped with this process (kill_workers)
+
+
+def kill_workers() -> None:
+    """Stop every worker this process started (on SIGTERM/SIGINT: no orphan keeps running)."""
+    for proc in list(_RUNNING):
+        proc.kill()
+
+
 def run_worker(request: dict[str, Any], what: str) -> Any:
     """Send `request` to a fresh worker process; its JSON answer, or a one-line RnoptError."""
+    proc = subprocess.Popen([sys.executable, "-c", _CHILD, _IMPORT_ROOT], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _RUNNING.add(proc)
     try:
-        proc = subprocess.run([sys.executable, "-c", _CHILD, _IMPORT_ROOT], input=json.dumps(request),
-                              capture_output=True, text=True, timeout=WORKER_TIMEOUT_S)
+        stdout, stderr = proc.communicate(json.dumps(request), timeout=WORKER_TIMEOUT_S)
     except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
         raise RnoptError(f"{what} took over {WORKER_TIMEOUT_S} s") from None
-    if proc.returncode != 0 or not proc.stdout.strip():
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+    finally:
+        if proc.poll() is None:  # interrupted: the worker goes with us
+            proc.kill()
+        _RUNNING.discard(proc)
+    if proc.returncode != 0 or not stdout.strip():
+        last = (stderr.strip().splitlines() or ["no output"])[-1]
         raise RnoptError(f"{what} failed: {last[:200]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return json.loads(stdout.strip().splitlines()[-1])
 
 
 class SubprocessExecutor(Executor):

@@ -155,9 +155,14 @@ def create_model(name: str, weights: str | Path | None = None, num_classes: int 
 
 def _classes_in_checkpoint(state: dict[str, torch.Tensor], spec: ModelSpec, path: Path) -> int:
     key = f"{spec.classifier}.weight"
-    if key not in state or state[key].ndim != 2:
+    if key not in state:
         raise RnoptError(f"{path} has no {key} tensor, so it is not a {spec.name} checkpoint "
                          f"(first keys: {', '.join(list(state)[:3])})")
+    if state[key].ndim != 2:
+        raise RnoptError(f"{path}: {key} has shape {tuple(state[key].shape)}, not (classes, features): "
+                         f"it is not a {spec.name} classifier")
+    if state[key].shape[0] == 0:
+        raise RnoptError(f"{path}: {key} has 0 classes: the checkpoint's classifier is empty")
     return int(state[key].shape[0])
 
 

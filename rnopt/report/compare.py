@@ -82,10 +82,14 @@ def _label(r: BenchResult) -> str:
 
 
 def compare_runs(baseline: ReportData, current: ReportData, latency_tolerance: float = 0.10,
-                 accuracy_tolerance: float = 0.005, memory_tolerance: float = 0.10) -> Outcome:
+                 accuracy_tolerance: float = 0.005, memory_tolerance: float = 0.10,
+                 allow_missing: bool = False) -> Outcome:
+    """Every change, and the regressions among them. A gate that cannot compare fails: no result in the
+    current run, no variant in common, a non-finite figure, or (unless `allow_missing`) a variant missing."""
     outcome = Outcome(environment_differences=environment_differences(baseline, current))
     base = {_key(r): r for r in baseline.bench}
     cur = {_key(r): r for r in current.bench}
+    _refuse_what_cannot_be_compared(baseline, current, base, cur, outcome)
     for key in list(base) + [k for k in cur if k not in base]:
         if key in base and key in cur:
             row = latency_verdict(base[key], cur[key], latency_tolerance)
@@ -95,6 +99,8 @@ def compare_runs(baseline: ReportData, current: ReportData, latency_tolerance: f
                          cur[key].latency_ms.p50 if key in cur else None, None, None,
                          "new" if key in cur else "missing")
         outcome.rows.append(row)
+        if row.verdict == "missing" and not allow_missing:
+            outcome.regressions.append(f"{row.key} is missing from the current run (--allow-missing accepts that)")
         if row.verdict == "slower":
             outcome.regressions.append(f"{row.key} is {row.change:.1%} slower")
         memory = memory_verdict(base[key], cur[key], memory_tolerance) if key in base and key in cur else None
@@ -106,12 +112,28 @@ def compare_runs(baseline: ReportData, current: ReportData, latency_tolerance: f
     return outcome
 
 
+def _refuse_what_cannot_be_compared(baseline: ReportData, current: ReportData, base: dict, cur: dict,
+                                    outcome: Outcome) -> None:
+    if (baseline.bench or baseline.evals) and not (current.bench or current.evals):
+        outcome.regressions.append("the current run has no results at all")
+    elif base and cur and not set(base) & set(cur):
+        outcome.regressions.append("the two runs share no variant (model, backend, device, precision, batch): "
+                                   "nothing was compared")
+    for r in current.bench:
+        figures = (r.latency_ms.p50, r.latency_ms.mean, r.throughput_ips)
+        if not all(math.isfinite(x) and x > 0 for x in figures):
+            outcome.regressions.append(f"{_label(r)} has a non-finite or non-positive latency or throughput")
+
+
 def _compare_accuracy(baseline: ReportData, current: ReportData, tolerance: float, outcome: Outcome) -> None:
     base = {(e.dataset, r.model): r.top1 for e in baseline.evals for r in e.results}
     for section in current.evals:
         for r in section.results:
             before = base.get((section.dataset, r.model))
             if before is None:
+                continue
+            if not math.isfinite(r.top1):
+                outcome.regressions.append(f"{r.model} | {section.dataset} has a non-finite top-1")
                 continue
             change = r.top1 - before
             verdict = "same" if abs(change) <= tolerance else ("less accurate" if change < 0 else "more accurate")

@@ -59,6 +59,9 @@ class ReportData:
 
 def from_payload(payload: dict[str, Any], source: str) -> ReportData:
     version = payload.get("schema_version") if isinstance(payload, dict) else None
+    if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
+        raise RnoptError(f"{source} was written by a newer rnopt (schema_version {version}; this one reads "
+                         f"{' and '.join(map(str, READABLE_VERSIONS))}): upgrade rnopt to read it")
     if version not in READABLE_VERSIONS:
         raise RnoptError(f"{source} is not an rnopt result file (schema_version "
                          f"{' or '.join(map(str, READABLE_VERSIONS))} expected)")

@@ -17,7 +17,8 @@ import openvino as ov
 
 from rnopt.backends.base import Backend, ModelFile, ModelInput, RunSettings, Session
 from rnopt.backends.openvino.config import OpenVinoConfig
-from rnopt.errors import RnoptError, first_line
+from rnopt.errors import RnoptError
+from rnopt.openvino_io import read_model, reason
 
 # rnopt precision name -> OpenVINO INFERENCE_PRECISION_HINT
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
@@ -55,14 +56,17 @@ class OpenVinoSession(Session):
 
     def compiled_for(self, shape: tuple[int, ...]) -> Any:
         if shape not in self._compiled:
-            model = self.core.read_model(str(self.model_path))
+            try:
+                model = read_model(self.core, str(self.model_path))
+            except RuntimeError as exc:
+                raise RnoptError(f"OpenVINO cannot read {self.model_path.name}: {exc}") from None
             model.reshape(list(shape))
             start = time.perf_counter()
             try:
                 self._compiled[shape] = self.core.compile_model(model, self.ov_device, self.config)
             except RuntimeError as exc:
                 raise RnoptError(f"OpenVINO cannot compile {self.model_path.name} for {self.ov_device}: "
-                                 f"{first_line(exc)}") from None
+                                 f"{reason(exc)}") from None
             self.load_time_s = self.load_time_s or time.perf_counter() - start
             self.precision = runtime_precision(self._compiled[shape])
         return self._compiled[shape]
