@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from rnopt.backends.base import ModelFile, ModelInput, TorchModel
 from rnopt.errors import RnoptError
 from rnopt.fileio import readable_file, sha256_of
+from rnopt.notices import notice
 
 if TYPE_CHECKING:
     from rnopt.models.registry import LoadedModel
@@ -63,8 +64,11 @@ def artifact_for(arg: str, weights: str | None = None, num_classes: int | None =
 
     path = Path(arg)
     if path.suffix in MODEL_SUFFIXES or (path.exists() and not is_model_name(arg)):
-        if weights:
-            raise RnoptError(f"--weights applies to built-in model names, not to the model file {arg}")
+        given = [flag for flag, value in (("--weights", weights), ("--num-classes", num_classes), ("--labels", labels))
+                 if value]
+        if given:
+            raise RnoptError(f"{', '.join(given)} applies to built-in model names, not to the model file {arg} "
+                             f"(its classes are in its metadata: export it again to change them)")
         meta = open_model_file(path).meta  # a clear error now for a missing or broken file
         if head not in (None, meta.head) or (normalize and not meta.normalize):
             raise RnoptError(f"{arg} outputs {meta.head}{' (L2-normalised)' if meta.normalize else ''}: --head and "
@@ -135,16 +139,31 @@ class ArtifactStore:
 
     def onnx_file(self, artifact: ArtifactSpec) -> ModelFile:
         """The built-in model exported to ONNX, checked, and cached on disk under its key."""
-        from rnopt.export import export_model
-
         if artifact not in self._files:
             loaded = self.loaded(artifact)
-            path = (self.root or cache_dir()) / f"{self.cache_key(artifact, loaded)}.onnx"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if not path.exists():
-                export_model(loaded, path, artifact.opset, None if artifact.dynamic_batch else 1)
-            self._files[artifact] = open_model_file(path)
+            folder = self.root or cache_dir()
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise RnoptError(f"cannot use the ONNX cache folder {folder} ({exc.strerror}): set RNOPT_CACHE_DIR "
+                                 f"to a writable folder") from None
+            path = folder / f"{self.cache_key(artifact, loaded)}.onnx"
+            self._files[artifact] = self._cached_or_exported(loaded, artifact, path)
         return self._files[artifact]
+
+    @staticmethod
+    def _cached_or_exported(loaded: LoadedModel, artifact: ArtifactSpec, path: Path) -> ModelFile:
+        """The cached export, or a fresh one; a cache entry that no longer reads (truncated, overwritten) is
+        exported again rather than failing every later run."""
+        from rnopt.export import export_model
+
+        if path.exists():
+            try:
+                return open_model_file(path)
+            except RnoptError:
+                notice(f"the cached export {path} was unreadable: exported again")
+        export_model(loaded, path, artifact.opset, None if artifact.dynamic_batch else 1)
+        return open_model_file(path)
 
     @staticmethod
     def cache_key(artifact: ArtifactSpec, loaded: LoadedModel) -> str:

@@ -116,12 +116,39 @@ def _block(session: Session, prepared: object) -> list[float]:
     return samples
 
 
+# A ResNet's input plus the activations a runtime keeps at its peak, per image, as a multiple of the input:
+# measured here (rnopt/memory.py, ResNet-20 batch 1 vs 64 on ORT): about 16x; 20x leaves room.
+ACTIVATION_FACTOR = 20
+
+
+def available_memory_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo (Linux), else None."""
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_batch_fits(batch: int, input_size: int, what: str = "--batch-size") -> None:
+    """Refuse, before allocating anything, a batch whose inputs and activations cannot fit in memory."""
+    need = batch * 3 * input_size * input_size * 4 * ACTIVATION_FACTOR
+    have = available_memory_bytes()
+    if have is not None and need > 0.8 * have:
+        raise RnoptError(f"{what} {batch} at {input_size}x{input_size} needs about {need / 2**30:.1f} GiB for its "
+                         f"inputs and activations; {have / 2**30:.1f} GiB are available: use a smaller {what}")
+
+
 def bench_variants(variants: list[Variant], config: BenchConfig,
                    on_round: Callable[[str], None] | None = None) -> list[BenchResult]:
     """Time every variant at every batch size; variants are interleaved within a batch size."""
     results: dict[tuple[int, int], BenchResult] = {}  # (variant index, batch size) -> result
     rng = np.random.default_rng(0)
     for batch in config.batch_sizes:
+        for size in {v.input_size for v in variants}:
+            check_batch_fits(batch, size)
         prepared, first_ms = [], []
         for v in variants:
             data = rng.standard_normal((batch, 3, v.input_size, v.input_size), dtype=np.float32)

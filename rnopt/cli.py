@@ -16,7 +16,7 @@ from rich.markup import escape
 from rnopt import progress
 from rnopt.errors import Interrupted, RnoptError, first_line
 from rnopt.plan import PRECISIONS, split_list
-from rnopt.report.render import console, err_console, print_table
+from rnopt.report.render import console, err_console, print_table, printable
 from rnopt.results import Record
 
 if TYPE_CHECKING:  # the CLI imports the runtimes only when a command needs them
@@ -94,7 +94,7 @@ def _write_report(args: argparse.Namespace, record: Record) -> None:
 
 def _show_warnings(warnings: list[str]) -> None:
     for w in dict.fromkeys(warnings):
-        err_console.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
+        err_console.print(f"[yellow]warning:[/] {escape(printable(w))}", soft_wrap=True)
 
 
 # ---- commands ---------------------------------------------------------------------------------------------
@@ -209,6 +209,8 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
     _check_outputs(args, args.json)
     if args.scenario == "single-stream":
+        if args.batch_size_given and args.batch_size != [1]:
+            raise RnoptError("--scenario single-stream times batch 1 only: leave out --batch-size (or drop --scenario)")
         args.batch_size = [1]
     elif args.scenario == "offline":
         args.hint = "throughput"
@@ -520,11 +522,11 @@ def main(argv: list[str] | None = None) -> int:
         func(args)
         _show_notices()
     except RnoptError as exc:
-        err_console.print(f"error: {exc}", markup=False, soft_wrap=True)
+        err_console.print(f"error: {printable(str(exc))}", markup=False, soft_wrap=True)
         return 1
     except OSError as exc:  # the system refused (disk full, permissions...): say what, on one line
         where = f" ({exc.filename})" if exc.filename else ""
-        err_console.print(f"error: {exc.strerror or exc}{where}", markup=False, soft_wrap=True)
+        err_console.print(printable(f"error: {exc.strerror or exc}{where}"), markup=False, soft_wrap=True)
         return 1
     except KeyboardInterrupt:
         _stop_workers()

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rnopt.bench import Variant
+from rnopt.bench import Variant, check_batch_fits
 from rnopt.data import ImageDataset, align_labels
 from rnopt.errors import RnoptError
 from rnopt.execute.inprocess import InProcessExecutor
@@ -65,6 +65,7 @@ def evaluate_specs(specs: list[VariantSpec], dataset: ImageDataset, limit: int |
     preprocessing = variants[0].model.preprocessing
     if any(v.model.preprocessing != preprocessing for v in variants):
         raise RnoptError("these models expect different input preprocessing: evaluate them separately")
+    check_batch_fits(batch_size, preprocessing.crop)
     heads = {v.model.head for v in variants}
     if len(heads) > 1:
         raise RnoptError("some of these models output logits and some embeddings: evaluate them separately")

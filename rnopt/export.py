@@ -56,14 +56,16 @@ def meta_for(loaded: LoadedModel) -> ModelMeta:
 # The dynamo exporter emits opset 18+ natively; below that it runs a version converter that fails on
 # ordinary ops (Pad), so older opsets go through the TorchScript exporter, which emits them directly.
 DYNAMO_MIN_OPSET = 18
+MIN_OPSET = 10  # Slice with steps (the CIFAR ResNets' shortcut) exists from opset 10
 
 
 def to_onnx(loaded: LoadedModel, opset: int | None = None, static_batch: int | None = None) -> onnx.ModelProto:
     """Export with a dynamic batch axis unless `static_batch` fixes it."""
     if static_batch is not None and static_batch <= 0:
         raise RnoptError(f"--static-batch must be positive, got {static_batch}")
-    if opset is not None and not 7 <= opset <= onnx.defs.onnx_opset_version():
-        raise RnoptError(f"--opset must be between 7 and {onnx.defs.onnx_opset_version()}, got {opset}")
+    if opset is not None and not MIN_OPSET <= opset <= onnx.defs.onnx_opset_version():
+        raise RnoptError(f"--opset must be between {MIN_OPSET} and {onnx.defs.onnx_opset_version()}, got {opset} "
+                         f"(a ResNet's strided slicing needs opset {MIN_OPSET})")
     example = torch.randn(static_batch or 2, *loaded.spec.input_shape)
     try:
         with _quiet_exporter():
@@ -74,7 +76,8 @@ def to_onnx(loaded: LoadedModel, opset: int | None = None, static_batch: int | N
                 model = _export_dynamo(loaded.module, example, opset, OUTPUT_NAMES[loaded.head],
                                        dynamic=static_batch is None)
     except Exception as exc:  # the exporters raise many internal types; the user needs the first line
-        raise RnoptError(f"ONNX export of {loaded.name} failed: {first_line(exc)}") from None
+        reason = first_line(exc).split("  [Caused by")[0]  # the exporter appends pages of graph IR
+        raise RnoptError(f"ONNX export of {loaded.name} failed: {reason}") from None
     write_meta(model, meta_for(loaded))
     return model
 

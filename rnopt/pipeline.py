@@ -71,8 +71,10 @@ def run_pipeline(opts: RunOptions) -> tuple[Record, Path]:
     store = ArtifactStore()
     loaded = store.loaded(model)
     data_name = opts.data or ("cifar10" if loaded.spec.family == "cifar10" else None)
-    # Fail on bad data before the long steps.
+    # Fail on bad data before the long steps: every image of a user's folder is checked now.
     dataset = load_dataset(data_name) if data_name else None
+    if dataset is not None and opts.data:
+        dataset.subset(opts.eval_limit).verify()
     with progress.task("reading calibration images", CALIB_SIZE) as advance:
         calibration = calibration_data(meta_for(loaded), opts.calib_data, CALIB_SIZE, advance)
     out = _make_run_dir(opts.output, loaded.name)

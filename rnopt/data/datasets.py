@@ -50,6 +50,18 @@ class ImageDataset:
         chosen = sorted(random.Random(seed).sample(range(len(self)), limit))
         return ImageDataset(f"{self.name}[{limit}]", self.class_names, [self.samples[i] for i in chosen])
 
+    def verify(self) -> None:
+        """Every image's header and structure, without decoding pixels: a bad file is named before long work."""
+        for _, read, shown in self.samples:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error", Image.DecompressionBombWarning)
+                    Image.open(io.BytesIO(read())).verify()
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+                raise RnoptError(f"image {shown} is too large to decode safely ({exc}); remove it") from None
+            except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+                raise RnoptError(f"cannot decode image {shown}: {exc}; remove or replace it") from None
+
     def batches(self, batch_size: int, spec: Preprocessing) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield (images NCHW float32, labels int64) batches, preprocessed per `spec`."""
         if batch_size <= 0:

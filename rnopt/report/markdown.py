@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from rnopt.report.document import Bullets, Code, Heading, Paragraph, Plot, build_document
 from rnopt.report.loading import ReportData
-from rnopt.report.render import markdown_table
+from rnopt.report.render import markdown_table, markdown_text, printable
 from rnopt.report.tables import Table
 
 
@@ -11,13 +11,14 @@ def to_markdown(data: ReportData) -> str:
     parts = []
     for block in build_document(data, with_plots=False):
         if isinstance(block, Heading):
-            parts.append(f"{'#' * block.level} {block.text}\n")
+            parts.append(f"{'#' * block.level} {markdown_text(block.text)}\n")
         elif isinstance(block, Paragraph):
-            parts.append(f"**{block.text}**\n" if block.css == "headline" else f"{block.text}\n")
+            text = markdown_text(block.text)
+            parts.append(f"**{text}**\n" if block.css == "headline" else f"{text}\n")
         elif isinstance(block, Bullets):
-            parts.append("\n".join(f"- {item}" for item in block.items) + "\n")
+            parts.append("\n".join(f"- {markdown_text(item)}" for item in block.items) + "\n")
         elif isinstance(block, Code):
-            parts.append("\n".join(f"    {line}" for line in block.lines) + "\n")
+            parts.append("\n".join(f"    {printable(line)}" for line in block.lines) + "\n")
         elif isinstance(block, Table):
             parts.append(markdown_table(block))
         elif isinstance(block, Plot):

@@ -1,7 +1,9 @@
 """Laying out `Table`s for the terminal (rich) and for Markdown."""
 from __future__ import annotations
 
+import html
 import sys
+import unicodedata
 
 from rich.console import Console
 from rich.table import Table as RichTable
@@ -15,18 +17,28 @@ console = Console(highlight=False, width=_WIDTH)
 err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 200)
 
 
+def printable(text: str) -> str:
+    """Control characters (terminal escape sequences in a file or model name) shown as \\xNN, not obeyed."""
+    return "".join(f"\\x{ord(c):02x}" if unicodedata.category(c) == "Cc" and c not in "\n" else c for c in text)
+
+
 def print_table(table: Table) -> None:
-    rich_table = RichTable(title=Text(table.title), title_justify="left", caption=Text(table.note) if table.note else None,
-                           caption_justify="left")
+    rich_table = RichTable(title=Text(printable(table.title)), title_justify="left",
+                           caption=Text(printable(table.note)) if table.note else None, caption_justify="left")
     for i, header in enumerate(table.headers):
         rich_table.add_column(header, justify="left" if i == 0 else "right", overflow="fold")
     for row in table.rows:
-        rich_table.add_row(*(Text(cell) for cell in row))  # Text: a "[openvino]" in a label is not markup
+        rich_table.add_row(*(Text(printable(cell)) for cell in row))  # Text: "[openvino]" in a label is not markup
     console.print(rich_table)
 
 
+def markdown_text(text: str) -> str:
+    """Text from inputs, safe in Markdown: HTML in it (a <script> in a model name) stays text."""
+    return html.escape(printable(text), quote=False)
+
+
 def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return markdown_text(text).replace("|", "\\|").replace("\n", " ")
 
 
 def markdown_table(table: Table, level: int = 3) -> str:
