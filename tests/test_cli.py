@@ -196,14 +196,22 @@ def test_existing_output_is_not_overwritten_without_force(cli, tmp_path, fp32_on
     assert "same file as the input" in r.err
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
 def test_unreadable_file(cli, tmp_path, fp32_onnx):
-    locked = tmp_path / "locked.onnx"
-    locked.write_bytes(fp32_onnx.read_bytes())
-    locked.chmod(0)
-    r = cli("bench", locked)
-    _one_line_error(r)
-    assert "not readable" in r.err
+    """Root reads files whatever their mode, so the unreadable inputs here are a FIFO and a folder named .onnx."""
+    fifo = tmp_path / "pipe.onnx"
+    os.mkfifo(fifo)
+    (tmp_path / "dir.onnx").mkdir()
+    for path in (fifo, tmp_path / "dir.onnx"):
+        r = cli("bench", path)
+        _one_line_error(r)
+        assert "is not a file" in r.err
+    if os.geteuid() != 0:
+        locked = tmp_path / "locked.onnx"
+        locked.write_bytes(fp32_onnx.read_bytes())
+        locked.chmod(0)
+        r = cli("bench", locked)
+        _one_line_error(r)
+        assert "not readable" in r.err
 
 
 def test_outputs_get_the_usual_file_mode(tmp_path):

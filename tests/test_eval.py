@@ -50,6 +50,18 @@ def test_imagenet_preprocessing_resizes_and_crops(tmp_path):
     from rnopt.data import preprocess
     from rnopt.models import get_spec
 
-    image = Image.new("L", (500, 375), 128)  # greyscale, landscape: must become RGB 224x224
+    import numpy as np
+
+    # greyscale, landscape, with a different value in every column: a wrong resize, crop offset or
+    # normalisation moves the numbers
+    ramp = np.tile(np.arange(500, dtype=np.uint8)[None, :] // 2, (375, 1))
+    image = Image.fromarray(ramp, "L")
     x = preprocess(image, get_spec("resnet50").preprocessing)
     assert x.shape == (3, 224, 224) and x.dtype.name == "float32"
+    # by hand: shorter side 375 -> 256 (bilinear, 500 -> 341), centre crop 224 (left offset 58.5 -> 58 or 59)
+    resized = np.asarray(image.convert("RGB").resize((341, 256), Image.BILINEAR), dtype=np.float32) / 255
+    left, top = int(round((341 - 224) / 2)), int(round((256 - 224) / 2))
+    crop = resized[top:top + 224, left:left + 224]
+    mean, std = np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32)
+    expected = ((crop - mean) / std).transpose(2, 0, 1)
+    assert np.abs(x - expected).max() < 1e-5

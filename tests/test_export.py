@@ -39,8 +39,15 @@ def test_static_batch_and_old_opset(tmp_path, resnet20):
     assert not static.dynamic_batch and [c.batch_size for c in static.checks] == [4]
     assert load_onnx(tmp_path / "s.onnx").graph.input[0].type.tensor_type.shape.dim[0].dim_value == 4
     old = export_model(resnet20, tmp_path / "o13.onnx", opset=13)
-    assert old.opset == 13 and old.passed
-    assert onnx.load(str(tmp_path / "o13.onnx")).opset_import[0].version == 13
+    assert old.opset == 13 and onnx.load(str(tmp_path / "o13.onnx")).opset_import[0].version == 13
+    # the old-opset file computes what PyTorch computes (the check's own figures, and an independent run)
+    assert all(c.max_rel_diff < 1e-5 and c.top1_agreement == 1.0 for c in old.checks + static.checks)
+    import torch
+
+    x = np.random.default_rng(7).standard_normal((2, 3, 32, 32), dtype=np.float32)
+    got = create_session(str(tmp_path / "o13.onnx")).run(None, {"input": x})[0]
+    with torch.no_grad():
+        assert np.abs(got - resnet20.module(torch.from_numpy(x)).numpy()).max() < 1e-4
 
 
 def test_failed_check_writes_nothing(tmp_path, resnet20):

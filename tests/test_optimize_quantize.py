@@ -44,7 +44,9 @@ def test_int8_accuracy_within_one_point_on_2000_images(fp32_onnx, int8_onnx):
     assert results[0].n == 2000
     assert results[0].top1 > 0.75
     assert abs(comparison.top1_delta) <= 0.01
-    assert comparison.agreement > 0.95
+    # each model's own output was scored: int8 disagrees on a few images and its logits differ
+    assert 0.95 < comparison.agreement < 1.0 and comparison.max_abs_logit_diff > 0.01
+    assert results[0].top1 != results[1].top1 or comparison.agreement < 1.0
 
 
 def test_quantize_refuses_quantized_and_fused_inputs(tmp_path, fp32_onnx, int8_onnx):
@@ -56,9 +58,26 @@ def test_quantize_refuses_quantized_and_fused_inputs(tmp_path, fp32_onnx, int8_o
     assert not (tmp_path / "q.onnx").exists()
 
 
-def test_entropy_calibration_on_a_small_set(tmp_path, fp32_onnx):
-    result = quantize_file(fp32_onnx, tmp_path / "e.onnx", calib_size=100, recipe=QuantRecipe("entropy"))
-    assert result.calib_size == 100 and result.method == "entropy"
+# Not "entropy": through quantize_static, ONNX Runtime's entropy calibrator keeps as many histogram bins as
+# quantized bins (128 and 128), so it can never clip and picks minmax's ranges (measured: all 37 activation
+# scales identical). Noted on the int8 issue.
+@pytest.mark.parametrize("method", ["percentile"])
+def test_other_calibration_methods_choose_other_ranges(tmp_path, fp32_onnx, method):
+    """The method reaches the calibrator: its activation scales differ from minmax's on the same images."""
+    minmax = quantize_file(fp32_onnx, tmp_path / "m.onnx", calib_size=100)
+    result = quantize_file(fp32_onnx, tmp_path / f"{method}.onnx", calib_size=100, recipe=QuantRecipe(method))
+    assert result.calib_size == minmax.calib_size == 100 and result.method == method
+    assert _activation_scales(tmp_path / f"{method}.onnx") != _activation_scales(tmp_path / "m.onnx")
+
+
+def _activation_scales(path) -> list[float]:
+    import numpy as np
+    from onnx import numpy_helper
+
+    model = load_onnx(path)
+    values = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    return [round(float(values[n.input[1]]), 6) for n in model.graph.node
+            if n.op_type == "QuantizeLinear" and n.input[1] in values and np.ndim(values[n.input[1]]) == 0]
 
 
 def test_calibration_takes_a_flat_folder_of_images(tmp_path, fp32_onnx, image_folder):

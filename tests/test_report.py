@@ -41,9 +41,16 @@ def test_run_writes_html_md_json_from_the_same_content(run_report):
 
 
 def test_samples_are_kept_for_distributions(run_report):
+    import numpy as np
+
     for result in _payload(run_report)["bench"]:
-        assert len(result["samples_ms"]) == result["iterations"]
-        assert min(result["samples_ms"]) == pytest.approx(result["latency_ms"]["min"], abs=1e-3)
+        samples = np.asarray(result["samples_ms"])
+        assert len(samples) == result["iterations"] and len(set(samples.tolist())) > 1
+        stats = result["latency_ms"]
+        assert samples.min() == pytest.approx(stats["min"], abs=1e-3) and samples.max() == pytest.approx(stats["max"], abs=1e-3)
+        assert np.median(samples) == pytest.approx(stats["p50"], rel=1e-3)
+        assert np.percentile(samples, 90) == pytest.approx(stats["p90"], rel=1e-3)
+        assert samples.mean() == pytest.approx(stats["mean"], rel=1e-3)
 
 
 def test_headline_recommends_fast_variant_within_accuracy_budget(run_report):
@@ -82,9 +89,17 @@ def test_text_from_inputs_is_escaped(run_report, tmp_path):
     payload["bench"][0]["model"] = evil
     payload["evals"][0]["results"][0]["model"] = evil
     payload["command"] = "rnopt run </pre><script>alert(2)</script>"
+    payload["warnings"] = ["<script>alert(3)</script>"]
+    payload["model"]["name"] = "<script>alert(4)</script>"  # the title and the first heading
+    for result in payload["bench"]:  # every variant named so: the headline names one
+        result["model"] = evil
     html = to_html(from_payload(payload, "evil"))
     assert evil not in html and "<script>" not in html and "<img" not in html
     assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;&amp;" in html
+    assert "<title>rnopt report: &lt;script&gt;alert(4)&lt;/script&gt;</title>" in html
+    assert "&lt;script&gt;alert(3)&lt;/script&gt;" in html  # the warning, escaped
+    headline = html.split('class="headline"')[1].split("</p>")[0]
+    assert "Recommended: &lt;img" in headline
 
 
 def test_bad_report_inputs(cli, tmp_path):
@@ -103,9 +118,18 @@ def test_pareto_front():
 
 # ---- compare-runs -------------------------------------------------------------------------------------
 
-def test_identical_runs_pass_the_gate(cli, run_report):
+def test_identical_runs_pass_the_gate(cli, run_report, tmp_path):
     r = cli("compare-runs", run_report / "report.json", run_report / "report.json")
     assert r.code == 0 and "no regression" in r.out and "slower" not in r.out
+    # a faster current run passes too, and the same pair the other way round fails
+    payload = _payload(run_report)
+    for result in payload["bench"]:
+        result["p50_ci"] = 0.01
+    (tmp_path / "base.json").write_text(json.dumps(payload))
+    (tmp_path / "fast.json").write_text(json.dumps(_slowed(payload, 0.5)))
+    r = cli("compare-runs", tmp_path / "base.json", tmp_path / "fast.json")
+    assert r.code == 0 and "faster" in r.out
+    assert cli("compare-runs", tmp_path / "fast.json", tmp_path / "base.json").code == 1
 
 
 def _slowed(payload: dict, factor: float) -> dict:

@@ -6,6 +6,8 @@ rnopt metadata), so the ranges match what the model sees in deployment.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -63,9 +65,10 @@ class OrtStaticQuantizer(Quantizer):
             try:
                 quant_pre_process(str(source), str(prepped), skip_symbolic_shape=False)
                 reader = _ImageReader(calibration, model.graph.input[0].name, on_batch)
-                quantize_static(str(prepped), str(quantized), reader, quant_format=QuantFormat.QDQ,
-                                per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                                calibrate_method=METHODS[recipe.method])
+                with contextlib.redirect_stdout(io.StringIO()):  # its histogram calibrators print progress
+                        quantize_static(str(prepped), str(quantized), reader, quant_format=QuantFormat.QDQ,
+                                    per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                                    calibrate_method=METHODS[recipe.method])
             except RnoptError:
                 raise
             except Exception as exc:
