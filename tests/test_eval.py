@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from conftest import loaded_variant
@@ -56,11 +58,16 @@ def test_imagenet_preprocessing_resizes_and_crops(tmp_path):
     # normalisation moves the numbers
     ramp = np.tile(np.arange(500, dtype=np.uint8)[None, :] // 2, (375, 1))
     image = Image.fromarray(ramp, "L")
+    photos = sorted((Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-sample").glob("*.JPEG"))
+    if photos:  # a real greyscale or colour photo where ../shared is present (CI has it), else the ramp
+        image = Image.open(photos[0])
     x = preprocess(image, get_spec("resnet50").preprocessing)
     assert x.shape == (3, 224, 224) and x.dtype.name == "float32"
-    # by hand: shorter side 375 -> 256 (bilinear, 500 -> 341), centre crop 224 (left offset 58.5 -> 58 or 59)
-    resized = np.asarray(image.convert("RGB").resize((341, 256), Image.BILINEAR), dtype=np.float32) / 255
-    left, top = int(round((341 - 224) / 2)), int(round((256 - 224) / 2))
+    # by hand: shorter side -> 256 (bilinear), centre crop 224
+    w, h = image.size
+    size = (256, int(256 * h / w)) if w <= h else (int(256 * w / h), 256)
+    resized = np.asarray(image.convert("RGB").resize(size, Image.BILINEAR), dtype=np.float32) / 255
+    left, top = int(round((size[0] - 224) / 2)), int(round((size[1] - 224) / 2))
     crop = resized[top:top + 224, left:left + 224]
     mean, std = np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32)
     expected = ((crop - mean) / std).transpose(2, 0, 1)

@@ -48,11 +48,13 @@ def bench_table(results: list[BenchResult]) -> Table:
              str(r.batch_size) + (f" x{r.streams}" if r.streams > 1 else ""), str(r.threads), str(r.iterations),
              f"{r.latency_ms.mean:.3f}", f"{r.latency_ms.p50:.3f}", ci_cell(r), f"{r.latency_ms.p90:.3f}",
              f"{r.latency_ms.p99:.3f}", f"{r.latency_ms.min:.3f}", f"{r.latency_ms.max:.3f}",
-             f"{r.cv:.1%}" + (" !" if r.warnings else ""), f"{r.throughput_ips:,.0f}",
+             f"{r.cv:.1%}" + (" !" if r.warnings else ""),
+             f"{r.outlier_share:.1%}" if r.outlier_share is not None else "", f"{r.throughput_ips:,.0f}",
              f"{r.peak_rss_mb:,.0f}" if r.peak_rss_mb else ""]
             + [_mb_cell(get(r)) for _, get in optional] for r in results]
     headers = ["model", "backend", "device", "precision", "batch", "threads", "iters", "mean ms", "p50 ms",
-               "p50 95% CI", "p90 ms", "p99 ms", "min ms", "max ms", "cv", "images/s", "peak RSS MB"]
+               "p50 95% CI", "p90 ms", "p99 ms", "min ms", "max ms", "cv", "calls >3x p50", "images/s",
+               "peak RSS MB"]
     note = ("p50 95% CI: the median's confidence interval, as ± its half-width (order statistics); "
             "! = see warnings; peak RSS: the benchmarking process, all variants together")
     if any(header == "memory MB" for header, _ in optional):
