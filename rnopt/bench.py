@@ -226,11 +226,6 @@ def _result(v: Variant, batch: int, blocks: list[list[float]], first_ms: float, 
     return result
 
 
-def is_noisy(result: BenchResult) -> bool:
-    """The median is imprecise (interval over NOISY_CI) or moved during the run (drift)."""
-    return (result.p50_ci is not None and result.p50_ci > NOISY_CI) or result.drift_detected
-
-
 def summarize_warnings(results: list[BenchResult]) -> list[str]:
     """One line per kind of problem across all results, for the screen and the report's top level."""
     lines = []

@@ -7,7 +7,6 @@ name, or is skipped and listed with `skip_bad`. The output is one .npz: `vectors
 """
 from __future__ import annotations
 
-import io
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +17,7 @@ import numpy as np
 
 from rnopt.bench import Variant
 from rnopt.data import ImageDataset, preprocess
-from rnopt.data.datasets import _decode
+from rnopt.data.datasets import decode_image
 from rnopt.errors import RnoptError
 from rnopt.fileio import atomic_path
 
@@ -49,7 +48,7 @@ def _decoded(dataset: ImageDataset, variant: Variant, skip_bad: bool,
     spec = variant.model.preprocessing
     for label, read, shown in dataset.samples:
         try:
-            yield preprocess(_decode(read(), shown), spec), label, _relative(shown, dataset.name)
+            yield preprocess(decode_image(read(), shown), spec), label, _relative(shown, dataset.name)
         except (RnoptError, OSError, ValueError) as exc:
             if not skip_bad:
                 raise RnoptError(f"{exc} (or pass --skip-bad to skip bad images)") from None
@@ -94,8 +93,6 @@ def write_vectors(output: str | Path, embedded: Embedded, dataset: ImageDataset,
             "spec": variant.spec.to_dict(), "precision_ran": variant.session.precision}
     labelled = dataset.class_names != ["unlabelled"]
     with atomic_path(output) as tmp, open(tmp, "wb") as f:
-        buffer = io.BytesIO()
-        np.savez(buffer, vectors=embedded.vectors, paths=np.asarray(embedded.paths),
+        np.savez(f, vectors=embedded.vectors, paths=np.asarray(embedded.paths),
                  labels=embedded.labels if labelled else np.zeros(0, np.int64),
                  class_names=np.asarray(dataset.class_names if labelled else []), meta=np.asarray(json.dumps(meta)))
-        f.write(buffer.getvalue())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from rnopt.backends import BACKEND_NAMES, config_class
+from rnopt.backends import BACKEND_NAMES, RuntimeConfig, config_class
 from rnopt.errors import RnoptError
 from rnopt.spec import DEVICES, ArtifactSpec, VariantSpec
 
@@ -28,7 +28,7 @@ def check_names(names: Iterable[str], known: Iterable[str], what: str) -> list[s
     return names
 
 
-def runtime_config(runtime: str, options: dict[str, dict[str, Any]] | None):  # noqa: ANN201 - a RuntimeConfig
+def runtime_config(runtime: str, options: dict[str, dict[str, Any]] | None) -> RuntimeConfig:
     return config_class(runtime).from_dict((options or {}).get(runtime, {}))
 
 

@@ -240,11 +240,6 @@ class Record:
     def from_dict(cls, payload: dict[str, Any]) -> "Record":
         return build(cls, payload)
 
-    def bench_by_spec(self) -> dict[str, list[BenchResult]]:
-        grouped: dict[str, list[BenchResult]] = {}
-        for r in self.bench:
-            grouped.setdefault(r.spec_id, []).append(r)
-        return grouped
 
 
 def build(cls: type, data: Any) -> Any:

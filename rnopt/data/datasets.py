@@ -5,9 +5,10 @@ lazily, so a large folder of ImageNet-size photos never sits in memory at once.
 """
 from __future__ import annotations
 
+import contextlib
 import io
-import warnings
 import random
+import warnings
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -53,14 +54,8 @@ class ImageDataset:
     def verify(self) -> None:
         """Every image's header and structure, without decoding pixels: a bad file is named before long work."""
         for _, read, shown in self.samples:
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("error", Image.DecompressionBombWarning)
-                    Image.open(io.BytesIO(read())).verify()
-            except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-                raise RnoptError(f"image {shown} is too large to decode safely ({exc}); remove it") from None
-            except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-                raise RnoptError(f"cannot decode image {shown}: {exc}; remove or replace it") from None
+            with _named_image_errors(shown):
+                Image.open(io.BytesIO(read())).verify()
 
     def batches(self, batch_size: int, spec: Preprocessing) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield (images NCHW float32, labels int64) batches, preprocessed per `spec`."""
@@ -68,17 +63,24 @@ class ImageDataset:
             raise RnoptError(f"batch size must be positive, got {batch_size}")
         for start in range(0, len(self), batch_size):
             chunk = self.samples[start:start + batch_size]
-            images = np.stack([preprocess(_decode(read(), shown), spec) for _, read, shown in chunk])
+            images = np.stack([preprocess(decode_image(read(), shown), spec) for _, read, shown in chunk])
             yield images, np.asarray([label for label, _, _ in chunk], dtype=np.int64)
 
 
-def _decode(data: bytes, shown: str) -> Image.Image:
+def decode_image(data: bytes, shown: str) -> Image.Image:
+    with _named_image_errors(shown):
+        image = Image.open(io.BytesIO(data))
+        image.load()
+        return image
+
+
+@contextlib.contextmanager
+def _named_image_errors(shown: str) -> Iterator[None]:
+    """Any way an image fails to open, as one line naming it; a decompression bomb is refused, not decoded."""
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)  # a bomb is refused, not decoded
-            image = Image.open(io.BytesIO(data))
-            image.load()
-        return image
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise RnoptError(f"image {shown} is too large to decode safely ({exc}); remove it") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
