@@ -90,6 +90,8 @@ def hostile(tmp_path_factory, fp32_onnx, int8_onnx):
     (t / "bomb" / "a").mkdir(parents=True)
     Image.new("1", (20000, 20000)).save(t / "bomb" / "a" / "huge.png")  # 400 Mpixels, a few kB on disk
     (t / "labels.txt").write_text("\n".join(f"c{i}" for i in range(10)))
+    (t / "labels5.txt").write_text("\n".join(f"c{i}" for i in range(5)))
+    (t / "nolabels.txt").write_text("\n\n")
     state = torch.load(t / "w.th", weights_only=True, map_location="cpu")["state_dict"]
     zero = {**state, "module.linear.weight": state["module.linear.weight"][:0], "module.linear.bias": state["module.linear.bias"][:0]}
     torch.save({"state_dict": zero}, t / "zero.th")
@@ -147,6 +149,9 @@ CASES = [
     ("xml-without-bin", ["bench", "{t}/nobin/m.xml", "--backend", "openvino", "--json", "{out}"], 1, "bin file cannot be found", [], []),
     ("fake-xml", ["bench", "{t}/fake.xml", "--backend", "openvino", "--json", "{out}"], 1, "Unable to read the model", [], []),
     ("escape-in-name", ["optimize", "{t}/esc\x1b[31mname.onnx", "-o", "{t}/esc\x1b[31mname.onnx", "--force"], 1, "\\x1b[31m", [], []),
+    ("labels-wrong-count", ["export", "resnet20_cifar10", "--labels", "{t}/labels5.txt", "-o", "{out}"], 1, "names 5 classes but the model has 10", [], []),
+    ("labels-empty", ["export", "resnet20_cifar10", "--labels", "{t}/nolabels.txt", "-o", "{out}"], 1, "is empty", [], []),
+    ("labels-missing", ["eval", "resnet20_cifar10", "--labels", "{t}/none.txt", "--json", "{out}"], 1, "does not exist", [], []),
     # hostile metadata and graphs
     ("meta-huge-input", ["eval", "{t}/huge.onnx", "--limit", "10", "--json", "{out}"], 1, "input_size 40000", [], []),
     ("meta-bad-json", ["eval", "{t}/badjson.onnx", "--limit", "10", "--json", "{out}"], 1, "malformed rnopt metadata", [], []),
