@@ -103,6 +103,6 @@ def test_bench_json_records_the_interval_and_the_rounds(cli, tmp_path, fp32_onnx
     [res] = json.loads((tmp_path / "b.json").read_text())["bench"]
     low, high = res["p50_ci_ms"]
     half_width = (high - low) / 2 / res["latency_ms"]["p50"]
-    assert low <= res["latency_ms"]["p50"] <= high and res["p50_ci"] == pytest.approx(half_width, rel=1e-3)
+    assert low <= res["latency_ms"]["p50"] <= high and res["p50_ci"] == pytest.approx(half_width, rel=1e-6)
     assert res["rounds"] == 3 and res["converged"] is True and "order statistics" in res["ci_method"]
     assert "p50 95% CI" in r.out and f"±{res['p50_ci']:.1%}" in r.out
