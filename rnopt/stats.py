@@ -70,7 +70,10 @@ def drift(round_medians: list[float]) -> Drift | None:
     if third < 2:
         return None
     first, last, level = np.median(rounds[:third]), np.median(rounds[-third:]), np.median(rounds)
-    one_round = 1.4826 * np.median(np.abs(np.diff(rounds))) / math.sqrt(2) / level  # sd of one round's median
+    half = len(rounds) // 2
+    # The quieter half sets the noise: a machine that turns erratic half-way has changed state, which is drift.
+    spread = min(np.median(np.abs(np.diff(rounds[:half]))), np.median(np.abs(np.diff(rounds[half:]))))
+    one_round = 1.4826 * spread / math.sqrt(2) / level  # sd of one round's median
     standard_error = 1.2533 * one_round / math.sqrt(third) * math.sqrt(2)  # of the difference of two thirds' medians
     return Drift(float(last / first - 1), float(3 * standard_error))
 

