@@ -23,6 +23,7 @@ from rnopt.spec import ArtifactSpec, VariantSpec, spec_entries
 if TYPE_CHECKING:
     from rnopt.data import ImageDataset
     from rnopt.execute.inprocess import InProcessExecutor
+    from rnopt.quantize.base import QuantRecipe
 
 Progress = Callable[[str], None]
 Advance = Callable[[int], None]
@@ -56,11 +57,13 @@ def optimize(source: str | Path, output: str | Path, level: str = "extended", co
 
 
 def quantize(source: str | Path, output: str | Path, toolkit: str = "onnxruntime", calib_data: str | None = None,
-             calib_size: int = 500, method: str = "minmax", on_batch: Advance | None = None,
+             calib_size: int = 500, recipe: "QuantRecipe | str" = "minmax", on_batch: Advance | None = None,
              command: str = "") -> Record:
+    """int8 with `toolkit`; `recipe` is a QuantRecipe, or just a calibration method's name."""
     from rnopt.quantize import QuantRecipe, quantize_file
 
-    result = quantize_file(source, output, toolkit, calib_data, calib_size, QuantRecipe(method), on_batch)
+    recipe = QuantRecipe(recipe) if isinstance(recipe, str) else recipe
+    result = quantize_file(source, output, toolkit, calib_data, calib_size, recipe, on_batch)
     return Record("quantize", command, quantizations=[result])
 
 

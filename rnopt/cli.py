@@ -151,13 +151,25 @@ def cmd_quantize(args: argparse.Namespace) -> None:
     from rnopt import api
     from rnopt.report.tables import quantize_table
 
+    from rnopt.quantize import QuantRecipe
+
     weights_file = Path(args.output).with_suffix(".bin") if args.backend == "openvino" else None
     _check_outputs(args, args.output, args.json, weights_file)
-    if args.backend == "openvino" and args.method != "minmax":
-        raise RnoptError("--method applies to the onnxruntime quantizer; NNCF chooses its own ranges")
+    recipe = QuantRecipe(args.method, args.percentile, not args.per_tensor, args.symmetric_activations,
+                         args.weight_type, args.activation_type, args.reduce_range,
+                         tuple(p for item in args.exclude or [] for p in split_list(item, "node name")))
+    if args.backend == "openvino" and recipe != QuantRecipe():
+        raise RnoptError("--method, --percentile, --per-tensor, --symmetric-activations, --weight-type, "
+                         "--activation-type, --reduce-range and --exclude apply to the onnxruntime quantizer; "
+                         "NNCF chooses its own")
     with progress.task("calibrating", args.calib_size) as advance:
-        record = api.quantize(args.input, args.output, args.backend, args.calib_data, args.calib_size, args.method,
+        record = api.quantize(args.input, args.output, args.backend, args.calib_data, args.calib_size, recipe,
                               advance, args.command_line)
+    result = record.quantizations[0]
+    if result.reduce_range and args.reduce_range is None:
+        record.warnings.append("reduce-range is on (7-bit weights): this CPU has no VNNI/AMX, where full 8-bit "
+                               "weights can saturate; --no-reduce-range turns it off")
+    _show_warnings(record.warnings)
     if not args.quiet:
         print_table(quantize_table(record.quantizations[0]))
     _write_report(args, record)
@@ -432,7 +444,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
     p.add_argument("--calib-data", metavar="DIR|cifar10-calib", help="calibration images (default: bundled for CIFAR)")
     p.add_argument("--calib-size", type=_positive_int, default=500, metavar="N")
-    p.add_argument("--method", choices=["minmax", "entropy", "percentile"], default="minmax")
+    p.add_argument("--method", choices=["minmax", "entropy", "percentile"], default="minmax",
+                   help="activation ranges: minmax (the whole observed range; default), entropy (the range that "
+                        "loses least information; clips rare outliers), percentile (keeps --percentile %% of values)")
+    p.add_argument("--percentile", type=float, default=99.999, metavar="P",
+                   help="with --method percentile: the share of activation values kept (default 99.999)")
+    p.add_argument("--per-tensor", action="store_true",
+                   help="one scale per weight tensor instead of per output channel (smaller, usually less accurate)")
+    p.add_argument("--symmetric-activations", action="store_true",
+                   help="activation ranges centred on zero (some accelerators need it; wastes half the range "
+                        "after a ReLU)")
+    p.add_argument("--weight-type", choices=["s8", "u8"], default="s8", help="weights' int8 type (default s8)")
+    p.add_argument("--activation-type", choices=["s8", "u8"], default="u8",
+                   help="activations' int8 type (default u8: ResNet activations after ReLU are non-negative)")
+    p.add_argument("--reduce-range", action=argparse.BooleanOptionalAction, default=None,
+                   help="7-bit weights, so int8 arithmetic cannot saturate (default: on exactly on CPUs without "
+                        "VNNI/AMX, and said so)")
+    p.add_argument("--exclude", action="append", metavar="NAME|PATTERN[,...]",
+                   help="keep these nodes in float (names or fnmatch patterns, e.g. '/conv1/*' or '*Gemm*'); "
+                        "repeatable")
     p.add_argument("--backend", choices=["onnxruntime", "openvino"], default="onnxruntime",
                    help="onnxruntime: QDQ .onnx; openvino: NNCF, writes OpenVINO IR (.xml + .bin)")
     p.set_defaults(func=cmd_quantize)

@@ -127,6 +127,9 @@ class QuantizeResult:
     size_after_bytes: int
     quantize_time_s: float
     quantizer: str = ""  # the registered quantizer (onnxruntime, openvino)
+    recipe: str = ""  # the whole recipe in one line
+    reduce_range: bool | None = None
+    excluded: list[str] = field(default_factory=list)  # nodes kept in float
 
 
 @dataclass

@@ -58,10 +58,9 @@ def test_quantize_refuses_quantized_and_fused_inputs(tmp_path, fp32_onnx, int8_o
     assert not (tmp_path / "q.onnx").exists()
 
 
-# Not "entropy": through quantize_static, ONNX Runtime's entropy calibrator keeps as many histogram bins as
-# quantized bins (128 and 128), so it can never clip and picks minmax's ranges (measured: all 37 activation
-# scales identical). Noted on the int8 issue.
-@pytest.mark.parametrize("method", ["percentile"])
+# Entropy is the one that needed rnopt to drive ORT's calibrator itself: through quantize_static it keeps as many
+# histogram bins as quantized bins and returns minmax's ranges exactly (rnopt/quantize/onnxruntime.py).
+@pytest.mark.parametrize("method", ["entropy", "percentile"])
 def test_other_calibration_methods_choose_other_ranges(tmp_path, fp32_onnx, method):
     """The method reaches the calibrator: its activation scales differ from minmax's on the same images."""
     minmax = quantize_file(fp32_onnx, tmp_path / "m.onnx", calib_size=100)
@@ -89,3 +88,55 @@ def test_run_refuses_a_model_without_calibration_data_before_working(cli, tmp_pa
     r = cli("run", "--model", "resnet18", "--output", tmp_path / "runs")
     assert r.code == 1 and "pass --calib-data DIR" in r.err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def _initializers(path):
+    from onnx import numpy_helper
+
+    model = load_onnx(path)
+    return model, {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+
+
+def test_per_tensor_symmetric_s8_recipe(tmp_path, fp32_onnx):
+    import numpy as np
+
+    recipe = QuantRecipe(per_channel=False, symmetric_activations=True, activation_type="s8")
+    result = quantize_file(fp32_onnx, tmp_path / "t.onnx", calib_size=100, recipe=recipe)
+    assert (result.per_channel, result.activation_type) == (False, "int8") and "per-tensor" in result.recipe
+    model, values = _initializers(tmp_path / "t.onnx")
+    dq = [n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in values]
+    weight_scales = [values[n.input[1]] for n in dq if values[n.input[0]].ndim == 4]
+    assert weight_scales and all(np.ndim(s) == 0 for s in weight_scales)  # one scale per weight tensor
+    q = [n for n in model.graph.node if n.op_type == "QuantizeLinear" and len(n.input) > 2]
+    assert q and all(values[n.input[2]].dtype == np.int8 and int(values[n.input[2]]) == 0 for n in q)
+
+
+def test_excluded_nodes_stay_float(tmp_path, fp32_onnx):
+    result = quantize_file(fp32_onnx, tmp_path / "x.onnx", calib_size=100, recipe=QuantRecipe(exclude=("*linear*",)))
+    assert result.excluded == ["node_linear"]
+    model, values = _initializers(tmp_path / "x.onnx")
+    [gemm] = [n for n in model.graph.node if n.name == "node_linear"]
+    producers = {o: n.op_type for n in model.graph.node for o in n.output}
+    assert producers.get(gemm.input[1]) != "DequantizeLinear" and gemm.input[1] in values  # float weights
+    with pytest.raises(RnoptError, match="matches no node of the model"):
+        quantize_file(fp32_onnx, tmp_path / "y.onnx", calib_size=50, recipe=QuantRecipe(exclude=("nothing*",)))
+
+
+def test_reduce_range_is_on_exactly_without_int8_acceleration(monkeypatch):
+    from types import SimpleNamespace
+
+    from rnopt import environment
+    from rnopt.quantize.onnxruntime import reduce_range_here
+
+    for accelerated in (True, False):
+        monkeypatch.setattr(environment, "snapshot", lambda a=accelerated: SimpleNamespace(has_int8_acceleration=a))
+        assert reduce_range_here(QuantRecipe()) is (not accelerated)
+        assert reduce_range_here(QuantRecipe(reduce_range=True)) is True
+        assert reduce_range_here(QuantRecipe(reduce_range=False)) is False
+
+
+def test_recipe_options_are_refused_where_they_do_not_apply(cli, tmp_path, fp32_onnx):
+    r = cli("quantize", fp32_onnx, "-o", tmp_path / "m.xml", "--backend", "openvino", "--per-tensor")
+    assert r.code == 1 and "apply to the onnxruntime quantizer" in r.err and not (tmp_path / "m.xml").exists()
+    r = cli("quantize", fp32_onnx, "-o", tmp_path / "m.onnx", "--method", "percentile", "--percentile", "0")
+    assert r.code == 1 and "--percentile must be in (0, 100]" in r.err

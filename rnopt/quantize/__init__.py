@@ -39,8 +39,8 @@ def quantize_file(source: str | Path, output: str | Path, toolkit: str = "onnxru
     from rnopt.quantize.calibration import calibration_data
 
     quantizer = get_quantizer(toolkit)
-    calibration = calibration_data(open_model_file(source).meta, calib_data, calib_size, on_batch)
-    return quantizer.quantize(source, output, calibration, recipe)
+    calibration = calibration_data(open_model_file(source).meta, calib_data, calib_size)
+    return quantizer.quantize(source, output, calibration, recipe, on_batch)
 
 
 __all__ = ["QUANTIZERS", "CalibrationData", "QuantRecipe", "Quantizer", "get_quantizer", "quantize_file"]

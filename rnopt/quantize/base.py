@@ -16,11 +16,42 @@ import numpy as np
 from rnopt.results import QuantizeResult
 
 
+INT8_TYPES = ("s8", "u8")
+
+
 @dataclass(frozen=True)
 class QuantRecipe:
     """How to quantize; each toolkit reads the fields it supports and refuses the others."""
 
     method: str = "minmax"  # calibration: minmax, entropy, percentile (ONNX Runtime)
+    percentile: float = 99.999  # with method percentile: the share of activation values the range keeps
+    per_channel: bool = True  # one weight scale per output channel (per tensor: one per weight)
+    symmetric_activations: bool = False  # activation ranges centred on zero
+    weight_type: str = "s8"
+    activation_type: str = "u8"
+    reduce_range: bool | None = None  # 7-bit weights; None: on exactly where the CPU has no VNNI/AMX
+    exclude: tuple[str, ...] = ()  # node names or fnmatch patterns kept in float
+
+    def __post_init__(self) -> None:
+        from rnopt.errors import RnoptError
+
+        if not 0 < self.percentile <= 100:
+            raise RnoptError(f"--percentile must be in (0, 100], got {self.percentile}")
+        for flag, value in (("--weight-type", self.weight_type), ("--activation-type", self.activation_type)):
+            if value not in INT8_TYPES:
+                raise RnoptError(f"{flag} must be s8 or u8, got {value!r}")
+
+    def describe(self) -> str:
+        """The recipe in one line, for the file's history and the report."""
+        parts = [self.method + (f" {self.percentile:g}%" if self.method == "percentile" else ""),
+                 "per-channel" if self.per_channel else "per-tensor",
+                 f"weights {self.weight_type}, activations {self.activation_type}"
+                 + (" symmetric" if self.symmetric_activations else "")]
+        if self.reduce_range:
+            parts.append("reduce-range")
+        if self.exclude:
+            parts.append(f"float: {', '.join(self.exclude)}")
+        return "; ".join(parts)
 
 
 @dataclass

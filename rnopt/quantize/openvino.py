@@ -34,8 +34,9 @@ class NncfQuantizer(Quantizer):
         except ImportError as exc:
             raise RnoptError(f"OpenVINO int8 needs NNCF and OpenVINO ({exc.name} is missing): "
                              f"pip install nncf openvino") from None
-        if recipe.method != "minmax":
-            raise RnoptError("--method applies to the onnxruntime quantizer; NNCF chooses its own ranges")
+        if recipe != QuantRecipe():
+            raise RnoptError(f"the recipe {recipe.describe()!r} applies to the onnxruntime quantizer; NNCF chooses "
+                             f"its own ranges and types")
         if Path(output).suffix != self.suffix:
             raise RnoptError(f"OpenVINO IR output must end in .xml (the weights go beside it as .bin), got {output}")
         source, output, _, meta = open_float_model(source, output, "quantize")
