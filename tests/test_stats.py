@@ -49,13 +49,14 @@ def _specs(fp32_onnx, int8_onnx):
 
 
 def test_a_competitor_started_half_way_is_named_as_drift(fp32_onnx, int8_onnx):
-    """Two CPU-bound processes start after round 10 of about 30: the medians step up, and the run says so."""
+    """Four CPU-bound processes (on this 2-core machine) start after round 10 of about 30: the medians step up, and
+    the run says so. (With two, ORT's rounds turned bimodal, sometimes faster: the step was not reliable.)"""
     competitors, rounds = [], []
 
     def after_round(note: str) -> None:
         rounds.append(note)
         if len(rounds) == 10:
-            competitors.extend(subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2))
+            competitors.extend(subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(4))
 
     try:
         outcome = InProcessExecutor().bench(_specs(fp32_onnx, int8_onnx),
@@ -65,8 +66,8 @@ def test_a_competitor_started_half_way_is_named_as_drift(fp32_onnx, int8_onnx):
             p.kill()
     assert competitors and all(r.rounds >= 27 for r in outcome.results), "the competitor came too late"
     drifted = [r for r in outcome.results if r.drift_detected]
-    # at least one variant slowed down by more than the noise threshold; under two competitors on two cores a
-    # variant's median can also move the other way (measured: int8 once ran 16 % faster): drift all the same
+    # at least one variant slowed down by more than the noise threshold (measured: +56 % to +104 % for fp32 in
+    # three trials); another may move less, or the other way, under the same load: drift all the same
     assert any(r.drift > NOISY_CI for r in drifted)
     assert all(r.rounds == len(r.round_medians_ms) for r in outcome.results)
     [line] = [w for w in summarize_warnings(outcome.results) if w.startswith("drift")]
