@@ -15,11 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
+from rnopt.backends.base import ModelFile
 from rnopt.bench import Variant
 from rnopt.data import ImageDataset, preprocess
 from rnopt.data.datasets import decode_image
 from rnopt.errors import RnoptError
 from rnopt.fileio import atomic_path
+from rnopt.onnx_model import ModelMeta
 
 
 @dataclass
@@ -87,10 +89,19 @@ def embed_images(variant: Variant, dataset: ImageDataset, batch_size: int = 100,
                     inference, time.perf_counter() - start)
 
 
+def _model_meta(variant: Variant) -> ModelMeta:
+    """The rnopt metadata of the model, a file's own or what exporting the built-in model would record."""
+    if isinstance(variant.model, ModelFile):
+        return variant.model.meta
+    from rnopt.export import meta_for
+
+    return meta_for(variant.model.loaded)
+
+
 def write_vectors(output: str | Path, embedded: Embedded, dataset: ImageDataset, variant: Variant) -> None:
     """One .npz, written atomically (np.savez to an open file, so no .npz suffix is appended to the temp name)."""
-    meta = {"model": asdict(variant.model.meta) if hasattr(variant.model, "meta") else {"model": variant.spec.artifact.source},
-            "spec": variant.spec.to_dict(), "precision_ran": variant.session.precision}
+    meta = {"model": asdict(_model_meta(variant)), "spec": variant.spec.to_dict(),
+            "precision_ran": variant.session.precision}
     labelled = dataset.class_names != ["unlabelled"]
     with atomic_path(output) as tmp, open(tmp, "wb") as f:
         np.savez(f, vectors=embedded.vectors, paths=np.asarray(embedded.paths),

@@ -111,6 +111,11 @@ def test_embed_writes_vectors_and_names_bad_images(cli, tmp_path, feature_files,
     assert details["images_per_s"] > 0
     r = cli("embed", "resnet20_cifar10", folder, "-o", tmp_path / "w.npz")  # logits model: refused
     assert r.code == 1 and "--head features" in r.err
+    r = cli("embed", "resnet20_cifar10", folder, "-o", tmp_path / "t.npz", "--head", "features", "--skip-bad")
+    assert r.code == 0, r.err
+    torch_vectors = np.load(tmp_path / "t.npz")
+    assert json.loads(str(torch_vectors["meta"]))["model"]["head"] == "features"
+    assert np.allclose(torch_vectors["vectors"], data["vectors"], atol=1e-4)  # PyTorch and its ONNX export agree
 
 
 def test_a_damaged_model_loses_retrieval_fidelity(cli, tmp_path, feature_files):
