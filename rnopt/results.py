@@ -130,6 +130,87 @@ class QuantizeResult:
     recipe: str = ""  # the whole recipe in one line
     reduce_range: bool | None = None
     excluded: list[str] = field(default_factory=list)  # nodes kept in float
+    accuracy_aware: AccuracyAwareResult | None = None  # with --max-drop: how the bound was met, step by step
+
+
+@dataclass
+class RevertStep:
+    """One step of accuracy-aware int8: a group of nodes put back to float, and the drop after it."""
+
+    step: int
+    target: str  # the quantized tensor (ORT) or operation (NNCF) whose group was reverted
+    nodes: list[str]  # the nodes that group adds to the float set
+    score: float  # the accuracy measure on the validation data after this step
+    drop: float  # float's score minus this one (points), or relative to float's (%) with drop_type relative
+    kept: bool  # False: it made things no better, so it was undone
+
+
+@dataclass
+class LayerCost:
+    """Latency cost of keeping some layers in float: a model with them reverted vs the full int8 one."""
+
+    label: str
+    reverted: list[str]  # the nodes in float in the timed model
+    p50_ms: float
+    p50_ci: float  # the 95 % interval of that median, as a fraction of it
+    int8_p50_ms: float
+    cost: float  # p50 over the full int8 model's p50, minus 1 (0.05: 5 % slower)
+
+
+@dataclass
+class AccuracyAwareResult:
+    toolkit: str  # onnxruntime (rnopt's greedy loop) or openvino (nncf.quantize_with_accuracy_control)
+    measure: str  # top-1, mAP, cosine
+    bound: str  # the bound in words, e.g. "top-1 drop <= 0.05 points"
+    max_drop: float
+    drop_type: str  # absolute (points) or relative (% of the float model's score)
+    data: str  # the validation data every decision was tuned on
+    images: int
+    float_score: float
+    int8_score: float  # before any revert
+    final_score: float
+    final_drop: float
+    met: bool
+    layers_quantized: int  # quantized compute layers of the full int8 model (M)
+    kept_float: list[str]  # the nodes the final model keeps in float (K of them)
+    steps: list[RevertStep] = field(default_factory=list)
+    runs_float_as: str = ""  # where the reverted layers actually run (e.g. OpenVINO's bf16 on this CPU)
+    test_data: str | None = None  # the untuned final figures
+    test_float_score: float | None = None
+    test_int8_score: float | None = None  # the full int8 model
+    test_score: float | None = None  # the model written
+    layer_costs: list[LayerCost] = field(default_factory=list)
+
+
+@dataclass
+class QuantizerSensitivity:
+    """One quantized tensor: how much error its int8 rounding adds, and (for the worst) what it costs."""
+
+    tensor: str
+    kind: str  # activation or weight
+    order: int  # position in the network (topological)
+    nodes: list[str]  # the nodes that must stay float for this tensor to stay float
+    module: str  # the PyTorch module it came from, where the export recorded it
+    sqnr_db: float  # local: the tensor vs its own quantize-dequantize
+    sqnr_accumulated_db: float | None = None  # float model's tensor vs the int8 model's: all error up to here
+    score_change: float | None = None  # ground truth: measure gained by keeping only this group float (points)
+
+
+@dataclass
+class SensitivityResult:
+    float_model: str
+    int8_model: str
+    data: str
+    images: int  # images the SQNR pass ran on
+    measure: str
+    float_score: float
+    int8_score: float
+    ground_truth_images: int  # images each ground-truth re-validation ran on
+    layers: list[QuantizerSensitivity] = field(default_factory=list)  # in network order
+
+    def ranked(self) -> list[QuantizerSensitivity]:
+        """Worst first: by ground truth where measured (largest gain from keeping float), then by local SQNR."""
+        return sorted(self.layers, key=lambda q: (q.score_change is None, -(q.score_change or 0.0), q.sqnr_db))
 
 
 @dataclass
@@ -232,7 +313,7 @@ class Record:
     bench: list[BenchResult] = field(default_factory=list)
     evals: list[EvalSection] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
-    sensitivity: list[dict[str, Any]] = field(default_factory=list)  # room for per-layer sensitivity
+    sensitivity: list[SensitivityResult] = field(default_factory=list)  # per-layer int8 sensitivity
     embeddings: list[EmbeddingSection] = field(default_factory=list)  # embedding models: retrieval fidelity
     details: dict[str, Any] = field(default_factory=dict)  # listings: models, backends, compare-runs rows
 

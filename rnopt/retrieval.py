@@ -65,6 +65,11 @@ def _average_precision(relevant: np.ndarray) -> np.ndarray:
     return np.where(count > 0, (precision_at_rank * relevant).sum(axis=1) / np.maximum(count, 1), 0.0)
 
 
+def cosines(reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:
+    """Each image's cosine similarity between its two embeddings."""
+    return (_unit(reference) * _unit(candidate)).sum(axis=1)
+
+
 @dataclass
 class Fidelity:
     cosine_mean: float
@@ -75,7 +80,7 @@ class Fidelity:
 
 def fidelity(reference: np.ndarray, candidate: np.ndarray, reference_top: np.ndarray, candidate_top: np.ndarray,
              ks: tuple[int, ...] = KS) -> Fidelity:
-    cosine = (_unit(reference) * _unit(candidate)).sum(axis=1)
+    cosine = cosines(reference, candidate)
     overlap = {}
     for k in ks:
         shared = (candidate_top[:, :k, None] == reference_top[:, None, :k]).any(axis=2).sum(axis=1)

@@ -26,3 +26,4 @@ if __name__ == "__main__":
     shared = Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/data")
     pack(shared / "cifar10-test-jpeg", ASSETS / "cifar10-test.zip")
     pack(shared / "cifar10-calib-jpeg", ASSETS / "cifar10-calib.zip")
+    pack(shared / "cifar10-val-jpeg", ASSETS / "cifar10-val.zip")

@@ -25,11 +25,13 @@ from rnopt.preprocessing import Preprocessing
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
 
-# Bundled sets: name -> (archive, description). The test set is for accuracy, the calibration
-# set (drawn from CIFAR-10's train split, disjoint from the test set) for int8 calibration.
+# Bundled sets: name -> (archive, description). The test set is for the final, reported accuracy; the
+# calibration and validation sets (drawn from CIFAR-10's train split, disjoint from each other and from the
+# test set) are for int8 calibration and for decisions tuned on accuracy (accuracy-aware int8, sensitivity).
 BUNDLED = {
     "cifar10": ("cifar10-test.zip", "CIFAR-10 test set, 10,000 JPEG (q75) re-encodings"),
     "cifar10-calib": ("cifar10-calib.zip", "500 CIFAR-10 train images for calibration, JPEG"),
+    "cifar10-val": ("cifar10-val.zip", "5,000 CIFAR-10 train images for validation (tuning), JPEG"),
 }
 
 

@@ -31,6 +31,7 @@ class QuantRecipe:
     activation_type: str = "u8"
     reduce_range: bool | None = None  # 7-bit weights; None: on exactly where the CPU has no VNNI/AMX
     exclude: tuple[str, ...] = ()  # node names or fnmatch patterns kept in float
+    ranges: tuple[tuple[str, float, float], ...] = ()  # (tensor, min, max): a range set by hand, not calibrated
 
     def __post_init__(self) -> None:
         from rnopt.errors import RnoptError
@@ -40,6 +41,9 @@ class QuantRecipe:
         for flag, value in (("--weight-type", self.weight_type), ("--activation-type", self.activation_type)):
             if value not in INT8_TYPES:
                 raise RnoptError(f"{flag} must be s8 or u8, got {value!r}")
+        for tensor, low, high in self.ranges:
+            if not low < high:
+                raise RnoptError(f"--range {tensor}: the minimum must be below the maximum, got {low:g}, {high:g}")
 
     def describe(self) -> str:
         """The recipe in one line, for the file's history and the report."""
@@ -51,6 +55,8 @@ class QuantRecipe:
             parts.append("reduce-range")
         if self.exclude:
             parts.append(f"float: {', '.join(self.exclude)}")
+        if self.ranges:
+            parts.append("ranges set: " + ", ".join(f"{t}=[{lo:g}, {hi:g}]" for t, lo, hi in self.ranges))
         return "; ".join(parts)
 
 

@@ -10,16 +10,19 @@ import io
 import json
 import logging
 import os
+import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+from rnopt.accuracy import AccuracyBound, AccuracyMeasure, ValidationSet
 from rnopt.errors import RnoptError, first_line
-from rnopt.onnx_model import open_float_model
+from rnopt.onnx_model import open_float_model, read_ir_meta
 from rnopt.quantize.base import CalibrationData, QuantRecipe, Quantizer
-from rnopt.results import QuantizeResult
+from rnopt.results import AccuracyAwareResult, QuantizeResult, RevertStep
 
 
 class NncfQuantizer(Quantizer):
@@ -60,6 +63,157 @@ class NncfQuantizer(Quantizer):
         return QuantizeResult(str(source), str(output), "nncf-default", calibration.name, len(calibration),
                               "OpenVINO IR", True, "uint8/int8", "int8", source.stat().st_size, size_after,
                               time.perf_counter() - start, self.name)
+
+
+    def quantize_accuracy_aware(self, source: str | Path, output: str | Path, calibration: CalibrationData,
+                                bound: AccuracyBound, validation: ValidationSet, test: ValidationSet | None = None,
+                                max_steps: int | None = None, on_progress: Callable[[str], None] | None = None
+                                ) -> QuantizeResult:
+        """int8 IR meeting `bound` on `validation`, by `nncf.quantize_with_accuracy_control`; what NNCF reverted
+        (it reports it only in its log) is read back from its log records."""
+        import nncf
+        import openvino as ov
+
+        say = on_progress or (lambda _: None)
+        plain = self.quantize(source, output, calibration)  # full int8: the baseline the report compares with
+        source, output = Path(source), Path(output)
+        core = ov.Core()
+        float_model = core.read_model(str(source))
+        measure = bound.measure_object()
+        say(f"validating float on {len(validation)} images")
+        reference = _ov_outputs(core.compile_model(float_model, "CPU"), validation.images)
+        validate = _validation_fn(measure, validation, reference)
+        items = nncf.Dataset([(i,) for i in range(len(validation))])
+        float_score = measure.score(reference, validation.labels, reference)
+        full_score = measure.score(_ov_outputs(core.compile_model(str(output), "CPU"), validation.images),
+                                   validation.labels, reference)
+        say("NNCF accuracy control (quantize, rank, revert)")
+        drop_type = nncf.DropType.RELATIVE if bound.drop_type == "relative" else nncf.DropType.ABSOLUTE
+        max_drop = bound.max_drop / 100 if bound.drop_type == "relative" else bound.max_drop
+        advanced = nncf.AdvancedAccuracyRestorerParameters(max_num_iterations=max_steps or sys.maxsize)
+        with _nncf_log() as log:
+            try:
+                with contextlib.redirect_stdout(io.StringIO()):
+                    model = nncf.quantize_with_accuracy_control(
+                        float_model, nncf.Dataset([image[None] for image in calibration.images]), items, validate,
+                        max_drop=max_drop, drop_type=drop_type, subset_size=len(calibration),
+                        advanced_accuracy_restorer_parameters=advanced)
+            except Exception as exc:
+                raise RnoptError(f"NNCF accuracy control on {source} failed: {first_line(exc)}") from None
+        final_score = measure.score(_ov_outputs(core.compile_model(model, "CPU"), validation.images),
+                                    validation.labels, reference)
+        steps, layers, kept = _read_nncf_log(log, bound, float_score, final_score)
+        report = AccuracyAwareResult(
+            self.name, bound.measure, bound.describe(), bound.max_drop, bound.drop_type, validation.name,
+            len(validation), float_score, full_score, final_score, bound.drop(float_score, final_score),
+            bound.met(float_score, final_score), layers, kept, steps, _float_layers_run_as(core))
+        meta = read_ir_meta(output)
+        meta.history[-1] += (f"; accuracy-aware ({bound.describe()} on {validation.name}): "
+                            f"{len(kept)} of {layers} layers float")
+        model.set_rt_info(json.dumps(asdict(meta)), "rnopt")
+        full_path = Path(tempfile.mkdtemp(prefix="rnopt-nncf-")) / "full.xml"
+        try:
+            os.replace(output, full_path)
+            os.replace(output.with_suffix(".bin"), full_path.with_suffix(".bin"))
+            _save_ir_atomically(ov, model, output)
+            if test is not None:
+                say(f"final figures on the untuned test data ({len(test)} images)")
+                test_reference = _ov_outputs(core.compile_model(float_model, "CPU"), test.images)
+                report.test_data, report.test_float_score = test.name, measure.score(test_reference, test.labels,
+                                                                                     test_reference)
+                report.test_int8_score, report.test_score = (
+                    measure.score(_ov_outputs(core.compile_model(str(path), "CPU"), test.images), test.labels,
+                                  test_reference) for path in (full_path, output))
+        finally:
+            shutil.rmtree(full_path.parent, ignore_errors=True)
+        plain.size_after_bytes = output.stat().st_size + output.with_suffix(".bin").stat().st_size
+        plain.accuracy_aware = report
+        plain.excluded = kept
+        return plain
+
+
+def _ov_outputs(compiled, images, batch: int = 250):  # noqa: ANN001, ANN202 - openvino CompiledModel
+    import numpy as np
+
+    return np.concatenate([compiled(images[i:i + batch])[0] for i in range(0, len(images), batch)])
+
+
+def _validation_fn(measure: AccuracyMeasure, validation: ValidationSet, reference):  # noqa: ANN001, ANN202
+    """NNCF's validation function: the measure on the items (validation image indices) it is given, plus each
+    item's own value where the measure has one (NNCF ranks on those)."""
+    def validate(compiled, items):  # noqa: ANN001, ANN202
+        import numpy as np
+
+        index = np.asarray([item[0] for item in items])
+        outputs = _ov_outputs(compiled, validation.images[index])
+        labels, ref = validation.labels[index], reference[index]
+        per_item = measure.per_item(outputs, labels, ref)
+        return measure.score(outputs, labels, ref), (list(per_item) if per_item is not None
+                                                      else [[o] for o in outputs])
+    return validate
+
+
+@contextlib.contextmanager
+def _nncf_log():  # noqa: ANN202
+    """NNCF's INFO records, collected rather than printed (they are where it says what it reverted)."""
+    records: list[str] = []
+
+    class _Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record.getMessage())
+
+    logger = logging.getLogger("nncf")
+    handler, level = _Collect(logging.INFO), logger.level
+    saved = logger.handlers[:]
+    logger.handlers = [handler]
+    logger.setLevel(logging.INFO)
+    try:
+        yield records
+    finally:
+        logger.handlers = saved
+        logger.setLevel(level)
+
+
+def _read_nncf_log(records: list[str], bound: AccuracyBound, float_score: float, final_score: float
+                   ) -> tuple[list[RevertStep], int, list[str]]:
+    """Steps (operations reverted, drop after), the number of quantized operations, and the final float set.
+    NNCF logs no drop for a last step that beat the float model: that step's score is the final model's."""
+    steps: list[RevertStep] = []
+    layers, final = 0, None
+    for message in records:
+        if message.startswith("Total number of quantized operations in the model:"):
+            layers = int(message.rsplit(":", 1)[1])
+        elif message.startswith("Reverted ") and "operations to the floating-point" in message:
+            names = [line.strip() for line in message.splitlines()[1:] if line.strip()]
+            steps.append(RevertStep(len(steps) + 1, names[0] if names else "", names, float("nan"), float("nan"), True))
+        elif steps and (drop := _logged_drop(message)) is not None:
+            scale = 100.0 if bound.drop_type == "relative" else 1.0
+            steps[-1].drop = drop * scale
+            steps[-1].score = bound.score_at(float_score, steps[-1].drop)
+        elif "were reverted back to the floating-point precision" in message:
+            final = [line.strip() for line in message.splitlines()[1:] if line.strip()]
+    kept = final if final is not None else [n for s in steps for n in s.nodes]
+    for step in steps:
+        step.kept = set(step.nodes) <= set(kept)
+    if steps and steps[-1].drop != steps[-1].drop:
+        steps[-1].score, steps[-1].drop = final_score, bound.drop(float_score, final_score)
+    return [s for s in steps if s.drop == s.drop], layers, kept
+
+
+def _logged_drop(message: str) -> float | None:
+    for prefix in ("Accuracy drop with the new quantization scope is ", "Algorithm completed: achieved required "
+                   "accuracy drop "):
+        if message.startswith(prefix):
+            return float(message[len(prefix):].split()[0])
+    return None
+
+
+def _float_layers_run_as(core) -> str:  # noqa: ANN001
+    hint = str(core.get_property("CPU", "INFERENCE_PRECISION_HINT"))
+    if "bf16" in hint or "bfloat16" in hint:
+        return ("OpenVINO runs the reverted layers in bf16 on this CPU (its default inference precision); "
+                "bench with --precision fp32 to run them in full precision")
+    return f"OpenVINO runs the reverted layers in {hint} on this CPU"
 
 
 def _save_ir_atomically(ov, model, output: Path) -> None:  # noqa: ANN001

@@ -1,0 +1,160 @@
+"""Accuracy as one number, higher is better: the measure that accuracy-aware int8 and layer sensitivity bound
+(and that a variant search will). Top-1 for classifiers; for embedding models, retrieval mAP (same-class
+images relevant) or the cosine of each image's embedding to the float model's.
+
+Also the validation images those decisions are tuned on: decoded once, kept in memory, never the test set.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from rnopt.data import align_labels, load_dataset
+from rnopt.errors import RnoptError
+from rnopt.onnx_model import ModelMeta
+from rnopt.retrieval import cosines, search
+
+DECODE_BATCH = 100
+MAX_VALIDATION_BYTES = 4 << 30  # decoded validation images are held in memory: refuse beyond this
+
+
+class AccuracyMeasure(ABC):
+    name: ClassVar[str]
+    unit: ClassVar[str]  # what a drop is counted in
+
+    @abstractmethod
+    def score(self, outputs: np.ndarray, labels: np.ndarray, reference: np.ndarray) -> float:
+        """The model's score from its `outputs` on the validation images (`reference`: the float model's)."""
+
+    def per_item(self, outputs: np.ndarray, labels: np.ndarray, reference: np.ndarray) -> np.ndarray | None:
+        """Each image's own value, where the measure is a mean over images (NNCF ranks layers on these)."""
+        return None
+
+
+class Top1(AccuracyMeasure):
+    name, unit = "top-1", "points"
+
+    def score(self, outputs: np.ndarray, labels: np.ndarray, reference: np.ndarray) -> float:
+        return 100.0 * float((outputs.argmax(axis=1) == labels).mean())
+
+    def per_item(self, outputs: np.ndarray, labels: np.ndarray, reference: np.ndarray) -> np.ndarray:
+        return 100.0 * (outputs.argmax(axis=1) == labels)
+
+
+class RetrievalMAP(AccuracyMeasure):
+    """Mean average precision of exact cosine search, every image a query, same-class images relevant."""
+
+    name, unit = "mAP", "points"
+
+    def score(self, outputs: np.ndarray, labels: np.ndarray, reference: np.ndarray) -> float:
+        return 100.0 * float(search(outputs, labels).average_precision)
+
+
+class MeanCosine(AccuracyMeasure):
+    """Mean cosine between each image's embedding and the float model's: 1 for the float model itself."""
+
+    name, unit = "cosine", ""
+
+    def score(self, outputs: np.ndarray, labels: np.ndarray, reference: np.ndarray) -> float:
+        return float(cosines(reference, outputs).mean())
+
+    def per_item(self, outputs: np.ndarray, labels: np.ndarray, reference: np.ndarray) -> np.ndarray:
+        return cosines(reference, outputs)
+
+
+MEASURES: dict[str, type[AccuracyMeasure]] = {m.name: m for m in (Top1, RetrievalMAP, MeanCosine)}
+
+
+@dataclass(frozen=True)
+class AccuracyBound:
+    """How much worse than float a quantized model may be: `max_drop` in the measure's points (absolute) or in
+    % of the float model's score (relative). A minimum cosine is a drop from the float model's cosine of 1."""
+
+    measure: str = "top-1"
+    max_drop: float = 1.0
+    drop_type: str = "absolute"
+
+    def __post_init__(self) -> None:
+        if self.measure not in MEASURES:
+            raise RnoptError(f"unknown accuracy measure {self.measure!r}: choose one of {', '.join(MEASURES)}")
+        if self.drop_type not in ("absolute", "relative"):
+            raise RnoptError(f"--drop-type must be absolute or relative, got {self.drop_type!r}")
+        if not self.max_drop >= 0:
+            raise RnoptError(f"the maximum drop must be zero or more, got {self.max_drop}")
+
+    @classmethod
+    def min_cosine(cls, value: float) -> "AccuracyBound":
+        if not 0 < value <= 1:
+            raise RnoptError(f"--min-cosine must be in (0, 1], got {value}")
+        return cls("cosine", round(1.0 - value, 12), "absolute")
+
+    def measure_object(self) -> AccuracyMeasure:
+        return MEASURES[self.measure]()
+
+    def drop(self, reference: float, candidate: float) -> float:
+        if self.drop_type == "relative":
+            return 100.0 * (reference - candidate) / reference if reference else 0.0
+        return reference - candidate
+
+    def score_at(self, reference: float, drop: float) -> float:
+        """The score that is `drop` below `reference` (the inverse of `drop`)."""
+        return reference * (1 - drop / 100.0) if self.drop_type == "relative" else reference - drop
+
+    def met(self, reference: float, candidate: float) -> bool:
+        return self.drop(reference, candidate) <= self.max_drop + 1e-9
+
+    def describe(self) -> str:
+        if self.measure == "cosine":
+            return f"mean cosine to float >= {1.0 - self.max_drop:g}"
+        unit = "% of float's" if self.drop_type == "relative" else "points"
+        return f"{self.measure} drop <= {self.max_drop:g} {unit}"
+
+
+def default_measure(meta: ModelMeta) -> str:
+    """Top-1 for classifiers, retrieval mAP for embedding models."""
+    return "mAP" if meta.is_embedding else "top-1"
+
+
+@dataclass
+class ValidationSet:
+    name: str
+    images: np.ndarray  # N x 3 x H x W float32, preprocessed as the model expects
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def batches(self, size: int) -> list[np.ndarray]:
+        return [self.images[i:i + size] for i in range(0, len(self.images), size)]
+
+
+def default_validation_data(meta: ModelMeta) -> str:
+    if meta.input_size == 32 and len(meta.class_names) == 10:
+        return "cifar10-val"
+    raise RnoptError(f"no bundled validation images fit {meta.model} ({meta.input_size}px input): pass --data DIR "
+                     f"with labelled validation images (one sub-folder per class), not the images you test on")
+
+
+def validation_set(meta: ModelMeta, data: str | None, limit: int | None = None,
+                   on_batch: Callable[[int], None] | None = None) -> ValidationSet:
+    """`data` (default: the bundled validation set), a seeded subset of `limit`, decoded and preprocessed once."""
+    name = data or default_validation_data(meta)
+    if name == "cifar10":
+        raise RnoptError("cifar10 is the test set, which stays untuned: tune on cifar10-val (the default) or "
+                         "another validation folder")
+    dataset = align_labels(load_dataset(name), meta.class_names).subset(limit)
+    crop = meta.preprocessing.crop
+    if len(dataset) * 3 * crop * crop * 4 > MAX_VALIDATION_BYTES:
+        raise RnoptError(f"{len(dataset)} validation images of {crop}px would take over "
+                         f"{MAX_VALIDATION_BYTES >> 30} GiB decoded: pass --limit N for a subset")
+    images, labels = [], []
+    for batch, batch_labels in dataset.batches(DECODE_BATCH, meta.preprocessing):
+        images.append(batch)
+        labels.append(batch_labels)
+        if on_batch:
+            on_batch(len(batch))
+    return ValidationSet(dataset.name, np.concatenate(images).astype(np.float32, copy=False), np.concatenate(labels))

@@ -1,0 +1,129 @@
+"""Accuracy-aware int8 with ONNX Runtime: quantize, validate, and put the most sensitive layers back to float
+until the accuracy drop is within the bound.
+
+Greedy, as NNCF's accuracy control: rank the quantized tensors by local SQNR (sensitivity.py), then revert
+them one group at a time (a tensor's producer and consumers: the nodes that must be float for it to be
+float), re-validating on the whole validation set after each step. A step that makes things no better is
+undone. It stops when the bound is met, when nothing is left to revert, or after `max_steps`. The model
+written is the best found; the nodes kept in float are in its recipe (`--exclude` reproduces it).
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+
+from rnopt.accuracy import AccuracyBound, ValidationSet
+from rnopt.onnx_model import load_onnx
+from rnopt.quantize.base import CalibrationData, QuantRecipe
+from rnopt.quantize.onnxruntime import PreparedQuantization, open_for_quantization
+from rnopt.quantize.sensitivity import Scorer, folded_relus, layer_table, sqnr_pass
+from rnopt.results import AccuracyAwareResult, QuantizeResult, RevertStep
+
+SQNR_IMAGES = 200  # images the ranking's SQNR pass runs on (every decision is validated on the whole set)
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+
+
+@dataclass
+class _State:
+    float_nodes: list[str]
+    score: float
+    path: Path
+
+
+def quantized_layers(int8: onnx.ModelProto) -> list[str]:
+    """Nodes that run on int8 inputs (any input dequantized): the model's quantized layers."""
+    dequantized = {n.output[0] for n in int8.graph.node if n.op_type == "DequantizeLinear"}
+    return [n.name for n in int8.graph.node
+            if n.op_type not in QDQ_OPS and any(i in dequantized for i in n.input)]
+
+
+def quantize_accuracy_aware(source: str | Path, output: str | Path, calibration: CalibrationData,
+                            recipe: QuantRecipe, bound: AccuracyBound, validation: ValidationSet,
+                            test: ValidationSet | None = None, max_steps: int | None = None,
+                            on_progress: Callable[[str], None] | None = None,
+                            time_layers: Callable[[Path, list[tuple[str, Path, list[str]]]], list] | None = None
+                            ) -> QuantizeResult:
+    """Write the int8 model of `source` that meets `bound` on `validation` (or the best found), with every
+    step in its result. `test`: the untuned data whose figures the result also reports. `time_layers`:
+    times the final model and single-group reverts against the full int8 model (bench, in the API layer)."""
+    say = on_progress or (lambda _: None)
+    source, output, meta = open_for_quantization(source, output, recipe)
+    start = time.perf_counter()
+    with PreparedQuantization(source, calibration, recipe) as prepared:
+        say(f"validating float and int8 on {len(validation)} images")
+        scorer = Scorer.for_float(bound.measure_object(), validation, prepared.float_path)
+        reference = scorer.float_score()
+        full = prepared.build()
+        full_score = scorer.score(full)
+        best, steps = _revert_greedily(prepared, scorer, bound, reference, _State([], full_score, full), max_steps, say)
+        layers = quantized_layers(load_onnx(full))
+        reverted_layers = [n for n in best.float_nodes if n in layers]
+        report = AccuracyAwareResult(
+            "onnxruntime", bound.measure, bound.describe(), bound.max_drop, bound.drop_type, validation.name,
+            len(validation), reference, full_score, best.score, bound.drop(reference, best.score),
+            bound.met(reference, best.score), len(layers), reverted_layers, steps,
+            "ONNX Runtime runs the reverted layers in fp32")
+        if test is not None:
+            say(f"final figures on the untuned test data ({len(test)} images)")
+            _test_figures(report, bound, test, prepared.float_path, full, best.path)
+        if time_layers and best.float_nodes:
+            say("timing the reverted layers against full int8")
+            report.layer_costs = time_layers(full, _timed_models(prepared, steps, best))
+        result = prepared.write(best.path, output, meta, [*prepared.excluded, *best.float_nodes], start,
+                                f"; accuracy-aware ({bound.describe()} on {validation.name}): "
+                                f"{len(reverted_layers)} of {len(layers)} layers float")
+    result.accuracy_aware = report
+    return result
+
+
+def _revert_greedily(prepared: PreparedQuantization, scorer: Scorer, bound: AccuracyBound, reference: float,
+                     state: _State, max_steps: int | None, say: Callable[[str], None]
+                     ) -> tuple[_State, list[RevertStep]]:
+    steps: list[RevertStep] = []
+    if bound.met(reference, state.score):
+        return state, steps
+    say(f"ranking quantized tensors by SQNR on {min(SQNR_IMAGES, len(scorer.data))} images")
+    float_model, int8_model = load_onnx(prepared.float_path), load_onnx(state.path)
+    norms = sqnr_pass(prepared.float_path, state.path, scorer.data.images[:SQNR_IMAGES],
+                      folded_relus(float_model, int8_model))
+    ranked = sorted(layer_table(float_model, int8_model, prepared.float_path, state.path, norms),
+                    key=lambda r: r.sqnr_db)
+    for row in ranked:
+        if bound.met(reference, state.score) or (max_steps is not None and len(steps) >= max_steps):
+            break
+        added = [n for n in row.nodes if n not in state.float_nodes and n not in prepared.excluded]
+        if not added:
+            continue
+        say(f"step {len(steps) + 1}: {row.tensor} in float")
+        trial = prepared.build([*state.float_nodes, *added])
+        score = scorer.score(trial)
+        kept = score > state.score
+        steps.append(RevertStep(len(steps) + 1, row.tensor, added, score, bound.drop(reference, score), kept))
+        if kept:
+            state = _State([*state.float_nodes, *added], score, trial)
+    return state, steps
+
+
+def _test_figures(report: AccuracyAwareResult, bound: AccuracyBound, test: ValidationSet, float_path: Path,
+                  full: Path, final: Path) -> None:
+    scorer = Scorer.for_float(bound.measure_object(), test, float_path)
+    report.test_data = test.name
+    report.test_float_score = scorer.float_score()
+    report.test_int8_score = scorer.score(full)
+    report.test_score = scorer.score(final) if final != full else report.test_int8_score
+
+
+MAX_TIMED_GROUPS = 10
+
+
+def _timed_models(prepared: PreparedQuantization, steps: list[RevertStep], best: _State
+                  ) -> list[tuple[str, Path, list[str]]]:
+    """The final model, and full int8 with each kept group alone in float (at most MAX_TIMED_GROUPS)."""
+    models = [("final", best.path, best.float_nodes)]
+    for step in [s for s in steps if s.kept and s.nodes != best.float_nodes][:MAX_TIMED_GROUPS]:
+        models.append((f"only {step.target}", prepared.build(step.nodes), step.nodes))
+    return models
