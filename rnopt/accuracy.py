@@ -132,18 +132,23 @@ class ValidationSet:
         return [self.images[i:i + size] for i in range(0, len(self.images), size)]
 
 
+def default_validation_data_or_none(meta: ModelMeta) -> str | None:
+    return "cifar10-val" if meta.input_size == 32 and len(meta.class_names) == 10 else None
+
+
 def default_validation_data(meta: ModelMeta) -> str:
-    if meta.input_size == 32 and len(meta.class_names) == 10:
+    if default_validation_data_or_none(meta):
         return "cifar10-val"
     raise RnoptError(f"no bundled validation images fit {meta.model} ({meta.input_size}px input): pass --data DIR "
                      f"with labelled validation images (one sub-folder per class), not the images you test on")
 
 
 def validation_set(meta: ModelMeta, data: str | None, limit: int | None = None,
-                   on_batch: Callable[[int], None] | None = None) -> ValidationSet:
-    """`data` (default: the bundled validation set), a seeded subset of `limit`, decoded and preprocessed once."""
+                   on_batch: Callable[[int], None] | None = None, allow_test: bool = False) -> ValidationSet:
+    """`data` (default: the bundled validation set), a seeded subset of `limit`, decoded and preprocessed once.
+    `allow_test`: this is the final, untuned evaluation, so the test set is what it should be."""
     name = data or default_validation_data(meta)
-    if name == "cifar10":
+    if name == "cifar10" and not allow_test:
         raise RnoptError("cifar10 is the test set, which stays untuned: tune on cifar10-val (the default) or "
                          "another validation folder")
     dataset = align_labels(load_dataset(name), meta.class_names).subset(limit)

@@ -23,7 +23,9 @@ from rnopt.spec import ArtifactSpec, VariantSpec, spec_entries
 if TYPE_CHECKING:
     from rnopt.data import ImageDataset
     from rnopt.execute.inprocess import InProcessExecutor
+    from rnopt.quantize import AccuracyControl
     from rnopt.quantize.base import QuantRecipe
+    from rnopt.results import LayerCost
 
 Progress = Callable[[str], None]
 Advance = Callable[[int], None]
@@ -58,13 +60,79 @@ def optimize(source: str | Path, output: str | Path, level: str = "extended", co
 
 def quantize(source: str | Path, output: str | Path, toolkit: str = "onnxruntime", calib_data: str | None = None,
              calib_size: int = 500, recipe: "QuantRecipe | str" = "minmax", on_batch: Advance | None = None,
-             command: str = "") -> Record:
-    """int8 with `toolkit`; `recipe` is a QuantRecipe, or just a calibration method's name."""
+             command: str = "", control: "AccuracyControl | None" = None, on_progress: Progress | None = None,
+             time_reverts: bool = True) -> Record:
+    """int8 with `toolkit`; `recipe` is a QuantRecipe, or just a calibration method's name. With `control`,
+    accuracy-aware: layers go back to float until its bound holds on the validation data (the result's
+    `accuracy_aware` says how; with `time_reverts`, what the float layers cost in latency)."""
     from rnopt.quantize import QuantRecipe, quantize_file
 
     recipe = QuantRecipe(recipe) if isinstance(recipe, str) else recipe
-    result = quantize_file(source, output, toolkit, calib_data, calib_size, recipe, on_batch)
+    timer = (lambda full, models: _revert_costs(toolkit, full, models)) if time_reverts else None
+    result = quantize_file(source, output, toolkit, calib_data, calib_size, recipe, on_batch, control, on_progress,
+                           timer)
     return Record("quantize", command, quantizations=[result])
+
+
+REVERT_BENCH = BenchConfig(batch_sizes=[1], warmup=20, min_time=2.0)
+
+
+def _revert_costs(runtime: str, full: Path, models: list[tuple[str, Path, list[str]]]) -> list["LayerCost"]:
+    """The p50 latency of each model with layers in float against the full int8 model: one interleaved bench."""
+    from rnopt.results import LayerCost
+
+    specs = plan([artifact_for(str(full))] + [artifact_for(str(path)) for _, path, _ in models], [runtime])
+    outcome = bench(specs, REVERT_BENCH)
+    by_id = {r.spec_id: r for r in outcome.bench}
+    baseline = by_id.get(specs[0].id)
+    if baseline is None:
+        return []
+    costs = []
+    for (label, _, nodes), spec in zip(models, specs[1:]):
+        if (row := by_id.get(spec.id)) is not None:
+            costs.append(LayerCost(label, nodes, row.latency_ms.p50, row.p50_ci or 0.0, baseline.latency_ms.p50,
+                                   row.latency_ms.p50 / baseline.latency_ms.p50 - 1))
+    return costs
+
+
+def sensitivity(float_model: str | Path, int8_model: str | Path | None = None, data: str | None = None,
+                limit: int | None = None, calib_data: str | None = None, calib_size: int = 500,
+                recipe: "QuantRecipe | None" = None, measure: str | None = None, top: int = 5,
+                sqnr_images: int = 200, on_progress: Progress | None = None, command: str = "") -> Record:
+    """Per-layer int8 sensitivity of an ONNX Runtime QDQ model (quantized here from `float_model` with `recipe`
+    when `int8_model` is not given): SQNR of every quantized tensor, and for the `top` worst, the accuracy
+    gained by keeping only it in float, on validation images (never the test set)."""
+    import tempfile
+
+    from rnopt.accuracy import MEASURES, default_measure, validation_set
+    from rnopt.fileio import readable_file
+    from rnopt.quantize.base import QuantRecipe
+    from rnopt.quantize.calibration import calibration_data
+    from rnopt.quantize.onnxruntime import PreparedQuantization, open_for_quantization
+    from rnopt.quantize.sensitivity import Scorer, analyze, pre_process
+
+    if top < 0 or sqnr_images <= 0:
+        raise RnoptError("--top must be zero or more and --sqnr-images positive")
+    say = on_progress or (lambda _: None)
+    recipe = recipe or QuantRecipe()
+    int8_path = readable_file(int8_model, "int8 model") if int8_model is not None else None
+    with tempfile.TemporaryDirectory(prefix="rnopt-sensitivity-") as scratch:
+        source, _, meta = open_for_quantization(float_model, Path(scratch) / "unused.onnx", recipe)
+        chosen = MEASURES[measure or default_measure(meta)]()
+        say("decoding validation images")
+        validation = validation_set(meta, data, limit)
+        if int8_path is not None:  # the float model pre-processed as `rnopt quantize` does: tensor names match
+            prepped = Path(scratch) / "float.onnx"
+            pre_process(source, prepped)
+            scorer = Scorer.for_float(chosen, validation, prepped)
+            result = analyze(prepped, int8_path, scorer, sqnr_images, top, str(float_model), str(int8_model), say)
+        else:
+            say("quantizing")
+            with PreparedQuantization(source, calibration_data(meta, calib_data, calib_size), recipe) as prepared:
+                scorer = Scorer.for_float(chosen, validation, prepared.float_path)
+                result = analyze(prepared.float_path, prepared.build(), scorer, sqnr_images, top, str(float_model),
+                                 f"int8 of {float_model} ({recipe.describe()})", say)
+    return Record("sensitivity", command, sensitivity=[result])
 
 
 def bench(specs: list[VariantSpec], config: BenchConfig | None = None, executor: str = "inprocess",
@@ -108,7 +176,7 @@ def run(options: "RunOptions") -> tuple[Record, Path]:  # noqa: F821 - defined i
 
 
 __all__ = ["BenchConfig", "Record", "VariantSpec", "ArtifactSpec", "artifact", "bench", "embed", "evaluate",
-           "export", "optimize", "plan", "quantize", "run"]
+           "export", "optimize", "plan", "quantize", "run", "sensitivity"]
 
 
 def embed(spec: VariantSpec, data: str, output: str | Path, batch_size: int = 100, skip_bad: bool = False,

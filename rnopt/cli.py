@@ -149,30 +149,80 @@ def cmd_optimize(args: argparse.Namespace) -> None:
 
 def cmd_quantize(args: argparse.Namespace) -> None:
     from rnopt import api
-    from rnopt.report.tables import quantize_table
-
-    from rnopt.quantize import QuantRecipe
+    from rnopt.report.tables import accuracy_aware_tables, quantize_table
 
     weights_file = Path(args.output).with_suffix(".bin") if args.backend == "openvino" else None
     _check_outputs(args, args.output, args.json, weights_file)
-    recipe = QuantRecipe(args.method, args.percentile, not args.per_tensor, args.symmetric_activations,
-                         args.weight_type, args.activation_type, args.reduce_range,
-                         tuple(p for item in args.exclude or [] for p in split_list(item, "node name")))
-    if args.backend == "openvino" and recipe != QuantRecipe():
+    recipe = _recipe(args)
+    if args.backend == "openvino" and recipe != type(recipe)():
         raise RnoptError("--method, --percentile, --per-tensor, --symmetric-activations, --weight-type, "
-                         "--activation-type, --reduce-range and --exclude apply to the onnxruntime quantizer; "
-                         "NNCF chooses its own")
-    with progress.task("calibrating", args.calib_size) as advance:
+                         "--activation-type, --reduce-range, --exclude and --range apply to the onnxruntime "
+                         "quantizer; NNCF chooses its own")
+    control = _accuracy_control(args)
+    with progress.task("calibrating", args.calib_size if control is None else None) as advance:
         record = api.quantize(args.input, args.output, args.backend, args.calib_data, args.calib_size, recipe,
-                              advance, args.command_line)
+                              advance, args.command_line, control, lambda note: advance(0, note))
     result = record.quantizations[0]
     if result.reduce_range and args.reduce_range is None:
         record.warnings.append("reduce-range is on (7-bit weights): this CPU has no VNNI/AMX, where full 8-bit "
                                "weights can saturate; --no-reduce-range turns it off")
     _show_warnings(record.warnings)
     if not args.quiet:
-        print_table(quantize_table(record.quantizations[0]))
+        print_table(quantize_table(result))
+        for table in accuracy_aware_tables(result.accuracy_aware) if result.accuracy_aware else []:
+            print_table(table)
     _write_report(args, record)
+    aware = result.accuracy_aware
+    if aware is not None and not aware.met:
+        raise RnoptError(f"the bound ({aware.bound}) was not met on {aware.data}: the best model found "
+                         f"({len(aware.kept_float)} of {aware.layers_quantized} layers in float, drop "
+                         f"{aware.final_drop:.2f}) is in {args.output}")
+
+
+def _recipe(args: argparse.Namespace):  # noqa: ANN202 - a QuantRecipe (imported on use)
+    from rnopt.quantize import QuantRecipe
+
+    return QuantRecipe(args.method, args.percentile, not args.per_tensor, args.symmetric_activations,
+                       args.weight_type, args.activation_type, args.reduce_range,
+                       tuple(p for item in args.exclude or [] for p in split_list(item, "node name")),
+                       tuple(args.range or []))
+
+
+def _accuracy_control(args: argparse.Namespace):  # noqa: ANN202 - an AccuracyControl or None
+    from rnopt.quantize import AccuracyControl
+
+    if args.max_drop is None and args.min_cosine is None:
+        for flag in ("data", "test_data", "limit", "max_steps"):
+            if getattr(args, flag) is not None:
+                raise RnoptError(f"--{flag.replace('_', '-')} applies to accuracy-aware int8: add --max-drop P "
+                                 f"(or --min-cosine C)")
+        return None
+    return AccuracyControl(args.max_drop, args.drop_type, args.min_cosine, args.measure, args.data, args.test_data,
+                           args.limit, args.max_steps)
+
+
+def cmd_sensitivity(args: argparse.Namespace) -> None:
+    from rnopt import api
+    from rnopt.report.tables import sensitivity_table
+
+    _check_outputs(args, args.json)
+    with progress.task("sensitivity") as advance:
+        record = api.sensitivity(args.float_model, args.int8_model, args.data, args.limit, args.calib_data,
+                                 args.calib_size, _recipe(args), args.measure, args.top, args.sqnr_images,
+                                 lambda note: advance(0, note), args.command_line)
+    if not args.quiet:
+        print_table(sensitivity_table(record.sensitivity[0], args.rows))
+    _write_report(args, record)
+
+
+def _range(text: str) -> tuple[str, float, float]:
+    """TENSOR=MIN,MAX for --range."""
+    name, _, bounds = text.partition("=")
+    try:
+        low, high = (float(b) for b in bounds.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected TENSOR=MIN,MAX (e.g. relu_3=0,6), got {text!r}") from None
+    return name.strip(), low, high
 
 
 def _runtime_options(args: argparse.Namespace) -> dict[str, dict]:
@@ -394,6 +444,42 @@ def _add_backend_options(p: argparse.ArgumentParser, default: str) -> None:
     p.add_argument("--cuda-graphs", action="store_true", help="torch on CUDA: replay a captured CUDA graph")
 
 
+def _add_recipe_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--calib-data", metavar="DIR|cifar10-calib", help="calibration images (default: bundled for CIFAR)")
+    p.add_argument("--calib-size", type=_positive_int, default=500, metavar="N")
+    p.add_argument("--method", choices=["minmax", "entropy", "percentile"], default="minmax",
+                   help="activation ranges: minmax (the whole observed range; default), entropy (the range that "
+                        "loses least information; clips rare outliers), percentile (keeps --percentile %% of values)")
+    p.add_argument("--percentile", type=float, default=99.999, metavar="P",
+                   help="with --method percentile: the share of activation values kept (default 99.999)")
+    p.add_argument("--per-tensor", action="store_true",
+                   help="one scale per weight tensor instead of per output channel (smaller, usually less accurate)")
+    p.add_argument("--symmetric-activations", action="store_true",
+                   help="activation ranges centred on zero (some accelerators need it; wastes half the range "
+                        "after a ReLU)")
+    p.add_argument("--weight-type", choices=["s8", "u8"], default="s8", help="weights' int8 type (default s8)")
+    p.add_argument("--activation-type", choices=["s8", "u8"], default="u8",
+                   help="activations' int8 type (default u8: ResNet activations after ReLU are non-negative)")
+    p.add_argument("--reduce-range", action=argparse.BooleanOptionalAction, default=None,
+                   help="7-bit weights, so int8 arithmetic cannot saturate (default: on exactly on CPUs without "
+                        "VNNI/AMX, and said so)")
+    p.add_argument("--exclude", action="append", metavar="NAME|PATTERN[,...]",
+                   help="keep these nodes in float (names or fnmatch patterns, e.g. '/conv1/*' or '*Gemm*'); "
+                        "repeatable")
+    p.add_argument("--range", type=_range, action="append", metavar="TENSOR=MIN,MAX",
+                   help="set one activation's int8 range by hand instead of calibrating it (a tensor name from "
+                        "`rnopt sensitivity`); repeatable")
+
+
+def _add_validation_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", metavar="DIR|cifar10-val",
+                   help="validation images every decision is tuned on (default: the bundled cifar10-val, 5,000 "
+                        "CIFAR-10 train images; never the test set)")
+    p.add_argument("--limit", type=_positive_int, metavar="N", help="a fixed, seeded subset of N validation images")
+    p.add_argument("--measure", choices=["top-1", "mAP", "cosine"],
+                   help="accuracy measure (default: top-1 for classifiers, mAP for embedding models)")
+
+
 def _add_bench_options(p: argparse.ArgumentParser, batch_default: str) -> None:
     p.add_argument("--batch-size", type=_int_list, metavar="N[,N...]",
                    help=f"batch sizes to time (default {batch_default})")
@@ -442,30 +528,40 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("quantize", parents=[common], help="int8 static quantization (ONNX Runtime QDQ, or NNCF)")
     p.add_argument("input", metavar="IN.onnx")
     p.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
-    p.add_argument("--calib-data", metavar="DIR|cifar10-calib", help="calibration images (default: bundled for CIFAR)")
-    p.add_argument("--calib-size", type=_positive_int, default=500, metavar="N")
-    p.add_argument("--method", choices=["minmax", "entropy", "percentile"], default="minmax",
-                   help="activation ranges: minmax (the whole observed range; default), entropy (the range that "
-                        "loses least information; clips rare outliers), percentile (keeps --percentile %% of values)")
-    p.add_argument("--percentile", type=float, default=99.999, metavar="P",
-                   help="with --method percentile: the share of activation values kept (default 99.999)")
-    p.add_argument("--per-tensor", action="store_true",
-                   help="one scale per weight tensor instead of per output channel (smaller, usually less accurate)")
-    p.add_argument("--symmetric-activations", action="store_true",
-                   help="activation ranges centred on zero (some accelerators need it; wastes half the range "
-                        "after a ReLU)")
-    p.add_argument("--weight-type", choices=["s8", "u8"], default="s8", help="weights' int8 type (default s8)")
-    p.add_argument("--activation-type", choices=["s8", "u8"], default="u8",
-                   help="activations' int8 type (default u8: ResNet activations after ReLU are non-negative)")
-    p.add_argument("--reduce-range", action=argparse.BooleanOptionalAction, default=None,
-                   help="7-bit weights, so int8 arithmetic cannot saturate (default: on exactly on CPUs without "
-                        "VNNI/AMX, and said so)")
-    p.add_argument("--exclude", action="append", metavar="NAME|PATTERN[,...]",
-                   help="keep these nodes in float (names or fnmatch patterns, e.g. '/conv1/*' or '*Gemm*'); "
-                        "repeatable")
+    _add_recipe_options(p)
     p.add_argument("--backend", choices=["onnxruntime", "openvino"], default="onnxruntime",
                    help="onnxruntime: QDQ .onnx; openvino: NNCF, writes OpenVINO IR (.xml + .bin)")
+    g = p.add_argument_group("accuracy-aware int8 (layers go back to float until the bound holds on validation "
+                             "images; exits 1, keeping the best model found, when it cannot)")
+    g.add_argument("--max-drop", type=float, metavar="P",
+                   help="the largest accuracy drop allowed vs float, in points of the measure (top-1 %%, or mAP "
+                        "for embedding models), e.g. 0.5")
+    g.add_argument("--drop-type", choices=["absolute", "relative"], default="absolute",
+                   help="absolute: points; relative: %% of the float model's score (default absolute)")
+    g.add_argument("--min-cosine", type=float, metavar="C",
+                   help="embedding models: the mean cosine to the float model's embeddings must stay >= C")
+    _add_validation_options(p)
+    g.add_argument("--test-data", metavar="DIR|cifar10",
+                   help="the untuned final figures (default: the bundled CIFAR-10 test set for CIFAR models)")
+    g.add_argument("--max-steps", type=_positive_int, metavar="N", help="stop after N revert steps (default: none)")
     p.set_defaults(func=cmd_quantize)
+
+    p = sub.add_parser("sensitivity", parents=[common],
+                       help="per-layer int8 sensitivity: SQNR of every quantized tensor, and the accuracy gained by "
+                            "keeping the worst in float (ONNX Runtime QDQ)")
+    p.add_argument("float_model", metavar="FLOAT.onnx")
+    p.add_argument("int8_model", nargs="?", metavar="INT8.onnx",
+                   help="an int8 model `rnopt quantize` made from FLOAT.onnx (default: quantize it here with the "
+                        "recipe options below)")
+    _add_validation_options(p)
+    p.add_argument("--top", type=int, default=5, metavar="K",
+                   help="ground truth for the K tensors with the lowest SQNR: the accuracy gained by keeping only "
+                        "that one in float, on all validation images (default 5; 0: SQNR only)")
+    p.add_argument("--sqnr-images", type=_positive_int, default=200, metavar="N",
+                   help="validation images the SQNR pass runs on (default 200)")
+    p.add_argument("--rows", type=_positive_int, default=15, metavar="N", help="rows of the ranked table (default 15)")
+    _add_recipe_options(p)
+    p.set_defaults(func=cmd_sensitivity)
 
     sub.add_parser("backends", parents=[common], help="runtimes usable here, with devices").set_defaults(
         func=cmd_backends)

@@ -193,7 +193,15 @@ class QuantizerSensitivity:
     module: str  # the PyTorch module it came from, where the export recorded it
     sqnr_db: float  # local: the tensor vs its own quantize-dequantize
     sqnr_accumulated_db: float | None = None  # float model's tensor vs the int8 model's: all error up to here
+    # The noise-to-signal ratio this layer adds: the accumulated ratio here minus the largest at its inputs.
+    # Unlike local SQNR it sees a layer whose rounding is harmless here but ruins what comes next (an
+    # outlier channel that takes the whole range).
+    noise_added: float | None = None
     score_change: float | None = None  # ground truth: measure gained by keeping only this group float (points)
+
+    def cheap_rank(self) -> tuple[float, float]:
+        """Sort key, worst first, from the cheap pass alone: noise added, then (weights) local SQNR."""
+        return (-(self.noise_added if self.noise_added is not None else -1.0), self.sqnr_db)
 
 
 @dataclass
@@ -209,8 +217,8 @@ class SensitivityResult:
     layers: list[QuantizerSensitivity] = field(default_factory=list)  # in network order
 
     def ranked(self) -> list[QuantizerSensitivity]:
-        """Worst first: by ground truth where measured (largest gain from keeping float), then by local SQNR."""
-        return sorted(self.layers, key=lambda q: (q.score_change is None, -(q.score_change or 0.0), q.sqnr_db))
+        """Worst first: by ground truth where measured (largest gain from keeping float), then by the cheap pass."""
+        return sorted(self.layers, key=lambda q: (q.score_change is None, -(q.score_change or 0.0), q.cheap_rank()))
 
 
 @dataclass

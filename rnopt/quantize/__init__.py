@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+from rnopt.accuracy import AccuracyBound, default_measure, default_validation_data_or_none, validation_set
 from rnopt.errors import RnoptError
-from rnopt.quantize.base import CalibrationData, QuantRecipe, Quantizer
+from rnopt.onnx_model import ModelMeta
+from rnopt.quantize.base import CalibrationData, LayerTimer, QuantRecipe, Quantizer
 from rnopt.results import QuantizeResult
 
 # toolkit name (= the runtime its output targets) -> (module, class, pip packages it needs)
@@ -31,16 +34,58 @@ def get_quantizer(name: str) -> Quantizer:
     return getattr(module, class_name)()
 
 
+@dataclass(frozen=True)
+class AccuracyControl:
+    """Accuracy-aware int8: the bound, and the data it is tuned on (never the test set) and reported on."""
+
+    max_drop: float | None = None  # in the measure's points (absolute) or % of float's score (relative)
+    drop_type: str = "absolute"
+    min_cosine: float | None = None  # embedding models: a bound on the mean cosine to the float embeddings
+    measure: str | None = None  # default: top-1 for classifiers, mAP for embedding models
+    data: str | None = None  # validation images (default: the bundled cifar10-val for CIFAR models)
+    test_data: str | None = None  # final figures (default: the bundled test set for CIFAR models)
+    limit: int | None = None  # a seeded subset of the validation images
+    max_steps: int | None = None
+
+    def bound(self, meta: ModelMeta) -> AccuracyBound:
+        if self.min_cosine is not None:
+            if self.max_drop is not None:
+                raise RnoptError("give --max-drop or --min-cosine, not both")
+            return AccuracyBound.min_cosine(self.min_cosine)
+        if self.max_drop is None:
+            raise RnoptError("accuracy-aware int8 needs a bound: --max-drop P (or --min-cosine C for embeddings)")
+        measure = self.measure or default_measure(meta)
+        if measure in ("mAP", "cosine") and not meta.is_embedding:
+            raise RnoptError(f"{measure} applies to embedding models (--head features); this model is a classifier")
+        return AccuracyBound(measure, self.max_drop, self.drop_type)
+
+    def test_set(self, meta: ModelMeta) -> str | None:
+        if self.test_data:
+            return self.test_data
+        return "cifar10" if default_validation_data_or_none(meta) else None
+
+
 def quantize_file(source: str | Path, output: str | Path, toolkit: str = "onnxruntime", calib_data: str | None = None,
                   calib_size: int = 500, recipe: QuantRecipe = QuantRecipe(),
-                  on_batch: Callable[[int], None] | None = None) -> QuantizeResult:
-    """Quantize one float ONNX file with `toolkit`, calibrating on `calib_data` (default: bundled CIFAR)."""
+                  on_batch: Callable[[int], None] | None = None, control: AccuracyControl | None = None,
+                  on_progress: Callable[[str], None] | None = None, time_layers: LayerTimer | None = None
+                  ) -> QuantizeResult:
+    """Quantize one float ONNX file with `toolkit`, calibrating on `calib_data` (default: bundled CIFAR); with
+    `control`, accuracy-aware: layers go back to float until the bound holds on the validation data."""
     from rnopt.artifacts import open_model_file
     from rnopt.quantize.calibration import calibration_data
 
     quantizer = get_quantizer(toolkit)
-    calibration = calibration_data(open_model_file(source).meta, calib_data, calib_size)
-    return quantizer.quantize(source, output, calibration, recipe, on_batch)
+    meta = open_model_file(source).meta
+    if control is None:
+        return quantizer.quantize(source, output, calibration_data(meta, calib_data, calib_size), recipe, on_batch)
+    bound = control.bound(meta)
+    validation = validation_set(meta, control.data, control.limit)
+    test_name = control.test_set(meta)
+    test = validation_set(meta, test_name, allow_test=True) if test_name else None
+    calibration = calibration_data(meta, calib_data, calib_size, on_batch)
+    return quantizer.quantize_accuracy_aware(source, output, calibration, recipe, bound, validation, test,
+                                             control.max_steps, on_progress, time_layers)
 
 
-__all__ = ["QUANTIZERS", "CalibrationData", "QuantRecipe", "Quantizer", "get_quantizer", "quantize_file"]
+__all__ = ["QUANTIZERS", "AccuracyControl", "CalibrationData", "QuantRecipe", "Quantizer", "get_quantizer", "quantize_file"]

@@ -1,7 +1,7 @@
 """Accuracy-aware int8 with ONNX Runtime: quantize, validate, and put the most sensitive layers back to float
 until the accuracy drop is within the bound.
 
-Greedy, as NNCF's accuracy control: rank the quantized tensors by local SQNR (sensitivity.py), then revert
+Greedy, as NNCF's accuracy control: rank the quantized tensors by the noise they add (sensitivity.py), then revert
 them one group at a time (a tensor's producer and consumers: the nodes that must be float for it to be
 float), re-validating on the whole validation set after each step. A step that makes things no better is
 undone. It stops when the bound is met, when nothing is left to revert, or after `max_steps`. The model
@@ -10,18 +10,18 @@ written is the best found; the nodes kept in float are in its recipe (`--exclude
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import onnx
 
 from rnopt.accuracy import AccuracyBound, ValidationSet
-from rnopt.onnx_model import load_onnx
-from rnopt.quantize.base import CalibrationData, QuantRecipe
-from rnopt.quantize.onnxruntime import PreparedQuantization, open_for_quantization
+from rnopt.onnx_model import ModelMeta, load_onnx
+from rnopt.quantize.base import LayerTimer
 from rnopt.quantize.sensitivity import Scorer, folded_relus, layer_table, sqnr_pass
-from rnopt.results import AccuracyAwareResult, QuantizeResult, RevertStep
+from rnopt.results import AccuracyAwareResult, QuantizeResult, QuantizerSensitivity, RevertStep
 
 SQNR_IMAGES = 200  # images the ranking's SQNR pass runs on (every decision is validated on the whole set)
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
@@ -41,46 +41,54 @@ def quantized_layers(int8: onnx.ModelProto) -> list[str]:
             if n.op_type not in QDQ_OPS and any(i in dequantized for i in n.input)]
 
 
-def quantize_accuracy_aware(source: str | Path, output: str | Path, calibration: CalibrationData,
-                            recipe: QuantRecipe, bound: AccuracyBound, validation: ValidationSet,
-                            test: ValidationSet | None = None, max_steps: int | None = None,
-                            on_progress: Callable[[str], None] | None = None,
-                            time_layers: Callable[[Path, list[tuple[str, Path, list[str]]]], list] | None = None
-                            ) -> QuantizeResult:
-    """Write the int8 model of `source` that meets `bound` on `validation` (or the best found), with every
+class Builder(Protocol):
+    """What the loop needs of a prepared quantization (quantize.onnxruntime.PreparedQuantization)."""
+
+    float_path: Path
+    excluded: list[str]
+
+    def build(self, float_nodes: Iterable[str] = ()) -> Path: ...
+
+    def write(self, int8: Path, output: Path, meta: ModelMeta, excluded: list[str], start: float,
+              extra_history: str = "") -> QuantizeResult: ...
+
+
+def accuracy_aware_int8(prepared: Builder, output: Path, meta: ModelMeta, bound: AccuracyBound,
+                        validation: ValidationSet, test: ValidationSet | None = None, max_steps: int | None = None,
+                        on_progress: Callable[[str], None] | None = None, time_layers: LayerTimer | None = None,
+                        start: float | None = None) -> QuantizeResult:
+    """Write the int8 model that meets `bound` on `validation` (or the best found) to `output`, with every
     step in its result. `test`: the untuned data whose figures the result also reports. `time_layers`:
     times the final model and single-group reverts against the full int8 model (bench, in the API layer)."""
     say = on_progress or (lambda _: None)
-    source, output, meta = open_for_quantization(source, output, recipe)
-    start = time.perf_counter()
-    with PreparedQuantization(source, calibration, recipe) as prepared:
-        say(f"validating float and int8 on {len(validation)} images")
-        scorer = Scorer.for_float(bound.measure_object(), validation, prepared.float_path)
-        reference = scorer.float_score()
-        full = prepared.build()
-        full_score = scorer.score(full)
-        best, steps = _revert_greedily(prepared, scorer, bound, reference, _State([], full_score, full), max_steps, say)
-        layers = quantized_layers(load_onnx(full))
-        reverted_layers = [n for n in best.float_nodes if n in layers]
-        report = AccuracyAwareResult(
-            "onnxruntime", bound.measure, bound.describe(), bound.max_drop, bound.drop_type, validation.name,
-            len(validation), reference, full_score, best.score, bound.drop(reference, best.score),
-            bound.met(reference, best.score), len(layers), reverted_layers, steps,
-            "ONNX Runtime runs the reverted layers in fp32")
-        if test is not None:
-            say(f"final figures on the untuned test data ({len(test)} images)")
-            _test_figures(report, bound, test, prepared.float_path, full, best.path)
-        if time_layers and best.float_nodes:
-            say("timing the reverted layers against full int8")
-            report.layer_costs = time_layers(full, _timed_models(prepared, steps, best))
-        result = prepared.write(best.path, output, meta, [*prepared.excluded, *best.float_nodes], start,
-                                f"; accuracy-aware ({bound.describe()} on {validation.name}): "
-                                f"{len(reverted_layers)} of {len(layers)} layers float")
+    start = time.perf_counter() if start is None else start
+    say(f"validating float and int8 on {len(validation)} images")
+    scorer = Scorer.for_float(bound.measure_object(), validation, prepared.float_path)
+    reference = scorer.float_score()
+    full = prepared.build()
+    full_score = scorer.score(full)
+    best, steps = _revert_greedily(prepared, scorer, bound, reference, _State([], full_score, full), max_steps, say)
+    layers = quantized_layers(load_onnx(full))
+    reverted_layers = [n for n in best.float_nodes if n in layers]
+    report = AccuracyAwareResult(
+        "onnxruntime", bound.measure, bound.describe(), bound.max_drop, bound.drop_type, validation.name,
+        len(validation), reference, full_score, best.score, bound.drop(reference, best.score),
+        bound.met(reference, best.score), len(layers), reverted_layers, steps,
+        "ONNX Runtime runs the reverted layers in fp32")
+    if test is not None:
+        say(f"final figures on the untuned test data ({len(test)} images)")
+        _test_figures(report, bound, test, prepared.float_path, full, best.path)
+    if time_layers and best.float_nodes:
+        say("timing the reverted layers against full int8")
+        report.layer_costs = time_layers(full, _timed_models(prepared, steps, best))
+    result = prepared.write(best.path, output, meta, [*prepared.excluded, *best.float_nodes], start,
+                            f"; accuracy-aware ({bound.describe()} on {validation.name}): "
+                            f"{len(reverted_layers)} of {len(layers)} layers float")
     result.accuracy_aware = report
     return result
 
 
-def _revert_greedily(prepared: PreparedQuantization, scorer: Scorer, bound: AccuracyBound, reference: float,
+def _revert_greedily(prepared: Builder, scorer: Scorer, bound: AccuracyBound, reference: float,
                      state: _State, max_steps: int | None, say: Callable[[str], None]
                      ) -> tuple[_State, list[RevertStep]]:
     steps: list[RevertStep] = []
@@ -91,7 +99,7 @@ def _revert_greedily(prepared: PreparedQuantization, scorer: Scorer, bound: Accu
     norms = sqnr_pass(prepared.float_path, state.path, scorer.data.images[:SQNR_IMAGES],
                       folded_relus(float_model, int8_model))
     ranked = sorted(layer_table(float_model, int8_model, prepared.float_path, state.path, norms),
-                    key=lambda r: r.sqnr_db)
+                    key=QuantizerSensitivity.cheap_rank)
     for row in ranked:
         if bound.met(reference, state.score) or (max_steps is not None and len(steps) >= max_steps):
             break
@@ -120,7 +128,7 @@ def _test_figures(report: AccuracyAwareResult, bound: AccuracyBound, test: Valid
 MAX_TIMED_GROUPS = 10
 
 
-def _timed_models(prepared: PreparedQuantization, steps: list[RevertStep], best: _State
+def _timed_models(prepared: Builder, steps: list[RevertStep], best: _State
                   ) -> list[tuple[str, Path, list[str]]]:
     """The final model, and full int8 with each kept group alone in float (at most MAX_TIMED_GROUPS)."""
     models = [("final", best.path, best.float_nodes)]

@@ -13,7 +13,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from rnopt.results import QuantizeResult
+from rnopt.accuracy import AccuracyBound, ValidationSet
+from rnopt.results import LayerCost, QuantizeResult
 
 
 INT8_TYPES = ("s8", "u8")
@@ -72,6 +73,10 @@ class CalibrationData:
         return [self.images[i:i + size] for i in range(0, len(self.images), size)]
 
 
+# times models with some layers in float against the full int8 model: (full int8, [(label, file, float nodes)])
+LayerTimer = Callable[[Path, list[tuple[str, Path, list[str]]]], list[LayerCost]]
+
+
 class Quantizer(ABC):
     name: ClassVar[str]  # the registry name, which is also the runtime it targets
     suffix: ClassVar[str]  # the output file's extension
@@ -80,3 +85,12 @@ class Quantizer(ABC):
     def quantize(self, source: str | Path, output: str | Path, calibration: CalibrationData,
                  recipe: QuantRecipe = QuantRecipe(), on_batch: Callable[[int], None] | None = None) -> QuantizeResult:
         """Write the int8 model of the float ONNX file `source` to `output`, atomically."""
+
+    @abstractmethod
+    def quantize_accuracy_aware(self, source: str | Path, output: str | Path, calibration: CalibrationData,
+                                recipe: QuantRecipe, bound: AccuracyBound, validation: ValidationSet,
+                                test: ValidationSet | None = None, max_steps: int | None = None,
+                                on_progress: Callable[[str], None] | None = None,
+                                time_layers: LayerTimer | None = None) -> QuantizeResult:
+        """Write the int8 model that meets `bound` on `validation` (or the best found), every step in the result's
+        `accuracy_aware`; `test` gives the untuned final figures, `time_layers` the latency cost of the reverts."""

@@ -28,7 +28,9 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from rnopt.errors import RnoptError, first_line
 from rnopt.fileio import atomic_path
 from rnopt.onnx_model import ModelMeta, load_onnx, open_float_model, save_onnx, write_meta
-from rnopt.quantize.base import CalibrationData, QuantRecipe, Quantizer
+from rnopt.accuracy import AccuracyBound, ValidationSet
+from rnopt.quantize.accuracy_aware import accuracy_aware_int8
+from rnopt.quantize.base import CalibrationData, LayerTimer, QuantRecipe, Quantizer
 from rnopt.results import QuantizeResult
 
 METHODS = {
@@ -159,6 +161,17 @@ class OrtStaticQuantizer(Quantizer):
         start = time.perf_counter()
         with PreparedQuantization(source, calibration, recipe, on_batch) as prepared:
             return prepared.write(prepared.build(), output, meta, list(prepared.excluded), start)
+
+    def quantize_accuracy_aware(self, source: str | Path, output: str | Path, calibration: CalibrationData,
+                                recipe: QuantRecipe, bound: AccuracyBound, validation: ValidationSet,
+                                test: ValidationSet | None = None, max_steps: int | None = None,
+                                on_progress: Callable[[str], None] | None = None,
+                                time_layers: LayerTimer | None = None) -> QuantizeResult:
+        source, output, meta = open_for_quantization(source, output, recipe)
+        start = time.perf_counter()
+        with PreparedQuantization(source, calibration, recipe) as prepared:
+            return accuracy_aware_int8(prepared, output, meta, bound, validation, test, max_steps, on_progress,
+                                       time_layers, start)
 
 
 def open_for_quantization(source: str | Path, output: str | Path, recipe: QuantRecipe) -> tuple[Path, Path, ModelMeta]:

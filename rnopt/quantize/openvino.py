@@ -21,7 +21,7 @@ from pathlib import Path
 from rnopt.accuracy import AccuracyBound, AccuracyMeasure, ValidationSet
 from rnopt.errors import RnoptError, first_line
 from rnopt.onnx_model import open_float_model, read_ir_meta
-from rnopt.quantize.base import CalibrationData, QuantRecipe, Quantizer
+from rnopt.quantize.base import CalibrationData, LayerTimer, QuantRecipe, Quantizer
 from rnopt.results import AccuracyAwareResult, QuantizeResult, RevertStep
 
 
@@ -66,16 +66,17 @@ class NncfQuantizer(Quantizer):
 
 
     def quantize_accuracy_aware(self, source: str | Path, output: str | Path, calibration: CalibrationData,
-                                bound: AccuracyBound, validation: ValidationSet, test: ValidationSet | None = None,
-                                max_steps: int | None = None, on_progress: Callable[[str], None] | None = None
-                                ) -> QuantizeResult:
+                                recipe: QuantRecipe, bound: AccuracyBound, validation: ValidationSet,
+                                test: ValidationSet | None = None, max_steps: int | None = None,
+                                on_progress: Callable[[str], None] | None = None,
+                                time_layers: LayerTimer | None = None) -> QuantizeResult:
         """int8 IR meeting `bound` on `validation`, by `nncf.quantize_with_accuracy_control`; what NNCF reverted
         (it reports it only in its log) is read back from its log records."""
         import nncf
         import openvino as ov
 
         say = on_progress or (lambda _: None)
-        plain = self.quantize(source, output, calibration)  # full int8: the baseline the report compares with
+        plain = self.quantize(source, output, calibration, recipe)  # full int8: the baseline the report compares with
         source, output = Path(source), Path(output)
         core = ov.Core()
         float_model = core.read_model(str(source))
@@ -124,6 +125,9 @@ class NncfQuantizer(Quantizer):
                 report.test_int8_score, report.test_score = (
                     measure.score(_ov_outputs(core.compile_model(str(path), "CPU"), test.images), test.labels,
                                   test_reference) for path in (full_path, output))
+            if time_layers and kept:
+                say("timing the reverted layers against full int8")
+                report.layer_costs = time_layers(full_path, [("final", output, kept)])
         finally:
             shutil.rmtree(full_path.parent, ignore_errors=True)
         plain.size_after_bytes = output.stat().st_size + output.with_suffix(".bin").stat().st_size

@@ -7,8 +7,9 @@ Two passes, as ONNX Runtime's own debugging tool (`onnxruntime.quantization.qdq_
   accumulated: the float model's tensor vs the int8 model's, all error from the input up to here. Weights:
   float vs dequantized. ORT's helpers pair the tensors; the sums are accumulated batch by batch here, because
   `collect_activations` would hold every activation of every image at once.
-- ground truth for the worst K: the accuracy gained when only that tensor is kept in float (its
-  quantize-dequantize pair removed from the int8 model, nothing else changed), on the validation images.
+- ground truth for the worst K: the accuracy gained when only that tensor's group of nodes is kept in float
+  (the int8 model edited as ORT's `nodes_to_exclude` would have built it, nothing else changed), on the
+  validation images.
 
 A tensor stays float only when no quantized node touches it: its `nodes` (its producer and consumers) are
 the group accuracy-aware int8 reverts together.
@@ -68,7 +69,12 @@ class _TensorNorms:
 def run_outputs(model: str | Path | bytes, images: np.ndarray, batch: int = RUN_BATCH,
                 opt_level: str = "all") -> np.ndarray:
     """The model's first output on every image, as deployed (ORT's full graph optimization)."""
-    session = create_session(model if isinstance(model, bytes) else str(model), opt_level=opt_level)
+    try:
+        session = create_session(model if isinstance(model, bytes) else str(model), opt_level=opt_level)
+    except RnoptError as exc:
+        if isinstance(model, bytes):  # the message would hold the whole serialized model
+            raise RnoptError("onnxruntime cannot load an edited int8 model: " + str(exc).rsplit(": ", 1)[-1]) from None
+        raise
     name = session.get_inputs()[0].name
     return np.concatenate([session.run(None, {name: images[i:i + batch]})[0] for i in range(0, len(images), batch)])
 
@@ -152,43 +158,62 @@ def sqnr_pass(float_path: Path, int8_path: Path, images: np.ndarray, relus: set[
     return norms
 
 
-def keep_tensor_float(int8: onnx.ModelProto, float_model: onnx.ModelProto, tensor: str) -> onnx.ModelProto:
-    """A copy of the int8 model with `tensor` in float: its quantize-dequantize pairs removed (activations), or
-    its dequantized weight replaced by the float one; every other quantizer as it was."""
+def keep_nodes_float(int8: onnx.ModelProto, float_model: onnx.ModelProto, nodes: list[str]) -> onnx.ModelProto:
+    """A copy of the int8 model with `nodes` in float, as ORT's `nodes_to_exclude` would have left them: they read
+    float inputs (the tensor before its quantize-dequantize; float weights) and their outputs are quantized only
+    for other, still quantized consumers. A ReLU the quantizer folded into an input's range is put back."""
     model = onnx.ModelProto()
     model.CopyFrom(int8)
-    nodes = list(model.graph.node)
-    weight = tensor + QUANTIZED_SUFFIX
-    if any(i.name == weight for i in model.graph.initializer):
-        dequantize = [n for n in nodes if n.op_type == "DequantizeLinear" and n.input[0] == weight]
-        float_weight = next(i for i in float_model.graph.initializer if i.name == tensor)
-        model.graph.initializer.append(float_weight)
-        renames = {n.output[0]: tensor for n in dequantize}
-        removed = dequantize
-    else:
-        quantize = [n for n in nodes if n.op_type == "QuantizeLinear" and n.input[0] == tensor]
-        quantized = {n.output[0] for n in quantize}
-        dequantize = [n for n in nodes if n.op_type == "DequantizeLinear" and n.input[0] in quantized]
-        renames = {n.output[0]: tensor for n in dequantize}
-        removed = quantize + dequantize
-    if not removed:
-        raise RnoptError(f"{tensor} is not quantized in this model")
-    if tensor in folded_relus(float_model, int8):  # its clipping was the ReLU: put the ReLU back
-        producer = _producers(model)[tensor]
-        producer.output[list(producer.output).index(tensor)] = tensor + "_before_relu"
-        model.graph.node.insert(list(model.graph.node).index(producer) + 1,
-                                onnx.helper.make_node("Relu", [tensor + "_before_relu"], [tensor],
-                                                      name=tensor + "_float_relu"))
-    for node in nodes:
-        for i, name in enumerate(node.input):
-            if name in renames:
-                node.input[i] = renames[name]
-    for output in model.graph.output:
-        if output.name in renames:
-            raise RnoptError(f"{tensor}'s quantizer writes a model output: it cannot be removed alone")
-    for node in removed:
-        model.graph.node.remove(node)
+    producers = _producers(model)
+    relus = folded_relus(float_model, int8)
+    floats = {i.name: i for i in float_model.graph.initializer}
+    constants = {i.name for i in model.graph.initializer}
+    targets = [n for n in model.graph.node if n.name in set(nodes)]
+    if not targets:
+        raise RnoptError(f"none of {', '.join(nodes)} is a node of the int8 model")
+    for node in targets:
+        for index, name in enumerate(node.input):
+            dequantize = producers.get(name)
+            if dequantize is None or dequantize.op_type != "DequantizeLinear":
+                continue
+            source = dequantize.input[0]
+            if source in constants:  # a weight: use the float one
+                original = source[:-len(QUANTIZED_SUFFIX)] if source.endswith(QUANTIZED_SUFFIX) else source
+                if original not in floats or original in producers:
+                    continue  # an int32 bias (its dequantized output has the float name) or no float copy
+                if original not in constants:
+                    model.graph.initializer.append(floats[original])
+                    constants.add(original)
+                node.input[index] = original
+            else:  # an activation: read the tensor the QuantizeLinear read
+                tensor = producers[source].input[0]
+                node.input[index] = _with_relu(model, tensor, producers) if tensor in relus else tensor
+    _drop_dead_nodes(model)
     return model
+
+
+def _with_relu(model: onnx.ModelProto, tensor: str, producers: dict[str, onnx.NodeProto]) -> str:
+    """`tensor` after the ReLU the quantizer folded into its int8 range (added once)."""
+    name = tensor + "_float_relu"
+    if name not in producers:
+        relu = onnx.helper.make_node("Relu", [tensor], [name], name=name)
+        producer = producers[tensor]
+        model.graph.node.insert(list(model.graph.node).index(producer) + 1, relu)
+        producers[name] = relu
+    return name
+
+
+def _drop_dead_nodes(model: onnx.ModelProto) -> None:
+    """Remove quantize/dequantize nodes nothing reads any more."""
+    outputs = {o.name for o in model.graph.output}
+    while True:
+        read = {i for n in model.graph.node for i in n.input} | outputs
+        dead = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")
+                and not any(o in read for o in n.output)]
+        if not dead:
+            return
+        for node in dead:
+            model.graph.node.remove(node)
 
 
 def layer_table(float_model: onnx.ModelProto, int8_model: onnx.ModelProto, float_path: Path, int8_path: Path,
@@ -205,6 +230,7 @@ def layer_table(float_model: onnx.ModelProto, int8_model: onnx.ModelProto, float
     groups = revert_groups(float_model, activations + list(weights))
     rows = [QuantizerSensitivity(t, "activation", order.get(t, -1), groups[t], modules.get(t, ""),
                                  norms[t].local.db(), norms[t].accumulated.db()) for t in activations]
+    _add_noise_added(rows, float_model, norms)
     rows += [QuantizerSensitivity(w, "weight", order.get(w, -1), groups[w], modules.get(w, ""), float(db))
              for w, db in weights.items()]
     return sorted(rows, key=lambda r: (r.order, r.kind != "activation"))
@@ -222,6 +248,35 @@ def _weight_sqnr(float_path: Path, int8_path: Path) -> dict[str, float]:
         norms.add(original.reshape(-1), dequantized.reshape(-1))
         result[name] = norms.db()
     return result
+
+
+def _noise_ratio(db: float | None) -> float:
+    return 0.0 if db is None else 10 ** (-db / 10)
+
+
+def _add_noise_added(rows: list[QuantizerSensitivity], float_model: onnx.ModelProto,
+                     norms: dict[str, _TensorNorms]) -> None:
+    """Each activation's accumulated noise-to-signal ratio minus the largest among the quantized tensors it is
+    computed from (found by walking up through unquantized tensors; the model input has none)."""
+    producers = _producers(float_model)
+    accumulated = {r.tensor: r.sqnr_accumulated_db for r in rows}
+
+    def upstream(tensor: str, seen: set[str]) -> list[str]:
+        node = producers.get(tensor)
+        if node is None:
+            return []
+        found = []
+        for name in node.input:
+            if name in seen:
+                continue
+            seen.add(name)
+            found += [name] if name in norms else upstream(name, seen)
+        return found
+
+    for row in rows:
+        inputs = upstream(row.tensor, set())
+        before = max((_noise_ratio(accumulated.get(t)) for t in inputs), default=0.0)
+        row.noise_added = max(_noise_ratio(row.sqnr_accumulated_db) - before, 0.0)
 
 
 @dataclass
@@ -260,7 +315,7 @@ def analyze(float_path: Path, int8_path: Path, scorer: Scorer, sqnr_images: int,
             float_name: str, int8_name: str, on_progress: Callable[[str], None] | None = None
             ) -> SensitivityResult:
     """Both passes: SQNR of every quantized tensor over the first `sqnr_images` validation images, then the
-    ground truth for the `top_k` tensors with the lowest local SQNR. `float_path` is the pre-processed
+    ground truth for the `top_k` tensors the cheap pass ranks worst (most noise added). `float_path` is the pre-processed
     float model `int8_path` was quantized from."""
     float_model, int8_model = load_onnx(float_path), load_onnx(int8_path)
     check_same_graph(float_model, int8_model, int8_name)
@@ -269,9 +324,20 @@ def analyze(float_path: Path, int8_path: Path, scorer: Scorer, sqnr_images: int,
     norms = sqnr_pass(float_path, int8_path, scorer.data.images[:sqnr_images], folded_relus(float_model, int8_model))
     layers = layer_table(float_model, int8_model, float_path, int8_path, norms)
     int8_score = scorer.score(int8_path)
-    for row in sorted(layers, key=lambda r: r.sqnr_db)[:top_k]:
+    for row in sorted(layers, key=QuantizerSensitivity.cheap_rank)[:top_k]:
         say(f"ground truth: {row.tensor} kept in float")
-        reverted = keep_tensor_float(int8_model, float_model, row.tensor)
+        reverted = keep_nodes_float(int8_model, float_model, row.nodes)
         row.score_change = scorer.score(reverted.SerializeToString()) - int8_score
     return SensitivityResult(float_name, int8_name, scorer.data.name, min(sqnr_images, len(scorer.data)),
                              scorer.measure.name, scorer.float_score(), int8_score, len(scorer.data), layers)
+
+
+
+def pre_process(source: Path, output: Path) -> None:
+    """ORT's quantization pre-processing, exactly as `rnopt quantize` runs it (so tensor names match)."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    try:
+        quant_pre_process(str(source), str(output), skip_symbolic_shape=False)
+    except Exception as exc:
+        raise RnoptError(f"pre-processing {source} failed: {first_line(exc)}") from None

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from rnopt.environment import Environment
 from rnopt.stats import MedianCI, ratio_interval
 from rnopt.results import (
+    AccuracyAwareResult,
     BenchResult,
     EmbeddingSection,
     Comparison,
@@ -16,6 +17,7 @@ from rnopt.results import (
     ExportResult,
     OptimizeResult,
     QuantizeResult,
+    SensitivityResult,
     candidate_key,
     variant_key,
 )
@@ -134,6 +136,59 @@ def quantize_table(result: QuantizeResult) -> Table:
             ["size", f"{_mb(result.size_before_bytes)} -> {_mb(result.size_after_bytes)}"],
             ["time", f"{result.quantize_time_s:.1f} s"]]
     return Table(f"Quantized {result.input} -> {result.output}", ["setting", "value"], rows)
+
+
+def _score(value: float | None, measure: str) -> str:
+    if value is None:
+        return ""
+    return f"{value:.4f}" if measure == "cosine" else f"{value:.2f}"
+
+
+def accuracy_aware_tables(aware: AccuracyAwareResult) -> list[Table]:
+    """The outcome (validation and test figures), every revert step, and the latency cost of the reverts."""
+    m = aware.measure
+    rows = [["bound", f"{aware.bound} on {aware.data} ({aware.images} images): "
+                      + ("met" if aware.met else "NOT met")],
+            [f"{m} on validation", f"float {_score(aware.float_score, m)}, full int8 {_score(aware.int8_score, m)}, "
+                                   f"written {_score(aware.final_score, m)} (drop {aware.final_drop:+.2f})"],
+            ["kept in float", f"{len(aware.kept_float)} of {aware.layers_quantized} layers"
+                              + (f": {', '.join(aware.kept_float)}" if aware.kept_float else "")],
+            ["where they run", aware.runs_float_as]]
+    if aware.test_data:
+        rows.append([f"{m} on {aware.test_data} (test, untuned)",
+                     f"float {_score(aware.test_float_score, m)}, full int8 {_score(aware.test_int8_score, m)}, "
+                     f"written {_score(aware.test_score, m)} (drop "
+                     f"{(aware.test_float_score or 0) - (aware.test_score or 0):+.2f} points)"])
+    tables = [Table(f"Accuracy-aware int8 ({aware.toolkit})", ["", ""], rows)]
+    if aware.steps:
+        tables.append(Table("Revert steps (greedy, most sensitive first)", ["step", "reverted", "nodes", m, "drop", ""],
+                            [[str(s.step), s.target, ", ".join(s.nodes), _score(s.score, m), f"{s.drop:+.2f}",
+                              "kept" if s.kept else "undone (no better)"] for s in aware.steps]))
+    if aware.layer_costs:
+        tables.append(Table("Latency cost of the float layers (batch 1, vs full int8)",
+                            ["model", "p50 ms", "full int8 p50 ms", "cost"],
+                            [[c.label, f"{c.p50_ms:.3f} ±{c.p50_ci:.1%}", f"{c.int8_p50_ms:.3f}", f"{c.cost:+.1%}"]
+                             for c in aware.layer_costs]))
+    return tables
+
+
+def sensitivity_table(result: SensitivityResult, rows: int = 15) -> Table:
+    """The worst quantized tensors first: ground truth where measured, then local SQNR."""
+    m = result.measure
+    body = [[q.tensor, q.kind, q.module, f"{q.sqnr_db:.1f}",
+             "" if q.sqnr_accumulated_db is None else f"{q.sqnr_accumulated_db:.1f}",
+             "" if q.noise_added is None else f"{q.noise_added:.3g}",
+             "" if q.score_change is None else f"{q.score_change:+.2f}", ", ".join(q.nodes)]
+            for q in result.ranked()[:rows]]
+    caption = (f"{m} on {result.data}: float {_score(result.float_score, m)}, int8 {_score(result.int8_score, m)}. "
+               f"SQNR on {result.images} images (dB, higher is better; local: this quantizer's own error, "
+               f"accumulated: all error from the input; noise added: the accumulated noise-to-signal ratio here "
+               f"minus its inputs'); {m} gain with only that tensor in float on "
+               f"{result.ground_truth_images} images.")
+    return Table(f"Int8 sensitivity: {len(result.layers)} quantized tensors, worst first",
+                 ["tensor", "kind", "module", "SQNR local", "SQNR accumulated", "noise added", f"{m} if float",
+                  "nodes (revert group)"],
+                 body, caption)
 
 
 def run_summary_table(bench: list[BenchResult], evals: list[EvalSection],
