@@ -5,7 +5,12 @@ Greedy, as NNCF's accuracy control: rank the quantized tensors by the noise they
 them one group at a time (a tensor's producer and consumers: the nodes that must be float for it to be
 float), re-validating on the whole validation set after each step. A step that makes things no better is
 undone. It stops when the bound is met, when nothing is left to revert, or after `max_steps`. The model
-written is the best found; the nodes kept in float are in its recipe (`--exclude` reproduces it).
+written is the best found.
+
+A revert edits the full int8 model (sensitivity.keep_nodes_float: the nodes read float inputs and weights)
+rather than re-quantizing with ORT's `nodes_to_exclude`: excluding a node there leaves its input quantized
+whenever the node producing that input is still quantized, so the damage stays. The edit is also what the
+sensitivity ground truth measures, so the two agree.
 """
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ import onnx
 from rnopt.accuracy import AccuracyBound, ValidationSet
 from rnopt.onnx_model import ModelMeta, load_onnx
 from rnopt.quantize.base import LayerTimer
-from rnopt.quantize.sensitivity import Scorer, folded_relus, layer_table, sqnr_pass
+from rnopt.quantize.sensitivity import Scorer, folded_relus, keep_nodes_float, layer_table, sqnr_pass
 from rnopt.results import AccuracyAwareResult, QuantizeResult, QuantizerSensitivity, RevertStep
 
 SQNR_IMAGES = 200  # images the ranking's SQNR pass runs on (every decision is validated on the whole set)
@@ -45,6 +50,7 @@ class Builder(Protocol):
     """What the loop needs of a prepared quantization (quantize.onnxruntime.PreparedQuantization)."""
 
     float_path: Path
+    folder: Path  # scratch space that lives as long as the builder
     excluded: list[str]
 
     def build(self, float_nodes: Iterable[str] = ()) -> Path: ...
@@ -67,7 +73,9 @@ def accuracy_aware_int8(prepared: Builder, output: Path, meta: ModelMeta, bound:
     reference = scorer.float_score()
     full = prepared.build()
     full_score = scorer.score(full)
-    best, steps = _revert_greedily(prepared, scorer, bound, reference, _State([], full_score, full), max_steps, say)
+    edits = _Editor(prepared.float_path, full, prepared.folder)
+    best, steps = _revert_greedily(edits, prepared, scorer, bound, reference, _State([], full_score, full),
+                                   max_steps, say)
     layers = quantized_layers(load_onnx(full))
     reverted_layers = [n for n in best.float_nodes if n in layers]
     report = AccuracyAwareResult(
@@ -80,7 +88,7 @@ def accuracy_aware_int8(prepared: Builder, output: Path, meta: ModelMeta, bound:
         _test_figures(report, bound, test, prepared.float_path, full, best.path)
     if time_layers and best.float_nodes:
         say("timing the reverted layers against full int8")
-        report.layer_costs = time_layers(full, _timed_models(prepared, steps, best))
+        report.layer_costs = time_layers(full, _timed_models(edits, steps, best))
     result = prepared.write(best.path, output, meta, [*prepared.excluded, *best.float_nodes], start,
                             f"; accuracy-aware ({bound.describe()} on {validation.name}): "
                             f"{len(reverted_layers)} of {len(layers)} layers float")
@@ -88,7 +96,21 @@ def accuracy_aware_int8(prepared: Builder, output: Path, meta: ModelMeta, bound:
     return result
 
 
-def _revert_greedily(prepared: Builder, scorer: Scorer, bound: AccuracyBound, reference: float,
+class _Editor:
+    """The full int8 model with some nodes in float (sensitivity.keep_nodes_float), saved in scratch space."""
+
+    def __init__(self, float_path: Path, full: Path, folder: Path) -> None:
+        self.float_model, self.full, self.folder = load_onnx(float_path), load_onnx(full), folder
+        self.count = 0
+
+    def with_float(self, nodes: list[str]) -> Path:
+        self.count += 1
+        path = self.folder / f"reverted-{self.count}.onnx"
+        onnx.save(keep_nodes_float(self.full, self.float_model, nodes), str(path))
+        return path
+
+
+def _revert_greedily(edits: _Editor, prepared: Builder, scorer: Scorer, bound: AccuracyBound, reference: float,
                      state: _State, max_steps: int | None, say: Callable[[str], None]
                      ) -> tuple[_State, list[RevertStep]]:
     steps: list[RevertStep] = []
@@ -107,7 +129,7 @@ def _revert_greedily(prepared: Builder, scorer: Scorer, bound: AccuracyBound, re
         if not added:
             continue
         say(f"step {len(steps) + 1}: {row.tensor} in float")
-        trial = prepared.build([*state.float_nodes, *added])
+        trial = edits.with_float([*state.float_nodes, *added])
         score = scorer.score(trial)
         kept = score > state.score
         steps.append(RevertStep(len(steps) + 1, row.tensor, added, score, bound.drop(reference, score), kept))
@@ -128,10 +150,9 @@ def _test_figures(report: AccuracyAwareResult, bound: AccuracyBound, test: Valid
 MAX_TIMED_GROUPS = 10
 
 
-def _timed_models(prepared: Builder, steps: list[RevertStep], best: _State
-                  ) -> list[tuple[str, Path, list[str]]]:
+def _timed_models(edits: _Editor, steps: list[RevertStep], best: _State) -> list[tuple[str, Path, list[str]]]:
     """The final model, and full int8 with each kept group alone in float (at most MAX_TIMED_GROUPS)."""
     models = [("final", best.path, best.float_nodes)]
     for step in [s for s in steps if s.kept and s.nodes != best.float_nodes][:MAX_TIMED_GROUPS]:
-        models.append((f"only {step.target}", prepared.build(step.nodes), step.nodes))
+        models.append((f"only {step.target}", edits.with_float(step.nodes), step.nodes))
     return models

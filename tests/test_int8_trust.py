@@ -1,0 +1,188 @@
+"""Int8 you can trust: layer sensitivity and accuracy-aware quantization, on ONNX Runtime and NNCF.
+
+The bundled ResNets are robust to int8, so these tests damage one layer on purpose, two ways:
+- an outlier channel: one channel of layer1.0's first conv scaled x1000 (its BN) and the matching input
+  weights of the next conv divided by 1000. The float model computes the same function (ReLU is
+  positively homogeneous), but the int8 range of that activation is now 1000x too wide: toolkit-agnostic.
+- a range set by hand (`--range TENSOR=0,0.05`): that activation saturates.
+Both must be ranked first by the sensitivity passes and be what accuracy-aware int8 reverts.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import onnx
+import pytest
+import torch
+
+from rnopt.accuracy import AccuracyBound, validation_set
+from rnopt.errors import RnoptError
+from rnopt.export import export_model
+from rnopt.models import create_model
+from rnopt.onnx_model import read_meta
+
+DAMAGED_BLOCK = "layer1.0"
+
+
+@pytest.fixture(scope="session")
+def damaged_onnx(tmp_path_factory) -> Path:
+    loaded = create_model("resnet20_cifar10")
+    block = getattr(loaded.module, DAMAGED_BLOCK.split(".")[0])[0]
+    with torch.no_grad():
+        block.bn1.weight[3] *= 1000
+        block.bn1.bias[3] *= 1000
+        block.conv2.weight[:, 3] /= 1000
+    path = tmp_path_factory.mktemp("damaged") / "damaged.onnx"
+    export_model(loaded, path)
+    return path
+
+
+def _node_in(model_path: Path, scope: str, op_type: str) -> onnx.NodeProto:
+    """The node the exporter recorded under PyTorch module `scope`."""
+    for node in onnx.load(str(model_path), load_external_data=False).graph.node:
+        scopes = [p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"]
+        if node.op_type == op_type and scopes and f"'{scope}'" in scopes[0]:
+            return node
+    raise AssertionError(f"no {op_type} under {scope}")
+
+
+def _damaged_conv(model_path: Path) -> str:
+    """The conv that reads the outlier channel: layer1.0's second conv (BN folded, so scoped as bn2)."""
+    return _node_in(model_path, f"{DAMAGED_BLOCK}.bn2", "Conv").name
+
+
+def test_validation_set_is_bundled_and_is_not_the_test_set(fp32_onnx):
+    meta = read_meta(onnx.load(str(fp32_onnx), load_external_data=False))
+    val = validation_set(meta, None)
+    assert len(val) == 5000 and val.name == "cifar10-val"
+    assert sorted((val.labels == c).sum() for c in range(10)) == [500] * 10
+    with pytest.raises(RnoptError, match="test set"):
+        validation_set(meta, "cifar10")
+
+
+def test_bounds():
+    assert AccuracyBound("top-1", 0.5).met(85.0, 84.6)
+    assert not AccuracyBound("top-1", 0.5).met(85.0, 84.4)
+    assert AccuracyBound("top-1", 1.0, "relative").met(80.0, 79.3)  # 0.875 % of 80
+    assert not AccuracyBound("top-1", 1.0, "relative").met(80.0, 79.1)
+    assert AccuracyBound.min_cosine(0.99).met(1.0, 0.995) and not AccuracyBound.min_cosine(0.99).met(1.0, 0.98)
+    with pytest.raises(RnoptError):
+        AccuracyBound("top-1", -1)
+
+
+def test_sensitivity_ranks_the_outlier_layer_first(cli, damaged_onnx, tmp_path):
+    out = tmp_path / "s.json"
+    r = cli("sensitivity", damaged_onnx, "--limit", "500", "--top", "3", "--sqnr-images", "100", "--json", out)
+    assert r.code == 0, r.err
+    result = json.loads(out.read_text())["sensitivity"][0]
+    assert result["data"].startswith("cifar10-val") and result["int8_score"] < result["float_score"] - 5
+    layers = result["layers"]
+    conv = _damaged_conv(damaged_onnx)
+    cheap_first = max((q for q in layers if q["noise_added"] is not None), key=lambda q: q["noise_added"])
+    truth_first = max((q for q in layers if q["score_change"] is not None), key=lambda q: q["score_change"])
+    assert conv in cheap_first["nodes"] and conv in truth_first["nodes"]
+    assert truth_first["score_change"] > 5  # keeping that group float recovers most of the loss
+    assert "Int8 sensitivity" in r.out
+
+
+def test_sensitivity_of_a_given_int8_with_a_saturated_range(cli, fp32_onnx, tmp_path):
+    relu = _node_in(fp32_onnx, DAMAGED_BLOCK, "Relu").output[0]  # the block's inner ReLU
+    tiny = tmp_path / "tiny.int8.onnx"
+    assert cli("quantize", fp32_onnx, "-o", tiny, "--range", f"{relu}=0,0.05", "--quiet").code == 0
+    out = tmp_path / "s.json"
+    r = cli("sensitivity", fp32_onnx, tiny, "--limit", "500", "--top", "2", "--sqnr-images", "100", "--json", out,
+            "--quiet")
+    assert r.code == 0, r.err
+    layers = json.loads(out.read_text())["sensitivity"][0]["layers"]
+    by_local = min(layers, key=lambda q: q["sqnr_db"])
+    by_noise = max((q for q in layers if q["noise_added"] is not None), key=lambda q: q["noise_added"])
+    assert by_local["tensor"] == relu == by_noise["tensor"]
+    measured = {q["tensor"]: q["score_change"] for q in layers if q["score_change"] is not None}
+    assert measured[relu] > 5
+
+
+def test_accuracy_aware_onnxruntime_reverts_exactly_the_damaged_layer(cli, damaged_onnx, image_folder, tmp_path):
+    out, record = tmp_path / "aa.onnx", tmp_path / "aa.json"
+    r = cli("quantize", damaged_onnx, "-o", out, "--max-drop", "1", "--limit", "1000", "--test-data", image_folder,
+            "--json", record)
+    assert r.code == 0, r.err
+    result = json.loads(record.read_text())["quantizations"][0]
+    aware = result["accuracy_aware"]
+    assert aware["met"] and aware["final_drop"] <= 1 and aware["int8_score"] < aware["float_score"] - 5
+    kept = [s for s in aware["steps"] if s["kept"]]
+    assert len(kept) == 1 and _damaged_conv(damaged_onnx) in kept[0]["nodes"]
+    assert _damaged_conv(damaged_onnx) in aware["kept_float"] and aware["layers_quantized"] > 20
+    assert result["excluded"] == kept[0]["nodes"]
+    assert aware["test_data"] == str(image_folder) and aware["test_score"] is not None
+    assert aware["layer_costs"] and aware["layer_costs"][0]["label"] == "final"
+    assert "Revert steps" in r.out and "kept in float" in r.out
+    written = onnx.load(str(out), load_external_data=False)
+    assert "accuracy-aware" in read_meta(written).history[-1]
+
+
+def test_max_drop_zero_ends_with_an_honest_answer(cli, fp32_onnx, image_folder, tmp_path):
+    out, record = tmp_path / "zero.onnx", tmp_path / "zero.json"
+    r = cli("quantize", fp32_onnx, "-o", out, "--max-drop", "0", "--limit", "300", "--max-steps", "2",
+            "--test-data", image_folder, "--json", record)
+    aware = json.loads(record.read_text())["quantizations"][0]["accuracy_aware"]
+    assert out.exists()  # the best model found is kept either way
+    assert len(aware["steps"]) <= 2
+    if aware["met"]:
+        assert r.code == 0 and aware["final_drop"] <= 0
+    else:
+        assert r.code == 1 and "was not met" in r.err and str(out) in r.err and "Traceback" not in r.err
+
+
+def test_accuracy_aware_openvino_reads_back_what_nncf_reverted(cli, damaged_onnx, tmp_path):
+    pytest.importorskip("nncf")
+    out, record = tmp_path / "aa.xml", tmp_path / "aa.json"
+    r = cli("quantize", damaged_onnx, "-o", out, "--backend", "openvino", "--max-drop", "1", "--limit", "1000",
+            "--calib-size", "300", "--test-data", "cifar10-calib", "--json", record)
+    assert r.code == 0, r.err
+    aware = json.loads(record.read_text())["quantizations"][0]["accuracy_aware"]
+    assert aware["toolkit"] == "openvino" and aware["met"]
+    assert len(aware["kept_float"]) == 1 and aware["kept_float"][0].startswith(_damaged_conv(damaged_onnx))
+    assert aware["steps"] and aware["layers_quantized"] > 20
+    assert "bf16" in aware["runs_float_as"] or "OpenVINO runs" in aware["runs_float_as"]
+    assert out.exists() and out.with_suffix(".bin").exists()
+
+
+def test_embedding_bounds(cli, tmp_path, image_folder):
+    features = tmp_path / "f.onnx"
+    assert cli("export", "resnet20_cifar10", "--head", "features", "-o", features, "--quiet").code == 0
+    record = tmp_path / "cos.json"
+    r = cli("quantize", features, "-o", tmp_path / "cos.onnx", "--min-cosine", "0.95", "--limit", "300",
+            "--test-data", image_folder, "--json", record, "--quiet")
+    assert r.code == 0, r.err
+    aware = json.loads(record.read_text())["quantizations"][0]["accuracy_aware"]
+    assert aware["measure"] == "cosine" and aware["float_score"] == pytest.approx(1.0)
+    assert 0.95 <= aware["final_score"] < 1.0 and "cosine" in aware["bound"]
+    record = tmp_path / "map.json"
+    r = cli("quantize", features, "-o", tmp_path / "map.onnx", "--max-drop", "2", "--limit", "300",
+            "--test-data", image_folder, "--json", record, "--quiet")
+    assert r.code == 0, r.err
+    assert json.loads(record.read_text())["quantizations"][0]["accuracy_aware"]["measure"] == "mAP"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--max-drop", "-1"], "maximum drop"),
+    (["--max-drop", "1", "--data", "cifar10"], "test set"),
+    (["--limit", "10"], "add --max-drop"),
+    (["--range", "nosuchtensor=0,1"], "no tensor of that name"),
+    (["--range", "relu=1,0"], "below the maximum"),
+    (["--max-drop", "1", "--min-cosine", "0.9"], "not both"),
+    (["--max-drop", "1", "--measure", "mAP"], "embedding models"),
+])
+def test_bad_accuracy_aware_input_is_one_line(cli, fp32_onnx, tmp_path, args, message):
+    out = tmp_path / "x.onnx"
+    r = cli("quantize", fp32_onnx, "-o", out, *args)
+    assert r.code != 0 and message in r.err and "Traceback" not in r.err
+    assert len(r.err.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_sensitivity_refuses_models_it_cannot_compare(cli, fp32_onnx, int8_onnx, damaged_onnx):
+    r = cli("sensitivity", int8_onnx, "--limit", "50")
+    assert r.code == 1 and "already quantized" in r.err
+    r = cli("sensitivity", fp32_onnx, damaged_onnx, "--limit", "50")
+    assert r.code == 1 and "no QuantizeLinear" in r.err and "Traceback" not in r.err
