@@ -109,9 +109,9 @@ class AccuracyBound:
 
     def describe(self) -> str:
         if self.measure == "cosine":
-            return f"mean cosine to float >= {1.0 - self.max_drop:g}"
+            return f"mean cosine to float ≥ {1.0 - self.max_drop:g}"
         unit = "% of float's" if self.drop_type == "relative" else "points"
-        return f"{self.measure} drop <= {self.max_drop:g} {unit}"
+        return f"{self.measure} drop ≤ {self.max_drop:g} {unit}"
 
 
 def default_measure(meta: ModelMeta) -> str:

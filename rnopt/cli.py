@@ -395,15 +395,19 @@ def cmd_backends(args: argparse.Namespace) -> None:
 def cmd_run(args: argparse.Namespace) -> None:
     from rnopt import api
     from rnopt.pipeline import RunOptions
+    from rnopt.quantize import AccuracyControl
     from rnopt.report.tables import run_summary_table
 
     _check_outputs(args, args.json)
     bench = _bench_config(args)
     backends = split_list(args.backend, "backend") if args.backend is not None else None
     devices = split_list(args.device, "device") if args.device is not None else None
+    if args.max_drop is None and args.val_data is not None:
+        raise RnoptError("--val-data applies to accuracy-aware int8: add --max-drop P")
+    control = AccuracyControl(args.max_drop, args.drop_type, data=args.val_data) if args.max_drop is not None else None
     opts = RunOptions(args.model, args.weights, args.num_classes, args.labels, Path(args.output), args.data,
                       args.calib_data, args.limit, bench, args.threads, args.command_line, backends, devices,
-                      args.head or "logits", args.normalize)
+                      args.head or "logits", args.normalize, control)
     record, out = api.run(opts)
     if not args.quiet:
         print_table(run_summary_table(record.bench, record.evals, record.embeddings))
@@ -624,6 +628,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="accuracy data (default: cifar10 for CIFAR models)")
     p.add_argument("--calib-data", metavar="DIR")
     p.add_argument("--limit", type=_positive_int, metavar="N", help="evaluate on a subset of N images")
+    p.add_argument("--max-drop", type=float, metavar="P",
+                   help="accuracy-aware int8: the int8 variants keep layers in float until the drop vs float is "
+                        "at most P points on validation images (see rnopt quantize --max-drop)")
+    p.add_argument("--drop-type", choices=["absolute", "relative"], default="absolute",
+                   help="with --max-drop: points, or %% of the float model's score")
+    p.add_argument("--val-data", metavar="DIR|cifar10-val",
+                   help="with --max-drop: validation images (default: the bundled cifar10-val for CIFAR models)")
     p.add_argument("--threads", type=_positive_int, help="intra-op threads (default: all cores)")
     p.add_argument("--backend", metavar="NAME[,NAME...]",
                    help="runtimes to compare: torch, onnxruntime, openvino (default: those installed)")

@@ -7,7 +7,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from rnopt import progress
-from rnopt.artifacts import ArtifactStore, artifact_for
+from rnopt.accuracy import default_validation_data, validation_set
+from rnopt.artifacts import ArtifactStore, artifact_for, open_model_file
 from rnopt.backends import backend_class
 from rnopt.bench import BenchConfig, summarize_warnings
 from rnopt.data import ImageDataset, load_dataset
@@ -19,13 +20,13 @@ from rnopt.models.registry import LoadedModel
 from rnopt.optimize import optimize_model
 from rnopt.evaluate import evaluate_specs
 from rnopt.plan import RUN_RUNTIMES, artifact_warnings, eval_order, plan_run
-from rnopt.quantize import get_quantizer
-from rnopt.quantize.base import CalibrationData
+from rnopt.quantize import AccuracyControl, get_quantizer
+from rnopt.quantize.base import CalibrationData, QuantRecipe
 from rnopt.quantize.calibration import calibration_data
 from rnopt.report.html import to_html
 from rnopt.report.loading import from_payload
 from rnopt.report.markdown import to_markdown
-from rnopt.results import EmbeddingSection, Record
+from rnopt.results import EmbeddingSection, QuantizeResult, Record
 from rnopt.spec import ArtifactSpec, spec_entries
 
 DEFAULT_MODEL = "resnet20_cifar10"
@@ -52,6 +53,7 @@ class RunOptions:
     devices: list[str] | None = None  # None: the CPU, and CUDA too when a chosen runtime can use it here
     head: str = "logits"  # features: compare the embedding model (retrieval fidelity instead of top-1)
     normalize: bool = False
+    accuracy: AccuracyControl | None = None  # accuracy-aware int8 for the int8 variants (bound, validation data)
 
 
 def run_dir(base: Path, model: str) -> Path:
@@ -77,6 +79,9 @@ def run_pipeline(opts: RunOptions) -> tuple[Record, Path]:
         dataset.subset(opts.eval_limit).verify()
     with progress.task("reading calibration images", CALIB_SIZE) as advance:
         calibration = calibration_data(meta_for(loaded), opts.calib_data, CALIB_SIZE, advance)
+    if opts.accuracy is not None:  # a bad bound or missing validation data fails now, not after the export
+        opts.accuracy.bound(meta_for(loaded))
+        load_dataset(opts.accuracy.data or default_validation_data(meta_for(loaded)))
     out = _make_run_dir(opts.output, loaded.name)
     try:
         return _run_steps(opts, backends, devices, skipped + not_on_cuda, model, store, dataset, calibration, out)
@@ -183,24 +188,36 @@ def _make_files(opts: RunOptions, backends: list[str], loaded: LoadedModel, cali
         record.exports.append(export_model(loaded, fp32))
     with progress.task("fusing operators", None):
         record.optimizations.append(optimize_model(fp32, fused, "extended"))
-    with progress.task("calibrating int8", len(calibration)) as advance:
-        record.quantizations.append(get_quantizer("onnxruntime").quantize(fp32, int8, calibration, on_batch=advance))
+    record.quantizations.append(_int8(opts, "onnxruntime", fp32, int8, calibration))
     paths = [fp32, fused, int8]
     if "openvino" in backends:
-        nncf_int8 = _nncf_int8(fp32, out / "model.int8.xml", calibration, record)
+        nncf_int8 = _nncf_int8(opts, fp32, out / "model.int8.xml", calibration, record)
         paths += [nncf_int8] if nncf_int8 else []
     return {p.name: artifact_for(str(p)) for p in paths}
 
 
-def _nncf_int8(fp32: Path, output: Path, calibration: CalibrationData, record: Record) -> Path | None:
+def _int8(opts: RunOptions, toolkit: str, fp32: Path, output: Path, calibration: CalibrationData) -> QuantizeResult:
+    """Plain int8, or accuracy-aware int8 when the run has a bound (tuned on validation images; the run's own
+    evaluation gives the test-set figures)."""
+    quantizer = get_quantizer(toolkit)
+    if opts.accuracy is None:
+        with progress.task(f"calibrating int8 ({toolkit})", len(calibration)) as advance:
+            return quantizer.quantize(fp32, output, calibration, on_batch=advance)
+    meta = open_model_file(fp32).meta
+    with progress.task(f"accuracy-aware int8 ({toolkit})") as advance:
+        validation = validation_set(meta, opts.accuracy.data)
+        return quantizer.quantize_accuracy_aware(fp32, output, calibration, QuantRecipe(), opts.accuracy.bound(meta),
+                                                 validation, on_progress=lambda note: advance(0, note))
+
+
+def _nncf_int8(opts: RunOptions, fp32: Path, output: Path, calibration: CalibrationData, record: Record) -> Path | None:
     """OpenVINO's own int8 (NNCF, same calibration images as ORT's), when NNCF is installed."""
     try:
         import nncf  # noqa: F401
     except ImportError:
         record.warnings.append("NNCF is not installed: OpenVINO's own int8 (model.int8.xml) skipped (pip install nncf)")
         return None
-    with progress.task("calibrating int8 for OpenVINO (NNCF)", len(calibration)) as advance:
-        record.quantizations.append(get_quantizer("openvino").quantize(fp32, output, calibration, on_batch=advance))
+    record.quantizations.append(_int8(opts, "openvino", fp32, output, calibration))
     return output
 
 

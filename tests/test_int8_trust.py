@@ -1,20 +1,20 @@
 """Int8 you can trust: layer sensitivity and accuracy-aware quantization, on ONNX Runtime and NNCF.
 
 The bundled ResNets are robust to int8, so these tests damage one layer on purpose, two ways:
-- an outlier channel: one channel of layer1.0's first conv scaled x1000 (its BN) and the matching input
-  weights of the next conv divided by 1000. The float model computes the same function (ReLU is
-  positively homogeneous), but the int8 range of that activation is now 1000x too wide: toolkit-agnostic.
+- an outlier channel (scripts/damage_layer.py): one channel of layer1.0's first conv scaled x1000 and the
+  next conv's matching weights divided by 1000. The float model computes the same function, but that
+  activation's int8 range is 1000x too wide: every toolkit is hurt the same way.
 - a range set by hand (`--range TENSOR=0,0.05`): that activation saturates.
 Both must be ranked first by the sensitivity passes and be what accuracy-aware int8 reverts.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
 import onnx
 import pytest
-import torch
 
 from rnopt.accuracy import AccuracyBound, validation_set
 from rnopt.errors import RnoptError
@@ -25,16 +25,20 @@ from rnopt.onnx_model import read_meta
 DAMAGED_BLOCK = "layer1.0"
 
 
+def _damage_script():
+    spec = importlib.util.spec_from_file_location("damage_layer", Path(__file__).parents[1] / "scripts" /
+                                                  "damage_layer.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="session")
-def damaged_onnx(tmp_path_factory) -> Path:
+def damaged_onnx(tmp_path_factory, fp32_onnx) -> Path:
     loaded = create_model("resnet20_cifar10")
-    block = getattr(loaded.module, DAMAGED_BLOCK.split(".")[0])[0]
-    with torch.no_grad():
-        block.bn1.weight[3] *= 1000
-        block.bn1.bias[3] *= 1000
-        block.conv2.weight[:, 3] /= 1000
+    _damage_script().damage(loaded.module)
     path = tmp_path_factory.mktemp("damaged") / "damaged.onnx"
-    export_model(loaded, path)
+    export_model(loaded, path)  # the export check compares with the damaged module: same function, new weights
     return path
 
 
@@ -84,6 +88,10 @@ def test_sensitivity_ranks_the_outlier_layer_first(cli, damaged_onnx, tmp_path):
     assert conv in cheap_first["nodes"] and conv in truth_first["nodes"]
     assert truth_first["score_change"] > 5  # keeping that group float recovers most of the loss
     assert "Int8 sensitivity" in r.out
+    html = tmp_path / "s.html"
+    assert cli("report", out, "-o", html).code == 0
+    page = html.read_text()
+    assert "Int8 sensitivity per layer" in page and "<svg" in page and cheap_first["tensor"] in page
 
 
 def test_sensitivity_of_a_given_int8_with_a_saturated_range(cli, fp32_onnx, tmp_path):
@@ -119,6 +127,9 @@ def test_accuracy_aware_onnxruntime_reverts_exactly_the_damaged_layer(cli, damag
     assert "Revert steps" in r.out and "kept in float" in r.out
     written = onnx.load(str(out), load_external_data=False)
     assert "accuracy-aware" in read_meta(written).history[-1]
+    md = tmp_path / "aa.md"
+    assert cli("report", record, "-o", md).code == 0
+    assert "Revert steps" in md.read_text() and "validation images (never the test set)" in md.read_text()
 
 
 def test_max_drop_zero_ends_with_an_honest_answer(cli, fp32_onnx, image_folder, tmp_path):
@@ -128,6 +139,11 @@ def test_max_drop_zero_ends_with_an_honest_answer(cli, fp32_onnx, image_folder, 
     aware = json.loads(record.read_text())["quantizations"][0]["accuracy_aware"]
     assert out.exists()  # the best model found is kept either way
     assert len(aware["steps"]) <= 2
+    best = aware["int8_score"]
+    for step in aware["steps"]:  # a step is kept only when it beats the best so far; otherwise undone
+        assert step["kept"] == (step["score"] > best)
+        best = max(best, step["score"]) if step["kept"] else best
+    assert aware["final_score"] == best
     if aware["met"]:
         assert r.code == 0 and aware["final_drop"] <= 0
     else:

@@ -104,6 +104,7 @@ class NncfQuantizer(Quantizer):
         final_score = measure.score(_ov_outputs(core.compile_model(model, "CPU"), validation.images),
                                     validation.labels, reference)
         steps, layers, kept = _read_nncf_log(log, bound, float_score, final_score)
+        layers = layers or _quantized_ops(core.read_model(str(output)))
         report = AccuracyAwareResult(
             self.name, bound.measure, bound.describe(), bound.max_drop, bound.drop_type, validation.name,
             len(validation), float_score, full_score, final_score, bound.drop(float_score, final_score),
@@ -202,6 +203,13 @@ def _read_nncf_log(records: list[str], bound: AccuracyBound, float_score: float,
     if steps and steps[-1].drop != steps[-1].drop:
         steps[-1].score, steps[-1].drop = final_score, bound.drop(float_score, final_score)
     return [s for s in steps if s.drop == s.drop], layers, kept
+
+
+def _quantized_ops(model) -> int:  # noqa: ANN001 - an openvino Model
+    """Convolutions, matrix products and additions reading a FakeQuantize output: the IR's quantized layers."""
+    compute = {"Convolution", "GroupConvolution", "MatMul", "Add"}
+    return sum(1 for op in model.get_ordered_ops() if op.get_type_name() in compute
+               and any(i.get_source_output().get_node().get_type_name() == "FakeQuantize" for i in op.inputs()))
 
 
 def _logged_drop(message: str) -> float | None:

@@ -52,6 +52,10 @@ RETRIEVAL_NOTE = ("Embeddings can agree to a cosine very close to 1 while overla
                   "good neighbours comes first.")
 
 
+TUNING_NOTE = ("Decisions are tuned on validation images (never the test set); the test-set figures, where "
+               "shown, are the untuned final ones.")
+
+
 def headline_text(data: ReportData) -> str | None:
     h = recommend(data)
     if h is None:
@@ -110,6 +114,10 @@ def _plots(data: ReportData) -> list[Block]:
     svg = plots.memory_per_variant(data.bench)
     if svg:
         out.append(Plot("memory", "Memory per variant", svg))
+    for i, result in enumerate(data.sensitivity):
+        svg = plots.sensitivity_bars(result)
+        if svg:
+            out.append(Plot(f"sensitivity-{i}", f"Int8 sensitivity of {result.int8_model}", svg))
     return ([Heading("Plots")] + out) if out else []
 
 
@@ -129,6 +137,11 @@ def _tables(data: ReportData) -> list[Block]:
         out += [Heading("Operator fusion")] + [tables.optimize_table(o) for o in data.optimizations]
     if data.quantizations:
         out += [Heading("Quantization settings")] + [tables.quantize_table(q) for q in data.quantizations]
+    for q in data.quantizations:
+        if q.accuracy_aware:
+            out += [Heading("Accuracy-aware int8"), Paragraph(TUNING_NOTE)] + tables.accuracy_aware_tables(q.accuracy_aware)
+    for result in data.sensitivity:
+        out += [Heading("Int8 sensitivity per layer"), tables.sensitivity_table(result, 25), Paragraph(TUNING_NOTE)]
     return out
 
 

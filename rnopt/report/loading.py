@@ -15,6 +15,7 @@ from rnopt.environment import Environment
 from rnopt.errors import RnoptError
 from rnopt.fileio import readable_file
 from rnopt.results import (
+    SensitivityResult,
     SCHEMA_VERSION,
     BenchResult,
     Comparison,
@@ -28,7 +29,7 @@ from rnopt.results import (
     build,
 )
 
-KINDS = ("export", "optimize", "quantize", "bench", "eval", "run", "report")
+KINDS = ("export", "optimize", "quantize", "sensitivity", "bench", "eval", "run", "report")
 READABLE_VERSIONS = (1, SCHEMA_VERSION)
 
 
@@ -45,6 +46,7 @@ class ReportData:
     bench: list[BenchResult] = field(default_factory=list)
     evals: list[EvalSection] = field(default_factory=list)
     embeddings: list[EmbeddingSection] = field(default_factory=list)
+    sensitivity: list[SensitivityResult] = field(default_factory=list)
 
     @property
     def title(self) -> str:
@@ -84,7 +86,7 @@ def _from_record(record: Record, source: str) -> ReportData:
                       models=list(merged.get("models", [record.model] if record.model else [])),
                       exports=list(record.exports), optimizations=list(record.optimizations),
                       quantizations=list(record.quantizations), bench=list(record.bench), evals=list(record.evals),
-                      embeddings=list(record.embeddings))
+                      embeddings=list(record.embeddings), sensitivity=list(record.sensitivity))
 
 
 def to_record(data: ReportData, command: str = "") -> Record:
@@ -92,7 +94,7 @@ def to_record(data: ReportData, command: str = "") -> Record:
     return Record("report", command, warnings=list(data.warnings), exports=list(data.exports),
                   optimizations=list(data.optimizations), quantizations=list(data.quantizations),
                   bench=list(data.bench), evals=list(data.evals), embeddings=list(data.embeddings),
-                  details={"sources": data.sources, "commands": data.commands, "models": data.models})
+                  sensitivity=list(data.sensitivity), details={"sources": data.sources, "commands": data.commands, "models": data.models})
 
 
 def _sections(payload: dict[str, Any], kind: str, source: str) -> ReportData:

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
 from rnopt.report.headline import VariantPoint  # noqa: E402
-from rnopt.results import BenchResult, EmbeddingSection, variant_key  # noqa: E402
+from rnopt.results import BenchResult, EmbeddingSection, SensitivityResult, variant_key  # noqa: E402
 
 plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "axes.grid": True, "grid.alpha": 0.3})
 
@@ -160,4 +160,28 @@ def memory_per_variant(results: list[BenchResult]) -> str | None:
     ax.invert_yaxis()
     ax.set_xlabel("memory added over the bare runtime, MB (each variant in a process of its own)")
     ax.legend(fontsize=7, loc="lower right")
+    return _svg(fig)
+
+
+def sensitivity_bars(result: SensitivityResult, worst: int = 3) -> str | None:
+    """Quantized activations in network order: the noise each adds (bars), the `worst` in red, local SQNR as a
+    line; ground-truth gains annotated where measured."""
+    rows = [q for q in result.layers if q.kind == "activation" and q.noise_added is not None]
+    if not rows:
+        return None
+    ranked = sorted(rows, key=lambda q: q.cheap_rank())[:worst]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.16 * len(rows) + 2), 3.2))
+    x = range(len(rows))
+    ax.bar(x, [q.noise_added for q in rows], color=["#d62728" if q in ranked else "#1f77b4" for q in rows])
+    ax.set_ylabel("noise-to-signal added by this layer")
+    ax.set_xticks(list(x), [q.tensor for q in rows], rotation=90, fontsize=6)
+    for i, q in enumerate(rows):
+        if q.score_change is not None:
+            ax.annotate(f"{q.score_change:+.1f}", (i, q.noise_added), ha="center", va="bottom", fontsize=6)
+    local = ax.twinx()
+    local.plot(list(x), [q.sqnr_db for q in rows], color="#7f7f7f", linewidth=0.8, marker=".", markersize=3)
+    local.set_ylabel("local SQNR, dB (grey)")
+    local.grid(False)
+    ax.set_xlabel(f"quantized activations in network order (worst {worst} in red; numbers: {result.measure} "
+                  f"gained with only that group in float)")
     return _svg(fig)
