@@ -256,8 +256,13 @@ def _require_some(record: Record, what: str) -> None:
 def _bench_config(args: argparse.Namespace):  # noqa: ANN202 - a BenchConfig (imported on use)
     from rnopt.bench import BenchConfig
 
-    target = args.target_ci / 100 if args.target_ci is not None else None
-    return BenchConfig(args.batch_size, args.warmup, args.iterations, args.min_time, args.memory, target, args.max_time)
+    fixed_length = args.iterations is not None or args.min_time is not None
+    target_ci = args.target_ci if args.target_ci is not None else (None if fixed_length else args.adaptive_ci)
+    target = target_ci / 100 if target_ci else None  # 0: off
+    defaults = BenchConfig()
+    return BenchConfig(args.batch_size, args.warmup, args.iterations or defaults.iterations,
+                       defaults.min_time if args.min_time is None else args.min_time, args.memory, target,
+                       args.max_time)
 
 
 SCENARIOS = {"single-stream": "batch 1, one query at a time; headline: p90 latency",
@@ -484,19 +489,22 @@ def _add_validation_options(p: argparse.ArgumentParser) -> None:
                    help="accuracy measure (default: top-1 for classifiers, mAP for embedding models)")
 
 
-def _add_bench_options(p: argparse.ArgumentParser, batch_default: str) -> None:
+def _add_bench_options(p: argparse.ArgumentParser, batch_default: str, target_ci: float | None = None,
+                       max_time: float = 60.0) -> None:
     p.add_argument("--batch-size", type=_int_list, metavar="N[,N...]",
                    help=f"batch sizes to time (default {batch_default})")
     p.set_defaults(batch_size_default=_int_list(batch_default))
     p.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
-    p.add_argument("--iterations", type=_positive_int, default=50, help="timed runs, at least (default 50)")
-    p.add_argument("--min-time", type=float, default=1.0, metavar="S", help="timed seconds, at least (default 1)")
+    p.add_argument("--iterations", type=_positive_int, help="timed runs, at least (default 50)")
+    p.add_argument("--min-time", type=float, metavar="S", help="timed seconds, at least (default 1)")
+    p.set_defaults(adaptive_ci=target_ci)
     p.add_argument("--target-ci", type=float, metavar="PCT",
                    help="keep timing in interleaved rounds until every median's 95%% interval is within +-PCT %% "
-                        "(or --max-time passes); replaces --min-time (default: off)")
-    p.add_argument("--max-time", type=float, default=60.0, metavar="S",
-                   help="with --target-ci: stop after S seconds per batch size, naming what did not converge "
-                        "(default 60)")
+                        "(or --max-time passes); replaces --min-time; 0 turns it off (default: "
+                        + (f"{target_ci:g}, unless --iterations or --min-time is given)" if target_ci else "off)"))
+    p.add_argument("--max-time", type=float, default=max_time, metavar="S",
+                   help=f"with --target-ci: stop after S seconds per batch size, naming what did not converge "
+                        f"(default {max_time:g})")
     p.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True,
                    help="measure each variant's memory in a process of its own, a few seconds each (default on)")
 
@@ -640,7 +648,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="runtimes to compare: torch, onnxruntime, openvino (default: those installed)")
     p.add_argument("--device", metavar="cpu|cuda|cpu,cuda",
                    help="where to run the variants (default: cpu, and cuda too when a runtime can use a GPU here)")
-    _add_bench_options(p, "1,8")
+    # The whole-pipeline default times until every median is known to +-1 % (at most 30 s per batch size):
+    # fast on a quiet machine, honest on a busy one (it names what did not converge).
+    _add_bench_options(p, "1,8", target_ci=1.0, max_time=30.0)
     p.set_defaults(func=cmd_run)
     return parser
 

@@ -169,7 +169,7 @@ CASES = [
     ("batch-too-large", ["bench", "{t}/m.onnx", "--batch-size", "1000000", "--json", "{out}"], 1, "GiB are available", [], []),
     ("min-time-inf", ["bench", "{t}/m.onnx", "--min-time", "inf", "--json", "{out}"], 1, "finite numbers", [], []),
     ("min-time-nan", ["bench", "{t}/m.onnx", "--min-time", "nan", "--json", "{out}"], 1, "finite numbers", [], []),
-    ("target-ci-zero", ["bench", "{t}/m.onnx", "--target-ci", "0", "--json", "{out}"], 1, "--target-ci and --max-time must be positive", [], []),
+    ("target-ci-negative", ["bench", "{t}/m.onnx", "--target-ci", "-1", "--json", "{out}"], 1, "--target-ci and --max-time must be positive", [], []),
     ("single-stream-batch", ["bench", "{t}/m.onnx", "--scenario", "single-stream", "--batch-size", "8", "--json", "{out}"], 1, "times batch 1 only", [], []),
     ("labels-on-file", ["bench", "{t}/m.onnx", "--labels", "{t}/labels.txt", "--json", "{out}"], 1, "--labels applies to built-in model names", [], []),
     ("classes-on-file", ["eval", "{t}/m.onnx", "--num-classes", "5", "--json", "{out}"], 1, "--num-classes applies to built-in", [], []),

@@ -179,6 +179,13 @@ def test_embedding_bounds(cli, tmp_path, image_folder):
             "--test-data", image_folder, "--json", record, "--quiet")
     assert r.code == 0, r.err
     assert json.loads(record.read_text())["quantizations"][0]["accuracy_aware"]["measure"] == "mAP"
+    record = tmp_path / "sens.json"
+    r = cli("sensitivity", features, "--measure", "cosine", "--limit", "200", "--top", "1", "--sqnr-images", "50",
+            "--json", record, "--quiet")
+    assert r.code == 0, r.err
+    result = json.loads(record.read_text())["sensitivity"][0]
+    assert result["measure"] == "cosine" and result["float_score"] == pytest.approx(1.0)
+    assert 0.9 < result["int8_score"] < 1.0 and sum(q["score_change"] is not None for q in result["layers"]) == 1
 
 
 @pytest.mark.parametrize("args, message", [
