@@ -480,7 +480,7 @@ def _add_recipe_options(p: argparse.ArgumentParser) -> None:
                         "`rnopt sensitivity`); repeatable")
 
 
-def _add_validation_options(p: argparse.ArgumentParser) -> None:
+def _add_validation_options(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     p.add_argument("--data", metavar="DIR|cifar10-val",
                    help="validation images every decision is tuned on (default: the bundled cifar10-val, 5,000 "
                         "CIFAR-10 train images; never the test set)")
@@ -552,7 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="absolute: points; relative: %% of the float model's score (default absolute)")
     g.add_argument("--min-cosine", type=float, metavar="C",
                    help="embedding models: the mean cosine to the float model's embeddings must stay >= C")
-    _add_validation_options(p)
+    _add_validation_options(g)
     g.add_argument("--test-data", metavar="DIR|cifar10",
                    help="the untuned final figures (default: the bundled CIFAR-10 test set for CIFAR models)")
     g.add_argument("--max-steps", type=_positive_int, metavar="N", help="stop after N revert steps (default: none)")

@@ -10,7 +10,6 @@ import io
 import json
 import logging
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -72,69 +71,84 @@ class NncfQuantizer(Quantizer):
                                 time_layers: LayerTimer | None = None) -> QuantizeResult:
         """int8 IR meeting `bound` on `validation`, by `nncf.quantize_with_accuracy_control`; what NNCF reverted
         (it reports it only in its log) is read back from its log records."""
-        import nncf
         import openvino as ov
 
         say = on_progress or (lambda _: None)
-        plain = self.quantize(source, output, calibration, recipe)  # full int8: the baseline the report compares with
+        if Path(output).suffix != self.suffix:
+            raise RnoptError(f"OpenVINO IR output must end in .xml (the weights go beside it as .bin), got {output}")
         source, output = Path(source), Path(output)
-        core = ov.Core()
-        float_model = core.read_model(str(source))
-        measure = bound.measure_object()
-        say(f"validating float on {len(validation)} images")
-        reference = _ov_outputs(core.compile_model(float_model, "CPU"), validation.images)
-        validate = _validation_fn(measure, validation, reference)
-        items = nncf.Dataset([(i,) for i in range(len(validation))])
-        float_score = measure.score(reference, validation.labels, reference)
-        full_score = measure.score(_ov_outputs(core.compile_model(str(output), "CPU"), validation.images),
-                                   validation.labels, reference)
-        say("NNCF accuracy control (quantize, rank, revert)")
-        drop_type = nncf.DropType.RELATIVE if bound.drop_type == "relative" else nncf.DropType.ABSOLUTE
-        max_drop = bound.max_drop / 100 if bound.drop_type == "relative" else bound.max_drop
-        advanced = nncf.AdvancedAccuracyRestorerParameters(max_num_iterations=max_steps or sys.maxsize)
-        with _nncf_log() as log:
-            try:
-                with contextlib.redirect_stdout(io.StringIO()):
-                    model = nncf.quantize_with_accuracy_control(
-                        float_model, nncf.Dataset([image[None] for image in calibration.images]), items, validate,
-                        max_drop=max_drop, drop_type=drop_type, subset_size=len(calibration),
-                        advanced_accuracy_restorer_parameters=advanced)
-            except Exception as exc:
-                raise RnoptError(f"NNCF accuracy control on {source} failed: {first_line(exc)}") from None
-        final_score = measure.score(_ov_outputs(core.compile_model(model, "CPU"), validation.images),
-                                    validation.labels, reference)
-        steps, layers, kept = _read_nncf_log(log, bound, float_score, final_score)
-        layers = layers or _quantized_ops(core.read_model(str(output)))
-        report = AccuracyAwareResult(
-            self.name, bound.measure, bound.describe(), bound.max_drop, bound.drop_type, validation.name,
-            len(validation), float_score, full_score, final_score, bound.drop(float_score, final_score),
-            bound.met(float_score, final_score), layers, kept, steps, _float_layers_run_as(core))
-        meta = read_ir_meta(output)
-        meta.history[-1] += (f"; accuracy-aware ({bound.describe()} on {validation.name}): "
-                            f"{len(kept)} of {layers} layers float")
-        model.set_rt_info(json.dumps(asdict(meta)), "rnopt")
-        full_path = Path(tempfile.mkdtemp(prefix="rnopt-nncf-")) / "full.xml"
-        try:
-            os.replace(output, full_path)
-            os.replace(output.with_suffix(".bin"), full_path.with_suffix(".bin"))
-            _save_ir_atomically(ov, model, output)
+        with tempfile.TemporaryDirectory(prefix="rnopt-nncf-") as scratch:  # nothing reaches `output` until the end
+            full, final = Path(scratch) / "full.xml", Path(scratch) / "final.xml"
+            result = self.quantize(source, full, calibration, recipe)  # full int8: the baseline of the report
+            core = ov.Core()
+            model, report = _accuracy_control(core, source, full, calibration, bound, validation, max_steps, say)
+            meta = read_ir_meta(full)
+            meta.history[-1] += (f"; accuracy-aware ({bound.describe()} on {validation.name}): "
+                                 f"{len(report.kept_float)} of {report.layers_quantized} layers float")
+            model.set_rt_info(json.dumps(asdict(meta)), "rnopt")
+            ov.save_model(model, str(final), compress_to_fp16=False)
             if test is not None:
                 say(f"final figures on the untuned test data ({len(test)} images)")
-                test_reference = _ov_outputs(core.compile_model(float_model, "CPU"), test.images)
-                report.test_data, report.test_float_score = test.name, measure.score(test_reference, test.labels,
-                                                                                     test_reference)
-                report.test_int8_score, report.test_score = (
-                    measure.score(_ov_outputs(core.compile_model(str(path), "CPU"), test.images), test.labels,
-                                  test_reference) for path in (full_path, output))
-            if time_layers and kept:
+                _test_figures(core, report, bound, test, source, full, final)
+            if time_layers and report.kept_float:
                 say("timing the reverted layers against full int8")
-                report.layer_costs = time_layers(full_path, [("final", output, kept)])
-        finally:
-            shutil.rmtree(full_path.parent, ignore_errors=True)
-        plain.size_after_bytes = output.stat().st_size + output.with_suffix(".bin").stat().st_size
-        plain.accuracy_aware = report
-        plain.excluded = kept
-        return plain
+                report.layer_costs = time_layers(full, [("final", final, report.kept_float)])
+            _save_ir_atomically(ov, model, output)  # scratch is on /tmp: save beside the output, then move
+        result.output, result.accuracy_aware, result.excluded = str(output), report, report.kept_float
+        result.size_after_bytes = output.stat().st_size + output.with_suffix(".bin").stat().st_size
+        return result
+
+
+def _accuracy_control(core, source: Path, full: Path, calibration: CalibrationData,  # noqa: ANN001
+                      bound: AccuracyBound, validation: ValidationSet, max_steps: int | None,
+                      say: Callable[[str], None]):  # noqa: ANN202 - (openvino Model, AccuracyAwareResult)
+    """nncf.quantize_with_accuracy_control on the float model, scored with rnopt's measure; the steps and the
+    operations reverted read back from NNCF's log."""
+    import nncf
+
+    float_model = core.read_model(str(source))
+    measure = bound.measure_object()
+    say(f"validating float and full int8 on {len(validation)} images")
+    reference = _ov_outputs(core.compile_model(float_model, "CPU"), validation.images)
+    float_score = measure.score(reference, validation.labels, reference)
+    full_score = measure.score(_ov_outputs(core.compile_model(str(full), "CPU"), validation.images),
+                               validation.labels, reference)
+    say("NNCF accuracy control (quantize, rank, revert)")
+    relative = bound.drop_type == "relative"
+    advanced = nncf.AdvancedAccuracyRestorerParameters(max_num_iterations=max_steps or sys.maxsize)
+    with _nncf_log() as log:
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # NNCF's progress bars
+                model = nncf.quantize_with_accuracy_control(
+                    float_model, nncf.Dataset([image[None] for image in calibration.images]),
+                    nncf.Dataset([(i,) for i in range(len(validation))]),
+                    _validation_fn(measure, validation, reference),
+                    max_drop=bound.max_drop / 100 if relative else bound.max_drop,
+                    drop_type=nncf.DropType.RELATIVE if relative else nncf.DropType.ABSOLUTE,
+                    subset_size=len(calibration), advanced_accuracy_restorer_parameters=advanced)
+        except Exception as exc:
+            raise RnoptError(f"NNCF accuracy control on {source} failed: {first_line(exc)}") from None
+    final_score = measure.score(_ov_outputs(core.compile_model(model, "CPU"), validation.images),
+                                validation.labels, reference)
+    steps, layers, kept = _read_nncf_log(log, bound, float_score, final_score)
+    report = AccuracyAwareResult(
+        "openvino", bound.measure, bound.describe(), bound.max_drop, bound.drop_type, validation.name,
+        len(validation), float_score, full_score, final_score, bound.drop(float_score, final_score),
+        bound.met(float_score, final_score), layers or _quantized_ops(core.read_model(str(full))), kept, steps,
+        _float_layers_run_as(core))
+    return model, report
+
+
+def _test_figures(core, report: AccuracyAwareResult, bound: AccuracyBound, test: ValidationSet,  # noqa: ANN001
+                  source: Path, full: Path, final: Path) -> None:
+    measure = bound.measure_object()
+    scores = []
+    reference = _ov_outputs(core.compile_model(str(source), "CPU"), test.images)
+    for path in (source, full, final):
+        outputs = reference if path == source else _ov_outputs(core.compile_model(str(path), "CPU"), test.images)
+        scores.append(measure.score(outputs, test.labels, reference))
+    report.test_data = test.name
+    report.test_float_score, report.test_int8_score, report.test_score = scores
 
 
 def _ov_outputs(compiled, images, batch: int = 250):  # noqa: ANN001, ANN202 - openvino CompiledModel
