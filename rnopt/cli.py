@@ -230,7 +230,8 @@ def _runtime_options(args: argparse.Namespace) -> dict[str, dict]:
     return {"onnxruntime": {"opt_level": args.ort_opt_level, "provider": args.ort_provider,
                             "spinning": args.ort_spin == "on", "inter_op": args.ort_inter_op},
             "openvino": {"hint": args.hint},
-            "torch": {"channels_last": args.channels_last, "compile": args.compile, "cuda_graphs": args.cuda_graphs}}
+            "torch": {"channels_last": args.channels_last, "compile": args.compile, "cuda_graphs": args.cuda_graphs,
+                      "compile_mode": args.compile_mode, "autocast": args.autocast}}
 
 
 def _plan(args: argparse.Namespace, default_runtime: Callable) -> list[VariantSpec]:
@@ -449,7 +450,14 @@ def _add_backend_options(p: argparse.ArgumentParser, default: str) -> None:
                    help="ONNX Runtime inter-op threads: run independent branches in parallel (default: sequential)")
     p.add_argument("--channels-last", action="store_true", help="torch: channels_last memory format")
     p.add_argument("--compile", action="store_true",
-                   help="torch: torch.compile (inductor); on CUDA add --cuda-graphs, or kernel launches dominate")
+                   help="torch: torch.compile (inductor), its compile time counted as load time; on CUDA add "
+                        "--cuda-graphs, or kernel launches dominate")
+    p.add_argument("--compile-mode", choices=["default", "reduce-overhead", "max-autotune"], default="default",
+                   help="torch.compile mode (default: default). max-autotune times kernel choices while compiling: "
+                        "minutes for a ResNet-50 (not finished after 280 s on an H200), rarely faster than cuDNN")
+    p.add_argument("--autocast", action="store_true",
+                   help="torch fp16/bf16 by autocast over fp32 weights (for comparison); default: a real fp16/bf16 "
+                        "model, BatchNorm folded, weights converted once")
     p.add_argument("--cuda-graphs", action="store_true", help="torch on CUDA: replay a captured CUDA graph")
 
 

@@ -7,7 +7,9 @@ import zipfile
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from rnopt.cli import main
 from rnopt.export import export_model
@@ -18,6 +20,19 @@ from rnopt.quantize import quantize_file
 @pytest.fixture(scope="session")
 def resnet20():
     return create_model("resnet20_cifar10")
+
+
+@pytest.fixture(scope="session")
+def batch():
+    """Three random CIFAR-size inputs."""
+    return np.random.default_rng(1).standard_normal((3, 3, 32, 32), dtype=np.float32)
+
+
+@pytest.fixture(scope="session")
+def reference(resnet20, batch):
+    """ResNet-20's fp32 PyTorch logits for `batch`."""
+    with torch.no_grad():
+        return resnet20.module(torch.from_numpy(batch)).numpy()
 
 
 @pytest.fixture(scope="session")

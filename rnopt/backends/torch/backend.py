@@ -1,4 +1,7 @@
-"""PyTorch: eager or torch.compile, fp32 or autocast bf16/fp16, CPU or CUDA, NCHW or channels_last.
+"""PyTorch: eager or torch.compile, fp32 or bf16/fp16, CPU or CUDA, NCHW or channels_last.
+
+bf16/fp16 run a real reduced-precision model (BatchNorm folded, weights converted once, each batch's input
+converted once in `prepare`: reduced.py); `--autocast` runs autocast over the fp32 model instead.
 
 On CUDA every run ends with a device synchronisation, so the wall-clock time of `run` is the time
 of the kernels, not of their launch. cuDNN picks its fastest convolution algorithm per input shape
@@ -19,6 +22,7 @@ import torch
 
 from rnopt.backends.base import Backend, ModelInput, RunSettings, Session, TorchModel
 from rnopt.backends.torch.config import TorchConfig
+from rnopt.backends.torch.reduced import reduced_precision_module
 from rnopt.environment import snapshot
 from rnopt.errors import RnoptError
 
@@ -80,11 +84,16 @@ class TorchSession(Session):
         self.threads = torch.get_num_threads()
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         self.compiled = config.compile
+        self.compile_mode = config.compile_mode
         self.cuda_graphs = config.cuda_graphs
+        self.autocast = config.autocast and precision in _AUTOCAST_DTYPES
+        self.input_dtype = _AUTOCAST_DTYPES[precision] if precision in _AUTOCAST_DTYPES and not self.autocast \
+            else torch.float32
+        self.batchnorm_folded: bool | None = None  # set by the backend for a reduced-precision model
         self._graphs: dict[torch.Size, _CapturedGraph] = {}  # one capture per input shape, reused by eval
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.precision not in _AUTOCAST_DTYPES:
+        if not self.autocast:
             return contextlib.nullcontext()
         # The cast cache saves nothing in inference (each weight is cast once per forward), and a
         # CUDA graph must not capture cached casts.
@@ -100,7 +109,7 @@ class TorchSession(Session):
 
     def prepare(self, batch: np.ndarray) -> Any:
         tensor = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
-        tensor = tensor.contiguous(memory_format=self.memory_format)
+        tensor = tensor.to(self.input_dtype).contiguous(memory_format=self.memory_format)
         if not self.cuda_graphs:
             return tensor
         if tensor.shape not in self._graphs:
@@ -135,7 +144,11 @@ class TorchSession(Session):
         return torch.cuda.max_memory_allocated() / 2**20 if self.device == "cuda" else None
 
     def describe(self) -> str:
-        parts = ["compile" if self.compiled else "eager"] + (["cuda_graphs"] if self.cuda_graphs else [])
+        compiled = "compile" + (f"({self.compile_mode})" if self.compile_mode != "default" else "")
+        parts = [compiled if self.compiled else "eager"] + (["cuda_graphs"] if self.cuda_graphs else [])
+        if self.precision in _AUTOCAST_DTYPES:
+            parts.append("autocast" if self.autocast else
+                         f"{self.precision} model" + ("" if self.batchnorm_folded else ", BatchNorm not folded"))
         if self.memory_format is torch.channels_last:
             parts.append("channels_last")
         return ",".join(parts)
@@ -153,7 +166,8 @@ class TorchBackend(Backend):
     @classmethod
     def notes(cls) -> str:
         bf16 = "" if snapshot().has_bf16 else " (no native bf16 on this CPU)"
-        return f"eager or --compile; --channels-last; bf16 autocast{bf16}; CUDA: fp16, tf32, --cuda-graphs"
+        return (f"eager or --compile [--compile-mode]; --channels-last; bf16 model{bf16} (--autocast: autocast); "
+                f"CUDA: fp16, tf32, --cuda-graphs")
 
     def load(self, model: ModelInput, spec: RunSettings) -> Session:
         if not isinstance(model, TorchModel):
@@ -171,14 +185,20 @@ class TorchBackend(Backend):
         start = time.perf_counter()
         if spec.threads:
             torch.set_num_threads(spec.threads)
-        module = model.loaded.module
-        if spec.device != "cpu" or config.channels_last:
+        module, folded = model.loaded.module, None
+        if precision in _AUTOCAST_DTYPES and not config.autocast:
+            module, folded = reduced_precision_module(module, precision)  # a converted copy
+        elif spec.device != "cpu" or config.channels_last:
             module = copy.deepcopy(module)  # .to() works in place: leave the caller's model as it was
         module = module.to(spec.device).eval()
         if config.channels_last:
             module = module.to(memory_format=torch.channels_last)
         if config.compile:
-            module = torch.compile(module)
+            module = torch.compile(module, mode=config.compile_mode)
         session = TorchSession(module, spec.device, config, precision)
+        session.batchnorm_folded = folded
+        if config.compile:  # compile now, so that its time is reported as load time (for the first shape)
+            size = model.loaded.spec.preprocessing.crop
+            session.run(session.prepare(np.zeros((1, 3, size, size), dtype=np.float32)))
         session.load_time_s = time.perf_counter() - start
         return session
