@@ -54,6 +54,9 @@ class BenchConfig:
     # (0.01 = 1 %), or max_time seconds per batch size have passed; min_time then no longer applies.
     target_ci: float | None = None
     max_time: float = 60.0
+    # Offline batch sweep: per variant, double the batch from batch_sizes[0] while images/s improves by at
+    # least SWEEP_MIN_GAIN, up to sweep_limit or until a batch does not fit (None: the listed sizes only).
+    sweep_limit: int | None = None
 
     def __post_init__(self) -> None:
         if not self.batch_sizes or any(b <= 0 for b in self.batch_sizes):
@@ -64,6 +67,8 @@ class BenchConfig:
             raise RnoptError("--warmup must be >= 0, --iterations > 0 and --min-time >= 0")
         if self.target_ci is not None and (self.target_ci <= 0 or self.max_time <= 0):
             raise RnoptError("--target-ci and --max-time must be positive")
+        if self.sweep_limit is not None and self.sweep_limit < self.batch_sizes[0]:
+            raise RnoptError(f"--sweep {self.sweep_limit} is below the first batch size {self.batch_sizes[0]}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -141,9 +146,14 @@ def check_batch_fits(batch: int, input_size: int, what: str = "--batch-size") ->
                          f"inputs and activations; {have / 2**30:.1f} GiB are available: use a smaller {what}")
 
 
+SWEEP_MIN_GAIN = 0.03  # a doubled batch must raise images/s by 3 % for the sweep to go on
+
+
 def bench_variants(variants: list[Variant], config: BenchConfig,
                    on_round: Callable[[str], None] | None = None) -> list[BenchResult]:
     """Time every variant at every batch size; variants are interleaved within a batch size."""
+    if config.sweep_limit is not None:
+        return [r for v in variants for r in sweep_batches(v, config, on_round)]
     results: dict[tuple[int, int], BenchResult] = {}  # (variant index, batch size) -> result
     rng = np.random.default_rng(0)
     for batch in config.batch_sizes:
@@ -163,6 +173,37 @@ def bench_variants(variants: list[Variant], config: BenchConfig,
             results[(i, batch)] = _result(v, batch, blocks, f, config)
             results[(i, batch)].warnings += [busy] if busy else []
     return list(results.values())
+
+
+def sweep_batches(variant: Variant, config: BenchConfig,
+                  on_round: Callable[[str], None] | None = None) -> list[BenchResult]:
+    """The offline batch sweep of one variant: batch_sizes[0], then doubling while images/s still improves by
+    SWEEP_MIN_GAIN, up to sweep_limit; a batch that does not fit (memory) ends it with a warning on the last
+    result. Every size timed is returned, so the report shows the curve and its peak."""
+    results: list[BenchResult] = []
+    batch, limit = config.batch_sizes[0], config.sweep_limit or config.batch_sizes[0]
+    while batch <= limit:
+        try:
+            [result] = bench_variants([variant], BenchConfig(**{**asdict(config), "batch_sizes": [batch],
+                                                                  "sweep_limit": None}), on_round)
+        except Exception as exc:  # noqa: BLE001 - only running out of memory ends a sweep quietly
+            if not _out_of_memory(exc) or not results:
+                raise
+            results[-1].warnings.append(f"batch sweep stopped: batch {batch} does not fit ({str(exc)[:120]})")
+            break
+        results.append(result)
+        variant.session.release()
+        if len(results) > 1 and result.throughput_ips < results[-2].throughput_ips * (1 + SWEEP_MIN_GAIN):
+            break
+        batch *= 2
+    return results
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """rnopt's own check that a batch cannot fit, host memory, or a device allocator's out-of-memory."""
+    if isinstance(exc, RnoptError):
+        return "does not fit" in str(exc) or "needs about" in str(exc)
+    return isinstance(exc, MemoryError) or "OutOfMemory" in type(exc).__name__ or "out of memory" in str(exc)
 
 
 def _interleaved_rounds(variants: list[Variant], prepared: list[object], config: BenchConfig, batch: int,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shlex
 import signal
@@ -267,7 +268,9 @@ def _bench_config(args: argparse.Namespace):  # noqa: ANN202 - a BenchConfig (im
 
 
 SCENARIOS = {"single-stream": "batch 1, one query at a time; headline: p90 latency",
-             "offline": "all images at once; headline: images/s (batch sweep, throughput hint)"}
+             "offline": "all images at once; headline: images/s (batch sizes 1,8,32, throughput hint; on CUDA a "
+                        "batch sweep)"}
+OFFLINE_CUDA_SWEEP = 4096
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
@@ -282,8 +285,15 @@ def cmd_bench(args: argparse.Namespace) -> None:
         args.batch_size = [1]
     elif args.scenario == "offline":
         args.hint = "throughput"
+        if args.device == "cuda" and not args.batch_size_given and args.sweep is None:
+            args.sweep = OFFLINE_CUDA_SWEEP  # a GPU's peak needs batches far beyond 32: find it
         args.batch_size = args.batch_size if args.batch_size_given else [1, 8, 32]
     config = _bench_config(args)
+    if args.sweep is not None:
+        if len(args.batch_size) > 1 and args.batch_size_given:
+            raise RnoptError("--sweep doubles from one batch size: give at most one --batch-size (the start)")
+        config = dataclasses.replace(config, batch_sizes=args.batch_size[:1] if args.batch_size_given else [1],
+                                     sweep_limit=args.sweep)
     specs = _plan(args, lambda artifact: "onnxruntime")
     with progress.task("benchmarking") as advance:
         record = api.bench(specs, config, args.executor, lambda note: advance(1, note), args.command_line,
@@ -591,6 +601,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(p)
     _add_backend_options(p, "onnxruntime (names are exported on the fly)")
     p.add_argument("--scenario", choices=list(SCENARIOS), help="; ".join(f"{k}: {v}" for k, v in SCENARIOS.items()))
+    p.add_argument("--sweep", type=_positive_int, metavar="MAX",
+                   help="double the batch size from 1 (or --batch-size N) while images/s improves by 3 %%, up to MAX "
+                        "or the first batch that does not fit; every size is reported (default on CUDA with "
+                        f"--scenario offline: {OFFLINE_CUDA_SWEEP})")
     p.add_argument("--executor", choices=["inprocess", "subprocess"], default="inprocess",
                    help="inprocess: all variants in this process, timed in interleaved rounds (default, the fair "
                         "comparison); subprocess: each variant in a fresh process of its own (needed to compare "

@@ -71,3 +71,38 @@ def test_memory_is_skipped_with_a_reason_where_proc_is_missing(monkeypatch):
     [result] = outcome.results
     assert result.memory_mb is None and result.spec_id == spec.id
     assert "memory per variant not measured: it needs Linux's /proc" in result.warnings
+
+
+def test_batch_sweep_doubles_until_images_per_s_stops_improving(fp32_onnx):
+    from rnopt.bench import SWEEP_MIN_GAIN, bench_variants
+    from rnopt.execute import InProcessExecutor
+
+    [variant], _ = InProcessExecutor().load([VariantSpec(artifact_for(str(fp32_onnx)), "onnxruntime")])
+    results = bench_variants([variant], BenchConfig([1], warmup=2, iterations=5, min_time=0.05, sweep_limit=16))
+    batches = [r.batch_size for r in results]
+    assert batches == [1, 2, 4, 8, 16][:len(batches)] and len(batches) >= 2
+    stopped_early = batches[-1] < 16
+    gains = [b.throughput_ips / a.throughput_ips - 1 for a, b in zip(results, results[1:])]
+    assert all(g >= SWEEP_MIN_GAIN for g in gains[:-1])  # it went on only while images/s improved
+    assert (gains[-1] < SWEEP_MIN_GAIN) == stopped_early
+
+
+def test_batch_sweep_stops_where_memory_runs_out(fp32_onnx, monkeypatch):
+    import importlib
+
+    from rnopt.execute import InProcessExecutor
+
+    bench = importlib.import_module("rnopt.bench")  # `rnopt.bench` as an attribute is the API function
+
+    need_for_two = 2 * 3 * 32 * 32 * 4 * bench.ACTIVATION_FACTOR
+    monkeypatch.setattr(bench, "available_memory_bytes", lambda: int(need_for_two / 0.8) - 1)  # batch 2 won't fit
+    [variant], _ = InProcessExecutor().load([VariantSpec(artifact_for(str(fp32_onnx)), "onnxruntime")])
+    [only] = bench.bench_variants([variant], BenchConfig([1], warmup=1, iterations=5, min_time=0.0, sweep_limit=64))
+    assert only.batch_size == 1 and any("batch sweep stopped: batch 2 does not fit" in w for w in only.warnings)
+
+
+def test_sweep_option_takes_one_start_batch(cli, fp32_onnx):
+    r = cli("bench", fp32_onnx, "--sweep", "8", "--batch-size", "1,4")
+    assert r.code == 1 and "at most one --batch-size" in r.err
+    r = cli("bench", fp32_onnx, "--sweep", "2", "--batch-size", "4")
+    assert r.code == 1 and "below the first batch size" in r.err

@@ -161,6 +161,9 @@ class Session(ABC):
         """Extra settings worth showing next to the backend name (provider, hint, memory format...)."""
         return ""
 
+    def release(self) -> None:
+        """Free what was kept for the input shapes run so far (a batch sweep moves on to larger ones)."""
+
     def peak_device_memory_mb(self) -> float | None:
         """Peak accelerator memory this process has allocated so far; None on a CPU."""
         return None

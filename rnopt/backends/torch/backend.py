@@ -140,6 +140,11 @@ class TorchSession(Session):
     def to_numpy(self, output: torch.Tensor) -> np.ndarray:
         return output.float().cpu().numpy()
 
+    def release(self) -> None:
+        self._graphs.clear()  # each captured graph holds its own memory pool
+        if self.device == "cuda":
+            torch.cuda.empty_cache()
+
     def peak_device_memory_mb(self) -> float | None:
         return torch.cuda.max_memory_allocated() / 2**20 if self.device == "cuda" else None
 
