@@ -44,10 +44,11 @@ TOLERANCE = {"fp32": 1e-3, "tf32": 2e-2, "fp16": 2e-2, "bf16": 1e-1}
 
 
 def torch_spec(model: ArtifactSpec, device: str, precision: str, channels_last: bool = True,
-               cuda_graphs: bool = False, compile: bool = False) -> VariantSpec:
-    extras = [n for n, on in (("channels_last", channels_last), ("cuda_graphs", cuda_graphs), ("compile", compile))
-              if on]
-    options = {"torch": {"channels_last": channels_last, "cuda_graphs": cuda_graphs, "compile": compile}}
+               cuda_graphs: bool = False, compile: bool = False, autocast: bool = False) -> VariantSpec:
+    extras = [n for n, on in (("channels_last", channels_last), ("cuda_graphs", cuda_graphs), ("compile", compile),
+                              ("autocast", autocast)) if on]
+    options = {"torch": {"channels_last": channels_last, "cuda_graphs": cuda_graphs, "compile": compile,
+                         "autocast": autocast}}
     [spec] = plan([model], ["torch"], [precision], device, options=options)
     return spec.with_label(f"torch {precision} {','.join(extras) or 'eager'}")
 
@@ -55,11 +56,12 @@ def torch_spec(model: ArtifactSpec, device: str, precision: str, channels_last: 
 def torch_specs(model: ArtifactSpec, device: str) -> list[VariantSpec]:
     if device == "cpu":  # the rehearsal: what a CPU can run of the same path
         return [torch_spec(model, device, "fp32", channels_last=False), torch_spec(model, device, "fp32"),
-                torch_spec(model, device, "bf16")]
+                torch_spec(model, device, "bf16"), torch_spec(model, device, "bf16", autocast=True)]
     return [torch_spec(model, device, "fp32", channels_last=False), torch_spec(model, device, "fp32"),
             torch_spec(model, device, "tf32"), torch_spec(model, device, "fp16", channels_last=False),
             torch_spec(model, device, "fp16"), torch_spec(model, device, "bf16"),
-            torch_spec(model, device, "fp32", cuda_graphs=True), torch_spec(model, device, "fp16", cuda_graphs=True)]
+            torch_spec(model, device, "fp32", cuda_graphs=True), torch_spec(model, device, "fp16", cuda_graphs=True),
+            torch_spec(model, device, "fp16", cuda_graphs=True, autocast=True)]
 
 
 def compile_specs(model: ArtifactSpec, device: str) -> list[VariantSpec]:

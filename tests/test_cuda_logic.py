@@ -67,7 +67,7 @@ def test_gpu_check_runs_where_only_pytorch_is(tmp_path, run_without):
     assert "onnxruntime: skipped (onnxruntime is not installed)" in proc.stdout
     assert "### PyTorch" in proc.stdout and "### Numerics against CPU fp32" in proc.stdout
     results = bench_rows(json.loads(out.read_text()))
-    assert [r["precision"] for r in results] == ["fp32", "fp32"] + (["bf16"] if snapshot().has_bf16 else [])
+    assert [r["precision"] for r in results] == ["fp32", "fp32"] + (["bf16", "bf16"] if snapshot().has_bf16 else [])
     assert all(r["memory_mb"] > 0 for r in results)  # each measured in a process of its own
 
 
@@ -162,3 +162,17 @@ def test_run_adds_cuda_where_pytorch_sees_a_gpu(monkeypatch):
     assert devices == ["cuda"] and len(warnings) == 2 and "OpenVINO runs on CPUs" in warnings[1]
     with pytest.raises(RnoptError, match="none of onnxruntime, openvino can use a CUDA device"):
         run_devices(["cuda"], ["onnxruntime", "openvino"])
+
+
+def test_the_prepared_gpu_run_rehearses_on_the_cpu(tmp_path):
+    """benchmarks/gpu_all.sh: numerics, harness fidelity against a bare loop, and the offline sweep, each step
+    run (small) on the CPU, outputs where the GPU run will put them."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_all.sh"
+    proc = subprocess.run(["bash", str(script), str(tmp_path), "--rehearse"], capture_output=True, text=True,
+                          timeout=400, env={**os.environ, "PYTHON": sys.executable})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "worst ratio" in (tmp_path / "fidelity.log").read_text()
+    assert "| torch bf16 channels_last,autocast | bf16 |" in (tmp_path / "check.log").read_text()
+    sweep = json.loads((tmp_path / "sweep.json").read_text())
+    batches = [r["batch_size"] for r in sweep["bench"]]
+    assert batches[:2] == [1, 2] and sweep["bench_config"]["sweep_limit"] == 64

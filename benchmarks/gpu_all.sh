@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The one prepared GPU run (issue 13): numerics of every precision against CPU fp32 and timings (gpu_check.py),
+# rnopt's CUDA path against a bare CUDA-graph loop (gpu_fidelity.py), and the offline batch sweep with its peak
+# images/s. About 6 minutes on an H200; each part has its own time limit so one slow part cannot eat the rest.
+#   bash benchmarks/gpu_all.sh OUTDIR               # on the GPU machine (outputs: OUTDIR/*.md, *.json, *.log)
+#   bash benchmarks/gpu_all.sh OUTDIR --rehearse    # the same steps on a CPU, small and fast
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:?usage: gpu_all.sh OUTDIR [--rehearse]}
+mkdir -p "$OUT"
+PYTHON=${PYTHON:-$(command -v python3 || command -v python)}
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+RNOPT=("$PYTHON" -m rnopt)
+if [[ "${2:-}" == "--rehearse" ]]; then
+  DEV=cpu MODEL=resnet20_cifar10 PREC=bf16 GRAPHS=() SWEEP=64 BATCHES=1,8
+  CHECK=(--device cpu --model resnet20_cifar10 --batch-sizes 1 --min-time 0.05 --no-memory)
+  FIDELITY=(--device cpu --model resnet20_cifar10 --batch-sizes 1,8 --calls 10 --no-compile)
+else
+  DEV=cuda MODEL=resnet50 PREC=fp16 GRAPHS=(--cuda-graphs) SWEEP=4096 BATCHES=1,32,256
+  CHECK=(--batch-sizes 1,32 --min-time 0.5 --no-memory)
+  FIDELITY=(--batch-sizes "$BATCHES" --calls 30)
+fi
+status=0
+step() {  # name, time limit (s), command...
+  local name=$1 limit=$2; shift 2
+  echo "== $name (limit ${limit}s): $*"
+  local start=$SECONDS
+  timeout "$limit" "$@" > >(tee "$OUT/$name.log") 2>&1 || { echo "== $name: exit $?"; status=1; }
+  echo "== $name: $((SECONDS - start)) s"
+}
+step check 150 "$PYTHON" benchmarks/gpu_check.py "${CHECK[@]}" --json "$OUT/check.json"
+step fidelity 120 "$PYTHON" benchmarks/gpu_fidelity.py "${FIDELITY[@]}"
+step sweep 90 "${RNOPT[@]}" bench "$MODEL" --backend torch --device "$DEV" --precision "$PREC" --channels-last \
+  "${GRAPHS[@]}" --scenario offline --sweep "$SWEEP" --min-time 0.3 --no-memory --json "$OUT/sweep.json"
+exit $status
