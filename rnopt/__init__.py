@@ -8,17 +8,18 @@ The public Python API (the CLI is a thin layer over it):
     accuracy = rnopt.evaluate(specs, data="cifar10", limit=500)                      # -> rnopt.Record
     timing.to_dict()                                                                 # the JSON the CLI writes
 
-`artifact`, `plan`, `VariantSpec` name variants; `export`, `optimize`, `quantize`, `bench`, `evaluate`,
-`embed` and `run` (with `RunOptions`) do the work and return `Record`s. Everything else is internal.
+`artifact`, `plan`, `VariantSpec` name variants; `export`, `optimize`, `quantize` (accuracy-aware with an
+`AccuracyControl`), `sensitivity`, `bench`, `evaluate`, `embed` and `run` (with `RunOptions`) do the work and
+return `Record`s. Everything else is internal.
 """
-from rnopt.api import artifact, bench, embed, evaluate, export, optimize, plan, quantize, run
+from rnopt.api import artifact, bench, embed, evaluate, export, optimize, plan, quantize, run, sensitivity
 from rnopt.bench import BenchConfig
 from rnopt.errors import RnoptError
 from rnopt.results import Record
 from rnopt.spec import ArtifactSpec, VariantSpec
 
 __all__ = ["ArtifactSpec", "BenchConfig", "Record", "RnoptError", "VariantSpec", "artifact", "bench", "embed",
-           "evaluate", "export", "optimize", "plan", "quantize", "run"]
+           "evaluate", "export", "optimize", "plan", "quantize", "run", "sensitivity", "AccuracyControl"]
 
 
 def __getattr__(name: str):  # noqa: ANN202 - RunOptions lives with the pipeline, imported on first use
@@ -26,4 +27,8 @@ def __getattr__(name: str):  # noqa: ANN202 - RunOptions lives with the pipeline
         from rnopt.pipeline import RunOptions
 
         return RunOptions
+    if name == "AccuracyControl":  # the quantizers' module imports onnxruntime: only on use
+        from rnopt.quantize import AccuracyControl
+
+        return AccuracyControl
     raise AttributeError(f"module 'rnopt' has no attribute {name!r}")
