@@ -144,13 +144,17 @@ def _score(value: float | None, measure: str) -> str:
     return f"{value:.4f}" if measure == "cosine" else f"{value:.2f}"
 
 
+def _drop(value: float, measure: str, unit: str = "") -> str:
+    return f"{value:+.4f}" if measure == "cosine" else f"{value:+.2f}{unit}"
+
+
 def accuracy_aware_tables(aware: AccuracyAwareResult) -> list[Table]:
     """The outcome (validation and test figures), every revert step, and the latency cost of the reverts."""
     m = aware.measure
     rows = [["bound", f"{aware.bound} on {aware.data} ({aware.images} images): "
                       + ("met" if aware.met else "NOT met")],
             [f"{m} on validation", f"float {_score(aware.float_score, m)}, full int8 {_score(aware.int8_score, m)}, "
-                                   f"written {_score(aware.final_score, m)} (drop {aware.final_drop:+.2f})"],
+                                   f"written {_score(aware.final_score, m)} (drop {_drop(aware.final_drop, m)})"],
             ["kept in float", f"{len(aware.kept_float)} of {aware.layers_quantized} layers"
                               + (f": {', '.join(aware.kept_float)}" if aware.kept_float else "")],
             ["where they run", aware.runs_float_as]]
@@ -158,11 +162,11 @@ def accuracy_aware_tables(aware: AccuracyAwareResult) -> list[Table]:
         rows.append([f"{m} on {aware.test_data} (test, untuned)",
                      f"float {_score(aware.test_float_score, m)}, full int8 {_score(aware.test_int8_score, m)}, "
                      f"written {_score(aware.test_score, m)} (drop "
-                     f"{(aware.test_float_score or 0) - (aware.test_score or 0):+.2f} points)"])
+                     f"{_drop((aware.test_float_score or 0) - (aware.test_score or 0), m, ' points')})"])
     tables = [Table(f"Accuracy-aware int8 ({aware.toolkit})", ["", ""], rows)]
     if aware.steps:
         tables.append(Table("Revert steps (greedy, most sensitive first)", ["step", "reverted", "nodes", m, "drop", ""],
-                            [[str(s.step), s.target, ", ".join(s.nodes), _score(s.score, m), f"{s.drop:+.2f}",
+                            [[str(s.step), s.target, ", ".join(s.nodes), _score(s.score, m), _drop(s.drop, m),
                               "kept" if s.kept else "undone (no better)"] for s in aware.steps]))
     if aware.layer_costs:
         tables.append(Table("Latency cost of the float layers (batch 1, vs full int8)",
