@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     precision = "fp16" if args.device == "cuda" else "bf16"
     store = ArtifactStore()
-    print(f"| path | batch | rnopt p50 ms | bare loop p50 ms | ratio |\n| --- | ---: | ---: | ---: | ---: |", flush=True)
+    print("| path | batch | rnopt p50 ms | bare loop p50 ms | ratio |\n| --- | ---: | ---: | ---: | ---: |", flush=True)
     worst = 0.0
     for compile in [False, True] if args.compile else [False]:
         variant = load_variant(rnopt_spec(args.model, args.device, precision, compile), store)

@@ -3,7 +3,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from conftest import bench_rows, eval_section, settings
 from rnopt.artifacts import ArtifactStore, artifact_for, open_model_file
