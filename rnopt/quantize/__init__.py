@@ -88,4 +88,5 @@ def quantize_file(source: str | Path, output: str | Path, toolkit: str = "onnxru
                                              control.max_steps, on_progress, time_layers)
 
 
-__all__ = ["QUANTIZERS", "AccuracyControl", "CalibrationData", "QuantRecipe", "Quantizer", "get_quantizer", "quantize_file"]
+__all__ = ["QUANTIZERS", "AccuracyControl", "CalibrationData", "QuantRecipe", "Quantizer", "get_quantizer",
+           "quantize_file"]

@@ -315,8 +315,8 @@ def analyze(float_path: Path, int8_path: Path, scorer: Scorer, sqnr_images: int,
             float_name: str, int8_name: str, on_progress: Callable[[str], None] | None = None
             ) -> SensitivityResult:
     """Both passes: SQNR of every quantized tensor over the first `sqnr_images` validation images, then the
-    ground truth for the `top_k` tensors the cheap pass ranks worst (most noise added). `float_path` is the pre-processed
-    float model `int8_path` was quantized from."""
+    ground truth for the `top_k` tensors the cheap pass ranks worst (most noise added). `float_path` is the
+    pre-processed float model `int8_path` was quantized from."""
     float_model, int8_model = load_onnx(float_path), load_onnx(int8_path)
     check_same_graph(float_model, int8_model, int8_name)
     say = on_progress or (lambda _: None)

@@ -139,7 +139,8 @@ def _tables(data: ReportData) -> list[Block]:
         out += [Heading("Quantization settings")] + [tables.quantize_table(q) for q in data.quantizations]
     for q in data.quantizations:
         if q.accuracy_aware:
-            out += [Heading("Accuracy-aware int8"), Paragraph(TUNING_NOTE)] + tables.accuracy_aware_tables(q.accuracy_aware)
+            out += [Heading("Accuracy-aware int8"), Paragraph(TUNING_NOTE)]
+            out += tables.accuracy_aware_tables(q.accuracy_aware)
     for result in data.sensitivity:
         out += [Heading("Int8 sensitivity per layer"), tables.sensitivity_table(result, 25), Paragraph(TUNING_NOTE)]
     return out
