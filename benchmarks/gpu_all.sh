@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one prepared GPU run (issue 13): numerics of every precision against CPU fp32 and timings (gpu_check.py),
-# rnopt's CUDA path against a bare CUDA-graph loop (gpu_fidelity.py), and the offline batch sweep with its peak
-# images/s. About 6 minutes on an H200; each part has its own time limit so one slow part cannot eat the rest.
+# rnopt's CUDA path against a bare CUDA-graph loop (gpu_fidelity.py), the offline batch sweep with its peak
+# images/s, and `rnopt run` on the GPU. About 6 minutes on an H200; each part has its own time limit (450 s in
+# all) so one slow part cannot eat the rest.
 #   bash benchmarks/gpu_all.sh OUTDIR               # on the GPU machine (outputs: OUTDIR/*.md, *.json, *.log)
 #   bash benchmarks/gpu_all.sh OUTDIR --rehearse    # the same steps on a CPU, small and fast
 set -uo pipefail
@@ -15,10 +16,12 @@ if [[ "${2:-}" == "--rehearse" ]]; then
   DEV=cpu MODEL=resnet20_cifar10 PREC=bf16 GRAPHS=() SWEEP=64 BATCHES=1,8
   CHECK=(--device cpu --model resnet20_cifar10 --batch-sizes 1 --min-time 0.05 --no-memory)
   FIDELITY=(--device cpu --model resnet20_cifar10 --batch-sizes 1,8 --calls 10 --no-compile)
+  RUN=(--device cpu --backend torch --limit 200 --batch-size 1 --min-time 0.1 --no-memory)
 else
   DEV=cuda MODEL=resnet50 PREC=fp16 GRAPHS=(--cuda-graphs) SWEEP=4096 BATCHES=1,32,256
   CHECK=(--batch-sizes 1,32 --min-time 0.5 --no-memory)
   FIDELITY=(--batch-sizes "$BATCHES" --calls 30)
+  RUN=(--device cuda --backend torch --limit 2000 --batch-size 1,32 --min-time 0.3 --no-memory)
 fi
 status=0
 step() {  # name, time limit (s), command...
@@ -32,4 +35,7 @@ step check 150 "$PYTHON" benchmarks/gpu_check.py "${CHECK[@]}" --json "$OUT/chec
 step fidelity 120 "$PYTHON" benchmarks/gpu_fidelity.py "${FIDELITY[@]}"
 step sweep 90 "${RNOPT[@]}" bench "$MODEL" --backend torch --device "$DEV" --precision "$PREC" --channels-last \
   "${GRAPHS[@]}" --scenario offline --sweep "$SWEEP" --min-time 0.3 --no-memory --json "$OUT/sweep.json"
+# `rnopt run` on the GPU: PyTorch CUDA variants on the bundled trained ResNet-20 and CIFAR-10 JPEG test set,
+# then its own offline sweep of the CUDA variants (the summary shows each one's best images/s).
+step run 90 "${RNOPT[@]}" run "${RUN[@]}" --output "$OUT/run"
 exit $status

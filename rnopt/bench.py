@@ -147,6 +147,7 @@ def check_batch_fits(batch: int, input_size: int, what: str = "--batch-size") ->
 
 
 SWEEP_MIN_GAIN = 0.03  # a doubled batch must raise images/s by 3 % for the sweep to go on
+CUDA_SWEEP_LIMIT = 4096  # where a GPU's offline sweep stops at the latest
 
 
 def bench_variants(variants: list[Variant], config: BenchConfig,
@@ -197,6 +198,11 @@ def sweep_batches(variant: Variant, config: BenchConfig,
             break
         batch *= 2
     return results
+
+
+def sweep_config(config: BenchConfig, limit: int = CUDA_SWEEP_LIMIT) -> BenchConfig:
+    """The offline sweep's timing: from batch 1, fixed length (0.3 s per size), no memory probes."""
+    return BenchConfig([1], config.warmup, config.iterations, 0.3, False, None, config.max_time, limit)
 
 
 def _out_of_memory(exc: BaseException) -> bool:

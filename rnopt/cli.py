@@ -16,6 +16,7 @@ from rich.markup import escape
 
 from rnopt import progress
 from rnopt.errors import Interrupted, RnoptError, first_line
+from rnopt.bench import CUDA_SWEEP_LIMIT
 from rnopt.plan import PRECISIONS, split_list
 from rnopt.report.render import console, err_console, print_table, printable
 from rnopt.results import Record
@@ -270,7 +271,7 @@ def _bench_config(args: argparse.Namespace):  # noqa: ANN202 - a BenchConfig (im
 SCENARIOS = {"single-stream": "batch 1, one query at a time; headline: p90 latency",
              "offline": "all images at once; headline: images/s (batch sizes 1,8,32, throughput hint; on CUDA a "
                         "batch sweep)"}
-OFFLINE_CUDA_SWEEP = 4096
+OFFLINE_CUDA_SWEEP = CUDA_SWEEP_LIMIT
 
 
 def cmd_bench(args: argparse.Namespace) -> None:

@@ -10,7 +10,7 @@ from rnopt import progress
 from rnopt.accuracy import default_validation_data, validation_set
 from rnopt.artifacts import ArtifactStore, artifact_for, open_model_file
 from rnopt.backends import backend_class
-from rnopt.bench import BenchConfig, summarize_warnings
+from rnopt.bench import BenchConfig, summarize_warnings, sweep_config
 from rnopt.data import ImageDataset, load_dataset
 from rnopt.errors import RnoptError
 from rnopt.execute.inprocess import InProcessExecutor
@@ -26,8 +26,8 @@ from rnopt.quantize.calibration import calibration_data
 from rnopt.report.html import to_html
 from rnopt.report.loading import from_payload
 from rnopt.report.markdown import to_markdown
-from rnopt.results import EmbeddingSection, QuantizeResult, Record
-from rnopt.spec import ArtifactSpec, spec_entries
+from rnopt.results import BenchResult, EmbeddingSection, QuantizeResult, Record
+from rnopt.spec import ArtifactSpec, VariantSpec, spec_entries
 
 DEFAULT_MODEL = "resnet20_cifar10"
 CALIB_SIZE = 500
@@ -161,7 +161,8 @@ def _run_steps(opts: RunOptions, backends: list[str], devices: list[str], skippe
     with progress.task("benchmarking", None) as advance:
         outcome = executor.bench(specs, opts.bench, on_progress=lambda note: advance(1, note))
     record.bench, record.failures, record.bench_config = outcome.results, outcome.failures, opts.bench.to_dict()
-    record.warnings += summarize_warnings(outcome.results) + [f"skipped {f.label}: {f.reason}" for f in outcome.failures]
+    record.bench += _cuda_sweep(executor, specs, outcome.results, opts.bench)
+    record.warnings += summarize_warnings(record.bench) + [f"skipped {f.label}: {f.reason}" for f in outcome.failures]
 
     if dataset is not None:
         ran = {r.spec_id: r.precision for r in outcome.results}
@@ -178,6 +179,25 @@ def _run_steps(opts: RunOptions, backends: list[str], devices: list[str], skippe
     record.warnings = list(dict.fromkeys(record.warnings + artifact_warnings(specs)))
     _write_reports(record, out)
     return record, out
+
+
+def sweep_targets(specs: list[VariantSpec], ran: list[BenchResult]) -> list[VariantSpec]:
+    """The variants whose offline peak a batch sweep finds: those that ran on a GPU."""
+    timed = {r.spec_id for r in ran}
+    return [s for s in specs if s.device == "cuda" and s.id in timed]
+
+
+def _cuda_sweep(executor: InProcessExecutor, specs: list[VariantSpec], ran: list[BenchResult],
+                config: BenchConfig) -> list[BenchResult]:
+    """On a GPU the run also sweeps batch sizes (doubling until images/s stops improving) for its CUDA
+    variants; the sizes already timed are not repeated."""
+    targets = sweep_targets(specs, ran)
+    if not targets:
+        return []
+    with progress.task("offline batch sweep on CUDA", None) as advance:
+        swept = executor.bench(targets, sweep_config(config), on_progress=lambda note: advance(1, note))
+    done = {(r.spec_id, r.batch_size) for r in ran}
+    return [r for r in swept.results if (r.spec_id, r.batch_size) not in done]
 
 
 def _make_files(opts: RunOptions, backends: list[str], loaded: LoadedModel, calibration: CalibrationData, out: Path,

@@ -106,3 +106,25 @@ def test_sweep_option_takes_one_start_batch(cli, fp32_onnx):
     assert r.code == 1 and "at most one --batch-size" in r.err
     r = cli("bench", fp32_onnx, "--sweep", "2", "--batch-size", "4")
     assert r.code == 1 and "below the first batch size" in r.err
+
+
+def test_a_swept_run_shows_each_variants_best_images_per_s_and_sweeps_only_gpu_variants(fp32_onnx, int8_onnx):
+    import dataclasses
+
+    from rnopt.pipeline import sweep_targets
+    from rnopt.report.tables import run_summary_table
+
+    config = BenchConfig([1], warmup=1, iterations=5, min_time=0.0)
+    fp32, int8 = (VariantSpec(artifact_for(str(p)), "onnxruntime") for p in (fp32_onnx, int8_onnx))
+    from rnopt.api import bench
+
+    swept = bench([fp32], dataclasses.replace(config, sweep_limit=4)).bench  # as a GPU variant's sweep would
+    plain = bench([int8], config).bench
+    table = run_summary_table(plain + swept, [])
+    assert "best images/s" in table.headers
+    best = max(swept, key=lambda r: r.throughput_ips)
+    assert any(f"(batch {best.batch_size})" in cell for row in table.rows for cell in row)
+    gpu = dataclasses.replace(fp32, device="cuda")
+    ran = plain + [dataclasses.replace(swept[0], spec_id=gpu.id)]
+    assert sweep_targets([int8, gpu], ran) == [gpu]
+    assert sweep_targets([int8, fp32], plain) == []

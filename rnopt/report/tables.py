@@ -207,16 +207,21 @@ def run_summary_table(bench: list[BenchResult], evals: list[EvalSection],
         by_variant.setdefault((variant_key(r), r.model), {})[r.batch_size] = r
     reference = next(iter(by_variant.values())).get(smallest)
     with_memory = any(r.memory_mb is not None for r in bench)
+    # Variants timed at different batch sizes (a GPU's batch sweep): each one's best images/s, with its batch.
+    swept = len({tuple(sorted(per_batch)) for per_batch in by_variant.values()}) > 1
     rows = []
     for (key, model), per_batch in by_variant.items():
         first, last = per_batch.get(smallest), per_batch.get(largest)
-        rows.append([model, (first or last or next(iter(per_batch.values()))).runtime,
+        best = max(per_batch.values(), key=lambda r: r.throughput_ips)
+        throughput = f"{best.throughput_ips:,.0f} (batch {best.batch_size})" if swept else \
+            (f"{last.throughput_ips:,.0f}" if last else "")
+        rows.append([model, (first or last or best).runtime,
                      f"{first.latency_ms.p50:.3f} {ci_cell(first)}".strip() if first else "",
                      ratio_cell(reference.latency_ms.p50 / first.latency_ms.p50, speedup_interval(reference, first))
-                     if first and reference else "",
-                     f"{last.throughput_ips:,.0f}" if last else ""] + quality(key)
+                     if first and reference else "", throughput] + quality(key)
                     + ([_mb_cell(first.memory_mb if first else None)] if with_memory else []))
-    headers = ["variant", "runtime", f"p50 ms (batch {smallest})", "speed-up", f"images/s (batch {largest})"] + \
+    throughput_header = "best images/s" if swept else f"images/s (batch {largest})"
+    headers = ["variant", "runtime", f"p50 ms (batch {smallest})", "speed-up", throughput_header] + \
         headers + ([f"memory MB (batch {smallest})"] if with_memory else [])
     note = (f"speed-up: ratio of medians at batch {smallest} against the first row, with its interval from the two "
             f"medians' 95 % intervals")
