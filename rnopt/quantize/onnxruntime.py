@@ -25,10 +25,10 @@ from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, Q
 from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from rnopt.accuracy import AccuracyBound, ValidationSet
 from rnopt.errors import RnoptError, first_line
 from rnopt.fileio import atomic_path
 from rnopt.onnx_model import ModelMeta, load_onnx, open_float_model, save_onnx, write_meta
-from rnopt.accuracy import AccuracyBound, ValidationSet
 from rnopt.quantize.accuracy_aware import accuracy_aware_int8
 from rnopt.quantize.base import CalibrationData, LayerTimer, QuantRecipe, Quantizer
 from rnopt.results import QuantizeResult
