@@ -132,12 +132,8 @@ class ValidationSet:
         return [self.images[i:i + size] for i in range(0, len(self.images), size)]
 
 
-def default_validation_data_or_none(meta: ModelMeta) -> str | None:
-    return "cifar10-val" if meta.input_size == 32 and len(meta.class_names) == 10 else None
-
-
 def default_validation_data(meta: ModelMeta) -> str:
-    if default_validation_data_or_none(meta):
+    if meta.fits_bundled_cifar:
         return "cifar10-val"
     raise RnoptError(f"no bundled validation images fit {meta.model} ({meta.input_size}px input): pass --data DIR "
                      f"with labelled validation images (one sub-folder per class), not the images you test on")

@@ -17,7 +17,7 @@ import numpy as np
 
 from rnopt.backends.base import ModelInput, Session
 from rnopt.environment import snapshot
-from rnopt.errors import RnoptError
+from rnopt.errors import BatchTooLarge, RnoptError
 from rnopt.machine_load import load_warning
 from rnopt.results import BenchResult, LatencyStats
 from rnopt.spec import VariantSpec
@@ -142,7 +142,7 @@ def check_batch_fits(batch: int, input_size: int, what: str = "--batch-size") ->
     need = batch * 3 * input_size * input_size * 4 * ACTIVATION_FACTOR
     have = available_memory_bytes()
     if have is not None and need > 0.8 * have:
-        raise RnoptError(f"{what} {batch} at {input_size}x{input_size} needs about {need / 2**30:.1f} GiB for its "
+        raise BatchTooLarge(f"{what} {batch} at {input_size}x{input_size} needs about {need / 2**30:.1f} GiB for its "
                          f"inputs and activations; {have / 2**30:.1f} GiB are available: use a smaller {what}")
 
 
@@ -207,9 +207,7 @@ def sweep_config(config: BenchConfig, limit: int = CUDA_SWEEP_LIMIT) -> BenchCon
 
 def _out_of_memory(exc: BaseException) -> bool:
     """rnopt's own check that a batch cannot fit, host memory, or a device allocator's out-of-memory."""
-    if isinstance(exc, RnoptError):
-        return "does not fit" in str(exc) or "needs about" in str(exc)
-    return isinstance(exc, MemoryError) or "OutOfMemory" in type(exc).__name__ or "out of memory" in str(exc)
+    return isinstance(exc, (BatchTooLarge, MemoryError)) or "OutOfMemory" in type(exc).__name__ or "out of memory" in str(exc)
 
 
 def _interleaved_rounds(variants: list[Variant], prepared: list[object], config: BenchConfig, batch: int,

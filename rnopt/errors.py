@@ -6,6 +6,10 @@ class RnoptError(Exception):
     """A problem with the user's input or environment: the message says what is wrong and what to do."""
 
 
+class BatchTooLarge(RnoptError):
+    """A batch whose inputs and activations cannot fit in memory (an offline batch sweep stops there)."""
+
+
 def first_line(exc: BaseException, limit: int = 200) -> str:
     """The first line of an exception's message, cut to `limit` characters (its type name if it is empty)."""
     text = str(exc).strip()

@@ -37,6 +37,11 @@ class ModelMeta:
     embedding_dim: int | None = None
 
     @property
+    def fits_bundled_cifar(self) -> bool:
+        """The bundled CIFAR-10 sets (calibration, validation, test) fit this model: 32x32 input, 10 classes."""
+        return self.input_size == 32 and len(self.class_names) == 10
+
+    @property
     def is_embedding(self) -> bool:
         return self.head == "features"
 

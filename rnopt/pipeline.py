@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from rnopt import progress
-from rnopt.accuracy import default_validation_data, validation_set
+from rnopt.accuracy import ValidationSet, default_validation_data, validation_set
 from rnopt.artifacts import ArtifactStore, artifact_for, open_model_file
 from rnopt.backends import backend_class
 from rnopt.bench import BenchConfig, summarize_warnings, sweep_config
@@ -208,36 +208,46 @@ def _make_files(opts: RunOptions, backends: list[str], loaded: LoadedModel, cali
         record.exports.append(export_model(loaded, fp32))
     with progress.task("fusing operators", None):
         record.optimizations.append(optimize_model(fp32, fused, "extended"))
-    record.quantizations.append(_int8(opts, "onnxruntime", fp32, int8, calibration))
+    validation = _validation(opts, fp32)
+    record.quantizations.append(_int8(opts, "onnxruntime", fp32, int8, calibration, validation))
     paths = [fp32, fused, int8]
     if "openvino" in backends:
-        nncf_int8 = _nncf_int8(opts, fp32, out / "model.int8.xml", calibration, record)
+        nncf_int8 = _nncf_int8(opts, fp32, out / "model.int8.xml", calibration, validation, record)
         paths += [nncf_int8] if nncf_int8 else []
     return {p.name: artifact_for(str(p)) for p in paths}
 
 
-def _int8(opts: RunOptions, toolkit: str, fp32: Path, output: Path, calibration: CalibrationData) -> QuantizeResult:
+def _validation(opts: RunOptions, fp32: Path) -> ValidationSet | None:
+    """The validation images accuracy-aware int8 tunes on, decoded once for every toolkit (None: no bound)."""
+    if opts.accuracy is None:
+        return None
+    with progress.task("decoding validation images") as advance:
+        return validation_set(open_model_file(fp32).meta, opts.accuracy.data, on_batch=advance)
+
+
+def _int8(opts: RunOptions, toolkit: str, fp32: Path, output: Path, calibration: CalibrationData,
+          validation: ValidationSet | None) -> QuantizeResult:
     """Plain int8, or accuracy-aware int8 when the run has a bound (tuned on validation images; the run's own
     evaluation gives the test-set figures)."""
     quantizer = get_quantizer(toolkit)
-    if opts.accuracy is None:
+    if opts.accuracy is None or validation is None:
         with progress.task(f"calibrating int8 ({toolkit})", len(calibration)) as advance:
             return quantizer.quantize(fp32, output, calibration, on_batch=advance)
-    meta = open_model_file(fp32).meta
+    bound = opts.accuracy.bound(open_model_file(fp32).meta)
     with progress.task(f"accuracy-aware int8 ({toolkit})") as advance:
-        validation = validation_set(meta, opts.accuracy.data)
-        return quantizer.quantize_accuracy_aware(fp32, output, calibration, QuantRecipe(), opts.accuracy.bound(meta),
-                                                 validation, on_progress=lambda note: advance(0, note))
+        return quantizer.quantize_accuracy_aware(fp32, output, calibration, QuantRecipe(), bound, validation,
+                                                 on_progress=lambda note: advance(0, note))
 
 
-def _nncf_int8(opts: RunOptions, fp32: Path, output: Path, calibration: CalibrationData, record: Record) -> Path | None:
+def _nncf_int8(opts: RunOptions, fp32: Path, output: Path, calibration: CalibrationData,
+               validation: ValidationSet | None, record: Record) -> Path | None:
     """OpenVINO's own int8 (NNCF, same calibration images as ORT's), when NNCF is installed."""
     try:
         import nncf  # noqa: F401
     except ImportError:
         record.warnings.append("NNCF is not installed: OpenVINO's own int8 (model.int8.xml) skipped (pip install nncf)")
         return None
-    record.quantizations.append(_int8(opts, "openvino", fp32, output, calibration))
+    record.quantizations.append(_int8(opts, "openvino", fp32, output, calibration, validation))
     return output
 
 

@@ -209,3 +209,16 @@ def test_sensitivity_refuses_models_it_cannot_compare(cli, fp32_onnx, int8_onnx,
     assert r.code == 1 and "already quantized" in r.err
     r = cli("sensitivity", fp32_onnx, damaged_onnx, "--limit", "50")
     assert r.code == 1 and "no QuantizeLinear" in r.err and "Traceback" not in r.err
+
+
+def test_run_makes_its_int8_variant_accuracy_aware(cli, tmp_path):
+    r = cli("run", "--max-drop", "5", "--backend", "onnxruntime", "--output", tmp_path, "--limit", "100",
+            "--batch-size", "1", "--iterations", "5", "--min-time", "0", "--no-memory")
+    assert r.code == 0, r.err
+    [folder] = tmp_path.iterdir()
+    [quantization] = json.loads((folder / "report.json").read_text())["quantizations"]
+    aware = quantization["accuracy_aware"]
+    assert aware["data"] == "cifar10-val" and aware["images"] == 5000 and aware["met"]
+    assert "Accuracy-aware int8 (onnxruntime)" in (folder / "report.md").read_text()
+    r = cli("run", "--val-data", "cifar10-val", "--output", tmp_path)
+    assert r.code == 1 and "add --max-drop" in r.err

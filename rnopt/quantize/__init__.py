@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from rnopt.accuracy import AccuracyBound, default_measure, default_validation_data_or_none, validation_set
+from rnopt.accuracy import AccuracyBound, default_measure, validation_set
 from rnopt.errors import RnoptError
 from rnopt.onnx_model import ModelMeta
 from rnopt.quantize.base import CalibrationData, LayerTimer, QuantRecipe, Quantizer
@@ -62,7 +62,7 @@ class AccuracyControl:
     def test_set(self, meta: ModelMeta) -> str | None:
         if self.test_data:
             return self.test_data
-        return "cifar10" if default_validation_data_or_none(meta) else None
+        return "cifar10" if meta.fits_bundled_cifar else None
 
 
 def quantize_file(source: str | Path, output: str | Path, toolkit: str = "onnxruntime", calib_data: str | None = None,

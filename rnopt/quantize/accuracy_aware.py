@@ -15,7 +15,7 @@ sensitivity ground truth measures, so the two agree.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -53,7 +53,7 @@ class Builder(Protocol):
     folder: Path  # scratch space that lives as long as the builder
     excluded: list[str]
 
-    def build(self, float_nodes: Iterable[str] = ()) -> Path: ...
+    def build(self) -> Path: ...
 
     def write(self, int8: Path, output: Path, meta: ModelMeta, excluded: list[str], start: float,
               extra_history: str = "") -> QuantizeResult: ...

@@ -15,7 +15,7 @@ DECODE_BATCH = 50
 
 
 def default_calibration_data(meta: ModelMeta) -> str:
-    if meta.input_size == 32 and len(meta.class_names) == 10:
+    if meta.fits_bundled_cifar:
         return "cifar10-calib"
     raise RnoptError(f"no bundled calibration images fit {meta.model} ({meta.input_size}px input): "
                      f"pass --calib-data DIR with a few hundred representative images (a folder of images)")

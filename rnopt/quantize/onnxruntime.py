@@ -16,7 +16,7 @@ import fnmatch
 import io
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -71,11 +71,9 @@ def reduce_range_here(recipe: QuantRecipe) -> bool:
 
 
 class PreparedQuantization:
-    """A float model pre-processed once, with its activation ranges: from it, the int8 model for any set of
-    float nodes is one `quantize_static` call (about a second for ResNet-20), with no re-calibration.
-
-    Accuracy-aware int8 builds many such models; `quantize` builds one. Use as a context manager: the
-    pre-processed model and the int8 models live in a scratch folder that is removed on exit.
+    """A float model pre-processed once (float and int8 tensor names then match), with its activation ranges
+    and the int8 model built from them. Accuracy-aware int8 edits that model in this scratch folder; use as a
+    context manager: the folder is removed on exit.
     """
 
     def __init__(self, source: Path, calibration: CalibrationData, recipe: QuantRecipe,
@@ -109,9 +107,8 @@ class PreparedQuantization:
     def close(self) -> None:
         self._scratch.cleanup()
 
-    def build(self, float_nodes: Iterable[str] = ()) -> Path:
-        """The int8 model keeping the recipe's excluded nodes and `float_nodes` in float, in the scratch folder."""
-        excluded = list(dict.fromkeys([*self.excluded, *float_nodes]))
+    def build(self) -> Path:
+        """The int8 model (the recipe's excluded nodes in float), in the scratch folder."""
         self._built += 1
         path = self.folder / f"int8-{self._built}.onnx"
         try:
@@ -119,7 +116,7 @@ class PreparedQuantization:
                 quantize_static(str(self.float_path), str(path), None, quant_format=QuantFormat.QDQ,
                                 per_channel=self.recipe.per_channel, reduce_range=self.reduce_range,
                                 activation_type=TYPES[self.recipe.activation_type],
-                                weight_type=TYPES[self.recipe.weight_type], nodes_to_exclude=excluded,
+                                weight_type=TYPES[self.recipe.weight_type], nodes_to_exclude=self.excluded,
                                 calibrate_method=METHODS[self.recipe.method], calibration_cache_path=str(self.ranges),
                                 extra_options={"ActivationSymmetric": self.recipe.symmetric_activations,
                                                "TensorQuantOverrides": self.overrides})
