@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from rnopt.artifacts import artifact_for
-from rnopt.bench import NOISY_CI, BenchConfig, summarize_warnings
+from rnopt.bench import BenchConfig, summarize_warnings
 from rnopt.errors import RnoptError
 from rnopt.execute import InProcessExecutor
 from rnopt.spec import VariantSpec
