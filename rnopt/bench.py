@@ -278,10 +278,12 @@ def summarize_warnings(results: list[BenchResult]) -> list[str]:
     if imprecise:
         worst = sorted(imprecise, key=lambda r: -(r.p50_ci or 0))
         share = max((r.outlier_share or 0) for r in imprecise)
+        # an adaptive run already ran until --max-time: only more time (or a quieter machine) narrows it
+        remedy = "a longer --max-time" if any(r.converged is False for r in imprecise) else "--target-ci"
         lines.append(f"noisy measurement: the median's 95 % interval is wider than ±{NOISY_CI:.0%} for "
                      f"{len(imprecise)} of {len(results)} results ({_named(worst, lambda r: f'±{r.p50_ci:.1%}')}); "
                      f"up to {share:.1%} of their calls took over 3x the median; rerun on a quieter machine, "
-                     f"or with --target-ci")
+                     f"or with {remedy}")
     drifted = [r for r in results if r.drift_detected]
     if drifted:
         lines.append(f"drift: medians moved between the first and the last third of the rounds "
@@ -290,7 +292,8 @@ def summarize_warnings(results: list[BenchResult]) -> list[str]:
     unconverged = [r for r in results if r.converged is False]
     if unconverged:
         lines.append(f"--target-ci not reached within --max-time for {len(unconverged)} result(s) "
-                     f"({_named(unconverged, lambda r: f'±{r.p50_ci:.1%} after {r.rounds} rounds')})")
+                     f"({_named(unconverged, lambda r: f'±{r.p50_ci:.1%} after {r.rounds} rounds')}); "
+                     f"a longer --max-time gives the rounds more time, a quieter machine narrows them")
     own = ("noisy", "drift", "--target-ci")
     lines += sorted({w for r in results for w in r.warnings if not w.startswith(own)})
     return lines

@@ -1,4 +1,5 @@
 """Statistics of timings: the median's interval, drift, adaptive length, and warnings that mean what they say."""
+import dataclasses
 import os
 import subprocess
 import sys
@@ -102,7 +103,12 @@ def test_target_ci_stops_as_soon_as_every_interval_is_narrow_enough(fp32_onnx, i
     outcome = InProcessExecutor().bench(_specs(fp32_onnx, int8_onnx), impossible)
     assert all(r.converged is False for r in outcome.results)
     [line] = [w for w in summarize_warnings(outcome.results) if w.startswith("--target-ci")]
-    assert "not reached within --max-time for 2 result(s)" in line
+    assert "not reached within --max-time for 2 result(s)" in line and "a longer --max-time" in line
+    # a wide interval's remedy: more time where the run was already adaptive, adaptive timing where it was not
+    wide = [dataclasses.replace(r, p50_ci=0.05) for r in outcome.results]
+    assert "or with a longer --max-time" in summarize_warnings(wide)[0]
+    fixed_length = [dataclasses.replace(r, converged=None) for r in wide]
+    assert "or with --target-ci" in summarize_warnings(fixed_length)[0]
 
 
 @pytest.mark.parametrize("kwargs", [{"min_time": float("inf")}, {"min_time": float("nan")},
