@@ -27,7 +27,7 @@ from rnopt.stats import CI_METHOD, drift, median_ci, outlier_share
 # than that between the first and the last third of its rounds (drift). cv stays a descriptive figure:
 # a few scheduler outliers per thousand calls make it large while the median stays precise.
 NOISY_CI = 0.02
-MIN_ROUNDS = 3  # --target-ci never stops on fewer rounds (drift needs 6)
+MIN_ROUNDS = 3  # --target-ci never stops on fewer rounds (drift is judged from stats.MIN_DRIFT_ROUNDS on)
 # One untimed round first: right after loading, every variant's first round ran 15-55 % slower than the
 # rest here (`rnopt run`, ResNet-20, all 7 variants at batch 1, two runs), a warm-up the per-variant
 # warm-up runs do not cover; kept, it reads as drift.
@@ -207,7 +207,8 @@ def sweep_config(config: BenchConfig, limit: int = CUDA_SWEEP_LIMIT) -> BenchCon
 
 def _out_of_memory(exc: BaseException) -> bool:
     """rnopt's own check that a batch cannot fit, host memory, or a device allocator's out-of-memory."""
-    return isinstance(exc, (BatchTooLarge, MemoryError)) or "OutOfMemory" in type(exc).__name__ or "out of memory" in str(exc)
+    return (isinstance(exc, (BatchTooLarge, MemoryError)) or "OutOfMemory" in type(exc).__name__
+            or "out of memory" in str(exc))
 
 
 def _interleaved_rounds(variants: list[Variant], prepared: list[object], config: BenchConfig, batch: int,

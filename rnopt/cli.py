@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, NoReturn
 from rich.markup import escape
 
 from rnopt import progress
-from rnopt.errors import Interrupted, RnoptError, first_line
 from rnopt.bench import CUDA_SWEEP_LIMIT
+from rnopt.errors import Interrupted, RnoptError, first_line
 from rnopt.plan import PRECISIONS, split_list
 from rnopt.report.render import console, err_console, print_table, printable
 from rnopt.results import Record
@@ -271,7 +271,6 @@ def _bench_config(args: argparse.Namespace):  # noqa: ANN202 - a BenchConfig (im
 SCENARIOS = {"single-stream": "batch 1, one query at a time; headline: p90 latency",
              "offline": "all images at once; headline: images/s (batch sizes 1,8,32, throughput hint; on CUDA a "
                         "batch sweep)"}
-OFFLINE_CUDA_SWEEP = CUDA_SWEEP_LIMIT
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
@@ -287,7 +286,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
     elif args.scenario == "offline":
         args.hint = "throughput"
         if args.device == "cuda" and not args.batch_size_given and args.sweep is None:
-            args.sweep = OFFLINE_CUDA_SWEEP  # a GPU's peak needs batches far beyond 32: find it
+            args.sweep = CUDA_SWEEP_LIMIT  # a GPU's peak needs batches far beyond 32: find it
         args.batch_size = args.batch_size if args.batch_size_given else [1, 8, 32]
     config = _bench_config(args)
     if args.sweep is not None:
@@ -605,7 +604,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep", type=_positive_int, metavar="MAX",
                    help="double the batch size from 1 (or --batch-size N) while images/s improves by 3 %%, up to MAX "
                         "or the first batch that does not fit; every size is reported (default on CUDA with "
-                        f"--scenario offline: {OFFLINE_CUDA_SWEEP})")
+                        f"--scenario offline: {CUDA_SWEEP_LIMIT})")
     p.add_argument("--executor", choices=["inprocess", "subprocess"], default="inprocess",
                    help="inprocess: all variants in this process, timed in interleaved rounds (default, the fair "
                         "comparison); subprocess: each variant in a fresh process of its own (needed to compare "

@@ -9,12 +9,16 @@ import torch
 from rnopt.backends import get_backend
 from rnopt.backends.base import TorchModel
 from rnopt.backends.torch.config import TorchConfig
-from rnopt.backends.torch.reduced import count_batchnorms, fold_batchnorm, reduced_precision_module
+from rnopt.backends.torch.reduced import fold_batchnorm, reduced_precision_module
 from rnopt.environment import snapshot
 from rnopt.errors import RnoptError
 from rnopt.models import create_model
 
 from conftest import settings
+
+
+def count_batchnorms(module: torch.nn.Module) -> int:
+    return sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.modules())
 
 
 @pytest.mark.parametrize("name, size", [("resnet20_cifar10", 32), ("resnet18", 224)])

@@ -15,7 +15,6 @@ from rnopt.environment import Environment
 from rnopt.errors import RnoptError
 from rnopt.fileio import readable_file
 from rnopt.results import (
-    SensitivityResult,
     SCHEMA_VERSION,
     BenchResult,
     Comparison,
@@ -26,6 +25,7 @@ from rnopt.results import (
     OptimizeResult,
     QuantizeResult,
     Record,
+    SensitivityResult,
     build,
 )
 
@@ -94,7 +94,8 @@ def to_record(data: ReportData, command: str = "") -> Record:
     return Record("report", command, warnings=list(data.warnings), exports=list(data.exports),
                   optimizations=list(data.optimizations), quantizations=list(data.quantizations),
                   bench=list(data.bench), evals=list(data.evals), embeddings=list(data.embeddings),
-                  sensitivity=list(data.sensitivity), details={"sources": data.sources, "commands": data.commands, "models": data.models})
+                  sensitivity=list(data.sensitivity),
+                  details={"sources": data.sources, "commands": data.commands, "models": data.models})
 
 
 def _sections(payload: dict[str, Any], kind: str, source: str) -> ReportData:

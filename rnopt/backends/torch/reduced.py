@@ -32,7 +32,3 @@ def reduced_precision_module(module: torch.nn.Module, precision: str) -> tuple[t
     BatchNorm was folded. The input must be converted too (the session's `prepare` does it once per batch)."""
     folded, ok = fold_batchnorm(module)
     return folded.to(DTYPES[precision]), ok
-
-
-def count_batchnorms(module: torch.nn.Module) -> int:
-    return sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.modules())
