@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, NoReturn
 from rich.markup import escape
 
 from rnopt import progress
+from rnopt.backends.torch.config import COMPILE_MODES
 from rnopt.bench import CUDA_SWEEP_LIMIT
 from rnopt.errors import Interrupted, RnoptError, first_line
 from rnopt.plan import PRECISIONS, split_list
@@ -462,9 +463,11 @@ def _add_backend_options(p: argparse.ArgumentParser, default: str) -> None:
     p.add_argument("--compile", action="store_true",
                    help="torch: torch.compile (inductor), its compile time counted as load time; on CUDA add "
                         "--cuda-graphs, or kernel launches dominate")
-    p.add_argument("--compile-mode", choices=["default", "reduce-overhead", "max-autotune"], default="default",
+    p.add_argument("--compile-mode", choices=list(COMPILE_MODES), default="default",
                    help="torch.compile mode (default: default). max-autotune times kernel choices while compiling: "
-                        "minutes for a ResNet-50 (not finished after 280 s on an H200), rarely faster than cuDNN")
+                        "minutes for a ResNet-50 (not finished after 280 s on an H200), rarely faster than cuDNN. "
+                        "Both add inductor's own CUDA graphs; with --cuda-graphs, max-autotune leaves them out "
+                        "and reduce-overhead is refused")
     p.add_argument("--autocast", action="store_true",
                    help="torch fp16/bf16 by autocast over fp32 weights (for comparison); default: a real fp16/bf16 "
                         "model, BatchNorm folded, weights converted once")

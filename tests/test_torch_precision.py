@@ -76,3 +76,16 @@ def test_compile_mode_is_validated(cli):
         "compile,compile_mode=reduce-overhead"
     r = cli("bench", "resnet20_cifar10", "--backend", "torch", "--compile-mode", "max-autotune")
     assert r.code == 1 and "add --compile" in r.err and len(r.err.strip().splitlines()) == 1
+
+
+def test_inductor_graphs_never_nest_in_rnopt_graphs(cli):
+    """reduce-overhead and max-autotune capture CUDA graphs inside torch.compile; rnopt's --cuda-graphs captures
+    the compiled module whole; graph captures are never nested."""
+    assert TorchConfig(compile=True, compile_mode="max-autotune").inductor_mode() == "max-autotune"
+    graphs = TorchConfig(compile=True, compile_mode="max-autotune", cuda_graphs=True)
+    assert graphs.inductor_mode() == "max-autotune-no-cudagraphs"
+    assert torch._inductor.list_mode_options(graphs.inductor_mode()).get("triton.cudagraphs") is not True
+    assert TorchConfig(compile=True, cuda_graphs=True).inductor_mode() == "default"
+    r = cli("bench", "resnet20_cifar10", "--backend", "torch", "--compile", "--compile-mode", "reduce-overhead",
+            "--cuda-graphs")
+    assert r.code == 1 and "drop --cuda-graphs" in r.err and len(r.err.strip().splitlines()) == 1

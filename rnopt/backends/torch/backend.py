@@ -199,7 +199,7 @@ class TorchBackend(Backend):
         if config.channels_last:
             module = module.to(memory_format=torch.channels_last)
         if config.compile:
-            module = torch.compile(module, mode=config.compile_mode)
+            module = torch.compile(module, mode=config.inductor_mode())
         session = TorchSession(module, spec.device, config, precision)
         session.batchnorm_folded = folded
         if config.compile:  # compile now, so that its time is reported as load time (for the first shape)

@@ -7,7 +7,8 @@ from rnopt.backends.base import RuntimeConfig
 from rnopt.errors import RnoptError
 
 # torch.compile modes: reduce-overhead adds CUDA graphs inside inductor; max-autotune benchmarks kernel
-# choices while compiling (on an H200 it had not finished ResNet-50 after 280 s, and cuDNN won anyway).
+# choices while compiling (on an H200 it had not finished ResNet-50 after 280 s, and cuDNN won anyway) and
+# also adds inductor's CUDA graphs (torch._inductor.list_mode_options).
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
 
@@ -24,3 +25,13 @@ class TorchConfig(RuntimeConfig):
             raise RnoptError(f"--compile-mode must be one of {', '.join(COMPILE_MODES)}, got {self.compile_mode!r}")
         if self.compile_mode != "default" and not self.compile:
             raise RnoptError("--compile-mode applies to torch.compile: add --compile")
+        if self.compile_mode == "reduce-overhead" and self.cuda_graphs:
+            raise RnoptError("--compile-mode reduce-overhead replays CUDA graphs of its own (inductor's): drop "
+                             "--cuda-graphs, or keep it with --compile-mode default")
+
+    def inductor_mode(self) -> str:
+        """The mode handed to torch.compile. rnopt's own CUDA graph (--cuda-graphs) captures the compiled
+        module whole, so max-autotune then leaves out inductor's graphs rather than nest one capture in another."""
+        if self.compile_mode == "max-autotune" and self.cuda_graphs:
+            return "max-autotune-no-cudagraphs"
+        return self.compile_mode
