@@ -37,7 +37,8 @@ class BareLoop:
     def __init__(self, module: torch.nn.Module, example: torch.Tensor) -> None:
         self.module, self.input = module, example.clone()
         self.graph = None
-        with torch.inference_mode():
+        # cuDNN's algorithm search on, as rnopt's session has it: the graph keeps the algorithms chosen at capture
+        with torch.inference_mode(), torch.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False):
             if example.is_cuda:
                 stream = torch.cuda.Stream()
                 stream.wait_stream(torch.cuda.current_stream())
