@@ -291,9 +291,9 @@ def summarize_warnings(results: list[BenchResult]) -> list[str]:
                      f"({_named(drifted, lambda r: f'{r.drift:+.1%}')}): something else started or stopped using "
                      f"the machine, or it throttled; rerun")
     unconverged = [r for r in results if r.converged is False]
-    if unconverged:
+    if unconverged:  # two decimals: ±1.04 % must not read as the ±1 % it was meant to reach
         lines.append(f"--target-ci not reached within --max-time for {len(unconverged)} result(s) "
-                     f"({_named(unconverged, lambda r: f'±{r.p50_ci:.1%} after {r.rounds} rounds')}); "
+                     f"({_named(unconverged, lambda r: f'±{r.p50_ci:.2%} after {r.rounds} rounds')}); "
                      f"a longer --max-time gives the rounds more time, a quieter machine narrows them")
     own = ("noisy", "drift", "--target-ci")
     lines += sorted({w for r in results for w in r.warnings if not w.startswith(own)})

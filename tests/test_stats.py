@@ -109,6 +109,9 @@ def test_target_ci_stops_as_soon_as_every_interval_is_narrow_enough(fp32_onnx, i
     assert "or with a longer --max-time" in summarize_warnings(wide)[0]
     fixed_length = [dataclasses.replace(r, converged=None) for r in wide]
     assert "or with --target-ci" in summarize_warnings(fixed_length)[0]
+    # just over a ±1 % target must not read as "±1.0%"
+    just_over = [dataclasses.replace(r, p50_ci=0.0104) for r in outcome.results]
+    assert "±1.04% after" in [w for w in summarize_warnings(just_over) if w.startswith("--target-ci")][0]
 
 
 @pytest.mark.parametrize("kwargs", [{"min_time": float("inf")}, {"min_time": float("nan")},
