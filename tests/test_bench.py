@@ -128,3 +128,8 @@ def test_a_swept_run_shows_each_variants_best_images_per_s_and_sweeps_only_gpu_v
     ran = plain + [dataclasses.replace(swept[0], spec_id=gpu.id)]
     assert sweep_targets([int8, gpu], ran) == [gpu]
     assert sweep_targets([int8, fp32], plain) == []
+    assert not any("GPU memory" in h for h in table.headers)  # no GPU ran: no GPU column
+    on_gpu = [dataclasses.replace(plain[0], memory_gpu_mb=123.4)] + swept
+    table = run_summary_table(on_gpu, [])
+    column = table.headers.index("GPU memory MB (batch 1)")
+    assert [row[column] for row in table.rows] == ["123", ""] and "GPU memory" in table.note

@@ -207,6 +207,8 @@ def run_summary_table(bench: list[BenchResult], evals: list[EvalSection],
         by_variant.setdefault((variant_key(r), r.model), {})[r.batch_size] = r
     reference = next(iter(by_variant.values())).get(smallest)
     with_memory = any(r.memory_mb is not None for r in bench)
+    # A CUDA variant's host figure counts the CUDA libraries; what it holds on the GPU is the figure to compare.
+    with_gpu_memory = any(r.memory_gpu_mb is not None for r in bench)
     # Variants timed at different batch sizes (a GPU's batch sweep): each one's best images/s, with its batch.
     swept = len({tuple(sorted(per_batch)) for per_batch in by_variant.values()}) > 1
     rows = []
@@ -219,14 +221,18 @@ def run_summary_table(bench: list[BenchResult], evals: list[EvalSection],
                      f"{first.latency_ms.p50:.3f} {ci_cell(first)}".strip() if first else "",
                      ratio_cell(reference.latency_ms.p50 / first.latency_ms.p50, speedup_interval(reference, first))
                      if first and reference else "", throughput] + quality(key)
-                    + ([_mb_cell(first.memory_mb if first else None)] if with_memory else []))
+                    + ([_mb_cell(first.memory_mb if first else None)] if with_memory else [])
+                    + ([_mb_cell(first.memory_gpu_mb if first else None)] if with_gpu_memory else []))
     throughput_header = "best images/s" if swept else f"images/s (batch {largest})"
     headers = ["variant", "runtime", f"p50 ms (batch {smallest})", "speed-up", throughput_header] + \
-        headers + ([f"memory MB (batch {smallest})"] if with_memory else [])
+        headers + ([f"memory MB (batch {smallest})"] if with_memory else []) + \
+        ([f"GPU memory MB (batch {smallest})"] if with_gpu_memory else [])
     note = (f"speed-up: ratio of medians at batch {smallest} against the first row, with its interval from the two "
             f"medians' 95 % intervals")
     if with_memory:
         note += "; memory: what the variant adds over its bare runtime, measured in a process of its own"
+    if with_gpu_memory:
+        note += "; GPU memory: the peak that process allocated on the GPU"
     return Table("Summary", headers, rows, note)
 
 
