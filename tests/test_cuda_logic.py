@@ -177,3 +177,37 @@ def test_the_prepared_gpu_run_rehearses_on_the_cpu(tmp_path):
     batches = [r["batch_size"] for r in sweep["bench"]]
     assert batches[:2] == [1, 2] and sweep["bench_config"]["sweep_limit"] == 64
     assert len(list((tmp_path / "run").glob("*/report.json"))) == 1
+
+
+def test_cuda_timing_queues_the_end_event_right_behind_the_work(monkeypatch, resnet20):
+    """Only CUDA's events and synchronisation are stood in for (they need a GPU); the module runs for real.
+    A synchronisation between the work and the end event would add the host's wake-up to every sample."""
+    from rnopt.backends.torch.backend import TorchSession
+    from rnopt.backends.torch.config import TorchConfig
+
+    log, names = [], iter(["start", "end"])
+
+    class Event:
+        def __init__(self, enable_timing: bool) -> None:
+            self.name = next(names)
+            log.append(f"new {self.name}")
+
+        def record(self) -> None:
+            log.append(f"record {self.name}")
+
+        def synchronize(self) -> None:
+            log.append(f"wait {self.name}")
+
+        def elapsed_time(self, other: "Event") -> float:
+            return 1.5
+
+    module = resnet20.module.eval()
+    monkeypatch.setattr(module, "forward", lambda x, f=module.forward: log.append("forward") or f(x))
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: log.append("synchronize device"))
+    session = TorchSession(module, "cuda", TorchConfig(), "fp32")
+    assert session.timed_run(torch.zeros(1, 3, 32, 32)) == 1.5e-3
+    assert log == ["new start", "new end", "record start", "forward", "record end", "wait end"]
+    log.clear()
+    session.run(torch.zeros(1, 3, 32, 32))  # run() itself still waits for the GPU
+    assert log == ["forward", "synchronize device"]
