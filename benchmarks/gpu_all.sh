@@ -23,6 +23,7 @@ else
   FIDELITY=(--batch-sizes "$BATCHES" --calls 30)
   RUN=(--device cuda --backend torch --limit 2000 --batch-size 1,32 --min-time 0.3 --no-memory)
 fi
+echo "== gpu_all.sh at $(git rev-parse --short HEAD 2>/dev/null || echo 'a copy without .git'), $(date -u '+%Y-%m-%d %H:%M UTC')"
 status=0
 step() {  # name, time limit (s), command...
   local name=$1 limit=$2; shift 2
