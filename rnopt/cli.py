@@ -466,8 +466,8 @@ def _add_backend_options(p: argparse.ArgumentParser, default: str) -> None:
     p.add_argument("--compile-mode", choices=list(COMPILE_MODES), default="default",
                    help="torch.compile mode (default: default). max-autotune times kernel choices while compiling: "
                         "minutes for a ResNet-50 (not finished after 280 s on an H200), rarely faster than cuDNN. "
-                        "Both add inductor's own CUDA graphs; with --cuda-graphs, max-autotune leaves them out "
-                        "and reduce-overhead is refused")
+                        "reduce-overhead and max-autotune add inductor's own CUDA graphs; with --cuda-graphs, "
+                        "max-autotune leaves them out and reduce-overhead is refused")
     p.add_argument("--autocast", action="store_true",
                    help="torch fp16/bf16 by autocast over fp32 weights (for comparison); default: a real fp16/bf16 "
                         "model, BatchNorm folded, weights converted once")
