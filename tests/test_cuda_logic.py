@@ -176,6 +176,7 @@ def test_the_prepared_gpu_run_rehearses_on_the_cpu(tmp_path):
     sweep = json.loads((tmp_path / "sweep.json").read_text())
     batches = [r["batch_size"] for r in sweep["bench"]]
     assert batches[:2] == [1, 2] and sweep["bench_config"]["sweep_limit"] == 64
+    assert all(r["settings"].startswith("compile") for r in sweep["bench"])  # the fastest path is the one swept
     assert len(list((tmp_path / "run").glob("*/report.json"))) == 1
 
 
