@@ -142,8 +142,8 @@ def check_batch_fits(batch: int, input_size: int, what: str = "--batch-size") ->
     need = batch * 3 * input_size * input_size * 4 * ACTIVATION_FACTOR
     have = available_memory_bytes()
     if have is not None and need > 0.8 * have:
-        raise BatchTooLarge(f"{what} {batch} at {input_size}x{input_size} needs about {need / 2**30:.1f} GiB for its "
-                         f"inputs and activations; {have / 2**30:.1f} GiB are available: use a smaller {what}")
+        raise BatchTooLarge(f"{what} {batch} at {input_size}x{input_size} needs about {need / 2**30:.1f} GiB for "
+                            f"its inputs and activations; {have / 2**30:.1f} GiB are available: use a smaller {what}")
 
 
 SWEEP_MIN_GAIN = 0.03  # a doubled batch must raise images/s by 3 % for the sweep to go on

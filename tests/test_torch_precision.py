@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch._inductor  # list_mode_options: what each torch.compile mode turns on
 
 from rnopt.backends import get_backend
 from rnopt.backends.base import TorchModel
