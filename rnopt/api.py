@@ -175,8 +175,15 @@ def run(options: "RunOptions") -> tuple[Record, Path]:  # noqa: F821 - defined i
     return run_pipeline(options)
 
 
+def tune(options: "TuneOptions") -> tuple[Record, Path]:  # noqa: F821 - defined in rnopt.tune
+    """The search (`rnopt tune`): the fastest variant whose accuracy on validation images stays within a bound."""
+    from rnopt.tune import tune as search
+
+    return search(options)
+
+
 __all__ = ["BenchConfig", "Record", "VariantSpec", "ArtifactSpec", "artifact", "bench", "embed", "evaluate",
-           "export", "optimize", "plan", "quantize", "run", "sensitivity"]
+           "export", "optimize", "plan", "quantize", "run", "sensitivity", "tune"]
 
 
 def embed(spec: VariantSpec, data: str, output: str | Path, batch_size: int = 100, skip_bad: bool = False,

@@ -433,6 +433,37 @@ def cmd_run(args: argparse.Namespace) -> None:
     _write_report(args, record)
 
 
+def cmd_tune(args: argparse.Namespace) -> None:
+    from rnopt import api
+    from rnopt.quantize import AccuracyControl
+    from rnopt.report.document import search_headline
+    from rnopt.report.loading import from_payload
+    from rnopt.report.tables import run_summary_table, search_table
+    from rnopt.tune import OBJECTIVES, TuneOptions
+
+    _check_outputs(args, args.json)
+    if not args.batch_size_given:
+        args.batch_size = [OBJECTIVES[args.objective]]
+    bench = _bench_config(args)
+    max_drop = 1.0 if args.max_drop is None and args.min_cosine is None else args.max_drop
+    control = AccuracyControl(max_drop, args.drop_type, args.min_cosine, args.measure, args.data, args.test_data,
+                              args.limit)
+    opts = TuneOptions(args.model, args.weights, args.num_classes, args.labels, args.head or "logits",
+                       args.normalize, Path(args.output), control, args.objective, bench,
+                       split_list(args.recipe, "recipe") if args.recipe is not None else None, args.calib_data,
+                       split_list(args.backend, "backend") if args.backend is not None else None,
+                       split_list(args.device, "device") if args.device is not None else None, args.threads,
+                       args.command_line)
+    record, out = api.tune(opts)
+    if not args.quiet:
+        print_table(search_table(record.searches[0]))
+        print_table(run_summary_table(record.bench, record.evals, record.embeddings))
+        console.print(search_headline(from_payload(record.to_dict(), "tune")) or "", markup=False)
+        console.print(f"report: {out / 'report.html'} (also report.md, report.json, and every candidate's file)")
+    _show_warnings(record.warnings)
+    _write_report(args, record)
+
+
 # ---- parser -----------------------------------------------------------------------------------------------
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
@@ -677,6 +708,37 @@ def build_parser() -> argparse.ArgumentParser:
     # fast on a quiet machine, honest on a busy one (it names what did not converge).
     _add_bench_options(p, "1,8", target_ci=1.0, max_time=30.0)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("tune", parents=[common],
+                       help="search: the fastest variant whose accuracy on validation images stays within a bound")
+    p.add_argument("--model", default="resnet20_cifar10")
+    _add_model_options(p)
+    p.add_argument("--output", default="reports", metavar="DIR",
+                   help="the report and every candidate's model file go to DIR/<model>-tune-<time>/")
+    p.add_argument("--objective", choices=["latency", "throughput"], default="latency",
+                   help="latency: lowest median at batch 1; throughput: most images/s at batch 32 (--batch-size "
+                        "changes the batch)")
+    p.add_argument("--max-drop", type=float, metavar="P",
+                   help="the accuracy bound: at most P points below the float model on the validation images "
+                        "(default 1)")
+    p.add_argument("--drop-type", choices=["absolute", "relative"], default="absolute",
+                   help="--max-drop in points, or in %% of the float model's score")
+    p.add_argument("--min-cosine", type=float, metavar="C",
+                   help="embedding models: the bound is a mean cosine to the float embeddings of at least C")
+    _add_validation_options(p)
+    p.add_argument("--test-data", metavar="DIR|cifar10",
+                   help="the chosen variant's untuned final figures (default: the bundled CIFAR-10 test set for "
+                        "CIFAR models)")
+    p.add_argument("--recipe", metavar="NAME[,NAME...]",
+                   help="int8 recipes to try: minmax, entropy, percentile, per-tensor (default: all)")
+    p.add_argument("--calib-data", metavar="DIR|cifar10-calib", help="calibration images (default: bundled for CIFAR)")
+    p.add_argument("--backend", metavar="NAME[,NAME...]",
+                   help="runtimes to search: torch, onnxruntime, openvino (default: those installed)")
+    p.add_argument("--device", metavar="cpu|cuda|cpu,cuda",
+                   help="where candidates run (default: cpu, and cuda too when a runtime can use a GPU here)")
+    p.add_argument("--threads", type=_positive_int, help="intra-op threads (default: all cores)")
+    _add_bench_options(p, "1", target_ci=1.0, max_time=30.0)
+    p.set_defaults(func=cmd_tune, memory=False)
     return parser
 
 

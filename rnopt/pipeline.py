@@ -82,7 +82,7 @@ def run_pipeline(opts: RunOptions) -> tuple[Record, Path]:
     if opts.accuracy is not None:  # a bad bound or missing validation data fails now, not after the export
         opts.accuracy.bound(meta_for(loaded))
         load_dataset(opts.accuracy.data or default_validation_data(meta_for(loaded)))
-    out = _make_run_dir(opts.output, loaded.name)
+    out = make_run_dir(opts.output, loaded.name)
     try:
         return _run_steps(opts, backends, devices, skipped + not_on_cuda, model, store, dataset, calibration, out)
     except BaseException:
@@ -134,7 +134,7 @@ def run_devices(asked: list[str] | None, backends: list[str]) -> tuple[list[str]
     return [device for device in RUN_DEVICES if device in chosen], skipped
 
 
-def _make_run_dir(base: Path, model: str) -> Path:
+def make_run_dir(base: Path, model: str) -> Path:
     if base.exists() and not base.is_dir():
         raise RnoptError(f"--output {base} is a file, not a folder: give a folder for the reports")
     try:
@@ -150,7 +150,7 @@ def _run_steps(opts: RunOptions, backends: list[str], devices: list[str], skippe
                store: ArtifactStore, dataset: ImageDataset | None, calibration: CalibrationData,
                out: Path) -> tuple[Record, Path]:
     loaded = store.loaded(model)
-    record = Record("run", opts.command, warnings=list(loaded.warnings) + skipped, model=_model_section(loaded))
+    record = Record("run", opts.command, warnings=list(loaded.warnings) + skipped, model=model_section(loaded))
     files = _make_files(opts, backends, loaded, calibration, out, record)
     specs = plan_run(model, files, backends, devices, opts.threads)
     record.specs = spec_entries(specs)
@@ -177,7 +177,7 @@ def _run_steps(opts: RunOptions, backends: list[str], devices: list[str], skippe
     else:
         record.warnings.append(f"no labelled data for {loaded.name}: accuracy not measured (pass --data DIR)")
     record.warnings = list(dict.fromkeys(record.warnings + artifact_warnings(specs)))
-    _write_reports(record, out)
+    write_reports(record, out)
     return record, out
 
 
@@ -251,7 +251,7 @@ def _nncf_int8(opts: RunOptions, fp32: Path, output: Path, calibration: Calibrat
     return output
 
 
-def _write_reports(record: Record, out: Path) -> None:
+def write_reports(record: Record, out: Path) -> None:
     payload = record.to_dict()
     write_json(out / "report.json", payload)
     data = from_payload(payload, str(out / "report.json"))  # the renderers read what the JSON says
@@ -265,7 +265,7 @@ _NOT_ON_CUDA = {"torch": "this PyTorch sees no CUDA device",
                 "openvino": "OpenVINO runs on CPUs and Intel GPUs, not NVIDIA ones"}
 
 
-def _model_section(loaded: LoadedModel) -> dict:
+def model_section(loaded: LoadedModel) -> dict:
     return {"name": loaded.name, "weights": loaded.weights_source, "weights_sha256": loaded.weights_sha256,
             "num_classes": len(loaded.class_names), "input_size": loaded.spec.preprocessing.crop,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}

@@ -294,6 +294,40 @@ class EmbeddingSection:
 
 
 @dataclass
+class Candidate:
+    """One variant a search (`rnopt tune`) considered: its validation score, and its speed if it was timed."""
+
+    spec_id: str
+    label: str
+    score: float | None = None  # the bound's measure on the validation images (None: it could not run)
+    drop: float | None = None  # from the float reference, in the bound's unit
+    met: bool = False  # within the bound: it was timed
+    p50_ms: float | None = None  # at the search's batch size
+    p50_ci_ms: list[float] | None = None
+    throughput_ips: float | None = None
+    verdict: str = ""  # chosen, tied, slower, over the bound, failed: ...
+
+
+@dataclass
+class SearchResult:
+    """What `rnopt tune` searched, on which images, and what it chose (`chosen_id`: a spec of the record)."""
+
+    objective: str  # latency (lowest median) or throughput (most images/s)
+    batch_size: int
+    bound: str  # the accuracy bound, in words
+    measure: str
+    data: str  # the validation images every decision was made on (never the test set)
+    images: int
+    reference: str  # the float model the drops are measured from
+    reference_id: str
+    reference_score: float
+    candidates: list[Candidate] = field(default_factory=list)
+    chosen_id: str = ""
+    chosen_file: str = ""  # the chosen model's file ("" for a PyTorch variant)
+    search_time_s: float = 0.0
+
+
+@dataclass
 class Failure:
     """A variant that could not be built, loaded or run: the others went on without it."""
 
@@ -323,6 +357,7 @@ class Record:
     failures: list[Failure] = field(default_factory=list)
     sensitivity: list[SensitivityResult] = field(default_factory=list)  # per-layer int8 sensitivity
     embeddings: list[EmbeddingSection] = field(default_factory=list)  # embedding models: retrieval fidelity
+    searches: list[SearchResult] = field(default_factory=list)  # `rnopt tune`: what it tried and chose
     details: dict[str, Any] = field(default_factory=dict)  # listings: models, backends, compare-runs rows
 
     def to_dict(self) -> dict[str, Any]:

@@ -57,6 +57,8 @@ TUNING_NOTE = ("Decisions are tuned on validation images (never the test set); t
 
 
 def headline_text(data: ReportData) -> str | None:
+    if data.searches:
+        return search_headline(data)
     h = recommend(data)
     if h is None:
         return None
@@ -71,6 +73,22 @@ def headline_text(data: ReportData) -> str | None:
         delta = f", {h.top1_delta * 100:+.2f} points vs the float reference" if h.top1_delta is not None else ""
         parts.append(f"{h.metric} {h.top1:.2%}{delta}")
     return "; ".join(parts) + f". ({h.reason}.)"
+
+
+def search_headline(data: ReportData) -> str | None:
+    """What `rnopt tune` chose, and why, in one sentence (its choice, made on validation images, is the
+    recommendation: the test-set figures below are reported, not chosen on)."""
+    search = data.searches[-1]
+    chosen = next((c for c in search.candidates if c.spec_id == search.chosen_id), None)
+    if chosen is None or chosen.p50_ms is None:
+        return None
+    speed = (f"{chosen.throughput_ips:,.0f} images/s" if search.objective == "throughput"
+             else f"median {chosen.p50_ms:.3f} ms")
+    drop = tables.search_drop(chosen, search.measure)
+    timed = sum(c.p50_ms is not None for c in search.candidates)
+    return (f"Chosen by rnopt tune: {chosen.label}, {speed} at batch {search.batch_size}; {search.measure} "
+            f"{drop} on {search.data} (validation) against the bound {search.bound}. The fastest of {timed} "
+            f"candidates within the bound, out of {len(search.candidates)} tried.")
 
 
 def build_document(data: ReportData, with_plots: bool = True) -> list[Block]:
@@ -123,6 +141,8 @@ def _plots(data: ReportData) -> list[Block]:
 
 def _tables(data: ReportData) -> list[Block]:
     out: list[Block] = []
+    for search in data.searches:  # a tune record's own content comes first
+        out += [Heading("Search (rnopt tune)"), tables.search_table(search), Paragraph(TUNING_NOTE)]
     if data.bench:
         out += [Heading("Latency and throughput"), tables.bench_table(data.bench)]
     for section in data.evals:

@@ -25,11 +25,12 @@ from rnopt.results import (
     OptimizeResult,
     QuantizeResult,
     Record,
+    SearchResult,
     SensitivityResult,
     build,
 )
 
-KINDS = ("export", "optimize", "quantize", "sensitivity", "bench", "eval", "run", "report")
+KINDS = ("export", "optimize", "quantize", "sensitivity", "bench", "eval", "run", "tune", "report")
 READABLE_VERSIONS = (1, SCHEMA_VERSION)
 
 
@@ -47,6 +48,7 @@ class ReportData:
     evals: list[EvalSection] = field(default_factory=list)
     embeddings: list[EmbeddingSection] = field(default_factory=list)
     sensitivity: list[SensitivityResult] = field(default_factory=list)
+    searches: list[SearchResult] = field(default_factory=list)
 
     @property
     def title(self) -> str:
@@ -86,7 +88,8 @@ def _from_record(record: Record, source: str) -> ReportData:
                       models=list(merged.get("models", [record.model] if record.model else [])),
                       exports=list(record.exports), optimizations=list(record.optimizations),
                       quantizations=list(record.quantizations), bench=list(record.bench), evals=list(record.evals),
-                      embeddings=list(record.embeddings), sensitivity=list(record.sensitivity))
+                      embeddings=list(record.embeddings), sensitivity=list(record.sensitivity),
+                      searches=list(record.searches))
 
 
 def to_record(data: ReportData, command: str = "") -> Record:
@@ -94,7 +97,7 @@ def to_record(data: ReportData, command: str = "") -> Record:
     return Record("report", command, warnings=list(data.warnings), exports=list(data.exports),
                   optimizations=list(data.optimizations), quantizations=list(data.quantizations),
                   bench=list(data.bench), evals=list(data.evals), embeddings=list(data.embeddings),
-                  sensitivity=list(data.sensitivity),
+                  sensitivity=list(data.sensitivity), searches=list(data.searches),
                   details={"sources": data.sources, "commands": data.commands, "models": data.models})
 
 

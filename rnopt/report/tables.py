@@ -9,6 +9,7 @@ from rnopt.stats import MedianCI, ratio_interval
 from rnopt.results import (
     AccuracyAwareResult,
     BenchResult,
+    Candidate,
     EmbeddingSection,
     Comparison,
     EvalResult,
@@ -17,6 +18,7 @@ from rnopt.results import (
     ExportResult,
     OptimizeResult,
     QuantizeResult,
+    SearchResult,
     SensitivityResult,
     candidate_key,
     variant_key,
@@ -174,6 +176,37 @@ def accuracy_aware_tables(aware: AccuracyAwareResult) -> list[Table]:
                             [[c.label, f"{c.p50_ms:.3f} ±{c.p50_ci:.1%}", f"{c.int8_p50_ms:.3f}", f"{c.cost:+.1%}"]
                              for c in aware.layer_costs]))
     return tables
+
+
+def search_drop(candidate: Candidate, measure: str) -> str:
+    """"drop +0.12" (or "gain 0.10" where the candidate scored better than float) on validation."""
+    if candidate.drop is None:
+        return ""
+    if candidate.drop < 0:
+        return f"gain {_drop(-candidate.drop, measure).lstrip('+')}"
+    return f"drop {_drop(candidate.drop, measure)}"
+
+
+def search_table(search: SearchResult) -> Table:
+    """Every candidate `rnopt tune` considered: validation score and drop, speed where timed, verdict."""
+    m = search.measure
+    speed_header = "images/s" if search.objective == "throughput" else "p50 ms"
+
+    def speed_cell(c: Candidate) -> str:
+        if c.p50_ms is None:
+            return ""
+        ci = f" ±{(c.p50_ci_ms[1] - c.p50_ci_ms[0]) / 2 / c.p50_ms:.1%}" if c.p50_ci_ms else ""
+        return f"{c.throughput_ips:,.0f}{ci}" if search.objective == "throughput" else f"{c.p50_ms:.3f}{ci}"
+
+    rows = [[c.label, _score(c.score, m), "" if c.drop is None else _drop(c.drop, m), speed_cell(c), c.verdict]
+            for c in sorted(search.candidates, key=lambda c: (c.verdict != "chosen", c.p50_ms is None,
+                                                              c.p50_ms or 0.0))]
+    caption = (f"{search.bound} vs {search.reference} ({_score(search.reference_score, m)}), on {search.data} "
+               f"({search.images} validation images); candidates within it timed at batch {search.batch_size}, "
+               f"interleaved; the fastest by {search.objective} wins, and among those whose 95 % intervals overlap "
+               f"it, the best validation score. {search.search_time_s:.0f} s in all.")
+    return Table(f"Search: {len(search.candidates)} candidates, objective {search.objective}",
+                 ["candidate", f"{m} (validation)", "drop", speed_header, "verdict"], rows, caption)
 
 
 def sensitivity_table(result: SensitivityResult, rows: int = 15) -> Table:

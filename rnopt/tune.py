@@ -1,0 +1,323 @@
+"""`rnopt tune`: search one model's variants for the fastest whose accuracy stays within a bound.
+
+    model files (export, fuse, int8 by each search recipe, NNCF's int8) ──> candidate specs on every runtime
+      ──validate──> each scored on validation images (never the test set); over the bound: out
+      ──bench──> the rest timed together, interleaved, at one batch size
+      ──choose──> the fastest by the objective; among those the timing cannot tell apart from it (95 %
+                  intervals overlap), the most accurate on validation
+      ──> the chosen variant and the float reference on the test set (untuned figures); one record
+
+The building blocks are `rnopt run`'s (planner, artifact store, executor, accuracy bound, quantizers): this
+module only builds the search space and decides.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rnopt import progress
+from rnopt.accuracy import AccuracyBound, ValidationSet, validation_set
+from rnopt.artifacts import ArtifactStore, artifact_for
+from rnopt.bench import BenchConfig, Variant, check_batch_fits, summarize_warnings
+from rnopt.data import load_dataset
+from rnopt.errors import RnoptError, first_line
+from rnopt.evaluate import evaluate_specs
+from rnopt.execute.inprocess import InProcessExecutor
+from rnopt.export import export_model, meta_for
+from rnopt.models.registry import LoadedModel
+from rnopt.optimize import optimize_model
+from rnopt.pipeline import DEFAULT_MODEL, EVAL_BATCH, make_run_dir, model_section, run_backends, run_devices, \
+    write_reports
+from rnopt.plan import RUN_TORCH_ON_CUDA, artifact_warnings
+from rnopt.quantize import AccuracyControl, QuantRecipe, get_quantizer
+from rnopt.quantize.base import CalibrationData
+from rnopt.quantize.calibration import calibration_data
+from rnopt.results import BenchResult, Candidate, EmbeddingSection, Failure, Record, SearchResult
+from rnopt.spec import ArtifactSpec, VariantSpec, spec_entries
+
+OBJECTIVES = {"latency": 1, "throughput": 32}  # objective -> its default batch size
+# The int8 recipes the search tries with ONNX Runtime's quantizer; each file also runs on OpenVINO, and NNCF's
+# own int8 joins them where NNCF is installed.
+SEARCH_RECIPES: dict[str, QuantRecipe] = {
+    "minmax": QuantRecipe(),
+    "entropy": QuantRecipe(method="entropy"),
+    "percentile": QuantRecipe(method="percentile"),
+    "per-tensor": QuantRecipe(per_channel=False),
+}
+CALIB_SIZE = 500
+VALIDATION_BATCH = 250
+FLOAT_FILES = ("model.onnx", "model.fused.onnx")
+
+
+@dataclass
+class TuneOptions:
+    model: str = DEFAULT_MODEL
+    weights: str | None = None
+    num_classes: int | None = None
+    labels: str | None = None
+    head: str = "logits"
+    normalize: bool = False
+    output: Path = Path("reports")
+    control: AccuracyControl = field(default_factory=lambda: AccuracyControl(max_drop=1.0))
+    objective: str = "latency"
+    bench: BenchConfig = field(default_factory=lambda: BenchConfig(batch_sizes=[1]))
+    recipes: list[str] | None = None  # None: every one of SEARCH_RECIPES
+    calib_data: str | None = None
+    backends: list[str] | None = None  # None: every installed runtime `rnopt run` compares
+    devices: list[str] | None = None  # None: the CPU, and CUDA too where a chosen runtime can use it
+    threads: int | None = None
+    command: str = ""
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise RnoptError(f"unknown objective {self.objective!r}: choose one of {', '.join(OBJECTIVES)}")
+        unknown = [r for r in self.recipes or [] if r not in SEARCH_RECIPES]
+        if unknown:
+            raise RnoptError(f"unknown recipe {', '.join(unknown)}: choose from {', '.join(SEARCH_RECIPES)}")
+        if len(self.bench.batch_sizes) != 1:
+            raise RnoptError("rnopt tune optimises at one batch size: give one --batch-size")
+
+
+def tune(opts: TuneOptions) -> tuple[Record, Path]:
+    """Build the candidates, validate, time, choose; write the record and its reports to a fresh folder."""
+    backends, skipped = run_backends(opts.backends)
+    devices, not_on_cuda = run_devices(opts.devices, backends)
+    model = artifact_for(opts.model, opts.weights, opts.num_classes, opts.labels, opts.head, normalize=opts.normalize)
+    store = ArtifactStore()
+    loaded = store.loaded(model)
+    meta = meta_for(loaded)
+    bound = opts.control.bound(meta)
+    check_batch_fits(VALIDATION_BATCH, meta.input_size)
+    test_name = opts.control.test_set(meta)
+    if test_name:
+        load_dataset(test_name)  # a missing test folder fails now, not after the search
+    with progress.task("decoding validation images") as advance:
+        validation = validation_set(meta, opts.control.data, opts.control.limit, on_batch=advance)
+    with progress.task("reading calibration images", CALIB_SIZE) as advance:
+        calibration = calibration_data(meta, opts.calib_data, CALIB_SIZE, advance)
+    out = make_run_dir(opts.output, f"{loaded.name}-tune")
+    try:
+        record = Record("tune", opts.command, warnings=list(loaded.warnings) + skipped + not_on_cuda,
+                        model=model_section(loaded))
+        _search(opts, record, backends, devices, model, store, bound, validation, calibration, test_name, out)
+        write_reports(record, out)
+        return record, out
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)  # no half-finished search folder left behind
+        raise
+
+
+def _search(opts: TuneOptions, record: Record, backends: list[str], devices: list[str], model: ArtifactSpec,
+            store: ArtifactStore, bound: AccuracyBound, validation: ValidationSet, calibration: CalibrationData,
+            test_name: str | None, out: Path) -> None:
+    start = time.perf_counter()
+    files = _build_files(opts, backends, store.loaded(model), calibration, out, record)
+    specs = plan_candidates(model, files, backends, devices, opts.objective, opts.threads)
+    record.specs = spec_entries(specs)
+    executor = InProcessExecutor(store)
+    with progress.task("loading candidates", None):
+        variants, record.failures = executor.load(specs)
+    reference = next((v for v in variants if v.session.precision == "fp32"), None)
+    if reference is None:
+        raise RnoptError("no float (fp32) candidate could run, so accuracy drops have no reference: include "
+                         "onnxruntime or torch in --backend")
+    variants = [reference] + [v for v in variants if v is not reference]
+    with progress.task(f"validating on {validation.name}", len(variants) * len(validation)) as advance:
+        scores = validate(variants, validation, bound, record.failures, advance)
+    candidates = {v.spec.id: _candidate(v.spec, scores, bound) for v in variants}
+    admitted = [v.spec for v in variants if candidates[v.spec.id].met]
+    with progress.task(f"timing {len(admitted)} candidates within the bound", None) as advance:
+        outcome = executor.bench(admitted, opts.bench, on_progress=lambda note: advance(1, note))
+    record.bench, record.bench_config = outcome.results, opts.bench.to_dict()
+    record.failures += outcome.failures
+    chosen = choose(outcome.results, opts.objective, {i: c.score for i, c in candidates.items()}, bound)
+    _give_verdicts(candidates, outcome.results, chosen, opts.objective, record.failures)
+    chosen_spec = next(s for s in specs if s.id == chosen.spec_id)
+    record.searches = [SearchResult(opts.objective, opts.bench.batch_sizes[0], bound.describe(), bound.measure,
+                                    validation.name, len(validation), reference.spec.label, reference.spec.id,
+                                    scores[reference.spec.id], list(candidates.values()), chosen.spec_id,
+                                    chosen_spec.artifact.source if chosen_spec.artifact.is_file else "",
+                                    round(time.perf_counter() - start, 1))]
+    if test_name:
+        _test_figures(record, [reference.spec] + ([chosen_spec] if chosen_spec != reference.spec else []),
+                      test_name, executor)
+    record.warnings = list(dict.fromkeys(record.warnings + summarize_warnings(record.bench)
+                                         + [f"skipped {f.label}: {f.reason}" for f in record.failures]
+                                         + artifact_warnings(specs)))
+
+
+def _build_files(opts: TuneOptions, backends: list[str], loaded: LoadedModel, calibration: CalibrationData,
+                 out: Path, record: Record) -> dict[str, ArtifactSpec]:
+    """The model files of the search: the fp32 export, ORT's fused file, one int8 file per recipe, NNCF's IR."""
+    fp32 = out / "model.onnx"
+    with progress.task("exporting and checking", None):
+        record.exports.append(export_model(loaded, fp32))
+    paths = [fp32]
+    if "onnxruntime" in backends:
+        with progress.task("fusing operators", None):
+            record.optimizations.append(optimize_model(fp32, out / "model.fused.onnx", "extended"))
+        paths.append(out / "model.fused.onnx")
+    quantizer = get_quantizer("onnxruntime")
+    for name in opts.recipes or SEARCH_RECIPES:
+        path = out / f"model.int8-{name}.onnx"
+        with progress.task(f"int8: {name}", len(calibration)) as advance:
+            record.quantizations.append(quantizer.quantize(fp32, path, calibration, SEARCH_RECIPES[name], advance))
+        paths.append(path)
+    if "openvino" in backends:
+        try:
+            nncf = get_quantizer("openvino")
+        except RnoptError as exc:
+            record.warnings.append(f"OpenVINO's own int8 (NNCF) not searched: {exc}")
+        else:
+            with progress.task("int8: NNCF", len(calibration)) as advance:
+                record.quantizations.append(nncf.quantize(fp32, out / "model.int8.xml", calibration, on_batch=advance))
+            paths.append(out / "model.int8.xml")
+    return {p.name: artifact_for(str(p)) for p in paths}
+
+
+def plan_candidates(model: ArtifactSpec, files: dict[str, ArtifactSpec], runtimes: list[str], devices: list[str],
+                    objective: str = "latency", threads: int | None = None) -> list[VariantSpec]:
+    """Every runtime on every file it runs, float first (ORT fp32, the usual reference, leads).
+
+    ONNX Runtime runs every ONNX file (the fused one is its alone); OpenVINO runs the ONNX files but the fused
+    one, at its default precision (bf16 where the CPU has it) and, for the fp32 file, at fp32 as well, plus
+    NNCF's IR; PyTorch runs the model itself. On CUDA, PyTorch's `rnopt run` variants join. For throughput,
+    OpenVINO keeps several requests in flight (its throughput hint)."""
+    specs: list[VariantSpec] = []
+    onnx_files = [n for n in files if n.endswith(".onnx")]
+    if "cpu" in devices:
+        if "onnxruntime" in runtimes:
+            specs += [VariantSpec(files[n], "onnxruntime", threads=threads, label=n) for n in onnx_files]
+        if "openvino" in runtimes:
+            hint = "throughput" if objective == "throughput" else "latency"
+            for name in [n for n in files if n != "model.fused.onnx"]:
+                specs.append(VariantSpec.build(files[name], "openvino", threads=threads, hint=hint,
+                                               label=f"{name} [openvino]"))
+                if name == "model.onnx":
+                    specs.append(VariantSpec.build(files[name], "openvino", precision="fp32", threads=threads,
+                                                   hint=hint, label=f"{name} [openvino fp32]"))
+        if "torch" in runtimes:
+            specs.append(VariantSpec(model, "torch", threads=threads, label=f"{model.name} (PyTorch)"))
+    if "cuda" in devices and "torch" in runtimes:
+        specs += [VariantSpec.build(model, "torch", "cuda", threads=threads, label=f"{model.name} (PyTorch CUDA {t})",
+                                    **settings) for t, settings in RUN_TORCH_ON_CUDA.items()]
+    return specs
+
+
+def validate(variants: list[Variant], validation: ValidationSet, bound: AccuracyBound, failures: list[Failure],
+             advance: Callable[[int], None] | None = None) -> dict[str, float]:
+    """Each variant's score on the validation images (variants[0] is the float reference whose outputs a
+    cosine compares with); a variant that fails to run becomes a Failure and gets no score."""
+    measure = bound.measure_object()
+    outputs: dict[str, np.ndarray] = {}
+    for variant in variants:
+        try:
+            outputs[variant.spec.id] = np.concatenate([_predict(variant, batch, advance)
+                                                       for batch in validation.batches(VALIDATION_BATCH)])
+        except RnoptError as exc:
+            failures.append(Failure(variant.spec.id, variant.spec.label, "validate", str(exc)))
+    reference = outputs.get(variants[0].spec.id)
+    if reference is None:
+        raise RnoptError(f"the float reference {variants[0].spec.label} failed on the validation images: "
+                         f"{failures[-1].reason}")
+    return {key: measure.score(out, validation.labels, reference) for key, out in outputs.items()}
+
+
+def _predict(variant: Variant, batch: np.ndarray, advance: Callable[[int], None] | None) -> np.ndarray:
+    try:
+        result = variant.session.predict(batch)
+    except RnoptError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a runtime's own error on this variant: the others go on
+        raise RnoptError(f"{type(exc).__name__}: {first_line(exc, 200)}") from None
+    if advance:
+        advance(len(batch))
+    return result
+
+
+def _candidate(spec: VariantSpec, scores: dict[str, float], bound: AccuracyBound) -> Candidate:
+    reference = next(iter(scores.values()))
+    score = scores.get(spec.id)
+    if score is None:
+        return Candidate(spec.id, spec.label)
+    drop = bound.drop(reference, score)
+    return Candidate(spec.id, spec.label, score, drop, bound.met(reference, score))
+
+
+def choose(results: list[BenchResult], objective: str, scores: dict[str, float | None],
+           bound: AccuracyBound) -> BenchResult:
+    """The fastest result by the objective; among those whose 95 % interval overlaps the fastest one's (the
+    timing cannot order them), the one with the best validation score."""
+    if not results:
+        raise RnoptError("no candidate within the bound could be timed (see the failures above)")
+    fastest = max(results, key=lambda r: speed(r, objective))
+    tied = [r for r in results if overlaps(r, fastest, objective)]
+    return max(tied, key=lambda r: (scores.get(r.spec_id) or -np.inf, speed(r, objective)))
+
+
+def speed(result: BenchResult, objective: str) -> float:
+    """Higher is better: images/s for throughput, the negated median latency for latency."""
+    return result.throughput_ips if objective == "throughput" else -result.latency_ms.p50
+
+
+def overlaps(a: BenchResult, b: BenchResult, objective: str) -> bool:
+    """Whether the two results' medians cannot be told apart (their 95 % intervals overlap). Throughput is
+    images per median call, so its interval follows the latency interval (images per call differ: scale)."""
+    if a is b:
+        return True
+    if not a.p50_ci_ms or not b.p50_ci_ms:
+        return False
+    if objective == "throughput":
+        low_a, high_a = (a.throughput_ips * a.latency_ms.p50 / t for t in reversed(a.p50_ci_ms))
+        low_b, high_b = (b.throughput_ips * b.latency_ms.p50 / t for t in reversed(b.p50_ci_ms))
+        return low_a <= high_b and low_b <= high_a
+    return a.p50_ci_ms[0] <= b.p50_ci_ms[1] and b.p50_ci_ms[0] <= a.p50_ci_ms[1]
+
+
+def _give_verdicts(candidates: dict[str, Candidate], results: list[BenchResult], chosen: BenchResult,
+                   objective: str, failures: list[Failure]) -> None:
+    timed = {r.spec_id: r for r in results}
+    reasons = {f.spec_id: f"failed ({f.stage}): {f.reason}" for f in failures}
+    for key, candidate in candidates.items():
+        result = timed.get(key)
+        if result is not None:
+            candidate.p50_ms, candidate.p50_ci_ms = result.latency_ms.p50, result.p50_ci_ms
+            candidate.throughput_ips = result.throughput_ips
+        candidate.verdict = _verdict(candidate, result, chosen, objective, reasons.get(key))
+
+
+def _verdict(candidate: Candidate, result: BenchResult | None, chosen: BenchResult, objective: str,
+             failure: str | None) -> str:
+    if failure:
+        return failure
+    if not candidate.met:
+        return "over the bound"
+    if result is None:
+        return "not timed"
+    if result is chosen:
+        return "chosen"
+    if overlaps(result, chosen, objective):
+        return "as fast within the noise; the chosen scores as well or better"
+    ratio = speed(chosen, objective) / speed(result, objective)
+    return f"slower: the chosen is {ratio:.2f}x as fast" if objective == "throughput" else \
+        f"slower: x{result.latency_ms.p50 / chosen.latency_ms.p50:.2f} the chosen's latency"
+
+
+def _test_figures(record: Record, specs: list[VariantSpec], test_name: str, executor: InProcessExecutor) -> None:
+    """The float reference and the chosen variant on the test set: the untuned final figures."""
+    dataset = load_dataset(test_name)
+    with progress.task(f"final figures on {dataset.name}", len(dataset)) as advance:
+        section, failures = evaluate_specs(specs, dataset, None, EVAL_BATCH, advance, executor)
+    record.failures += failures
+    if isinstance(section, EmbeddingSection):
+        record.embeddings = [section]
+    else:
+        record.evals = [section]
+
+
+__all__ = ["OBJECTIVES", "SEARCH_RECIPES", "TuneOptions", "choose", "plan_candidates", "tune", "validate"]

@@ -1,0 +1,129 @@
+"""`rnopt tune`: the search keeps only candidates within the accuracy bound (on validation images), times them
+together, and chooses the fastest (the most accurate among those the timing cannot tell apart).
+
+The end-to-end runs use the bundled ResNet-20 on real images, with ONNX Runtime and a few timed calls; the
+rule that chooses is also checked on its own, on hand-made timing results.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from rnopt.accuracy import AccuracyBound
+from rnopt.artifacts import artifact_for
+from rnopt.models import create_model
+from rnopt.results import BenchResult, LatencyStats
+from rnopt.tune import choose, plan_candidates
+
+QUICK = ("--backend", "onnxruntime", "--recipe", "minmax", "--limit", "300", "--iterations", "5",
+         "--min-time", "0.05", "--quiet")
+
+
+def _tune(cli, tmp_path: Path, image_folder: Path, *extra: str) -> dict:
+    out = tmp_path / "reports"
+    r = cli("tune", "--output", out, "--json", tmp_path / "tune.json", "--test-data", image_folder, *QUICK, *extra)
+    assert r.code == 0, r.err
+    payload = json.loads((tmp_path / "tune.json").read_text())
+    (folder,) = out.iterdir()
+    assert {"report.json", "report.md", "report.html", "model.onnx", "model.int8-minmax.onnx"} <= \
+        {p.name for p in folder.iterdir()}
+    return payload
+
+
+def _by_label(payload: dict) -> dict[str, dict]:
+    return {c["label"]: c for c in payload["searches"][0]["candidates"]}
+
+
+def test_tune_chooses_a_faster_int8_model_that_keeps_accuracy(cli, tmp_path, image_folder):
+    payload = _tune(cli, tmp_path, image_folder)
+    search = payload["searches"][0]
+    candidates = _by_label(payload)
+    assert set(candidates) == {"model.onnx", "model.fused.onnx", "model.int8-minmax.onnx"}
+    assert search["data"].startswith("cifar10-val") and search["images"] == 300  # tuned on validation images
+    assert search["reference"] == "model.onnx" and candidates["model.onnx"]["drop"] == 0
+    int8 = candidates["model.int8-minmax.onnx"]
+    assert int8["met"] and abs(int8["drop"]) < 1 and int8["verdict"] == "chosen"
+    assert search["chosen_id"] == int8["spec_id"] and Path(search["chosen_file"]).name == "model.int8-minmax.onnx"
+    assert int8["p50_ms"] < candidates["model.onnx"]["p50_ms"]
+    # The final figures: the float reference and the chosen model on the test data, which tuned nothing.
+    (section,) = payload["evals"]
+    assert [r["spec_id"] for r in section["results"]] == [candidates["model.onnx"]["spec_id"], int8["spec_id"]]
+    assert section["results"][0]["n"] == 18
+
+
+def _damage_script():
+    spec = importlib.util.spec_from_file_location("damage_layer", Path(__file__).parents[1] / "scripts" /
+                                                  "damage_layer.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tune_never_times_a_candidate_over_the_bound(cli, tmp_path, image_folder):
+    """An outlier channel makes every int8 recipe lose about 20 points: float must win, int8 must not be timed."""
+    weights = tmp_path / "damaged.pt"
+    torch.save(_damage_script().damage(create_model("resnet20_cifar10").module).state_dict(), weights)
+    payload = _tune(cli, tmp_path, image_folder, "--weights", weights)
+    candidates = _by_label(payload)
+    int8 = candidates["model.int8-minmax.onnx"]
+    assert not int8["met"] and int8["drop"] > 5 and int8["verdict"] == "over the bound"
+    assert int8["p50_ms"] is None and int8["spec_id"] not in {r["spec_id"] for r in payload["bench"]}
+    chosen = next(c for c in candidates.values() if c["verdict"] == "chosen")
+    assert chosen["label"] in ("model.onnx", "model.fused.onnx")
+    assert payload["searches"][0]["chosen_id"] == chosen["spec_id"]
+
+
+def _result(spec_id: str, p50: float, half_width: float, throughput: float | None = None) -> BenchResult:
+    stats = LatencyStats(p50, p50, p50, p50, p50, p50, p50, 0.0)
+    return BenchResult(spec_id, "onnxruntime", "cpu", "fp32", 1, 2, 100, stats, 0.0, throughput or 1000 / p50, 1.0,
+                       spec_id=spec_id, p50_ci_ms=[p50 - half_width, p50 + half_width])
+
+
+BOUND = AccuracyBound("top-1", 1.0)
+
+
+def test_the_fastest_wins_when_the_timing_tells_it_apart():
+    results = [_result("slow", 1.0, 0.01), _result("fast", 0.5, 0.01)]
+    assert choose(results, "latency", {"slow": 90.0, "fast": 85.0}, BOUND).spec_id == "fast"
+
+
+def test_among_candidates_the_timing_cannot_order_the_most_accurate_wins():
+    results = [_result("a", 0.50, 0.02), _result("b", 0.51, 0.02), _result("c", 0.60, 0.01)]
+    assert choose(results, "latency", {"a": 85.0, "b": 86.0, "c": 90.0}, BOUND).spec_id == "b"
+
+
+def test_throughput_objective_compares_images_per_second():
+    # "wide" has the longer call but more images per call (several requests in flight): more images/s.
+    results = [_result("narrow", 1.0, 0.01, throughput=1000.0), _result("wide", 4.0, 0.04, throughput=2000.0)]
+    assert choose(results, "throughput", {"narrow": 85.0, "wide": 85.0}, BOUND).spec_id == "wide"
+    assert choose(results, "latency", {"narrow": 85.0, "wide": 85.0}, BOUND).spec_id == "narrow"
+
+
+def test_search_space_runs_each_file_where_it_can_run(tmp_path, fp32_onnx, int8_onnx):
+    files = {"model.onnx": artifact_for(str(fp32_onnx)), "model.int8-minmax.onnx": artifact_for(str(int8_onnx))}
+    model = artifact_for("resnet20_cifar10")
+    specs = plan_candidates(model, files, ["onnxruntime", "openvino", "torch"], ["cpu"], "throughput")
+    labels = [s.label for s in specs]
+    assert labels[0] == "model.onnx"  # ONNX Runtime fp32 first: the usual float reference
+    assert labels == ["model.onnx", "model.int8-minmax.onnx", "model.onnx [openvino]", "model.onnx [openvino fp32]",
+                      "model.int8-minmax.onnx [openvino]", "resnet20_cifar10 (PyTorch)"]
+    assert all(s.config.hint == "throughput" for s in specs if s.runtime == "openvino")
+    assert len({s.id for s in specs}) == len(specs)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--batch-size", "1,8"], "optimises at one batch size"),
+    (["--recipe", "minmax,fast"], "unknown recipe fast"),
+    (["--max-drop", "1", "--min-cosine", "0.99"], "give --max-drop or --min-cosine, not both"),
+    (["--data", "cifar10"], "cifar10 is the test set"),
+    (["--measure", "mAP"], "applies to embedding models"),
+    (["--device", "cuda"], "can use a CUDA device here"),
+])
+def test_tune_refuses_bad_input_in_one_line_and_leaves_nothing(cli, tmp_path, args, message):
+    r = cli("tune", "--output", tmp_path / "reports", "--quiet", *args)
+    assert r.code == 1 and message in r.err and len(r.err.strip().splitlines()) == 1, r.err
+    assert not (tmp_path / "reports").exists() or not any((tmp_path / "reports").iterdir())
