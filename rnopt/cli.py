@@ -447,13 +447,15 @@ def cmd_tune(args: argparse.Namespace) -> None:
     bench = _bench_config(args)
     max_drop = 1.0 if args.max_drop is None and args.min_cosine is None else args.max_drop
     control = AccuracyControl(max_drop, args.drop_type, args.min_cosine, args.measure, args.data, args.test_data,
-                              args.limit)
-    opts = TuneOptions(args.model, args.weights, args.num_classes, args.labels, args.head or "logits",
-                       args.normalize, Path(args.output), control, args.objective, bench,
-                       split_list(args.recipe, "recipe") if args.recipe is not None else None, args.calib_data,
-                       split_list(args.backend, "backend") if args.backend is not None else None,
-                       split_list(args.device, "device") if args.device is not None else None, args.threads,
-                       args.command_line)
+                              args.limit, args.max_steps)
+    opts = TuneOptions(
+        args.model, args.weights, args.num_classes, args.labels, args.head or "logits", args.normalize,
+        Path(args.output), control, args.objective, bench,
+        recipes=split_list(args.recipe, "recipe") if args.recipe is not None else None,
+        accuracy_aware=args.accuracy_aware, calib_data=args.calib_data,
+        backends=split_list(args.backend, "backend") if args.backend is not None else None,
+        devices=split_list(args.device, "device") if args.device is not None else None, threads=args.threads,
+        command=args.command_line)
     record, out = api.tune(opts)
     if not args.quiet:
         print_table(search_table(record.searches[0]))
@@ -731,6 +733,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "CIFAR models)")
     p.add_argument("--recipe", metavar="NAME[,NAME...]",
                    help="int8 recipes to try: minmax, entropy, percentile, per-tensor (default: all)")
+    p.add_argument("--accuracy-aware", action=argparse.BooleanOptionalAction, default=True,
+                   help="when every int8 candidate is over the bound, also try int8 with the most sensitive layers "
+                        "back in float until the bound holds (ONNX Runtime from the first --recipe, and NNCF; "
+                        "default on)")
+    p.add_argument("--max-steps", type=_positive_int, metavar="N",
+                   help="accuracy-aware int8: at most N revert steps per toolkit")
     p.add_argument("--calib-data", metavar="DIR|cifar10-calib", help="calibration images (default: bundled for CIFAR)")
     p.add_argument("--backend", metavar="NAME[,NAME...]",
                    help="runtimes to search: torch, onnxruntime, openvino (default: those installed)")

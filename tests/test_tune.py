@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,8 @@ def _tune(cli, tmp_path: Path, image_folder: Path, *extra: str) -> dict:
     (folder,) = out.iterdir()
     assert {"report.json", "report.md", "report.html", "model.onnx", "model.int8-minmax.onnx"} <= \
         {p.name for p in folder.iterdir()}
+    report = (folder / "report.md").read_text()
+    assert "Chosen by rnopt tune:" in report and "## Search (rnopt tune)" in report
     return payload
 
 
@@ -63,18 +66,24 @@ def _damage_script():
     return module
 
 
-def test_tune_never_times_a_candidate_over_the_bound(cli, tmp_path, image_folder):
-    """An outlier channel makes every int8 recipe lose about 20 points: float must win, int8 must not be timed."""
+def test_tune_never_times_a_candidate_over_the_bound_and_repairs_int8(cli, tmp_path, image_folder):
+    """An outlier channel makes full int8 lose about 20 points: it must not be timed, and accuracy-aware int8
+    (layers back to float until the bound holds) must join the search in its place."""
     weights = tmp_path / "damaged.pt"
     torch.save(_damage_script().damage(create_model("resnet20_cifar10").module).state_dict(), weights)
     payload = _tune(cli, tmp_path, image_folder, "--weights", weights)
     candidates = _by_label(payload)
+    timed = {r["spec_id"] for r in payload["bench"]}
     int8 = candidates["model.int8-minmax.onnx"]
     assert not int8["met"] and int8["drop"] > 5 and int8["verdict"] == "over the bound"
-    assert int8["p50_ms"] is None and int8["spec_id"] not in {r["spec_id"] for r in payload["bench"]}
+    assert int8["p50_ms"] is None and int8["spec_id"] not in timed
+    aware = candidates["model.int8-aware.onnx"]
+    assert aware["met"] and aware["spec_id"] in timed
+    (quantization,) = [q for q in payload["quantizations"] if q["accuracy_aware"]]
+    assert quantization["accuracy_aware"]["data"].startswith("cifar10-val")  # tuned on validation images
+    assert 1 <= len(quantization["accuracy_aware"]["kept_float"]) <= 3
     chosen = next(c for c in candidates.values() if c["verdict"] == "chosen")
-    assert chosen["label"] in ("model.onnx", "model.fused.onnx")
-    assert payload["searches"][0]["chosen_id"] == chosen["spec_id"]
+    assert chosen["met"] and payload["searches"][0]["chosen_id"] == chosen["spec_id"]
 
 
 def _result(spec_id: str, p50: float, half_width: float, throughput: float | None = None) -> BenchResult:
@@ -104,13 +113,17 @@ def test_throughput_objective_compares_images_per_second():
 
 
 def test_search_space_runs_each_file_where_it_can_run(tmp_path, fp32_onnx, int8_onnx):
-    files = {"model.onnx": artifact_for(str(fp32_onnx)), "model.int8-minmax.onnx": artifact_for(str(int8_onnx))}
+    fused = tmp_path / "model.fused.onnx"  # a stand-in: only where each file runs matters here
+    shutil.copy(fp32_onnx, fused)
+    files = {"model.onnx": artifact_for(str(fp32_onnx)), "model.fused.onnx": artifact_for(str(fused)),
+             "model.int8-minmax.onnx": artifact_for(str(int8_onnx))}
     model = artifact_for("resnet20_cifar10")
     specs = plan_candidates(model, files, ["onnxruntime", "openvino", "torch"], ["cpu"], "throughput")
     labels = [s.label for s in specs]
     assert labels[0] == "model.onnx"  # ONNX Runtime fp32 first: the usual float reference
-    assert labels == ["model.onnx", "model.int8-minmax.onnx", "model.onnx [openvino]", "model.onnx [openvino fp32]",
-                      "model.int8-minmax.onnx [openvino]", "resnet20_cifar10 (PyTorch)"]
+    # The fused file holds ORT-only operators: OpenVINO does not run it.
+    assert labels == ["model.onnx", "model.fused.onnx", "model.int8-minmax.onnx", "model.onnx [openvino]",
+                      "model.onnx [openvino fp32]", "model.int8-minmax.onnx [openvino]", "resnet20_cifar10 (PyTorch)"]
     assert all(s.config.hint == "throughput" for s in specs if s.runtime == "openvino")
     assert len({s.id for s in specs}) == len(specs)
 
