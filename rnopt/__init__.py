@@ -9,17 +9,17 @@ The public Python API (the CLI is a thin layer over it):
     timing.to_dict()                                                                 # the JSON the CLI writes
 
 `artifact`, `plan`, `VariantSpec` name variants; `export`, `optimize`, `quantize` (accuracy-aware with an
-`AccuracyControl`), `sensitivity`, `bench`, `evaluate`, `embed` and `run` (with `RunOptions`) do the work and
-return `Record`s. Everything else is internal.
+`AccuracyControl`), `sensitivity`, `bench`, `evaluate`, `embed`, `run` (with `RunOptions`) and `tune` (the search,
+with `TuneOptions`) do the work and return `Record`s. Everything else is internal.
 """
-from rnopt.api import artifact, bench, embed, evaluate, export, optimize, plan, quantize, run, sensitivity
+from rnopt.api import artifact, bench, embed, evaluate, export, optimize, plan, quantize, run, sensitivity, tune
 from rnopt.bench import BenchConfig
 from rnopt.errors import RnoptError
 from rnopt.results import Record
 from rnopt.spec import ArtifactSpec, VariantSpec
 
 __all__ = ["ArtifactSpec", "BenchConfig", "Record", "RnoptError", "VariantSpec", "artifact", "bench", "embed",
-           "evaluate", "export", "optimize", "plan", "quantize", "run", "sensitivity", "AccuracyControl"]
+           "evaluate", "export", "optimize", "plan", "quantize", "run", "sensitivity", "tune", "AccuracyControl"]
 
 
 def __getattr__(name: str):  # noqa: ANN202 - RunOptions lives with the pipeline, imported on first use
@@ -27,6 +27,10 @@ def __getattr__(name: str):  # noqa: ANN202 - RunOptions lives with the pipeline
         from rnopt.pipeline import RunOptions
 
         return RunOptions
+    if name == "TuneOptions":
+        from rnopt.search import TuneOptions
+
+        return TuneOptions
     if name == "AccuracyControl":  # the quantizers' module imports onnxruntime: only on use
         from rnopt.quantize import AccuracyControl
 

@@ -175,9 +175,9 @@ def run(options: "RunOptions") -> tuple[Record, Path]:  # noqa: F821 - defined i
     return run_pipeline(options)
 
 
-def tune(options: "TuneOptions") -> tuple[Record, Path]:  # noqa: F821 - defined in rnopt.tune
+def tune(options: "TuneOptions") -> tuple[Record, Path]:  # noqa: F821 - defined in rnopt.search
     """The search (`rnopt tune`): the fastest variant whose accuracy on validation images stays within a bound."""
-    from rnopt.tune import tune as search
+    from rnopt.search import tune as search
 
     return search(options)
 

@@ -439,7 +439,7 @@ def cmd_tune(args: argparse.Namespace) -> None:
     from rnopt.report.document import search_headline
     from rnopt.report.loading import from_payload
     from rnopt.report.tables import run_summary_table, search_table
-    from rnopt.tune import OBJECTIVES, TuneOptions
+    from rnopt.search import OBJECTIVES, TuneOptions
 
     _check_outputs(args, args.json)
     if not args.batch_size_given:

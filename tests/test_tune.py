@@ -18,7 +18,7 @@ from rnopt.accuracy import AccuracyBound
 from rnopt.artifacts import artifact_for
 from rnopt.models import create_model
 from rnopt.results import BenchResult, LatencyStats
-from rnopt.tune import choose, plan_candidates
+from rnopt.search import choose, plan_candidates
 
 QUICK = ("--backend", "onnxruntime", "--recipe", "minmax", "--limit", "300", "--iterations", "5",
          "--min-time", "0.05", "--quiet")

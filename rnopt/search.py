@@ -67,7 +67,8 @@ class TuneOptions:
     output: Path = Path("reports")
     control: AccuracyControl = field(default_factory=lambda: AccuracyControl(max_drop=1.0))
     objective: str = "latency"
-    bench: BenchConfig = field(default_factory=lambda: BenchConfig(batch_sizes=[1]))
+    # None: `rnopt run`'s adaptive timing (each median to +-1 %, at most 30 s) at the objective's batch size
+    bench: BenchConfig | None = None
     recipes: list[str] | None = None  # None: every one of SEARCH_RECIPES
     accuracy_aware: bool = True  # when every int8 candidate is over the bound: int8 with some layers in float
     calib_data: str | None = None
@@ -82,6 +83,8 @@ class TuneOptions:
         unknown = [r for r in self.recipes or [] if r not in SEARCH_RECIPES]
         if unknown:
             raise RnoptError(f"unknown recipe {', '.join(unknown)}: choose from {', '.join(SEARCH_RECIPES)}")
+        if self.bench is None:
+            self.bench = BenchConfig(batch_sizes=[OBJECTIVES[self.objective]], target_ci=0.01, max_time=30.0)
         if len(self.bench.batch_sizes) != 1:
             raise RnoptError("rnopt tune optimises at one batch size: give one --batch-size")
 
@@ -131,7 +134,7 @@ def _search(opts: TuneOptions, record: Record, backends: list[str], devices: lis
         aware = _accuracy_aware_files(opts, backends, files, bound, validation, calibration, out, record)
         more, failed = executor.load(file_candidates(aware, backends, opts.objective, opts.threads))
         record.failures += failed
-        with progress.task("validating accuracy-aware int8", len(more) * len(validation)) as advance:
+        with progress.task("validating accuracy-aware int8", (len(more) + 1) * len(validation)) as advance:
             scores |= validate([variants[0]] + more, validation, bound, record.failures, advance)
         variants += more
     specs = [v.spec for v in variants]
