@@ -544,7 +544,7 @@ def _add_validation_options(p: argparse.ArgumentParser | argparse._ArgumentGroup
 
 
 def _add_bench_options(p: argparse.ArgumentParser, batch_default: str, target_ci: float | None = None,
-                       max_time: float = 60.0) -> None:
+                       max_time: float = 60.0, memory: bool = True) -> None:
     p.add_argument("--batch-size", type=_int_list, metavar="N[,N...]",
                    help=f"batch sizes to time (default {batch_default})")
     p.set_defaults(batch_size_default=_int_list(batch_default))
@@ -559,8 +559,9 @@ def _add_bench_options(p: argparse.ArgumentParser, batch_default: str, target_ci
     p.add_argument("--max-time", type=float, default=max_time, metavar="S",
                    help=f"with --target-ci: stop after S seconds per batch size, naming what did not converge "
                         f"(default {max_time:g})")
-    p.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True,
-                   help="measure each variant's memory in a process of its own, a few seconds each (default on)")
+    p.add_argument("--memory", action=argparse.BooleanOptionalAction, default=memory,
+                   help="measure each variant's memory in a process of its own, a few seconds each (default "
+                        f"{'on' if memory else 'off'})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -745,8 +746,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", metavar="cpu|cuda|cpu,cuda",
                    help="where candidates run (default: cpu, and cuda too when a runtime can use a GPU here)")
     p.add_argument("--threads", type=_positive_int, help="intra-op threads (default: all cores)")
-    _add_bench_options(p, "1", target_ci=1.0, max_time=30.0)
-    p.set_defaults(func=cmd_tune, memory=False)
+    _add_bench_options(p, "1", target_ci=1.0, max_time=30.0, memory=False)  # memory is not what it chooses on
+    p.set_defaults(func=cmd_tune)
     return parser
 
 
