@@ -146,8 +146,8 @@ def _search(opts: TuneOptions, record: Record, backends: list[str], devices: lis
                                  on_progress=lambda note: advance(1, note))
     record.bench, record.bench_config = outcome.results, opts.bench.to_dict()
     record.failures += outcome.failures
-    chosen = choose(outcome.results, opts.objective, {i: c.score for i, c in candidates.items()}, bound)
-    _give_verdicts(candidates, outcome.results, chosen, opts.objective, record.failures)
+    chosen = choose(outcome.results, opts.objective, {i: c.score for i, c in candidates.items()})
+    give_verdicts(candidates, outcome.results, chosen, opts.objective, record.failures)
     chosen_spec = next(s for s in specs if s.id == chosen.spec_id)
     record.searches = [SearchResult(opts.objective, opts.bench.batch_sizes[0], bound.describe(), bound.measure,
                                     validation.name, len(validation), reference.label, reference.id,
@@ -300,15 +300,27 @@ def _candidate(spec: VariantSpec, score: float | None, reference: float, bound: 
     return Candidate(spec.id, spec.label, score, drop, bound.met(reference, score))
 
 
-def choose(results: list[BenchResult], objective: str, scores: dict[str, float | None],
-           bound: AccuracyBound) -> BenchResult:
+def choose(results: list[BenchResult], objective: str, scores: dict[str, float | None]) -> BenchResult:
     """The fastest result by the objective; among those whose 95 % interval overlaps the fastest one's (the
     timing cannot order them), the one with the best validation score."""
     if not results:
         raise RnoptError("no candidate within the bound could be timed (see the failures above)")
-    fastest = max(results, key=lambda r: speed(r, objective))
-    tied = [r for r in results if overlaps(r, fastest, objective)]
-    return max(tied, key=lambda r: (scores.get(r.spec_id) or -np.inf, speed(r, objective)))
+
+    def score(r: BenchResult) -> float:
+        value = scores.get(r.spec_id)
+        return -np.inf if value is None else value
+
+    return max(tied_with_fastest(results, objective), key=lambda r: (score(r), speed(r, objective)))
+
+
+def fastest(results: list[BenchResult], objective: str) -> BenchResult:
+    return max(results, key=lambda r: speed(r, objective))
+
+
+def tied_with_fastest(results: list[BenchResult], objective: str) -> list[BenchResult]:
+    """The fastest result and every one whose 95 % interval overlaps its interval."""
+    best = fastest(results, objective)
+    return [r for r in results if overlaps(r, best, objective)]
 
 
 def speed(result: BenchResult, objective: str) -> float:
@@ -330,33 +342,33 @@ def overlaps(a: BenchResult, b: BenchResult, objective: str) -> bool:
     return a.p50_ci_ms[0] <= b.p50_ci_ms[1] and b.p50_ci_ms[0] <= a.p50_ci_ms[1]
 
 
-def _give_verdicts(candidates: dict[str, Candidate], results: list[BenchResult], chosen: BenchResult,
+def give_verdicts(candidates: dict[str, Candidate], results: list[BenchResult], chosen: BenchResult,
                    objective: str, failures: list[Failure]) -> None:
     timed = {r.spec_id: r for r in results}
+    tied = {r.spec_id for r in tied_with_fastest(results, objective)}
+    best = fastest(results, objective)
     reasons = {f.spec_id: f"failed ({f.stage}): {f.reason}" for f in failures}
     for key, candidate in candidates.items():
         result = timed.get(key)
         if result is not None:
             candidate.p50_ms, candidate.p50_ci_ms = result.latency_ms.p50, result.p50_ci_ms
             candidate.throughput_ips = result.throughput_ips
-        candidate.verdict = _verdict(candidate, result, chosen, objective, reasons.get(key))
+        candidate.verdict = reasons.get(key) or _verdict(candidate, result, chosen, best, key in tied, objective)
 
 
-def _verdict(candidate: Candidate, result: BenchResult | None, chosen: BenchResult, objective: str,
-             failure: str | None) -> str:
-    if failure:
-        return failure
+def _verdict(candidate: Candidate, result: BenchResult | None, chosen: BenchResult, best: BenchResult, tied: bool,
+             objective: str) -> str:
     if not candidate.met:
         return "over the bound"
     if result is None:
         return "not timed"
     if result is chosen:
         return "chosen"
-    if overlaps(result, chosen, objective):
-        return "as fast within the noise; the chosen scores as well or better"
-    ratio = speed(chosen, objective) / speed(result, objective)
-    return f"slower: the chosen is {ratio:.2f}x as fast" if objective == "throughput" else \
-        f"slower: x{result.latency_ms.p50 / chosen.latency_ms.p50:.2f} the chosen's latency"
+    if tied:
+        return "as fast as the fastest within the noise; the chosen scores as well or better"
+    if objective == "throughput":
+        return f"slower: the fastest does {best.throughput_ips / result.throughput_ips:.2f}x its images/s"
+    return f"slower: x{result.latency_ms.p50 / best.latency_ms.p50:.2f} the fastest's latency"
 
 
 def _test_figures(record: Record, specs: list[VariantSpec], test_name: str, executor: InProcessExecutor) -> None:

@@ -14,11 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from rnopt.accuracy import AccuracyBound
 from rnopt.artifacts import artifact_for
 from rnopt.models import create_model
-from rnopt.results import BenchResult, LatencyStats
-from rnopt.search import choose, plan_candidates
+from rnopt.results import BenchResult, Candidate, Failure, LatencyStats
+from rnopt.search import choose, give_verdicts, plan_candidates
 
 QUICK = ("--backend", "onnxruntime", "--recipe", "minmax", "--limit", "300", "--iterations", "5",
          "--min-time", "0.05", "--quiet")
@@ -92,24 +91,36 @@ def _result(spec_id: str, p50: float, half_width: float, throughput: float | Non
                        spec_id=spec_id, p50_ci_ms=[p50 - half_width, p50 + half_width])
 
 
-BOUND = AccuracyBound("top-1", 1.0)
-
-
 def test_the_fastest_wins_when_the_timing_tells_it_apart():
     results = [_result("slow", 1.0, 0.01), _result("fast", 0.5, 0.01)]
-    assert choose(results, "latency", {"slow": 90.0, "fast": 85.0}, BOUND).spec_id == "fast"
+    assert choose(results, "latency", {"slow": 90.0, "fast": 85.0}).spec_id == "fast"
 
 
 def test_among_candidates_the_timing_cannot_order_the_most_accurate_wins():
     results = [_result("a", 0.50, 0.02), _result("b", 0.51, 0.02), _result("c", 0.60, 0.01)]
-    assert choose(results, "latency", {"a": 85.0, "b": 86.0, "c": 90.0}, BOUND).spec_id == "b"
+    assert choose(results, "latency", {"a": 85.0, "b": 86.0, "c": 90.0}).spec_id == "b"
 
 
 def test_throughput_objective_compares_images_per_second():
     # "wide" has the longer call but more images per call (several requests in flight): more images/s.
     results = [_result("narrow", 1.0, 0.01, throughput=1000.0), _result("wide", 4.0, 0.04, throughput=2000.0)]
-    assert choose(results, "throughput", {"narrow": 85.0, "wide": 85.0}, BOUND).spec_id == "wide"
-    assert choose(results, "latency", {"narrow": 85.0, "wide": 85.0}, BOUND).spec_id == "narrow"
+    assert choose(results, "throughput", {"narrow": 85.0, "wide": 85.0}).spec_id == "wide"
+    assert choose(results, "latency", {"narrow": 85.0, "wide": 85.0}).spec_id == "narrow"
+
+
+def test_every_candidate_gets_a_verdict_measured_against_the_fastest():
+    results = [_result("a", 0.50, 0.02), _result("b", 0.51, 0.02), _result("c", 0.60, 0.01)]
+    candidates = {key: Candidate(key, key, score, 0.0, True) for key, score in (("a", 85.0), ("b", 86.0), ("c", 90.0))}
+    candidates["d"] = Candidate("d", "d", 70.0, 15.0, False)
+    candidates["e"] = Candidate("e", "e")
+    chosen = choose(results, "latency", {key: c.score for key, c in candidates.items()})
+    give_verdicts(candidates, results, chosen, "latency", [Failure("e", "e", "validate", "it crashed")])
+    verdicts = {key: c.verdict for key, c in candidates.items()}
+    assert verdicts == {"b": "chosen",
+                        "a": "as fast as the fastest within the noise; the chosen scores as well or better",
+                        "c": "slower: x1.20 the fastest's latency", "d": "over the bound",
+                        "e": "failed (validate): it crashed"}
+    assert candidates["c"].p50_ms == 0.60 and candidates["d"].p50_ms is None
 
 
 def test_search_space_runs_each_file_where_it_can_run(tmp_path, fp32_onnx, int8_onnx):
@@ -140,3 +151,12 @@ def test_tune_refuses_bad_input_in_one_line_and_leaves_nothing(cli, tmp_path, ar
     r = cli("tune", "--output", tmp_path / "reports", "--quiet", *args)
     assert r.code == 1 and message in r.err and len(r.err.strip().splitlines()) == 1, r.err
     assert not (tmp_path / "reports").exists() or not any((tmp_path / "reports").iterdir())
+
+
+def test_the_python_api_names_the_search_function():
+    import rnopt
+    import rnopt.search  # noqa: F401 - a submodule import must not shadow the function
+
+    assert rnopt.tune is rnopt.api.tune and callable(rnopt.tune)
+    options = rnopt.TuneOptions(objective="throughput")
+    assert options.bench.batch_sizes == [32] and options.bench.target_ci == 0.01
