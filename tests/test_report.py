@@ -33,7 +33,7 @@ def test_run_writes_html_md_json_from_the_same_content(run_report):
     html, md = (run_report / "report.html").read_text(), (run_report / "report.md").read_text()
     assert html.startswith("<!DOCTYPE html>") and "<script" not in html and "http" not in html.split("</style>")[0]
     for text in ("Recommended:", "Summary", "Latency", "Accuracy on cifar10[500]", "Export check",
-                 "Quantization settings", "Environment", "rnopt run"):
+                 "Quantization settings", "Environment", "rnopt run", "Read on the test set: rnopt tune"):
         assert text in html and text in md, text
     assert html.count('<figure class="plot"') == 5  # latency b1, b4, Pareto, batch sweep, memory
     assert "JPEG" in md and "avx" in md.lower()

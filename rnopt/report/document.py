@@ -72,7 +72,15 @@ def headline_text(data: ReportData) -> str | None:
     if h.top1 is not None:
         delta = f", {h.top1_delta * 100:+.2f} points vs the float reference" if h.top1_delta is not None else ""
         parts.append(f"{h.metric} {h.top1:.2%}{delta}")
-    return "; ".join(parts) + f". ({h.reason}.)"
+    return "; ".join(parts) + f". ({h.reason}.)" + (TEST_SET_CHOICE if _read_on_test_set(data) else "")
+
+
+# A choice read off the test set is a reading, not a tuned decision: say where the tuned one comes from.
+TEST_SET_CHOICE = " Read on the test set: rnopt tune makes this choice on validation images."
+
+
+def _read_on_test_set(data: ReportData) -> bool:
+    return any(s.dataset == "cifar10" or s.dataset.startswith("cifar10[") for s in [*data.evals, *data.embeddings])
 
 
 def search_headline(data: ReportData) -> str | None:
