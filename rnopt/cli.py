@@ -450,7 +450,7 @@ def cmd_tune(args: argparse.Namespace) -> None:
                               args.limit, args.max_steps)
     opts = TuneOptions(
         args.model, args.weights, args.num_classes, args.labels, args.head or "logits", args.normalize,
-        Path(args.output), control, args.objective, bench,
+        Path(args.output), control, args.objective, bench, sweep=args.sweep,
         recipes=split_list(args.recipe, "recipe") if args.recipe is not None else None,
         accuracy_aware=args.accuracy_aware, calib_data=args.calib_data,
         backends=split_list(args.backend, "backend") if args.backend is not None else None,
@@ -721,6 +721,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--objective", choices=["latency", "throughput"], default="latency",
                    help="latency: lowest median at batch 1; throughput: most images/s at batch 32 (--batch-size "
                         "changes the batch)")
+    p.add_argument("--sweep", type=_positive_int, metavar="MAX",
+                   help="with --objective throughput: double each candidate's batch from --batch-size up to MAX "
+                        "while images/s improves by 3 %%, and judge each at its best (default: CUDA candidates up "
+                        f"to {CUDA_SWEEP_LIMIT}, CPU ones at the one batch size)")
     p.add_argument("--max-drop", type=float, metavar="P",
                    help="the accuracy bound: at most P points below the float model on the validation images "
                         "(default 1)")

@@ -302,9 +302,10 @@ class Candidate:
     score: float | None = None  # the bound's measure on the validation images (None: it could not run)
     drop: float | None = None  # from the float reference, in the bound's unit
     met: bool = False  # within the bound: it was timed
-    p50_ms: float | None = None  # at the search's batch size
+    p50_ms: float | None = None  # at `batch_size`: the search's, or a swept candidate's peak
     p50_ci_ms: list[float] | None = None
     throughput_ips: float | None = None
+    batch_size: int | None = None
     verdict: str = ""  # chosen, tied, slower, over the bound, failed: ...
 
 

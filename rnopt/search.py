@@ -17,7 +17,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +25,11 @@ import numpy as np
 from rnopt import progress
 from rnopt.accuracy import AccuracyBound, ValidationSet, validation_set
 from rnopt.artifacts import ArtifactStore, artifact_for
-from rnopt.bench import BenchConfig, Variant, check_batch_fits, summarize_warnings
+from rnopt.bench import CUDA_SWEEP_LIMIT, BenchConfig, Variant, check_batch_fits, summarize_warnings, sweep_config
 from rnopt.data import load_dataset
 from rnopt.errors import RnoptError, first_line
 from rnopt.evaluate import evaluate_specs
+from rnopt.execute.base import BenchOutcome
 from rnopt.execute.inprocess import InProcessExecutor
 from rnopt.export import export_model, meta_for
 from rnopt.models.registry import LoadedModel
@@ -69,6 +70,10 @@ class TuneOptions:
     objective: str = "latency"
     # None: `rnopt run`'s adaptive timing (each median to +-1 %, at most 30 s) at the objective's batch size
     bench: BenchConfig | None = None
+    # With the throughput objective: double each candidate's batch from the objective's batch up to `sweep` while
+    # images/s still improves, and judge each at its peak (None: CUDA candidates up to CUDA_SWEEP_LIMIT, as
+    # `rnopt run` does on a GPU; CPU candidates at the one batch size).
+    sweep: int | None = None
     recipes: list[str] | None = None  # None: every one of SEARCH_RECIPES
     accuracy_aware: bool = True  # when every int8 candidate is over the bound: int8 with some layers in float
     calib_data: str | None = None
@@ -87,6 +92,11 @@ class TuneOptions:
             self.bench = BenchConfig(batch_sizes=[OBJECTIVES[self.objective]], target_ci=0.01, max_time=30.0)
         if len(self.bench.batch_sizes) != 1:
             raise RnoptError("rnopt tune optimises at one batch size: give one --batch-size")
+        if self.sweep is not None and self.objective != "throughput":
+            raise RnoptError("--sweep finds the batch size with the most images/s: add --objective throughput")
+        if self.sweep is not None and self.sweep < self.bench.batch_sizes[0]:
+            raise RnoptError(f"--sweep {self.sweep} is below the batch size it starts from "
+                             f"({self.bench.batch_sizes[0]})")
 
 
 def tune(opts: TuneOptions) -> tuple[Record, Path]:
@@ -142,12 +152,13 @@ def _search(opts: TuneOptions, record: Record, backends: list[str], devices: lis
     reference, reference_score = variants[0].spec, scores[variants[0].spec.id]
     candidates = {s.id: _candidate(s, scores.get(s.id), reference_score, bound) for s in specs}
     with progress.task("timing the candidates within the bound", None) as advance:
-        outcome = executor.bench([s for s in specs if candidates[s.id].met], opts.bench,
-                                 on_progress=lambda note: advance(1, note))
+        outcome = time_candidates(executor, [s for s in specs if candidates[s.id].met], opts,
+                                  on_progress=lambda note: advance(1, note))
     record.bench, record.bench_config = outcome.results, opts.bench.to_dict()
     record.failures += outcome.failures
-    chosen = choose(outcome.results, opts.objective, {i: c.score for i, c in candidates.items()})
-    give_verdicts(candidates, outcome.results, chosen, opts.objective, record.failures)
+    figures = peaks(outcome.results, opts.objective)
+    chosen = choose(figures, opts.objective, {i: c.score for i, c in candidates.items()})
+    give_verdicts(candidates, figures, chosen, opts.objective, record.failures)
     chosen_spec = next(s for s in specs if s.id == chosen.spec_id)
     record.searches = [SearchResult(opts.objective, opts.bench.batch_sizes[0], bound.describe(), bound.measure,
                                     validation.name, len(validation), reference.label, reference.id,
@@ -300,6 +311,38 @@ def _candidate(spec: VariantSpec, score: float | None, reference: float, bound: 
     return Candidate(spec.id, spec.label, score, drop, bound.met(reference, score))
 
 
+def sweep_limit(spec: VariantSpec, opts: TuneOptions) -> int | None:
+    """How far a candidate's batch is doubled (None: timed at the one batch size): only for throughput; on
+    CUDA by default, since a GPU's peak lies far beyond any one batch size."""
+    if opts.objective != "throughput":
+        return None
+    return opts.sweep or (CUDA_SWEEP_LIMIT if spec.device == "cuda" else None)
+
+
+def time_candidates(executor: InProcessExecutor, specs: list[VariantSpec], opts: TuneOptions,
+                    on_progress: Callable[[str], None] | None = None) -> BenchOutcome:
+    """The candidates timed together at the objective's batch size; those swept (`sweep_limit`) from it upward,
+    a size at a time (fixed length, as `rnopt run`'s sweep), after the others."""
+    assert opts.bench is not None
+    swept = [s for s in specs if sweep_limit(s, opts)]
+    outcome = executor.bench([s for s in specs if s not in swept], opts.bench, on_progress)
+    for spec in swept:
+        config = replace(sweep_config(opts.bench, sweep_limit(spec, opts) or 0), batch_sizes=opts.bench.batch_sizes)
+        more = executor.bench([spec], config, on_progress)
+        outcome.results += more.results
+        outcome.failures += more.failures
+    return outcome
+
+
+def peaks(results: list[BenchResult], objective: str) -> list[BenchResult]:
+    """Each candidate's figure: its one result, or for a swept candidate the batch size with the most images/s."""
+    best: dict[str, BenchResult] = {}
+    for result in results:
+        if result.spec_id not in best or speed(result, objective) > speed(best[result.spec_id], objective):
+            best[result.spec_id] = result
+    return list(best.values())
+
+
 def choose(results: list[BenchResult], objective: str, scores: dict[str, float | None]) -> BenchResult:
     """The fastest result by the objective; among those whose 95 % interval overlaps the fastest one's (the
     timing cannot order them), the one with the best validation score."""
@@ -352,7 +395,7 @@ def give_verdicts(candidates: dict[str, Candidate], results: list[BenchResult], 
         result = timed.get(key)
         if result is not None:
             candidate.p50_ms, candidate.p50_ci_ms = result.latency_ms.p50, result.p50_ci_ms
-            candidate.throughput_ips = result.throughput_ips
+            candidate.throughput_ips, candidate.batch_size = result.throughput_ips, result.batch_size
         candidate.verdict = reasons.get(key) or _verdict(candidate, result, chosen, best, key in tied, objective)
 
 

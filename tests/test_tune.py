@@ -17,7 +17,9 @@ import torch
 from rnopt.artifacts import artifact_for
 from rnopt.models import create_model
 from rnopt.results import BenchResult, Candidate, Failure, LatencyStats
-from rnopt.search import choose, give_verdicts, plan_candidates
+from rnopt.bench import CUDA_SWEEP_LIMIT
+from rnopt.search import TuneOptions, choose, give_verdicts, plan_candidates, sweep_limit
+from rnopt.spec import VariantSpec
 
 QUICK = ("--backend", "onnxruntime", "--recipe", "minmax", "--limit", "300", "--iterations", "5",
          "--min-time", "0.05", "--quiet")
@@ -55,6 +57,31 @@ def test_tune_chooses_a_faster_int8_model_that_keeps_accuracy(cli, tmp_path, ima
     (section,) = payload["evals"]
     assert [r["spec_id"] for r in section["results"]] == [candidates["model.onnx"]["spec_id"], int8["spec_id"]]
     assert section["results"][0]["n"] == 18
+
+
+def test_throughput_search_judges_each_swept_candidate_at_its_best_batch(cli, tmp_path, image_folder):
+    payload = _tune(cli, tmp_path, image_folder, "--objective", "throughput", "--batch-size", "4", "--sweep", "16")
+    search = payload["searches"][0]
+    assert search["objective"] == "throughput" and search["batch_size"] == 4
+    for candidate in search["candidates"]:
+        results = [r for r in payload["bench"] if r["spec_id"] == candidate["spec_id"]]
+        sizes = [r["batch_size"] for r in results]
+        assert sizes[0] == 4 and all(b == 2 * a for a, b in zip(sizes, sizes[1:])) and sizes[-1] <= 16
+        best = max(results, key=lambda r: r["throughput_ips"])
+        assert (candidate["batch_size"], candidate["throughput_ips"]) == (best["batch_size"], best["throughput_ips"])
+    chosen = next(c for c in search["candidates"] if c["verdict"] == "chosen")
+    others = [c for c in search["candidates"] if c is not chosen]
+    assert all(c["verdict"].startswith(("slower", "as fast as the fastest")) for c in others)
+    assert all(c["throughput_ips"] < chosen["throughput_ips"] for c in others if c["verdict"].startswith("slower"))
+
+
+def test_only_throughput_searches_sweep_and_a_gpu_sweeps_by_default():
+    cpu = VariantSpec(artifact_for("resnet20_cifar10"), "torch")
+    cuda = VariantSpec(artifact_for("resnet20_cifar10"), "torch", "cuda")
+    assert sweep_limit(cuda, TuneOptions(objective="throughput")) == CUDA_SWEEP_LIMIT
+    assert sweep_limit(cpu, TuneOptions(objective="throughput")) is None
+    assert sweep_limit(cpu, TuneOptions(objective="throughput", sweep=64)) == 64
+    assert sweep_limit(cuda, TuneOptions(objective="latency")) is None
 
 
 def _damage_script():
@@ -146,6 +173,8 @@ def test_search_space_runs_each_file_where_it_can_run(tmp_path, fp32_onnx, int8_
     (["--data", "cifar10"], "cifar10 is the test set"),
     (["--measure", "mAP"], "applies to embedding models"),
     (["--device", "cuda"], "can use a CUDA device here"),
+    (["--sweep", "64"], "add --objective throughput"),
+    (["--objective", "throughput", "--sweep", "16"], "--sweep 16 is below the batch size it starts from (32)"),
 ])
 def test_tune_refuses_bad_input_in_one_line_and_leaves_nothing(cli, tmp_path, args, message):
     r = cli("tune", "--output", tmp_path / "reports", "--quiet", *args)

@@ -94,7 +94,8 @@ def search_headline(data: ReportData) -> str | None:
              else f"median {chosen.p50_ms:.3f} ms")
     drop = tables.search_drop(chosen, search.measure)
     timed = sum(c.p50_ms is not None for c in search.candidates)
-    return (f"Chosen by rnopt tune: {chosen.label}, {speed} at batch {search.batch_size}; {search.measure} "
+    return (f"Chosen by rnopt tune: {chosen.label}, {speed} at batch {chosen.batch_size or search.batch_size}; "
+            f"{search.measure} "
             f"{drop} on {search.data} (validation) against the bound {search.bound}. The fastest of {timed} "
             f"candidates within the bound, out of {len(search.candidates)} tried.")
 
