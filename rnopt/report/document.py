@@ -93,11 +93,16 @@ def search_headline(data: ReportData) -> str | None:
     speed = (f"{chosen.throughput_ips:,.0f} images/s" if search.objective == "throughput"
              else f"median {chosen.p50_ms:.3f} ms")
     drop = tables.search_drop(chosen, search.measure)
-    timed = sum(c.p50_ms is not None for c in search.candidates)
+    timed_ones = [c for c in search.candidates if c.p50_ms is not None]
+    pool = f"{len(timed_ones)} candidates within the bound, out of {len(search.candidates)} tried"
+    if search.objective == "throughput":
+        tied = chosen.throughput_ips < max(c.throughput_ips or 0.0 for c in timed_ones)
+    else:
+        tied = chosen.p50_ms > min(c.p50_ms or 0.0 for c in timed_ones)
+    why = (f"Of the {pool}: as fast as the fastest within the noise, and better on validation." if tied
+           else f"The fastest of the {pool}.")
     return (f"Chosen by rnopt tune: {chosen.label}, {speed} at batch {chosen.batch_size or search.batch_size}; "
-            f"{search.measure} "
-            f"{drop} on {search.data} (validation) against the bound {search.bound}. The fastest of {timed} "
-            f"candidates within the bound, out of {len(search.candidates)} tried.")
+            f"{search.measure} {drop} on {search.data} (validation) against the bound {search.bound}. {why}")
 
 
 def build_document(data: ReportData, with_plots: bool = True) -> list[Block]:

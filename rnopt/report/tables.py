@@ -199,13 +199,17 @@ def search_table(search: SearchResult) -> Table:
         swept = f" (batch {c.batch_size})" if c.batch_size and c.batch_size != search.batch_size else ""
         return f"{c.throughput_ips:,.0f}{ci}{swept}" if search.objective == "throughput" else f"{c.p50_ms:.3f}{ci}"
 
+    def slowness(c: Candidate) -> float:  # the table lists the fastest first
+        if search.objective == "throughput":
+            return -(c.throughput_ips or 0.0)
+        return c.p50_ms or 0.0
+
     rows = [[c.label, _score(c.score, m), "" if c.drop is None else _drop(c.drop, m), speed_cell(c), c.verdict]
-            for c in sorted(search.candidates, key=lambda c: (c.verdict != "chosen", c.p50_ms is None,
-                                                              c.p50_ms or 0.0))]
+            for c in sorted(search.candidates, key=lambda c: (c.verdict != "chosen", c.p50_ms is None, slowness(c)))]
     caption = (f"{search.bound} vs {search.reference} ({_score(search.reference_score, m)}), on {search.data} "
                f"({search.images} validation images); candidates within it timed at batch {search.batch_size}, "
-               f"interleaved (a swept one at its best batch); the fastest by {search.objective} wins, and among those whose 95 % intervals overlap "
-               f"it, the best validation score. {search.search_time_s:.0f} s in all.")
+               f"interleaved (a swept one at its best batch); the fastest by {search.objective} wins, and among "
+               f"those whose 95 % intervals overlap it, the best validation score. {search.search_time_s:.0f} s in all.")
     return Table(f"Search: {len(search.candidates)} candidates, objective {search.objective}",
                  ["candidate", f"{m} (validation)", "drop", speed_header, "verdict"], rows, caption)
 
