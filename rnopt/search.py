@@ -140,7 +140,7 @@ def _search(opts: TuneOptions, record: Record, backends: list[str], devices: lis
     variants = _reference_first(variants)
     with progress.task(f"validating on {validation.name}", len(variants) * len(validation)) as advance:
         scores = validate(variants, validation, bound, record.failures, advance)
-    if opts.accuracy_aware and not _int8_within(variants, scores, bound):
+    if opts.accuracy_aware and _any_int8(variants) and not _int8_within(variants, scores, bound):
         aware = _accuracy_aware_files(opts, backends, files, bound, validation, calibration, out, record)
         more, failed = executor.load(file_candidates(aware, backends, opts.objective, opts.threads))
         record.failures += failed
@@ -181,6 +181,10 @@ def _reference_first(variants: list[Variant]) -> list[Variant]:
     return [reference] + [v for v in variants if v is not reference]
 
 
+def _any_int8(variants: list[Variant]) -> bool:
+    return any(is_quantized(v.spec.artifact) for v in variants)
+
+
 def _int8_within(variants: list[Variant], scores: dict[str, float], bound: AccuracyBound) -> bool:
     """Whether any int8 candidate kept accuracy within the bound."""
     reference = scores[variants[0].spec.id]
@@ -199,6 +203,8 @@ def _build_files(opts: TuneOptions, backends: list[str], loaded: LoadedModel, ca
         with progress.task("fusing operators", None):
             record.optimizations.append(optimize_model(fp32, out / "model.fused.onnx", "extended"))
         paths.append(out / "model.fused.onnx")
+    if not {"onnxruntime", "openvino"} & set(backends):
+        return {p.name: artifact_for(str(p)) for p in paths}  # PyTorch alone runs no model file
     quantizer = get_quantizer("onnxruntime")
     for name in opts.recipes or SEARCH_RECIPES:
         path = out / f"model.int8-{name}.onnx"

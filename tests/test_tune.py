@@ -84,6 +84,16 @@ def test_only_throughput_searches_sweep_and_a_gpu_sweeps_by_default():
     assert sweep_limit(cuda, TuneOptions(objective="latency")) is None
 
 
+def test_a_pytorch_only_search_builds_no_int8_files(cli, tmp_path, image_folder):
+    out = tmp_path / "reports"
+    r = cli("tune", "--backend", "torch", "--limit", "100", "--iterations", "5", "--min-time", "0.05", "--quiet",
+            "--test-data", image_folder, "--output", out, "--json", tmp_path / "t.json")
+    assert r.code == 0, r.err
+    payload = json.loads((tmp_path / "t.json").read_text())
+    assert [c["label"] for c in payload["searches"][0]["candidates"]] == ["resnet20_cifar10 (PyTorch)"]
+    assert payload["quantizations"] == [] and not list(out.glob("*/model.int8*"))
+
+
 def _damage_script():
     spec = importlib.util.spec_from_file_location("damage_layer", Path(__file__).parents[1] / "scripts" /
                                                   "damage_layer.py")
