@@ -543,6 +543,20 @@ def _add_validation_options(p: argparse.ArgumentParser | argparse._ArgumentGroup
                    help="accuracy measure (default: top-1 for classifiers, mAP for embedding models)")
 
 
+def _add_bound_options(p: argparse.ArgumentParser | argparse._ArgumentGroup, max_drop_note: str) -> None:
+    """The accuracy bound (quantize --max-drop, tune), the validation images it holds on, and the test data."""
+    p.add_argument("--max-drop", type=float, metavar="P",
+                   help="the largest accuracy drop allowed vs float on the validation images, in points of the "
+                        f"measure (top-1 %%, or mAP for embedding models); {max_drop_note}")
+    p.add_argument("--drop-type", choices=["absolute", "relative"], default="absolute",
+                   help="absolute: points; relative: %% of the float model's score (default absolute)")
+    p.add_argument("--min-cosine", type=float, metavar="C",
+                   help="embedding models: the mean cosine to the float model's embeddings must stay >= C")
+    _add_validation_options(p)
+    p.add_argument("--test-data", metavar="DIR|cifar10",
+                   help="the untuned final figures (default: the bundled CIFAR-10 test set for CIFAR models)")
+
+
 def _add_bench_options(p: argparse.ArgumentParser, batch_default: str, target_ci: float | None = None,
                        max_time: float = 60.0, memory: bool = True) -> None:
     p.add_argument("--batch-size", type=_int_list, metavar="N[,N...]",
@@ -600,16 +614,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="onnxruntime: QDQ .onnx; openvino: NNCF, writes OpenVINO IR (.xml + .bin)")
     g = p.add_argument_group("accuracy-aware int8 (layers go back to float until the bound holds on validation "
                              "images; exits 1, keeping the best model found, when it cannot)")
-    g.add_argument("--max-drop", type=float, metavar="P",
-                   help="the largest accuracy drop allowed vs float, in points of the measure (top-1 %%, or mAP "
-                        "for embedding models), e.g. 0.5")
-    g.add_argument("--drop-type", choices=["absolute", "relative"], default="absolute",
-                   help="absolute: points; relative: %% of the float model's score (default absolute)")
-    g.add_argument("--min-cosine", type=float, metavar="C",
-                   help="embedding models: the mean cosine to the float model's embeddings must stay >= C")
-    _add_validation_options(g)
-    g.add_argument("--test-data", metavar="DIR|cifar10",
-                   help="the untuned final figures (default: the bundled CIFAR-10 test set for CIFAR models)")
+    _add_bound_options(g, "e.g. 0.5")
     g.add_argument("--max-steps", type=_positive_int, metavar="N", help="stop after N revert steps (default: none)")
     p.set_defaults(func=cmd_quantize)
 
@@ -725,17 +730,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --objective throughput: double each candidate's batch from --batch-size up to MAX "
                         "while images/s improves by 3 %%, and judge each at its best (default: CUDA candidates up "
                         f"to {CUDA_SWEEP_LIMIT}, CPU ones at the one batch size)")
-    p.add_argument("--max-drop", type=float, metavar="P",
-                   help="the accuracy bound: at most P points below the float model on the validation images "
-                        "(default 1)")
-    p.add_argument("--drop-type", choices=["absolute", "relative"], default="absolute",
-                   help="--max-drop in points, or in %% of the float model's score")
-    p.add_argument("--min-cosine", type=float, metavar="C",
-                   help="embedding models: the bound is a mean cosine to the float embeddings of at least C")
-    _add_validation_options(p)
-    p.add_argument("--test-data", metavar="DIR|cifar10",
-                   help="the chosen variant's untuned final figures (default: the bundled CIFAR-10 test set for "
-                        "CIFAR models)")
+    _add_bound_options(p, "default 1")
     p.add_argument("--recipe", metavar="NAME[,NAME...]",
                    help="int8 recipes to try: minmax, entropy, percentile, per-tensor (default: all)")
     p.add_argument("--accuracy-aware", action=argparse.BooleanOptionalAction, default=True,

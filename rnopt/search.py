@@ -138,14 +138,15 @@ def _search(opts: TuneOptions, record: Record, backends: list[str], devices: lis
         variants, record.failures = executor.load(plan_candidates(model, files, backends, devices, opts.objective,
                                                                   opts.threads))
     variants = _reference_first(variants)
+    validator = Validator(validation, bound)
     with progress.task(f"validating on {validation.name}", len(variants) * len(validation)) as advance:
-        scores = validate(variants, validation, bound, record.failures, advance)
+        scores = validator.scores(variants, record.failures, advance)
     if opts.accuracy_aware and _any_int8(variants) and not _int8_within(variants, scores, bound):
         aware = _accuracy_aware_files(opts, backends, files, bound, validation, calibration, out, record)
         more, failed = executor.load(file_candidates(aware, backends, opts.objective, opts.threads))
         record.failures += failed
-        with progress.task("validating accuracy-aware int8", (len(more) + 1) * len(validation)) as advance:
-            scores |= validate([variants[0]] + more, validation, bound, record.failures, advance)
+        with progress.task("validating accuracy-aware int8", len(more) * len(validation)) as advance:
+            scores |= validator.scores(more, record.failures, advance)
         variants += more
     specs = [v.spec for v in variants]
     record.specs = spec_entries(specs)
@@ -279,23 +280,32 @@ def _accuracy_aware_files(opts: TuneOptions, backends: list[str], files: dict[st
     return aware
 
 
-def validate(variants: list[Variant], validation: ValidationSet, bound: AccuracyBound, failures: list[Failure],
-             advance: Callable[[int], None] | None = None) -> dict[str, float]:
-    """Each variant's score on the validation images (variants[0] is the float reference whose outputs a
-    cosine compares with); a variant that fails to run becomes a Failure and gets no score."""
-    measure = bound.measure_object()
-    outputs: dict[str, np.ndarray] = {}
-    for variant in variants:
-        try:
-            outputs[variant.spec.id] = np.concatenate([_predict(variant, batch, advance)
-                                                       for batch in validation.batches(VALIDATION_BATCH)])
-        except RnoptError as exc:
-            failures.append(Failure(variant.spec.id, variant.spec.label, "validate", str(exc)))
-    reference = outputs.get(variants[0].spec.id)
-    if reference is None:
-        raise RnoptError(f"the float reference {variants[0].spec.label} failed on the validation images: "
-                         f"{failures[-1].reason}")
-    return {key: measure.score(out, validation.labels, reference) for key, out in outputs.items()}
+@dataclass
+class Validator:
+    """Scores variants on the validation images. The float reference comes first in the first call; its outputs
+    (which a cosine compares with) are kept, so later candidates are scored without running it again."""
+
+    validation: ValidationSet
+    bound: AccuracyBound
+    reference: np.ndarray | None = None
+
+    def scores(self, variants: list[Variant], failures: list[Failure],
+               advance: Callable[[int], None] | None = None) -> dict[str, float]:
+        """Each variant's score; a variant that fails to run becomes a Failure and gets no score."""
+        outputs: dict[str, np.ndarray] = {}
+        for variant in variants:
+            try:
+                outputs[variant.spec.id] = np.concatenate([_predict(variant, batch, advance)
+                                                           for batch in self.validation.batches(VALIDATION_BATCH)])
+            except RnoptError as exc:
+                failures.append(Failure(variant.spec.id, variant.spec.label, "validate", str(exc)))
+        if self.reference is None:
+            self.reference = outputs.get(variants[0].spec.id)
+            if self.reference is None:
+                raise RnoptError(f"the float reference {variants[0].spec.label} failed on the validation images: "
+                                 f"{failures[-1].reason}")
+        measure = self.bound.measure_object()
+        return {key: measure.score(out, self.validation.labels, self.reference) for key, out in outputs.items()}
 
 
 def _predict(variant: Variant, batch: np.ndarray, advance: Callable[[int], None] | None) -> np.ndarray:
@@ -432,5 +442,5 @@ def _test_figures(record: Record, specs: list[VariantSpec], test_name: str, exec
         record.evals = [section]
 
 
-__all__ = ["OBJECTIVES", "SEARCH_RECIPES", "TuneOptions", "choose", "file_candidates", "plan_candidates", "tune",
-           "validate"]
+__all__ = ["OBJECTIVES", "SEARCH_RECIPES", "TuneOptions", "Validator", "choose", "file_candidates", "plan_candidates",
+           "tune"]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib.util
 import io
 import subprocess
 import sys
@@ -146,3 +147,12 @@ def loaded_variant(model, runtime: str, label: str | None = None, **kwargs):
 
     spec = VariantSpec.build(artifact_for(str(model)), runtime, label=label or "", **kwargs)
     return load_variant(spec, ArtifactStore())
+
+
+def damage_script():
+    """scripts/damage_layer.py as a module: `damage(module)` gives a CIFAR ResNet an outlier channel."""
+    spec = importlib.util.spec_from_file_location("damage_layer", Path(__file__).parents[1] / "scripts" /
+                                                  "damage_layer.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -9,13 +9,13 @@ Both must be ranked first by the sensitivity passes and be what accuracy-aware i
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import onnx
 import pytest
 
+from conftest import damage_script
 from rnopt.accuracy import AccuracyBound, validation_set
 from rnopt.errors import RnoptError
 from rnopt.export import export_model
@@ -25,18 +25,10 @@ from rnopt.onnx_model import read_meta
 DAMAGED_BLOCK = "layer1.0"
 
 
-def _damage_script():
-    spec = importlib.util.spec_from_file_location("damage_layer", Path(__file__).parents[1] / "scripts" /
-                                                  "damage_layer.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="session")
 def damaged_onnx(tmp_path_factory, fp32_onnx) -> Path:
     loaded = create_model("resnet20_cifar10")
-    _damage_script().damage(loaded.module)
+    damage_script().damage(loaded.module)
     path = tmp_path_factory.mktemp("damaged") / "damaged.onnx"
     export_model(loaded, path)  # the export check compares with the damaged module: same function, new weights
     return path

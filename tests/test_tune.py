@@ -6,7 +6,6 @@ rule that chooses is also checked on its own, on hand-made timing results.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import damage_script
 from rnopt.artifacts import artifact_for
 from rnopt.models import create_model
 from rnopt.results import BenchResult, Candidate, Failure, LatencyStats
@@ -94,19 +94,11 @@ def test_a_pytorch_only_search_builds_no_int8_files(cli, tmp_path, image_folder)
     assert payload["quantizations"] == [] and not list(out.glob("*/model.int8*"))
 
 
-def _damage_script():
-    spec = importlib.util.spec_from_file_location("damage_layer", Path(__file__).parents[1] / "scripts" /
-                                                  "damage_layer.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_tune_never_times_a_candidate_over_the_bound_and_repairs_int8(cli, tmp_path, image_folder):
     """An outlier channel makes full int8 lose about 20 points: it must not be timed, and accuracy-aware int8
     (layers back to float until the bound holds) must join the search in its place."""
     weights = tmp_path / "damaged.pt"
-    torch.save(_damage_script().damage(create_model("resnet20_cifar10").module).state_dict(), weights)
+    torch.save(damage_script().damage(create_model("resnet20_cifar10").module).state_dict(), weights)
     payload = _tune(cli, tmp_path, image_folder, "--weights", weights)
     candidates = _by_label(payload)
     timed = {r["spec_id"] for r in payload["bench"]}
