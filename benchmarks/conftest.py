@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from rnopt.export import export_model
+from rnopt.onnx_export import export_model
 from rnopt.models import create_model
-from rnopt.quantize import quantize_file
+from rnopt.quantization import quantize_file
 
 CACHE = Path(__file__).parent / ".cache"
 IMAGENET_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-sample"

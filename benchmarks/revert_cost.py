@@ -4,7 +4,7 @@ float, against full int8, on ONNX Runtime and OpenVINO: one interleaved run, med
     .venv/bin/python benchmarks/revert_cost.py [--max-time S] [--json benchmarks/revert_cost.json]
 
 The reverted models are the full int8 model (ORT QDQ, from benchmarks/.cache) edited as accuracy-aware int8
-edits it (rnopt.quantize.sensitivity.keep_nodes_float): the first convolutions are the layers users most often
+edits it (rnopt.quantization.sensitivity.keep_nodes_float): the first convolutions are the layers users most often
 keep in float. OpenVINO runs the same QDQ files (it turns QDQ into int8 kernels itself); its float layers run
 in its default precision (bf16 on CPUs with AVX512-BF16 or AMX).
 """
@@ -26,8 +26,8 @@ from conftest import build  # noqa: E402
 from rnopt import api  # noqa: E402
 from rnopt.artifacts import artifact_for  # noqa: E402
 from rnopt.bench import BenchConfig  # noqa: E402
-from rnopt.quantize.accuracy_aware import quantized_layers  # noqa: E402
-from rnopt.quantize.sensitivity import keep_nodes_float, pre_process  # noqa: E402
+from rnopt.quantization.accuracy_aware import quantized_layers  # noqa: E402
+from rnopt.quantization.sensitivity import keep_nodes_float, pre_process  # noqa: E402
 from rnopt.report.tables import median_interval  # noqa: E402
 from rnopt.spec import VariantSpec  # noqa: E402
 from rnopt.stats import ratio_interval  # noqa: E402

@@ -19,7 +19,11 @@ from rnopt.results import Record
 from rnopt.spec import ArtifactSpec, VariantSpec
 
 __all__ = ["ArtifactSpec", "BenchConfig", "Record", "RnoptError", "VariantSpec", "artifact", "bench", "embed",
-           "evaluate", "export", "optimize", "plan", "quantize", "run", "sensitivity", "tune", "AccuracyControl"]
+           "evaluate", "export", "optimize", "plan", "quantize", "run", "sensitivity", "tune", "AccuracyControl", "RunOptions",
+           "TuneOptions"]
+
+# No submodule shares a verb's name (rnopt/evaluation.py, onnx_export.py, fusion.py, quantization/,
+# embedding.py, search.py): importing one would replace the function of that name in this package.
 
 
 def __getattr__(name: str):  # noqa: ANN202 - RunOptions lives with the pipeline, imported on first use
@@ -32,7 +36,7 @@ def __getattr__(name: str):  # noqa: ANN202 - RunOptions lives with the pipeline
 
         return TuneOptions
     if name == "AccuracyControl":  # the quantizers' module imports onnxruntime: only on use
-        from rnopt.quantize import AccuracyControl
+        from rnopt.quantization import AccuracyControl
 
         return AccuracyControl
     raise AttributeError(f"module 'rnopt' has no attribute {name!r}")

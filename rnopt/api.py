@@ -23,8 +23,8 @@ from rnopt.spec import ArtifactSpec, VariantSpec, spec_entries
 if TYPE_CHECKING:
     from rnopt.data import ImageDataset
     from rnopt.execute.inprocess import InProcessExecutor
-    from rnopt.quantize import AccuracyControl
-    from rnopt.quantize.base import QuantRecipe
+    from rnopt.quantization import AccuracyControl
+    from rnopt.quantization.base import QuantRecipe
     from rnopt.results import LayerCost
 
 Progress = Callable[[str], None]
@@ -44,7 +44,7 @@ def export(model: str, output: str | Path, weights: str | None = None, num_class
            labels: str | None = None, opset: int | None = None, static_batch: int | None = None,
            rtol: float | None = None, atol: float | None = None, command: str = "", head: str = "logits",
            normalize: bool = False) -> Record:
-    from rnopt.export import RTOL, export_model
+    from rnopt.onnx_export import RTOL, export_model
     from rnopt.models import create_model
 
     loaded = create_model(model, weights, num_classes, labels, head, normalize)
@@ -53,7 +53,7 @@ def export(model: str, output: str | Path, weights: str | None = None, num_class
 
 
 def optimize(source: str | Path, output: str | Path, level: str = "extended", command: str = "") -> Record:
-    from rnopt.optimize import optimize_model
+    from rnopt.fusion import optimize_model
 
     return Record("optimize", command, optimizations=[optimize_model(source, output, level)])
 
@@ -65,7 +65,7 @@ def quantize(source: str | Path, output: str | Path, toolkit: str = "onnxruntime
     """int8 with `toolkit`; `recipe` is a QuantRecipe, or just a calibration method's name. With `control`,
     accuracy-aware: layers go back to float until its bound holds on the validation data (the result's
     `accuracy_aware` says how; with `time_reverts`, what the float layers cost in latency)."""
-    from rnopt.quantize import QuantRecipe, quantize_file
+    from rnopt.quantization import QuantRecipe, quantize_file
 
     recipe = QuantRecipe(recipe) if isinstance(recipe, str) else recipe
     timer = (lambda full, models: _revert_costs(toolkit, full, models)) if time_reverts else None
@@ -106,10 +106,10 @@ def sensitivity(float_model: str | Path, int8_model: str | Path | None = None, d
 
     from rnopt.accuracy import MEASURES, default_measure, validation_set
     from rnopt.fileio import readable_file
-    from rnopt.quantize.base import QuantRecipe
-    from rnopt.quantize.calibration import calibration_data
-    from rnopt.quantize.onnxruntime import PreparedQuantization, open_for_quantization
-    from rnopt.quantize.sensitivity import Scorer, analyze, pre_process
+    from rnopt.quantization.base import QuantRecipe
+    from rnopt.quantization.calibration import calibration_data
+    from rnopt.quantization.onnxruntime import PreparedQuantization, open_for_quantization
+    from rnopt.quantization.sensitivity import Scorer, analyze, pre_process
 
     if top < 0 or sqnr_images <= 0:
         raise RnoptError("--top must be zero or more and --sqnr-images positive")
@@ -153,7 +153,7 @@ def evaluate(specs: list[VariantSpec], data: str | ImageDataset = "cifar10", lim
              command: str = "") -> Record:
     """Top-1/top-5 of every spec on labelled images; the first spec that loads is the reference."""
     from rnopt.data import load_dataset
-    from rnopt.evaluate import evaluate_specs
+    from rnopt.evaluation import evaluate_specs
 
     dataset = load_dataset(data) if isinstance(data, (str, Path)) else data
     section, failures = evaluate_specs(specs, dataset, limit, batch_size, on_batch, executor)
@@ -190,7 +190,7 @@ def embed(spec: VariantSpec, data: str, output: str | Path, batch_size: int = 10
           on_batch: Advance | None = None, command: str = "") -> Record:
     """Embed a folder of images (or a bundled set) with one variant of an embedding model into a .npz."""
     from rnopt.data import load_dataset
-    from rnopt.embed import embed_images, require_embedding_model, write_vectors
+    from rnopt.embedding import embed_images, require_embedding_model, write_vectors
     from rnopt.execute.inprocess import InProcessExecutor
 
     variants, failures = InProcessExecutor().load([spec])

@@ -155,7 +155,7 @@ class ArtifactStore:
     def _cached_or_exported(loaded: LoadedModel, artifact: ArtifactSpec, path: Path) -> ModelFile:
         """The cached export, or a fresh one; a cache entry that no longer reads (truncated, overwritten) is
         exported again rather than failing every later run."""
-        from rnopt.export import export_model
+        from rnopt.onnx_export import export_model
 
         if path.exists():
             try:

@@ -183,7 +183,7 @@ def cmd_quantize(args: argparse.Namespace) -> None:
 
 
 def _recipe(args: argparse.Namespace):  # noqa: ANN202 - a QuantRecipe (imported on use)
-    from rnopt.quantize import QuantRecipe
+    from rnopt.quantization import QuantRecipe
 
     return QuantRecipe(args.method, args.percentile, not args.per_tensor, args.symmetric_activations,
                        args.weight_type, args.activation_type, args.reduce_range,
@@ -192,7 +192,7 @@ def _recipe(args: argparse.Namespace):  # noqa: ANN202 - a QuantRecipe (imported
 
 
 def _accuracy_control(args: argparse.Namespace):  # noqa: ANN202 - an AccuracyControl or None
-    from rnopt.quantize import AccuracyControl
+    from rnopt.quantization import AccuracyControl
 
     if args.max_drop is None and args.min_cosine is None:
         for flag in ("data", "test_data", "limit", "max_steps"):
@@ -412,7 +412,7 @@ def cmd_backends(args: argparse.Namespace) -> None:
 def cmd_run(args: argparse.Namespace) -> None:
     from rnopt import api
     from rnopt.pipeline import RunOptions
-    from rnopt.quantize import AccuracyControl
+    from rnopt.quantization import AccuracyControl
     from rnopt.report.tables import run_summary_table
 
     _check_outputs(args, args.json)
@@ -435,7 +435,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 def cmd_tune(args: argparse.Namespace) -> None:
     from rnopt import api
-    from rnopt.quantize import AccuracyControl
+    from rnopt.quantization import AccuracyControl
     from rnopt.report.document import search_headline
     from rnopt.report.loading import from_payload
     from rnopt.report.tables import run_summary_table, search_table

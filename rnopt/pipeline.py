@@ -14,15 +14,15 @@ from rnopt.bench import BenchConfig, summarize_warnings, sweep_config
 from rnopt.data import ImageDataset, load_dataset
 from rnopt.errors import RnoptError
 from rnopt.execute.inprocess import InProcessExecutor
-from rnopt.export import export_model, meta_for
+from rnopt.onnx_export import export_model, meta_for
 from rnopt.fileio import write_json, write_text
 from rnopt.models.registry import LoadedModel
-from rnopt.optimize import optimize_model
-from rnopt.evaluate import evaluate_specs
+from rnopt.fusion import optimize_model
+from rnopt.evaluation import evaluate_specs
 from rnopt.plan import RUN_RUNTIMES, artifact_warnings, eval_order, plan_run
-from rnopt.quantize import AccuracyControl, get_quantizer
-from rnopt.quantize.base import CalibrationData, QuantRecipe
-from rnopt.quantize.calibration import calibration_data
+from rnopt.quantization import AccuracyControl, get_quantizer
+from rnopt.quantization.base import CalibrationData, QuantRecipe
+from rnopt.quantization.calibration import calibration_data
 from rnopt.report.html import to_html
 from rnopt.report.loading import from_payload
 from rnopt.report.markdown import to_markdown

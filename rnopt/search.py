@@ -28,18 +28,18 @@ from rnopt.artifacts import ArtifactStore, artifact_for
 from rnopt.bench import CUDA_SWEEP_LIMIT, BenchConfig, Variant, check_batch_fits, summarize_warnings, sweep_config
 from rnopt.data import load_dataset
 from rnopt.errors import RnoptError, first_line
-from rnopt.evaluate import evaluate_specs
+from rnopt.evaluation import evaluate_specs
 from rnopt.execute.base import BenchOutcome
 from rnopt.execute.inprocess import InProcessExecutor
-from rnopt.export import export_model, meta_for
+from rnopt.onnx_export import export_model, meta_for
 from rnopt.models.registry import LoadedModel
-from rnopt.optimize import optimize_model
+from rnopt.fusion import optimize_model
 from rnopt.pipeline import DEFAULT_MODEL, EVAL_BATCH, make_run_dir, model_section, run_backends, run_devices, \
     write_reports
 from rnopt.plan import RUN_TORCH_ON_CUDA, artifact_warnings, is_quantized
-from rnopt.quantize import AccuracyControl, QuantRecipe, get_quantizer
-from rnopt.quantize.base import CalibrationData
-from rnopt.quantize.calibration import calibration_data
+from rnopt.quantization import AccuracyControl, QuantRecipe, get_quantizer
+from rnopt.quantization.base import CalibrationData
+from rnopt.quantization.calibration import calibration_data
 from rnopt.results import BenchResult, Candidate, EmbeddingSection, Failure, Record, SearchResult
 from rnopt.spec import ArtifactSpec, VariantSpec, spec_entries
 

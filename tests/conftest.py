@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from rnopt.cli import main
-from rnopt.export import export_model
+from rnopt.onnx_export import export_model
 from rnopt.models import create_model
-from rnopt.quantize import quantize_file
+from rnopt.quantization import quantize_file
 
 
 @pytest.fixture(scope="session")

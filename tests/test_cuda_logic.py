@@ -212,3 +212,19 @@ def test_cuda_timing_queues_the_end_event_right_behind_the_work(monkeypatch, res
     log.clear()
     session.run(torch.zeros(1, 3, 32, 32))  # run() itself still waits for the GPU
     assert log == ["forward", "synchronize device"]
+
+
+@pytest.mark.parametrize("ov_ran, reference", [("bf16", "torch fp32"), ("fp32", "ov fp32"), ("fp16", "torch fp32")])
+def test_the_reference_follows_the_precision_the_runtime_reported(fp32_onnx, int8_onnx, ov_ran, reference):
+    """OpenVINO runs an fp32 file in bf16 on a CPU with native bf16 and in fp32 elsewhere: both cases on any CPU."""
+    from rnopt.artifacts import artifact_for
+    from rnopt.plan import eval_order
+    from rnopt.spec import VariantSpec
+
+    name, fp32, int8 = (artifact_for(str(a)) for a in ("resnet20_cifar10", fp32_onnx, int8_onnx))
+    specs = [VariantSpec(name, "torch", label="torch fp32"), VariantSpec(fp32, "openvino", label="ov fp32"),
+             VariantSpec(int8, "openvino", label="ov int8")]
+    ran = {specs[0].id: "fp32", specs[1].id: ov_ran, specs[2].id: "int8"}
+    order = [s.label for s in eval_order(specs, ran)]
+    assert order[0] == reference
+    assert order == (["ov fp32", "ov int8"] if ov_ran == "fp32" else ["torch fp32", "ov fp32", "ov int8"])

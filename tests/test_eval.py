@@ -4,7 +4,7 @@ import pytest
 
 from conftest import loaded_variant
 from rnopt.data import align_labels, load_dataset
-from rnopt.evaluate import evaluate
+from rnopt.evaluation import evaluate
 from rnopt.onnx_model import load_onnx, read_meta
 
 

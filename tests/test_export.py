@@ -4,7 +4,7 @@ import pytest
 
 from rnopt.ort_session import create_session
 from rnopt.errors import RnoptError
-from rnopt.export import export_model
+from rnopt.onnx_export import export_model
 from rnopt.onnx_model import load_onnx, read_meta
 
 

@@ -18,7 +18,7 @@ import pytest
 from conftest import damage_script
 from rnopt.accuracy import AccuracyBound, validation_set
 from rnopt.errors import RnoptError
-from rnopt.export import export_model
+from rnopt.onnx_export import export_model
 from rnopt.models import create_model
 from rnopt.onnx_model import read_meta
 

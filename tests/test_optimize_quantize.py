@@ -3,10 +3,10 @@ import pytest
 from conftest import loaded_variant
 from rnopt.data import load_dataset
 from rnopt.errors import RnoptError
-from rnopt.evaluate import evaluate
+from rnopt.evaluation import evaluate
 from rnopt.onnx_model import load_onnx, op_counts, read_meta
-from rnopt.optimize import optimize_model
-from rnopt.quantize import QuantRecipe, quantize_file
+from rnopt.fusion import optimize_model
+from rnopt.quantization import QuantRecipe, quantize_file
 
 
 def test_extended_fusion_fuses_conv_relu_and_keeps_numerics(tmp_path, fp32_onnx):
@@ -59,7 +59,7 @@ def test_quantize_refuses_quantized_and_fused_inputs(tmp_path, fp32_onnx, int8_o
 
 
 # Entropy is the one that needed rnopt to drive ORT's calibrator itself: through quantize_static it keeps as many
-# histogram bins as quantized bins and returns minmax's ranges exactly (rnopt/quantize/onnxruntime.py).
+# histogram bins as quantized bins and returns minmax's ranges exactly (rnopt/quantization/onnxruntime.py).
 @pytest.mark.parametrize("method", ["entropy", "percentile"])
 def test_other_calibration_methods_choose_other_ranges(tmp_path, fp32_onnx, method):
     """The method reaches the calibrator: its activation scales differ from minmax's on the same images."""
@@ -126,7 +126,7 @@ def test_reduce_range_is_on_exactly_without_int8_acceleration(monkeypatch):
     from types import SimpleNamespace
 
     from rnopt import environment
-    from rnopt.quantize.onnxruntime import reduce_range_here
+    from rnopt.quantization.onnxruntime import reduce_range_here
 
     for accelerated in (True, False):
         monkeypatch.setattr(environment, "snapshot", lambda a=accelerated: SimpleNamespace(has_int8_acceleration=a))

@@ -12,13 +12,13 @@ from pathlib import Path
 from rnopt.accuracy import AccuracyBound, default_measure, validation_set
 from rnopt.errors import RnoptError
 from rnopt.onnx_model import ModelMeta
-from rnopt.quantize.base import CalibrationData, LayerTimer, QuantRecipe, Quantizer
+from rnopt.quantization.base import CalibrationData, LayerTimer, QuantRecipe, Quantizer
 from rnopt.results import QuantizeResult
 
 # toolkit name (= the runtime its output targets) -> (module, class, pip packages it needs)
 QUANTIZERS: dict[str, tuple[str, str, str]] = {
-    "onnxruntime": ("rnopt.quantize.onnxruntime", "OrtStaticQuantizer", "onnxruntime"),
-    "openvino": ("rnopt.quantize.openvino", "NncfQuantizer", "nncf openvino"),
+    "onnxruntime": ("rnopt.quantization.onnxruntime", "OrtStaticQuantizer", "onnxruntime"),
+    "openvino": ("rnopt.quantization.openvino", "NncfQuantizer", "nncf openvino"),
 }
 
 
@@ -73,7 +73,7 @@ def quantize_file(source: str | Path, output: str | Path, toolkit: str = "onnxru
     """Quantize one float ONNX file with `toolkit`, calibrating on `calib_data` (default: bundled CIFAR); with
     `control`, accuracy-aware: layers go back to float until the bound holds on the validation data."""
     from rnopt.artifacts import open_model_file
-    from rnopt.quantize.calibration import calibration_data
+    from rnopt.quantization.calibration import calibration_data
 
     quantizer = get_quantizer(toolkit)
     meta = open_model_file(source).meta

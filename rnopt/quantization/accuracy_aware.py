@@ -24,8 +24,8 @@ import onnx
 
 from rnopt.accuracy import AccuracyBound, ValidationSet
 from rnopt.onnx_model import ModelMeta, load_onnx
-from rnopt.quantize.base import LayerTimer
-from rnopt.quantize.sensitivity import Scorer, folded_relus, keep_nodes_float, layer_table, sqnr_pass
+from rnopt.quantization.base import LayerTimer
+from rnopt.quantization.sensitivity import Scorer, folded_relus, keep_nodes_float, layer_table, sqnr_pass
 from rnopt.results import AccuracyAwareResult, QuantizeResult, QuantizerSensitivity, RevertStep
 
 SQNR_IMAGES = 200  # images the ranking's SQNR pass runs on (every decision is validated on the whole set)

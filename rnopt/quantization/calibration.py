@@ -9,7 +9,7 @@ import numpy as np
 from rnopt.data import load_dataset
 from rnopt.errors import RnoptError
 from rnopt.onnx_model import ModelMeta
-from rnopt.quantize.base import CalibrationData
+from rnopt.quantization.base import CalibrationData
 
 DECODE_BATCH = 50
 

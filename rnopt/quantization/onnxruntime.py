@@ -29,8 +29,8 @@ from rnopt.accuracy import AccuracyBound, ValidationSet
 from rnopt.errors import RnoptError, first_line
 from rnopt.fileio import atomic_path
 from rnopt.onnx_model import ModelMeta, load_onnx, open_float_model, save_onnx, write_meta
-from rnopt.quantize.accuracy_aware import accuracy_aware_int8
-from rnopt.quantize.base import CalibrationData, LayerTimer, QuantRecipe, Quantizer
+from rnopt.quantization.accuracy_aware import accuracy_aware_int8
+from rnopt.quantization.base import CalibrationData, LayerTimer, QuantRecipe, Quantizer
 from rnopt.results import QuantizeResult
 
 METHODS = {

@@ -93,7 +93,7 @@ def _model_meta(variant: Variant) -> ModelMeta:
     """The rnopt metadata of the model, a file's own or what exporting the built-in model would record."""
     if isinstance(variant.model, ModelFile):
         return variant.model.meta
-    from rnopt.export import meta_for
+    from rnopt.onnx_export import meta_for
 
     return meta_for(variant.model.loaded)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from rnopt.accuracy import AccuracyBound, AccuracyMeasure, ValidationSet
 from rnopt.errors import RnoptError, first_line
 from rnopt.onnx_model import open_float_model, read_ir_meta
-from rnopt.quantize.base import CalibrationData, LayerTimer, QuantRecipe, Quantizer
+from rnopt.quantization.base import CalibrationData, LayerTimer, QuantRecipe, Quantizer
 from rnopt.results import AccuracyAwareResult, QuantizeResult, RevertStep
 
 
