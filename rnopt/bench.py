@@ -21,7 +21,7 @@ from rnopt.errors import BatchTooLarge, RnoptError
 from rnopt.machine_load import load_warning
 from rnopt.results import BenchResult, LatencyStats
 from rnopt.spec import VariantSpec
-from rnopt.stats import CI_METHOD, drift, median_ci, outlier_share
+from rnopt.stats import CI_METHOD, Drift, drift, median_ci, outlier_share
 
 # A median whose 95 % interval is wider than +-2 % is called noisy; so is a run whose medians moved by more
 # than that between the first and the last third of its rounds (drift). cv stays a descriptive figure:
@@ -265,11 +265,17 @@ def _result(v: Variant, batch: int, blocks: list[list[float]], first_ms: float, 
         p50_ci_ms=[ci.low, ci.high], p50_ci=ci.half_width, ci_method=CI_METHOD,
         rounds=len(blocks), round_medians_ms=[round(m, 5) for m in round_medians],
         drift=step.change if step else None,
-        drift_detected=bool(step and step.significant and abs(step.change) > NOISY_CI),
+        drift_detected=is_drift(step),
         outlier_share=outlier_share(samples),
         converged=ci.half_width <= config.target_ci if config.target_ci is not None else None)
     result.warnings = result_warnings(result)
     return result
+
+
+def is_drift(step: Drift | None) -> bool:
+    """A step between the first and last thirds of the rounds that is beyond the noise and over NOISY_CI, either
+    way: a run that got faster half-way was disturbed at its start just as much as one that got slower."""
+    return bool(step and step.significant and abs(step.change) > NOISY_CI)
 
 
 def summarize_warnings(results: list[BenchResult]) -> list[str]:

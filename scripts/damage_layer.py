@@ -20,9 +20,10 @@ from rnopt.models import create_model
 CHANNEL, FACTOR = 3, 1000.0
 
 
-def damage(module: torch.nn.Module) -> torch.nn.Module:
-    """Give `module` (a CIFAR ResNet) the outlier channel, in place; its float outputs stay the same."""
-    block = module.layer1[0]
+def damage(module: torch.nn.Module, block_name: str = "layer1.0") -> torch.nn.Module:
+    """Give `module` (a CIFAR ResNet) an outlier channel in `block_name`'s first conv, in place; its float outputs
+    stay the same."""
+    block = module.get_submodule(block_name)
     with torch.no_grad():
         block.bn1.weight[CHANNEL] *= FACTOR
         block.bn1.bias[CHANNEL] *= FACTOR

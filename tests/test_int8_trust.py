@@ -21,6 +21,7 @@ from rnopt.errors import RnoptError
 from rnopt.onnx_export import export_model
 from rnopt.models import create_model
 from rnopt.onnx_model import read_meta
+from rnopt.quantization.sensitivity import run_outputs
 
 DAMAGED_BLOCK = "layer1.0"
 
@@ -86,6 +87,38 @@ def test_sensitivity_ranks_the_outlier_layer_first(cli, damaged_onnx, tmp_path):
     assert "Int8 sensitivity per layer" in page and "<svg" in page and cheap_first["tensor"] in page
 
 
+SECOND_DAMAGED_BLOCK = "layer3.1"
+
+
+@pytest.fixture(scope="session")
+def twice_damaged_onnx(tmp_path_factory) -> Path:
+    """Outlier channels in two stages: layer1.0 (early, 16 channels) and layer3.1 (late, 64 channels)."""
+    loaded = create_model("resnet20_cifar10")
+    for block in (DAMAGED_BLOCK, SECOND_DAMAGED_BLOCK):
+        damage_script().damage(loaded.module, block)
+    path = tmp_path_factory.mktemp("damaged2") / "damaged2.onnx"
+    export_model(loaded, path)
+    return path
+
+
+def test_sensitivity_finds_damage_in_two_stages(cli, twice_damaged_onnx, tmp_path):
+    """Both damaged convs, one early and one late in the network, are ranked the two worst by noise added, and
+    their ground truths are measured; every quantized tensor of the int8 model is in the table."""
+    out = tmp_path / "s.json"
+    r = cli("sensitivity", twice_damaged_onnx, "--limit", "300", "--top", "2", "--sqnr-images", "50", "--json", out,
+            "--quiet")
+    assert r.code == 0, r.err
+    layers = json.loads(out.read_text())["sensitivity"][0]["layers"]
+    convs = {_node_in(twice_damaged_onnx, f"{block}.bn2", "Conv").name for block in
+             (DAMAGED_BLOCK, SECOND_DAMAGED_BLOCK)}
+    by_noise = sorted((q for q in layers if q["noise_added"] is not None), key=lambda q: -q["noise_added"])
+    assert {n for q in by_noise[:2] for n in q["nodes"]} >= convs
+    measured = [q for q in layers if q["score_change"] is not None]
+    assert {n for q in measured for n in q["nodes"]} >= convs and all(q["score_change"] > 0.5 for q in measured)
+    activations = [q for q in layers if q["kind"] == "activation"]
+    assert len(activations) > 30 and max(q["order"] for q in activations) > 0.9 * max(q["order"] for q in layers)
+
+
 def test_sensitivity_of_a_given_int8_with_a_saturated_range(cli, fp32_onnx, tmp_path):
     relu = _node_in(fp32_onnx, DAMAGED_BLOCK, "Relu").output[0]  # the block's inner ReLU
     tiny = tmp_path / "tiny.int8.onnx"
@@ -115,6 +148,11 @@ def test_accuracy_aware_onnxruntime_reverts_exactly_the_damaged_layer(cli, damag
     assert _damaged_conv(damaged_onnx) in aware["kept_float"] and aware["layers_quantized"] > 20
     assert result["excluded"] == kept[0]["nodes"]
     assert aware["test_data"] == str(image_folder) and aware["test_score"] is not None
+    # every decision was scored on the 1,000 validation images (not on the 18 test images): the float score is
+    # the float model's top-1 on exactly those
+    val = validation_set(read_meta(onnx.load(str(damaged_onnx), load_external_data=False)), None, 1000)
+    float_top1 = 100.0 * float((run_outputs(damaged_onnx, val.images).argmax(1) == val.labels).mean())
+    assert aware["float_score"] == pytest.approx(float_top1, abs=1e-9) and aware["images"] == 1000
     assert aware["layer_costs"] and aware["layer_costs"][0]["label"] == "final"
     assert "Revert steps" in r.out and "kept in float" in r.out
     written = onnx.load(str(out), load_external_data=False)

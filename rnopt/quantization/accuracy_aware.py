@@ -85,7 +85,8 @@ def accuracy_aware_int8(prepared: Builder, output: Path, meta: ModelMeta, bound:
         "ONNX Runtime runs the reverted layers in fp32")
     if test is not None:
         say(f"final figures on the untuned test data ({len(test)} images)")
-        _test_figures(report, bound, test, prepared.float_path, full, best.path)
+        untuned_figures(report, test.name, Scorer.for_float(bound.measure_object(), test, prepared.float_path), full,
+                     best.path)
     if time_layers and best.float_nodes:
         say("timing the reverted layers against full int8")
         report.layer_costs = time_layers(full, _timed_models(edits, steps, best))
@@ -113,24 +114,40 @@ class _Editor:
 def _revert_greedily(edits: _Editor, prepared: Builder, scorer: Scorer, bound: AccuracyBound, reference: float,
                      state: _State, max_steps: int | None, say: Callable[[str], None]
                      ) -> tuple[_State, list[RevertStep]]:
-    steps: list[RevertStep] = []
     if bound.met(reference, state.score):
-        return state, steps
+        return state, []
     say(f"ranking quantized tensors by SQNR on {min(SQNR_IMAGES, len(scorer.data))} images")
     float_model, int8_model = load_onnx(prepared.float_path), load_onnx(state.path)
     norms = sqnr_pass(prepared.float_path, state.path, scorer.data.images[:SQNR_IMAGES],
                       folded_relus(float_model, int8_model))
-    ranked = sorted(layer_table(float_model, int8_model, prepared.float_path, state.path, norms),
-                    key=QuantizerSensitivity.cheap_rank)
+    ranked = revert_order(layer_table(float_model, int8_model, prepared.float_path, state.path, norms))
+
+    def try_float(nodes: list[str]) -> tuple[float, Path]:
+        trial = edits.with_float(nodes)
+        return scorer.score(trial), trial
+
+    return revert_loop(ranked, try_float, bound, reference, state, max_steps, prepared.excluded, say)
+
+
+def revert_order(layers: list[QuantizerSensitivity]) -> list[QuantizerSensitivity]:
+    """The order groups go back to float: the most noise added first (the cheap pass's ranking)."""
+    return sorted(layers, key=QuantizerSensitivity.cheap_rank)
+
+
+def revert_loop(ranked: list[QuantizerSensitivity], try_float: Callable[[list[str]], tuple[float, Path]],
+                bound: AccuracyBound, reference: float, state: _State, max_steps: int | None,
+                excluded: list[str], say: Callable[[str], None] = lambda _: None) -> tuple[_State, list[RevertStep]]:
+    """Revert `ranked` groups in order, each on top of the best so far; keep a step only when its score (from
+    `try_float`, on the validation images) beats the best; stop once the bound holds or after `max_steps`."""
+    steps: list[RevertStep] = []
     for row in ranked:
         if bound.met(reference, state.score) or (max_steps is not None and len(steps) >= max_steps):
             break
-        added = [n for n in row.nodes if n not in state.float_nodes and n not in prepared.excluded]
+        added = [n for n in row.nodes if n not in state.float_nodes and n not in excluded]
         if not added:
             continue
         say(f"step {len(steps) + 1}: {row.tensor} in float")
-        trial = edits.with_float([*state.float_nodes, *added])
-        score = scorer.score(trial)
+        score, trial = try_float([*state.float_nodes, *added])
         kept = score > state.score
         steps.append(RevertStep(len(steps) + 1, row.tensor, added, score, bound.drop(reference, score), kept))
         if kept:
@@ -138,10 +155,9 @@ def _revert_greedily(edits: _Editor, prepared: Builder, scorer: Scorer, bound: A
     return state, steps
 
 
-def _test_figures(report: AccuracyAwareResult, bound: AccuracyBound, test: ValidationSet, float_path: Path,
-                  full: Path, final: Path) -> None:
-    scorer = Scorer.for_float(bound.measure_object(), test, float_path)
-    report.test_data = test.name
+def untuned_figures(report: AccuracyAwareResult, test_name: str, scorer: Scorer, full: Path, final: Path) -> None:
+    """The untuned figures: float, full int8 and the model written, each scored by `scorer` on the test data."""
+    report.test_data = test_name
     report.test_float_score = scorer.float_score()
     report.test_int8_score = scorer.score(full)
     report.test_score = scorer.score(final) if final != full else report.test_int8_score

@@ -1,0 +1,154 @@
+"""Break each decision function on purpose, one plausible bug at a time, and check that its test fails.
+
+    .venv/bin/python scripts/mutations.py            # every mutation (a few minutes)
+    .venv/bin/python scripts/mutations.py drift eval # those whose name contains a word
+
+Each mutation replaces one exact piece of source text, runs the tests named for it, and restores the file
+(also on Ctrl-C). "caught" means the tests failed with the mutation in place; the script exits 1 if any
+mutation survives or no longer applies (the source changed: update the mutation). README "Development" lists them.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    file: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+D = "tests/test_decisions.py::"
+MUTATIONS = [
+    # evaluation
+    Mutation("eval: every model scored on the reference's logits", "rnopt/evaluation.py",
+             "        for tally, out in zip(tallies, logits):\n            _score(tally, out, labels)",
+             "        for tally, out in zip(tallies, logits):\n            _score(tally, logits[0], labels)",
+             (D + "test_each_model_is_scored_on_its_own_outputs",)),
+    Mutation("eval: top-5 counted as top-1", "rnopt/evaluation.py",
+             "tally.top5 += int((top == labels[:, None]).any(1).sum())",
+             "tally.top5 += int((logits.argmax(1) == labels).sum())",
+             (D + "test_each_model_is_scored_on_its_own_outputs",)),
+    Mutation("embeddings: every model's retrieval from the reference's vectors", "rnopt/evaluation.py",
+             "found = [search(e, labels) for e in embeddings]", "found = [search(embeddings[0], labels) for e in embeddings]",
+             (D + "test_each_embedding_model_is_scored_on_its_own_vectors",)),
+    Mutation("retrieval: an image is its own nearest neighbour", "rnopt/retrieval.py",
+             "        similarity[np.arange(len(rows)), rows] = -np.inf  # not its own neighbour\n", "",
+             (D + "test_retrieval_measures_on_hand_made_vectors",)),
+    # accuracy-aware int8
+    Mutation("accuracy-aware: the least sensitive group reverted first", "rnopt/quantization/accuracy_aware.py",
+             "return sorted(layers, key=QuantizerSensitivity.cheap_rank)",
+             "return sorted(layers, key=QuantizerSensitivity.cheap_rank, reverse=True)",
+             (D + "test_the_most_sensitive_group_goes_back_to_float_first",)),
+    Mutation("accuracy-aware: stops after one step whatever the accuracy", "rnopt/quantization/accuracy_aware.py",
+             "        if kept:\n            state = _State([*state.float_nodes, *added], score, trial)\n",
+             "        if kept:\n            state = _State([*state.float_nodes, *added], score, trial)\n        break\n",
+             (D + "test_the_revert_loop_keeps_only_improving_steps_until_the_bound_holds",)),
+    Mutation("accuracy-aware: a step kept that does not improve", "rnopt/quantization/accuracy_aware.py",
+             "kept = score > state.score", "kept = score >= state.score",
+             (D + "test_the_revert_loop_keeps_only_improving_steps_until_the_bound_holds",)),
+    Mutation("accuracy-aware: the test-set score of the result copied from float", "rnopt/quantization/accuracy_aware.py",
+             "report.test_score = scorer.score(final) if final != full else report.test_int8_score",
+             "report.test_score = report.test_float_score",
+             (D + "test_test_figures_score_each_model_on_the_test_data",)),
+    Mutation("accuracy-aware: the revert decided on the test set", "rnopt/quantization/accuracy_aware.py",
+             "    scorer = Scorer.for_float(bound.measure_object(), validation, prepared.float_path)",
+             "    scorer = Scorer.for_float(bound.measure_object(), test or validation, prepared.float_path)",
+             ("tests/test_int8_trust.py::test_accuracy_aware_onnxruntime_reverts_exactly_the_damaged_layer",)),
+    Mutation("accuracy-aware: max_steps ignored", "rnopt/quantization/accuracy_aware.py",
+             " or (max_steps is not None and len(steps) >= max_steps):", ":",
+             (D + "test_the_revert_loop_stops_at_max_steps_and_skips_excluded_nodes",)),
+    # bounds
+    Mutation("bound: relative drop not divided by the reference", "rnopt/accuracy.py",
+             "return 100.0 * (reference - candidate) / reference if reference else 0.0",
+             "return reference - candidate", (D + "test_bounds_in_both_units_and_their_inverse",)),
+    Mutation("bound: the other operand (candidate - reference)", "rnopt/accuracy.py",
+             "        return reference - candidate\n", "        return candidate - reference\n",
+             (D + "test_bounds_in_both_units_and_their_inverse",)),
+    Mutation("NNCF: the absolute bound divided by 100", "rnopt/quantization/openvino.py",
+             "max_drop=bound.max_drop / 100 if relative else bound.max_drop",
+             "max_drop=bound.max_drop / 100", (D + "test_nncf_is_given_the_bound_in_its_own_units",)),
+    Mutation("NNCF: the relative bound not divided", "rnopt/quantization/openvino.py",
+             "max_drop=bound.max_drop / 100 if relative else bound.max_drop",
+             "max_drop=bound.max_drop", (D + "test_nncf_is_given_the_bound_in_its_own_units",)),
+    Mutation("NNCF: a relative logged drop left as a fraction", "rnopt/quantization/openvino.py",
+             'scale = 100.0 if bound.drop_type == "relative" else 1.0', "scale = 1.0",
+             (D + "test_nncf_logged_drops_come_back_in_rnopt_units",)),
+    # sensitivity
+    Mutation("sensitivity: only the first 10 activations analysed", "rnopt/quantization/sensitivity.py",
+             "activations = [t for t in quantized_activations(int8_model) if t in norms]",
+             "activations = [t for t in quantized_activations(int8_model) if t in norms][:10]",
+             ("tests/test_int8_trust.py::test_sensitivity_finds_damage_in_two_stages",)),
+    Mutation("sensitivity: ground truth for the best-ranked instead of the worst", "rnopt/quantization/sensitivity.py",
+             "    for row in sorted(layers, key=QuantizerSensitivity.cheap_rank)[:top_k]:",
+             "    for row in sorted(layers, key=QuantizerSensitivity.cheap_rank)[-top_k:]:",
+             ("tests/test_int8_trust.py::test_sensitivity_finds_damage_in_two_stages",)),
+    # statistics
+    Mutation("drift: flagged only when things get slower", "rnopt/bench.py",
+             "return bool(step and step.significant and abs(step.change) > NOISY_CI)",
+             "return bool(step and step.significant and step.change > NOISY_CI)",
+             (D + "test_drift_is_flagged_in_both_directions_and_only_beyond_two_percent",)),
+    Mutation("drift: the noise threshold ignored", "rnopt/bench.py",
+             "return bool(step and step.significant and abs(step.change) > NOISY_CI)",
+             "return bool(step and abs(step.change) > 0)",
+             (D + "test_drift_is_flagged_in_both_directions_and_only_beyond_two_percent",)),
+    Mutation("noise warning: inverted", "rnopt/bench.py",
+             "    if result.p50_ci is not None and result.p50_ci > NOISY_CI:\n        warnings.append(f\"noisy",
+             "    if result.p50_ci is not None and result.p50_ci < NOISY_CI:\n        warnings.append(f\"noisy",
+             (D + "test_the_noise_warning_names_the_wide_intervals_only",)),
+    Mutation("noise summary: the narrow ones named", "rnopt/bench.py",
+             "imprecise = [r for r in results if r.p50_ci is not None and r.p50_ci > NOISY_CI]",
+             "imprecise = [r for r in results if r.p50_ci is not None]",
+             (D + "test_the_noise_warning_names_the_wide_intervals_only",)),
+    # tune
+    Mutation("tune: throughput intervals reversed", "rnopt/search.py",
+             "low_a, high_a = (a.throughput_ips * a.latency_ms.p50 / t for t in reversed(a.p50_ci_ms))",
+             "low_a, high_a = (a.throughput_ips * a.latency_ms.p50 / t for t in a.p50_ci_ms)",
+             (D + "test_throughput_ties_are_found_from_the_latency_intervals",)),
+    Mutation("tune: the slowest wins", "rnopt/search.py",
+             "    return max(results, key=lambda r: speed(r, objective))",
+             "    return min(results, key=lambda r: speed(r, objective))",
+             (D + "test_throughput_ties_are_found_from_the_latency_intervals",
+              "tests/test_tune.py::test_the_fastest_wins_when_the_timing_tells_it_apart")),
+    # the evaluation reference
+    Mutation("run: the reference ignores the precision the runtime reported", "rnopt/plan.py",
+             "return (ran or {}).get(s.id) or s.precision", "return s.precision",
+             ("tests/test_cuda_logic.py::test_the_reference_follows_the_precision_the_runtime_reported",)),
+]
+
+
+def run(mutation: Mutation) -> str:
+    path = ROOT / mutation.file
+    original = path.read_text()
+    if original.count(mutation.old) != 1:
+        return "NOT APPLIED (the source changed: update the mutation)"
+    path.write_text(original.replace(mutation.old, mutation.new))
+    try:
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                               *mutation.tests], cwd=ROOT, capture_output=True, text=True)
+    finally:
+        path.write_text(original)
+    return "caught" if proc.returncode == 1 else f"SURVIVED (pytest exit {proc.returncode})"
+
+
+def main(words: list[str]) -> int:
+    chosen = [m for m in MUTATIONS if not words or any(w in m.name for w in words)]
+    bad = 0
+    for mutation in chosen:
+        outcome = run(mutation)
+        bad += outcome != "caught"
+        print(f"{outcome:8}  {mutation.name}  <- {', '.join(t.split('::')[-1] for t in mutation.tests)}", flush=True)
+    print(f"{len(chosen) - bad} of {len(chosen)} caught")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

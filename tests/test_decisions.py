@@ -1,0 +1,285 @@
+"""Every function that decides something, told apart from its plausible wrong versions.
+
+Each test here was written against a mutation (the reverse order, the other operand, a unit off by 100, the
+neighbour in a ranking, the best case for the worst); README "Development" lists them with the test that catches
+each. Hand-made inputs (scores, outputs, vectors, intervals) make the right answer known exactly; nothing here
+stands in for a runtime: the fake models are plain output tables fed to rnopt's own scoring.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from rnopt.accuracy import AccuracyBound
+from rnopt.bench import NOISY_CI, is_drift, result_warnings, summarize_warnings
+from rnopt.data import load_dataset
+from rnopt.evaluation import evaluate, evaluate_embeddings
+from rnopt.preprocessing import Preprocessing
+from rnopt.quantization.accuracy_aware import _State, revert_loop, revert_order, untuned_figures
+from rnopt.results import AccuracyAwareResult, BenchResult, LatencyStats, QuantizerSensitivity
+from rnopt.retrieval import search
+from rnopt.search import choose, overlaps, tied_with_fastest
+from rnopt.stats import drift
+
+
+# --- evaluation: every model is scored on its own outputs ------------------------------------------------------
+
+def _key(image: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()
+
+
+class _TableSession:
+    """A model given as a table: image -> output row (hand-made, so each model's right answer is known)."""
+
+    backend, precision, device = "table", "fp32", "cpu"
+
+    def __init__(self, table: dict[str, np.ndarray]) -> None:
+        self.table = table
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        return np.stack([self.table[_key(image)] for image in images])
+
+
+def _variant(label: str, table: dict[str, np.ndarray]) -> SimpleNamespace:
+    return SimpleNamespace(label=label, session=_TableSession(table), spec=SimpleNamespace(id=f"id-{label}"))
+
+
+@pytest.fixture(scope="module")
+def labelled(image_folder):
+    """The 18 real images, their preprocessed arrays and labels, in the order evaluation reads them."""
+    dataset = load_dataset(str(image_folder))
+    preprocessing = Preprocessing(32, 32)
+    images, labels = zip(*dataset.batches(100, preprocessing))
+    return dataset, preprocessing, np.concatenate(images), np.concatenate(labels)
+
+
+def _logits(labels: np.ndarray, rank_of_label: list[int]) -> np.ndarray:
+    """Rows of 10 scores where image i's true label sits at rank rank_of_label[i] (0 = top-1)."""
+    rows = []
+    for label, rank in zip(labels, rank_of_label):
+        others = [c for c in range(10) if c != label]
+        order = others[:rank] + [label] + others[rank:]
+        row = np.zeros(10, np.float32)
+        row[order] = np.linspace(10, 1, 10)
+        rows.append(row)
+    return np.stack(rows)
+
+
+def test_each_model_is_scored_on_its_own_outputs(labelled):
+    dataset, preprocessing, images, labels = labelled
+    n = len(labels)
+    ranks_a = [0] * n  # the reference: every image right
+    ranks_b = [0] * (n // 3) + [2] * (n // 3) + [7] * (n - 2 * (n // 3))  # a third top-1, two thirds top-5
+    tables = [{_key(i): row for i, row in zip(images, _logits(labels, ranks))} for ranks in (ranks_a, ranks_b)]
+    results, [comparison] = evaluate([_variant("a", tables[0]), _variant("b", tables[1])], dataset, preprocessing, 7)
+    a, b = results
+    assert (a.top1, a.top5, a.n) == (1.0, 1.0, n)
+    assert b.top1 == pytest.approx((n // 3) / n) and b.top5 == pytest.approx(2 * (n // 3) / n)
+    assert comparison.top1_delta == pytest.approx(b.top1 - a.top1) and comparison.agreement == pytest.approx(b.top1)
+    assert (comparison.reference_id, comparison.candidate_id) == ("id-a", "id-b")
+
+
+def test_each_embedding_model_is_scored_on_its_own_vectors(labelled):
+    dataset, preprocessing, images, labels = labelled
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((10, 16)).astype(np.float32) * 10
+    clean = centres[labels] + rng.standard_normal((len(labels), 16)).astype(np.float32) * 0.01
+    noisy = rng.standard_normal((len(labels), 16)).astype(np.float32)  # nothing to do with the class
+    tables = [{_key(i): v for i, v in zip(images, vectors)} for vectors in (clean, noisy)]
+    section = evaluate_embeddings([_variant("f", tables[0]), _variant("q", tables[1])], dataset, preprocessing, 5)
+    f, q = section.results
+    assert f.map == pytest.approx(1.0) and f.precision_at["5"] == pytest.approx(1.0)
+    expected = search(noisy, labels)
+    assert q.map == pytest.approx(expected.average_precision)
+    assert q.precision_at["5"] == pytest.approx(expected.precision_at[5]) and q.precision_at["5"] < 0.9
+    assert q.cosine_mean < 0.5 and q.reference_id == "id-f"
+
+
+def test_retrieval_measures_on_hand_made_vectors():
+    # Four images, two classes on two axes; image 3 sits nearer class 0: its nearest neighbour is wrong.
+    vectors = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.8, 0.3]], np.float32)
+    labels = np.array([0, 0, 1, 1])
+    found = search(vectors, labels, ks=(1,))
+    # precision@1: 0 -> 1 (right), 1 -> 0 (right), 2 -> 3 (right), 3 -> 1 (wrong)
+    assert found.precision_at[1] == pytest.approx(3 / 4)
+    # AP per query: 0 finds 1 at rank 1 (1.0); 1 finds 0 at rank 1 (1.0); 2 finds 3 at rank 1 (1.0);
+    # 3 ranks 1, 0 before 2: its one relevant item at rank 3 (1/3).
+    assert found.average_precision == pytest.approx((1 + 1 + 1 + 1 / 3) / 4)
+
+
+# --- accuracy-aware int8: the greedy revert loop -----------------------------------------------------------------
+
+def _row(tensor: str, noise: float) -> QuantizerSensitivity:
+    return QuantizerSensitivity(tensor, "activation", 0, [f"node_{tensor}"], "", 20.0, 10.0, noise)
+
+
+# Validation top-1 with these groups in float; the reference scores 85, full int8 60, the bound is 1 point.
+SCORES = {frozenset(): 60.0, frozenset({"B"}): 70.0, frozenset({"B", "C"}): 70.0,
+          frozenset({"B", "A"}): 84.5, frozenset({"A"}): 61.0, frozenset({"C"}): 60.5,
+          frozenset({"A", "C"}): 61.5, frozenset({"B", "A", "C"}): 84.6}
+
+
+def _scored(tried: list[frozenset]):
+    def try_float(nodes: list[str]) -> tuple[float, Path]:
+        key = frozenset(n.removeprefix("node_") for n in nodes)
+        tried.append(key)
+        return SCORES[key], Path("/".join(sorted(key)) or "full")
+    return try_float
+
+
+def test_the_most_sensitive_group_goes_back_to_float_first():
+    ranked = revert_order([_row("A", 0.1), _row("B", 2.0), _row("C", 0.5)])
+    assert [r.tensor for r in ranked] == ["B", "C", "A"]
+
+
+def test_the_revert_loop_keeps_only_improving_steps_until_the_bound_holds():
+    tried: list[frozenset] = []
+    state, steps = revert_loop([_row("B", 2.0), _row("C", 0.5), _row("A", 0.1)], _scored(tried),
+                               AccuracyBound("top-1", 1.0), 85.0, _State([], 60.0, Path("full")), None, [])
+    # B helps (kept); C on top of B scores the same (no better: undone); A on top of B meets the bound.
+    assert tried == [{"B"}, {"B", "C"}, {"B", "A"}]
+    assert [(s.target, s.kept) for s in steps] == [("B", True), ("C", False), ("A", True)]
+    assert state.float_nodes == ["node_B", "node_A"] and state.score == 84.5
+    assert [s.drop for s in steps] == pytest.approx([15.0, 15.0, 0.5])
+
+
+def test_the_revert_loop_stops_at_max_steps_and_skips_excluded_nodes():
+    tried: list[frozenset] = []
+    state, steps = revert_loop([_row("B", 2.0), _row("C", 0.5), _row("A", 0.1)], _scored(tried),
+                               AccuracyBound("top-1", 1.0), 85.0, _State([], 60.0, Path("full")), 1, [])
+    assert len(steps) == 1 and state.score == 70.0
+    tried.clear()
+    _, steps = revert_loop([_row("B", 2.0), _row("C", 0.5), _row("A", 0.1)], _scored(tried),
+                           AccuracyBound("top-1", 1.0), 85.0, _State([], 60.0, Path("full")), None, ["node_B"])
+    assert [s.target for s in steps] == ["C", "A"] and tried == [{"C"}, {"C", "A"}]
+
+
+def test_a_bound_met_before_any_step_reverts_nothing():
+    tried: list[frozenset] = []
+    state, steps = revert_loop([_row("B", 2.0)], _scored(tried), AccuracyBound("top-1", 30.0), 85.0,
+                               _State([], 60.0, Path("full")), None, [])
+    assert steps == [] and tried == [] and state.score == 60.0
+
+
+def test_test_figures_score_each_model_on_the_test_data():
+    class Scorer:  # scores by the model path: float 80, full int8 60, the written model 79
+        def float_score(self) -> float:
+            return 80.0
+
+        def score(self, path: Path) -> float:
+            return {"full": 60.0, "final": 79.0}[str(path)]
+
+    report = AccuracyAwareResult("onnxruntime", "top-1", "", 1, "absolute", "val", 10, 85, 60, 84.5, 0.5, True, 3, [])
+    untuned_figures(report, "test", Scorer(), Path("full"), Path("final"))
+    assert (report.test_float_score, report.test_int8_score, report.test_score) == (80.0, 60.0, 79.0)
+    untuned_figures(report, "test", Scorer(), Path("full"), Path("full"))  # nothing reverted: the written is full int8
+    assert report.test_score == 60.0
+
+
+# --- bounds and NNCF's units ---------------------------------------------------------------------------------------
+
+def test_bounds_in_both_units_and_their_inverse():
+    absolute, relative = AccuracyBound("top-1", 2.0), AccuracyBound("top-1", 2.0, "relative")
+    assert absolute.drop(80.0, 79.0) == pytest.approx(1.0) and relative.drop(80.0, 79.0) == pytest.approx(1.25)
+    assert absolute.drop(80.0, 81.0) == pytest.approx(-1.0)  # a gain is a negative drop, never a positive one
+    assert absolute.met(80.0, 78.0) and not absolute.met(80.0, 77.9)
+    assert relative.met(80.0, 78.4) and not relative.met(80.0, 78.3)  # 2 % of 80 is 1.6 points
+    assert absolute.score_at(80.0, 1.5) == pytest.approx(78.5) and relative.score_at(80.0, 2.5) == pytest.approx(78.0)
+
+
+@pytest.mark.parametrize("drop_type, given, expected", [("absolute", 0.5, 0.5), ("relative", 2.0, 0.02)])
+def test_nncf_is_given_the_bound_in_its_own_units(monkeypatch, fp32_onnx, drop_type, given, expected):
+    """NNCF takes an absolute drop in the metric's units (points here) and a relative one as a fraction."""
+    nncf = pytest.importorskip("nncf")
+    import openvino as ov
+
+    from rnopt.accuracy import validation_set
+    from rnopt.onnx_model import load_onnx, read_meta
+    from rnopt.quantization.base import CalibrationData
+    from rnopt.quantization.openvino import _accuracy_control
+
+    calls = []
+
+    def recording(model, calibration, validation, fn, **kwargs):  # noqa: ANN001, ANN202
+        calls.append(kwargs)
+        return model  # the float model back: the rest of the step runs for real on it
+
+    monkeypatch.setattr(nncf, "quantize_with_accuracy_control", recording)
+    meta = read_meta(load_onnx(fp32_onnx))
+    val = validation_set(meta, None, 20)
+    calibration = CalibrationData("val", val.images[:4])
+    core = ov.Core()
+    _, report = _accuracy_control(core, fp32_onnx, fp32_onnx, calibration, AccuracyBound("top-1", given, drop_type),
+                                  val, None, lambda _: None)
+    [kwargs] = calls
+    assert kwargs["max_drop"] == pytest.approx(expected)
+    assert kwargs["drop_type"] == (nncf.DropType.RELATIVE if drop_type == "relative" else nncf.DropType.ABSOLUTE)
+    assert report.max_drop == given and report.drop_type == drop_type
+
+
+@pytest.mark.parametrize("drop_type, logged, drop", [("absolute", 0.7, 0.7), ("relative", 0.007, 0.7)])
+def test_nncf_logged_drops_come_back_in_rnopt_units(drop_type, logged, drop):
+    from rnopt.quantization.openvino import _read_nncf_log
+
+    bound = AccuracyBound("top-1", 1.0, drop_type)
+    log = ["Total number of quantized operations in the model: 30",
+           "Reverted 1 operations to the floating-point precision: \n\tconv_7",
+           f"Accuracy drop with the new quantization scope is {logged}",
+           "Reverted 1 operations to the floating-point precision: \n\tconv_9",
+           "Accuracy drop with the new quantization scope is 0.0001"]
+    steps, layers, kept = _read_nncf_log(log, bound, 80.0, 79.99)
+    assert layers == 30 and kept == ["conv_7", "conv_9"]
+    assert steps[0].drop == pytest.approx(drop) and steps[0].score == pytest.approx(bound.score_at(80.0, drop))
+
+
+# --- timing statistics ----------------------------------------------------------------------------------------------
+
+def _rounds(first: float, last: float, n: int = 18) -> list[float]:
+    rng = np.random.default_rng(3)
+    level = [first] * (n // 2) + [last] * (n - n // 2)
+    return [x * (1 + 0.002 * rng.standard_normal()) for x in level]
+
+
+@pytest.mark.parametrize("first, last, flagged", [(1.0, 1.2, True), (1.2, 1.0, True), (1.0, 1.001, False),
+                                                   (1.0, 1.01, False)])
+def test_drift_is_flagged_in_both_directions_and_only_beyond_two_percent(first, last, flagged):
+    step = drift(_rounds(first, last))
+    assert is_drift(step) is flagged
+    assert step.change == pytest.approx(last / first - 1, abs=0.01)
+
+
+def _bench(name: str, p50_ci: float, **kw) -> BenchResult:
+    stats = LatencyStats(1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0)
+    return BenchResult(name, "onnxruntime", "cpu", "fp32", 1, 2, 100, stats, 0.0, 1000.0, 1.0, p50_ci=p50_ci,
+                       p50_ci_ms=[1 - p50_ci, 1 + p50_ci], **kw)
+
+
+def test_the_noise_warning_names_the_wide_intervals_only():
+    wide, narrow = _bench("wide", NOISY_CI * 2), _bench("narrow", NOISY_CI / 4)
+    assert any(w.startswith("noisy") for w in result_warnings(wide))
+    assert not any(w.startswith("noisy") for w in result_warnings(narrow))
+    [line] = [w for w in summarize_warnings([wide, narrow]) if w.startswith("noisy")]
+    assert "wide batch 1" in line and "narrow" not in line and "1 of 2 results" in line
+
+
+# --- tune's choice: throughput intervals -------------------------------------------------------------------------
+
+def _throughput(name: str, ips: float, half_width: float) -> BenchResult:
+    p50 = 1000.0 / ips  # one image per call
+    stats = LatencyStats(p50, p50, p50, p50, p50, p50, p50, 0.0)
+    return BenchResult(name, "openvino", "cpu", "int8", 1, 2, 100, stats, 0.0, ips, 1.0, spec_id=name,
+                       p50_ci_ms=[p50 * (1 - half_width), p50 * (1 + half_width)])
+
+
+def test_throughput_ties_are_found_from_the_latency_intervals():
+    a, b, c = _throughput("a", 1000.0, 0.03), _throughput("b", 1020.0, 0.03), _throughput("c", 1300.0, 0.01)
+    assert overlaps(a, b, "throughput") and overlaps(b, a, "throughput")
+    assert not overlaps(a, c, "throughput") and not overlaps(c, b, "throughput")
+    assert {r.spec_id for r in tied_with_fastest([a, b], "throughput")} == {"a", "b"}
+    # tied: the better validation score wins even though b has more images/s; c is faster beyond the noise
+    assert choose([a, b], "throughput", {"a": 86.0, "b": 85.0}).spec_id == "a"
+    assert choose([a, b, c], "throughput", {"a": 86.0, "b": 85.0, "c": 80.0}).spec_id == "c"
