@@ -14,7 +14,9 @@ PYTHON=${PYTHON:-$(command -v python3 || command -v python)}
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 RNOPT=("$PYTHON" -m rnopt)
 if [[ "${2:-}" == "--rehearse" ]]; then
-  DEV=cpu MODEL=resnet20_cifar10 PREC=bf16 GRAPHS=() SWEEP=64 BATCHES=1,8
+  # bf16 where the CPU runs it natively (rnopt refuses emulated bf16), fp32 elsewhere
+  PREC=$("$PYTHON" -c "from rnopt.environment import snapshot; print('bf16' if snapshot().has_bf16 else 'fp32')")
+  DEV=cpu MODEL=resnet20_cifar10 GRAPHS=() SWEEP=64 BATCHES=1,8
   CHECK=(--device cpu --model resnet20_cifar10 --batch-sizes 1 --min-time 0.05 --no-memory)
   FIDELITY=(--device cpu --model resnet20_cifar10 --batch-sizes 1,8 --calls 10 --no-compile)
   RUN=(--device cpu --backend torch --limit 200 --batch-size 1 --min-time 0.1 --no-memory)

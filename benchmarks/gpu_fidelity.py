@@ -24,6 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rnopt.artifacts import ArtifactStore, artifact_for  # noqa: E402
+from rnopt.environment import snapshot  # noqa: E402
 from rnopt.execute import load_variant  # noqa: E402
 from rnopt.plan import plan, split_list  # noqa: E402
 from rnopt.spec import VariantSpec  # noqa: E402
@@ -101,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         print("no CUDA device: run with --device cpu to rehearse")
         return 2
-    precision = "fp16" if args.device == "cuda" else "bf16"
+    # the CPU rehearsal: bf16 where the CPU runs it natively (rnopt refuses emulated bf16), fp32 elsewhere
+    precision = "fp16" if args.device == "cuda" else ("bf16" if snapshot().has_bf16 else "fp32")
     store = ArtifactStore()
     print("| path | batch | rnopt p50 ms | bare loop p50 ms | ratio |\n| --- | ---: | ---: | ---: | ---: |", flush=True)
     worst = 0.0

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from rnopt.artifacts import artifact_for
 from rnopt.bench import BenchConfig, summarize_warnings
 from rnopt.errors import RnoptError
+from rnopt.fileio import check_writable_output, replacing
 from rnopt.plan import artifact_warnings, plan
 from rnopt.results import EmbeddingSection, Record
 from rnopt.spec import ArtifactSpec, VariantSpec, spec_entries
@@ -52,26 +53,39 @@ def export(model: str, output: str | Path, weights: str | None = None, num_class
     return Record("export", command, warnings=list(loaded.warnings), exports=[result])
 
 
-def optimize(source: str | Path, output: str | Path, level: str = "extended", command: str = "") -> Record:
+def optimize(source: str | Path, output: str | Path, level: str = "extended", command: str = "",
+             force: bool = False) -> Record:
+    """ONNX Runtime's offline fusion; an existing `output` is replaced only with `force`."""
     from rnopt.fusion import optimize_model
 
-    return Record("optimize", command, optimizations=[optimize_model(source, output, level)])
+    _check_output(source, output, force)
+    with replacing(force):
+        return Record("optimize", command, optimizations=[optimize_model(source, output, level)])
 
 
 def quantize(source: str | Path, output: str | Path, toolkit: str = "onnxruntime", calib_data: str | None = None,
              calib_size: int = 500, recipe: "QuantRecipe | str" = "minmax", on_batch: Advance | None = None,
              command: str = "", control: "AccuracyControl | None" = None, on_progress: Progress | None = None,
-             time_reverts: bool = True) -> Record:
+             time_reverts: bool = True, force: bool = False) -> Record:
     """int8 with `toolkit`; `recipe` is a QuantRecipe, or just a calibration method's name. With `control`,
     accuracy-aware: layers go back to float until its bound holds on the validation data (the result's
     `accuracy_aware` says how; with `time_reverts`, what the float layers cost in latency)."""
     from rnopt.quantization import QuantRecipe, quantize_file
 
+    _check_output(source, output, force)
     recipe = QuantRecipe(recipe) if isinstance(recipe, str) else recipe
     timer = (lambda full, models: _revert_costs(toolkit, full, models)) if time_reverts else None
-    result = quantize_file(source, output, toolkit, calib_data, calib_size, recipe, on_batch, control, on_progress,
-                           timer)
+    with replacing(force):
+        result = quantize_file(source, output, toolkit, calib_data, calib_size, recipe, on_batch, control,
+                               on_progress, timer)
     return Record("quantize", command, quantizations=[result])
+
+
+def _check_output(source: str | Path, output: str | Path, force: bool) -> None:
+    """The output is not the input model (force or not) and exists only if `force`."""
+    if Path(source).exists() and Path(output).exists() and Path(source).resolve() == Path(output).resolve():
+        raise RnoptError(f"output {output} is the same file as the input: choose another output path")
+    check_writable_output(output, force)
 
 
 REVERT_BENCH = BenchConfig(batch_sizes=[1], warmup=20, min_time=2.0)
@@ -187,8 +201,9 @@ __all__ = ["BenchConfig", "Record", "VariantSpec", "ArtifactSpec", "artifact", "
 
 
 def embed(spec: VariantSpec, data: str, output: str | Path, batch_size: int = 100, skip_bad: bool = False,
-          on_batch: Advance | None = None, command: str = "") -> Record:
-    """Embed a folder of images (or a bundled set) with one variant of an embedding model into a .npz."""
+          on_batch: Advance | None = None, command: str = "", force: bool = False) -> Record:
+    """Embed a folder of images (or a bundled set) with one variant of an embedding model into a .npz; an
+    existing `output` is replaced only with `force`, and never when it lies inside `data`."""
     from rnopt.data import load_dataset
     from rnopt.embedding import embed_images, require_embedding_model, write_vectors
     from rnopt.execute.inprocess import InProcessExecutor
@@ -198,9 +213,13 @@ def embed(spec: VariantSpec, data: str, output: str | Path, batch_size: int = 10
         raise RnoptError(failures[0].reason)
     variant = variants[0]
     require_embedding_model(variant)
+    check_writable_output(output, force)
+    if Path(data).is_dir() and Path(output).exists() and Path(output).resolve().is_relative_to(Path(data).resolve()):
+        raise RnoptError(f"{output} lies inside {data}, which is being embedded: choose an output path outside it")
     dataset = load_dataset(data, unlabelled_ok=True)
     embedded = embed_images(variant, dataset, batch_size, skip_bad, on_batch)
-    write_vectors(output, embedded, dataset, variant)
+    with replacing(force):
+        write_vectors(output, embedded, dataset, variant)
     n = len(embedded.paths)
     details = {"output": str(output), "images": n, "dim": int(embedded.vectors.shape[1]),
                "skipped": embedded.skipped, "images_per_s": n / embedded.inference_s if embedded.inference_s else None,

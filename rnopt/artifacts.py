@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rnopt.backends.base import ModelFile, ModelInput, TorchModel
-from rnopt.errors import RnoptError
-from rnopt.fileio import readable_file, sha256_of
+from rnopt.errors import RnoptError, first_line
+from rnopt.fileio import readable_file, replacing, sha256_of, write_text
 from rnopt.notices import notice
 
 if TYPE_CHECKING:
@@ -157,12 +157,17 @@ class ArtifactStore:
         exported again rather than failing every later run."""
         from rnopt.onnx_export import export_model
 
+        recorded = path.with_name(path.name + ".sha256")  # the bytes the export wrote, checked on every reuse
         if path.exists():
             try:
+                if recorded.read_text().strip() != sha256_of(path):
+                    raise RnoptError("its sha256 is not the one recorded when it was exported")
                 return open_model_file(path)
-            except RnoptError:
-                notice(f"the cached export {path} was unreadable: exported again")
-        export_model(loaded, path, artifact.opset, None if artifact.dynamic_batch else 1)
+            except (RnoptError, OSError) as exc:
+                notice(f"the cached export {path} could not be trusted ({first_line(exc)}): exported again")
+        with replacing():  # the cache's own entry
+            export_model(loaded, path, artifact.opset, None if artifact.dynamic_batch else 1)
+            write_text(recorded, sha256_of(path) + "\n")
         return open_model_file(path)
 
     @staticmethod

@@ -18,6 +18,7 @@ from rnopt import progress
 from rnopt.backends.torch.config import COMPILE_MODES
 from rnopt.bench import CUDA_SWEEP_LIMIT
 from rnopt.errors import Interrupted, RnoptError, first_line
+from rnopt.fileio import check_writable_output, replacing
 from rnopt.plan import PRECISIONS, split_list
 from rnopt.report.render import console, err_console, print_table, printable
 from rnopt.results import Record
@@ -60,30 +61,61 @@ def _precision_list(text: str) -> list[str]:
     return names
 
 
-def _inputs(args: argparse.Namespace) -> list[Path]:
-    """Every file this command line reads: no output may be one of them, --force or not."""
-    names = [getattr(args, key, None) for key in ("input", "model", "weights", "labels", "baseline", "current", "data",
-                                                  "calib_data")]
-    names += list(getattr(args, "models", None) or []) + list(getattr(args, "results", None) or [])
-    return [Path(n) for n in names if n is not None and Path(n).is_file()]
+# Options whose values are written, never read: everything else that names an existing path is an input.
+_OUTPUT_OPTIONS = ("output", "json")
+
+
+def _inputs(args: argparse.Namespace) -> tuple[list[Path], list[Path]]:
+    """Every file and every folder this command line reads (positional arguments and options alike, with the
+    files a model keeps beside it): no output may be one of those files or lie inside one of those folders."""
+    values: list[str] = []
+    for key, value in vars(args).items():
+        if key in _OUTPUT_OPTIONS or key.startswith("_"):
+            continue
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, (str, Path)) and str(item) and "\0" not in str(item):
+                values.append(str(item))
+    files, folders = [], []
+    for value in values:
+        path = Path(value)
+        try:
+            if path.is_file():
+                files += [path] + [p for p in _companions(path) if p.exists()]
+            elif path.is_dir():
+                folders.append(path)
+        except OSError:  # a name too long to be a path: not a path
+            continue
+    return files, folders
+
+
+def _companions(path: Path) -> list[Path]:
+    """Files written or read together with a model file: OpenVINO's .bin, ONNX external data."""
+    if path.suffix == ".xml":
+        return [path.with_suffix(".bin")]
+    if path.suffix == ".onnx":
+        return [path.with_name(path.name + ".data")]
+    return []
 
 
 def _check_outputs(args: argparse.Namespace, *paths: str | Path | None) -> None:
     """Before any work: each output's folder exists; no two outputs, and no output and input, are the same
-    file (--force or not); a file the user already has is replaced only with --force."""
+    file (--force or not); no output replaces a file inside a folder the command reads; an output is not a
+    special file; a file the user already has is replaced only with --force."""
+    files, folders = _inputs(args)
     outputs = [Path(p) for p in paths if p is not None]
-    seen: dict[Path, Path] = {p.resolve(): p for p in _inputs(args)}
+    outputs += [c for p in outputs for c in _companions(p) if c not in outputs]  # IR's .bin is written too
+    seen: dict[Path, tuple[Path, str]] = {p.resolve(): (p, "the input") for p in files}
     for path in outputs:
         if path.resolve() in seen:
-            other = seen[path.resolve()]
-            role = "the input" if other in _inputs(args) else "the output"
+            other, role = seen[path.resolve()]
             raise RnoptError(f"{path} is the same file as {role} {other} of this command: choose another output path")
-        seen[path.resolve()] = path
-        folder = path.parent if str(path.parent) else Path(".")
-        if not folder.is_dir():
-            raise RnoptError(f"output folder {folder} does not exist: create it or choose another path")
-        if path.exists() and not args.force:
-            raise RnoptError(f"{path} already exists: choose another path or pass --force to replace it")
+        seen[path.resolve()] = (path, "the output")
+        inside = next((f for f in folders if path.exists() and path.resolve().is_relative_to(f.resolve())), None)
+        if inside is not None:
+            raise RnoptError(f"{path} lies inside {inside}, which this command reads: choose an output path "
+                             f"outside it")
+        if not path.name.endswith(".onnx.data"):  # rnopt writes no external data: only an input's matters
+            check_writable_output(path, args.force)
 
 
 def _write_report(args: argparse.Namespace, record: Record) -> None:
@@ -761,7 +793,8 @@ def main(argv: list[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], None] = args.func
     previous = _handle_termination()
     try:
-        func(args)
+        with replacing(bool(getattr(args, "force", False))):
+            func(args)
         _show_notices()
     except RnoptError as exc:
         err_console.print(f"error: {printable(str(exc))}", markup=False, soft_wrap=True)

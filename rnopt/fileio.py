@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import json
 import math
@@ -14,15 +15,45 @@ from typing import Any
 from rnopt.errors import RnoptError
 
 
+# Whether this command may replace a file that already exists (the CLI's --force, the API's force=True). Without
+# it an output is moved into place only if nothing is there at that moment: a file that appeared while a long
+# command ran is kept, not replaced.
+_replacing: contextvars.ContextVar[bool] = contextvars.ContextVar("rnopt_replacing", default=False)
+
+
 @contextlib.contextmanager
-def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside `dest`; rename it onto `dest` only if the block succeeds."""
+def replacing(allowed: bool = True) -> Iterator[None]:
+    """Within this block, outputs may replace files that exist (the user said so)."""
+    token = _replacing.set(allowed)
+    try:
+        yield
+    finally:
+        _replacing.reset(token)
+
+
+def check_writable_output(dest: str | os.PathLike[str], force: bool | None = None) -> None:
+    """Before any work: the output's folder exists, the output is not a folder or a special file (a FIFO, a device:
+    replacing one with a regular file would break whatever uses it), and it exists only if replacing is allowed."""
     dest = Path(dest)
     parent = dest.parent if str(dest.parent) else Path(".")
     if not parent.is_dir():
         raise RnoptError(f"output folder {parent} does not exist: create it or choose another path")
     if dest.is_dir():
         raise RnoptError(f"output {dest} is a folder: give a file name")
+    if dest.exists() or dest.is_symlink():
+        if not dest.is_file():
+            raise RnoptError(f"output {dest} is not a regular file (a FIFO, a device or a socket): choose a file path")
+        if not (_replacing.get() if force is None else force):
+            raise RnoptError(f"{dest} already exists: choose another path or pass --force (force=True) to replace it")
+
+
+@contextlib.contextmanager
+def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside `dest`; move it onto `dest` only if the block succeeds (and, unless
+    replacing is allowed, only if `dest` still does not exist)."""
+    dest = Path(dest)
+    parent = dest.parent if str(dest.parent) else Path(".")
+    check_writable_output(dest, force=True)  # existence is judged at the move, the moment that matters
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=parent)
     except OSError as exc:
@@ -33,11 +64,34 @@ def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp_path
         # mkstemp makes the file private (0600); the user's file gets the usual mode for their umask.
         os.chmod(tmp_path, 0o666 & ~_umask())
-        os.replace(tmp_path, dest)
+        move_into_place(tmp_path, dest)
     except OSError as exc:  # a full disk, a quota: say which file could not be written
         raise RnoptError(f"cannot write {dest}: {exc.strerror or exc}") from None
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def move_into_place(tmp: Path, dest: Path) -> None:
+    """Rename `tmp` onto `dest`. Unless replacing is allowed, never over something that exists now: a hard link
+    fails atomically if `dest` appeared meanwhile (where the file system has no hard links, a check right
+    before the rename)."""
+    if _replacing.get():
+        if dest.exists() and not dest.is_file():
+            raise RnoptError(f"output {dest} is not a regular file (a FIFO, a device or a socket): not replaced")
+        os.replace(tmp, dest)
+        return
+    try:
+        os.link(tmp, dest)
+    except FileExistsError:
+        raise RnoptError(f"{dest} appeared while this command ran: it was left as it is (pass --force to "
+                         f"replace it)") from None
+    except OSError:  # no hard links here
+        if dest.exists() or dest.is_symlink():
+            raise RnoptError(f"{dest} appeared while this command ran: it was left as it is (pass --force to "
+                             f"replace it)") from None
+        os.replace(tmp, dest)
+        return
+    tmp.unlink()
 
 
 def _umask() -> int:

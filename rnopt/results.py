@@ -370,52 +370,130 @@ class Record:
 
 
 
+# The ranges readers rely on: a result file may come from anywhere and say anything, so these are checked when it
+# is read (besides every field's type), and a file that breaks one is refused by name rather than crashing a
+# renderer or a division later.
+_POSITIVE, _NON_NEGATIVE, _FRACTION, _INTERVAL = "positive", "zero or more", "a fraction (0 to 1)", "interval"
+_RANGES: dict[str, dict[str, str]] = {
+    "LatencyStats": {**{f: _POSITIVE for f in ("mean", "p50", "p90", "p95", "p99", "min", "max")},
+                     "stdev": _NON_NEGATIVE},
+    "BenchResult": {"batch_size": _POSITIVE, "iterations": _POSITIVE, "throughput_ips": _POSITIVE,
+                    "streams": _POSITIVE, "threads": _NON_NEGATIVE, "p50_ci_ms": _INTERVAL, "p50_ci": _NON_NEGATIVE,
+                    "total_time_s": _NON_NEGATIVE, "rounds": _NON_NEGATIVE},
+    "EvalResult": {"top1": _FRACTION, "top5": _FRACTION, "n": _POSITIVE},
+    "Comparison": {"agreement": _FRACTION},
+    "RetrievalResult": {"n": _POSITIVE, "dim": _POSITIVE},
+    "Candidate": {"p50_ci_ms": _INTERVAL, "p50_ms": _POSITIVE, "throughput_ips": _POSITIVE, "batch_size": _POSITIVE},
+}
+MAX_DEPTH = 32  # free-form objects (settings, listings) nested deeper than this are refused
+MAX_MAGNITUDE = 1e300  # numbers beyond it (10**400 as an integer) are refused, not overflowed later
+
+
 def build(cls: type, data: Any) -> Any:
-    """Instantiate dataclass `cls` from plain JSON data, recursing into nested dataclasses and lists.
+    """Instantiate dataclass `cls` from plain JSON data, recursing into nested dataclasses and lists; every
+    field's type and the ranges in `_RANGES` are checked (TypeError or ValueError naming the field).
 
     Unknown keys are ignored, so files from a newer rnopt with extra fields still load.
     """
     if not isinstance(data, dict):
-        raise TypeError(f"{cls.__name__} expects an object, got {type(data).__name__}")
+        raise TypeError(f"{cls.__name__} expects an object, got {_shown(data)}")
     hints = typing.get_type_hints(cls)
+    ranges = _RANGES.get(cls.__name__, {})
     kwargs = {}
     for f in dataclasses.fields(cls):
         if f.name in data:
             try:
                 kwargs[f.name] = _convert(hints[f.name], data[f.name])
-            except TypeError as exc:
-                raise TypeError(f"{cls.__name__}.{f.name}: {exc}") from None
-    built = cls(**kwargs)
-    if isinstance(built, LatencyStats) and min(dataclasses.astuple(built)) < 0:
-        raise ValueError(f"negative latency in {dataclasses.asdict(built)}")
-    return built
+                _check_range(ranges.get(f.name), kwargs[f.name])
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"{cls.__name__}.{f.name}: {exc}") from None
+    try:
+        return cls(**kwargs)
+    except TypeError:  # a required field left out
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in kwargs
+                   and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        raise TypeError(f"{cls.__name__} lacks {', '.join(missing)}") from None
 
 
-def _convert(hint: Any, value: Any) -> Any:
+def _check_range(rule: str | None, value: Any) -> None:
+    if rule is None or value is None:
+        return
+    if rule == _INTERVAL:
+        if len(value) != 2 or not 0 <= value[0] <= value[1]:
+            raise ValueError(f"expected an interval [low, high] with 0 <= low <= high, got {_shown(value)}")
+        return
+    ok = {_POSITIVE: value > 0, _NON_NEGATIVE: value >= 0, _FRACTION: 0 <= value <= 1}[rule]
+    if not ok:
+        raise ValueError(f"expected {rule}, got {_shown(value)}")
+
+
+def _shown(value: Any) -> str:
+    return "null" if value is None else f"{value!r:.40}"
+
+
+def _convert(hint: Any, value: Any, depth: int = 0) -> Any:
     """`value` as `hint` says, checked: result files are read from anywhere, so their types are not trusted."""
-    if value is None:
-        return None
+    if depth > MAX_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+    if hint is Any:
+        return _free_form(value, depth)
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
-        inner = [a for a in typing.get_args(hint) if a is not type(None)]
-        return _convert(inner[0], value) if len(inner) == 1 else value
+        args = typing.get_args(hint)
+        if value is None:
+            if type(None) in args:
+                return None
+            raise TypeError("expected a value, got null")
+        inner = [a for a in args if a is not type(None)]
+        return _convert(inner[0], value, depth) if len(inner) == 1 else _free_form(value, depth)
+    if value is None:
+        raise TypeError(f"expected {_type_name(hint)}, got null")
     if origin is list:
         if not isinstance(value, list):
-            raise TypeError(f"expected a list, got {value!r:.40}")
+            raise TypeError(f"expected a list, got {_shown(value)}")
         (item,) = typing.get_args(hint)
-        return [_convert(item, v) for v in value]
+        return [_convert(item, v, depth + 1) for v in value]
     if origin is dict:
         if not isinstance(value, dict):
-            raise TypeError(f"expected an object, got {value!r:.40}")
-        return value
+            raise TypeError(f"expected an object, got {_shown(value)}")
+        _, item = typing.get_args(hint)
+        return {_convert(str, k, depth + 1): _convert(item, v, depth + 1) for k, v in value.items()}
     if dataclasses.is_dataclass(hint):
         return build(hint, value)
     if hint in (int, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise TypeError(f"expected a finite number, got {value!r:.40}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
+            raise TypeError(f"expected a finite number, got {_shown(value)}")
+        if hint is int and not isinstance(value, int):
+            raise TypeError(f"expected a whole number, got {_shown(value)}")
         return value
     if hint is str and not isinstance(value, str):
-        raise TypeError(f"expected text, got {value!r:.40}")
+        raise TypeError(f"expected text, got {_shown(value)}")
     if hint is bool and not isinstance(value, bool):
-        raise TypeError(f"expected true or false, got {value!r:.40}")
+        raise TypeError(f"expected true or false, got {_shown(value)}")
     return value
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value) and abs(float(value)) <= MAX_MAGNITUDE
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
+def _free_form(value: Any, depth: int) -> Any:
+    """JSON of any shape (settings, listings): only JSON's own types, finite numbers, bounded depth."""
+    if depth > MAX_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, dict):
+        return {_convert(str, k, depth + 1): _free_form(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_free_form(v, depth + 1) for v in value]
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and not _finite(value):
+        raise TypeError(f"expected a finite number, got {_shown(value)}")
+    return value
+
+
+def _type_name(hint: Any) -> str:
+    if dataclasses.is_dataclass(hint):
+        return f"an object ({hint.__name__})"
+    return {int: "a whole number", float: "a number", str: "text", bool: "true or false"}.get(hint, "a value")

@@ -177,6 +177,8 @@ def test_the_prepared_gpu_run_rehearses_on_the_cpu(tmp_path):
     batches = [r["batch_size"] for r in sweep["bench"]]
     assert batches[:2] == [1, 2] and sweep["bench_config"]["sweep_limit"] == 64
     assert all(r["settings"].startswith("compile") for r in sweep["bench"])  # the fastest path is the one swept
+    # bf16 where this CPU runs it natively, fp32 elsewhere (both kinds of CPU run this rehearsal)
+    assert {r["precision"] for r in sweep["bench"]} == {"bf16" if snapshot().has_bf16 else "fp32"}
     assert len(list((tmp_path / "run").glob("*/report.json"))) == 1
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from rnopt.accuracy import AccuracyBound, AccuracyMeasure, ValidationSet
 from rnopt.errors import RnoptError, first_line
+from rnopt.fileio import move_into_place
 from rnopt.onnx_model import open_float_model, read_ir_meta
 from rnopt.quantization.base import CalibrationData, LayerTimer, QuantRecipe, Quantizer
 from rnopt.results import AccuracyAwareResult, QuantizeResult, RevertStep
@@ -247,5 +248,9 @@ def _save_ir_atomically(ov, model, output: Path) -> None:  # noqa: ANN001
     with tempfile.TemporaryDirectory(dir=output.parent, prefix=".rnopt-") as scratch:
         tmp_xml = Path(scratch) / output.name
         ov.save_model(model, str(tmp_xml), compress_to_fp16=False)
-        os.replace(tmp_xml.with_suffix(".bin"), output.with_suffix(".bin"))
-        os.replace(tmp_xml, output)
+        move_into_place(tmp_xml.with_suffix(".bin"), output.with_suffix(".bin"))
+        try:
+            move_into_place(tmp_xml, output)
+        except BaseException:  # no .bin without its .xml
+            output.with_suffix(".bin").unlink(missing_ok=True)
+            raise

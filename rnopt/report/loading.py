@@ -32,6 +32,7 @@ from rnopt.results import (
 
 KINDS = ("export", "optimize", "quantize", "sensitivity", "bench", "eval", "run", "tune", "report")
 READABLE_VERSIONS = (1, SCHEMA_VERSION)
+MAX_RESULT_BYTES = 256 * 2**20  # a default `rnopt run` writes under 1 MiB, with every timed sample
 
 
 @dataclass
@@ -146,9 +147,15 @@ def load_results(paths: list[str | Path]) -> ReportData:
     merged = ReportData()
     for path in paths:
         p = readable_file(path, "result file")
+        if p.stat().st_size > MAX_RESULT_BYTES:
+            raise RnoptError(f"{p} is {p.stat().st_size / 2**20:,.0f} MiB: larger than any result file rnopt writes "
+                             f"({MAX_RESULT_BYTES // 2**20} MiB at most); give files written by --json or `rnopt run`")
         try:
             payload = json.loads(p.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise RnoptError(f"{p} is not JSON ({exc}): give files written by --json or `rnopt run`") from None
+        except RecursionError:
+            raise RnoptError(f"{p} is nested too deeply to be an rnopt result file: give files written by --json "
+                             f"or `rnopt run`") from None
         merged.merge(from_payload(payload, str(p)))
     return merged
