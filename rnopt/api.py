@@ -38,18 +38,23 @@ def artifact(model: str, weights: str | None = None, num_classes: int | None = N
 
     `head="features"` (with `normalize` for L2-normalised vectors) makes a built-in name an embedding model.
     """
-    return artifact_for(model, weights, num_classes, labels, head, normalize=normalize)
+    if not isinstance(model, (str, Path)):
+        raise RnoptError(f"artifact() takes a built-in model name or a model file path, got {model!r:.40}")
+    return artifact_for(str(model), weights, num_classes, labels, head, normalize=normalize)
 
 
 def export(model: str, output: str | Path, weights: str | None = None, num_classes: int | None = None,
            labels: str | None = None, opset: int | None = None, static_batch: int | None = None,
            rtol: float | None = None, atol: float | None = None, command: str = "", head: str = "logits",
-           normalize: bool = False) -> Record:
-    from rnopt.onnx_export import RTOL, export_model
+           normalize: bool = False, force: bool = False) -> Record:
+    """Export a model to ONNX and check it against PyTorch; an existing `output` is replaced only with `force`."""
     from rnopt.models import create_model
+    from rnopt.onnx_export import RTOL, export_model
 
+    check_writable_output(output, force)
     loaded = create_model(model, weights, num_classes, labels, head, normalize)
-    result = export_model(loaded, output, opset, static_batch, rtol or RTOL, atol)
+    with replacing(force):
+        result = export_model(loaded, output, opset, static_batch, rtol or RTOL, atol)
     return Record("export", command, warnings=list(loaded.warnings), exports=[result])
 
 

@@ -19,7 +19,7 @@ from rnopt.backends.base import ModelInput, Session
 from rnopt.environment import snapshot
 from rnopt.errors import BatchTooLarge, RnoptError
 from rnopt.machine_load import load_warning
-from rnopt.results import BenchResult, LatencyStats
+from rnopt.results import BenchResult, LatencyStats, check_fields
 from rnopt.spec import VariantSpec
 from rnopt.stats import CI_METHOD, Drift, drift, median_ci, outlier_share
 
@@ -59,6 +59,7 @@ class BenchConfig:
     sweep_limit: int | None = None
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if not self.batch_sizes or any(b <= 0 for b in self.batch_sizes):
             raise RnoptError(f"batch sizes must be positive integers, got {self.batch_sizes}")
         if not all(math.isfinite(x) for x in (self.min_time, self.max_time, self.target_ci or 1.0)):

@@ -26,7 +26,7 @@ from rnopt.quantization.calibration import calibration_data
 from rnopt.report.html import to_html
 from rnopt.report.loading import from_payload
 from rnopt.report.markdown import to_markdown
-from rnopt.results import BenchResult, EmbeddingSection, QuantizeResult, Record
+from rnopt.results import BenchResult, EmbeddingSection, QuantizeResult, Record, check_fields
 from rnopt.spec import ArtifactSpec, VariantSpec, spec_entries
 
 DEFAULT_MODEL = "resnet20_cifar10"
@@ -54,6 +54,9 @@ class RunOptions:
     head: str = "logits"  # features: compare the embedding model (retrieval fidelity instead of top-1)
     normalize: bool = False
     accuracy: AccuracyControl | None = None  # accuracy-aware int8 for the int8 variants (bound, validation data)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 def run_dir(base: Path, model: str) -> Path:

@@ -40,6 +40,9 @@ def plan(artifacts: list[ArtifactSpec], runtimes: list[str] | None = None, preci
     `options` holds each runtime's own settings by runtime name; a runtime uses only its own. Labels
     name the runtime and precision only where several were asked for.
     """
+    bad = [a for a in artifacts if not isinstance(a, ArtifactSpec)]
+    if bad:
+        raise RnoptError(f"plan() takes ArtifactSpecs (rnopt.artifact(...)), got {bad[0]!r:.40}")
     if runtimes:
         check_names(runtimes, BACKEND_NAMES, "backend")
     check_names([device], DEVICES, "device")

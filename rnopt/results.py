@@ -11,6 +11,7 @@ import math
 import types
 import typing
 from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from rnopt.environment import Environment, snapshot
@@ -458,8 +459,8 @@ def _convert(hint: Any, value: Any, depth: int = 0) -> Any:
             raise TypeError(f"expected an object, got {_shown(value)}")
         _, item = typing.get_args(hint)
         return {_convert(str, k, depth + 1): _convert(item, v, depth + 1) for k, v in value.items()}
-    if dataclasses.is_dataclass(hint):
-        return build(hint, value)
+    if dataclasses.is_dataclass(hint):  # an instance checked itself when it was made
+        return value if isinstance(value, hint) else build(hint, value)
     if hint in (int, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
             raise TypeError(f"expected a finite number, got {_shown(value)}")
@@ -497,3 +498,25 @@ def _type_name(hint: Any) -> str:
     if dataclasses.is_dataclass(hint):
         return f"an object ({hint.__name__})"
     return {int: "a whole number", float: "a number", str: "text", bool: "true or false"}.get(hint, "a value")
+
+
+def check_fields(obj: Any) -> None:
+    """The public constructors' check (BenchConfig, RunOptions, TuneOptions, AccuracyControl, specs): every field
+    of dataclass `obj` holds its annotated type, else one RnoptError naming the field. A path field also takes
+    text, turned into a Path."""
+    from pathlib import Path
+
+    from rnopt.errors import RnoptError
+
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value, hint = getattr(obj, f.name), hints[f.name]
+        if Path in (hint, *typing.get_args(hint)) and isinstance(value, (str, Path)):
+            object.__setattr__(obj, f.name, Path(value))
+            continue
+        if dataclasses.is_dataclass(hint) and isinstance(value, hint) or typing.get_origin(hint) is Callable:
+            continue
+        try:
+            _convert(hint, value)
+        except (TypeError, ValueError) as exc:
+            raise RnoptError(f"{type(obj).__name__}.{f.name}: {exc}") from None

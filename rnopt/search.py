@@ -40,7 +40,7 @@ from rnopt.plan import RUN_TORCH_ON_CUDA, artifact_warnings, is_quantized
 from rnopt.quantization import AccuracyControl, QuantRecipe, get_quantizer
 from rnopt.quantization.base import CalibrationData
 from rnopt.quantization.calibration import calibration_data
-from rnopt.results import BenchResult, Candidate, EmbeddingSection, Failure, Record, SearchResult
+from rnopt.results import BenchResult, Candidate, EmbeddingSection, Failure, Record, SearchResult, check_fields
 from rnopt.spec import ArtifactSpec, VariantSpec, spec_entries
 
 OBJECTIVES = {"latency": 1, "throughput": 32}  # objective -> its default batch size
@@ -83,6 +83,7 @@ class TuneOptions:
     command: str = ""
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if self.objective not in OBJECTIVES:
             raise RnoptError(f"unknown objective {self.objective!r}: choose one of {', '.join(OBJECTIVES)}")
         unknown = [r for r in self.recipes or [] if r not in SEARCH_RECIPES]

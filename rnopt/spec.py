@@ -16,6 +16,7 @@ from typing import Any
 from rnopt.backends import RuntimeConfig, config_class
 from rnopt.errors import RnoptError
 from rnopt.preprocessing import HEADS
+from rnopt.results import check_fields
 
 DEVICES = ("cpu", "cuda")
 
@@ -36,6 +37,7 @@ class ArtifactSpec:
     normalize: bool = False  # with the features head: L2-normalised embeddings
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if self.head not in HEADS:
             raise RnoptError(f"unknown output head {self.head!r}: choose one of {', '.join(HEADS)}")
         if self.normalize and self.head != "features":
@@ -61,6 +63,7 @@ class VariantSpec:
     label: str = field(default="", compare=False)  # for people: not part of the identity
 
     def __post_init__(self) -> None:
+        check_fields(self)
         cls = config_class(self.runtime)  # also rejects an unknown runtime
         if self.config is None:
             object.__setattr__(self, "config", cls())

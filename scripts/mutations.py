@@ -27,6 +27,7 @@ class Mutation:
 
 
 D = "tests/test_decisions.py::"
+C = "tests/test_catalog_round2.py::"
 MUTATIONS = [
     # evaluation
     Mutation("eval: every model scored on the reference's logits", "rnopt/evaluation.py",
@@ -122,6 +123,35 @@ MUTATIONS = [
     Mutation("run: the reference ignores the precision the runtime reported", "rnopt/plan.py",
              "return (ran or {}).get(s.id) or s.precision", "return s.precision",
              ("tests/test_cuda_logic.py::test_the_reference_follows_the_precision_the_runtime_reported",)),
+    # outputs and inputs (catalog, round 2)
+    Mutation("outputs: inputs read from named options only (positional models missed)", "rnopt/cli.py",
+             "        if key in _OUTPUT_OPTIONS or key.startswith(\"_\"):",
+             "        if key in _OUTPUT_OPTIONS or key.startswith(\"_\") or key not in (\"input\", \"weights\"):",
+             (C + "test_catalog_round2[sensitivity-json-over-int8]",)),
+    Mutation("outputs: a file inside a folder read may be replaced", "rnopt/cli.py",
+             "        if inside is not None:", "        if inside is None and False:",
+             (C + "test_catalog_round2[eval-json-over-an-image]",)),
+    Mutation("outputs: the move replaces whatever appeared meanwhile", "rnopt/fileio.py",
+             "    if _replacing.get():\n        if dest.exists()", "    if True:\n        if dest.exists()",
+             (C + "test_a_file_that_appears_while_a_command_runs_is_kept",)),
+    Mutation("outputs: a FIFO replaced by a regular file", "rnopt/fileio.py",
+             "        if not dest.is_file():\n            raise", "        if False:\n            raise",
+             (C + "test_catalog_round2[json-over-a-fifo]",)),
+    Mutation("API: export overwrites without force", "rnopt/api.py",
+             "    check_writable_output(output, force)\n    loaded = create_model(",
+             "    force = True\n    check_writable_output(output, force)\n    loaded = create_model(",
+             (C + "test_the_api_refuses_to_overwrite_unless_forced",)),
+    Mutation("result files: ranges not checked", "rnopt/results.py",
+             "                _check_range(ranges.get(f.name), kwargs[f.name])\n", "",
+             (C + "test_catalog_round2[report-zero-latency]", C + "test_catalog_round2[report-top1-in-points]")),
+    Mutation("result files: null accepted for a required object", "rnopt/results.py",
+             "    if value is None:\n        raise TypeError(f\"expected {_type_name(hint)}, got null\")",
+             "    if value is None:\n        return None",
+             (C + "test_catalog_round2[report-null-latency]",)),
+    Mutation("API constructors: field types unchecked", "rnopt/results.py",
+             "        try:\n            _convert(hint, value)\n        except (TypeError, ValueError) as exc:\n            raise RnoptError",
+             "        try:\n            pass\n        except (TypeError, ValueError) as exc:\n            raise RnoptError",
+             (C + "test_public_constructors_refuse_bad_values_with_rnopt_error",)),
 ]
 
 

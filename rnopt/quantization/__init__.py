@@ -13,7 +13,7 @@ from rnopt.accuracy import AccuracyBound, default_measure, validation_set
 from rnopt.errors import RnoptError
 from rnopt.onnx_model import ModelMeta
 from rnopt.quantization.base import CalibrationData, LayerTimer, QuantRecipe, Quantizer
-from rnopt.results import QuantizeResult
+from rnopt.results import QuantizeResult, check_fields
 
 # toolkit name (= the runtime its output targets) -> (module, class, pip packages it needs)
 QUANTIZERS: dict[str, tuple[str, str, str]] = {
@@ -46,6 +46,9 @@ class AccuracyControl:
     test_data: str | None = None  # final figures (default: the bundled test set for CIFAR models)
     limit: int | None = None  # a seeded subset of the validation images
     max_steps: int | None = None
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
     def bound(self, meta: ModelMeta) -> AccuracyBound:
         if self.min_cosine is not None:

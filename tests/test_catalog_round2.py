@@ -1,0 +1,212 @@
+"""The second hostile-input sweep (issue "trust, round 2"): lost data, internal errors on bad result files,
+tracebacks through the Python API, silent acceptance. Each case: a command line, its exit code, a fragment of its
+one-line message, the files that must stay unchanged. Cases of the first sweep are in test_catalog.py.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import stat
+import zipfile
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+import rnopt
+from rnopt.errors import RnoptError
+from rnopt.fileio import atomic_path, replacing
+
+QUICK = ["--batch-size", "1", "--iterations", "5", "--warmup", "1", "--min-time", "0", "--no-memory", "--quiet"]
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _edited(payload: dict, edit) -> dict:
+    copied = copy.deepcopy(payload)
+    edit(copied)
+    return copied
+
+
+@pytest.fixture(scope="module")
+def hostile2(tmp_path_factory, fp32_onnx, int8_onnx):
+    from rnopt.cli import main
+
+    t = tmp_path_factory.mktemp("hostile2")
+    (t / "m.onnx").write_bytes(fp32_onnx.read_bytes())
+    (t / "q.onnx").write_bytes(int8_onnx.read_bytes())
+    with resources.as_file(resources.files("rnopt.data") / "assets" / "cifar10-test.zip") as archive:
+        with zipfile.ZipFile(archive) as zf:
+            for cls in ("airplane", "cat", "ship"):
+                (t / "imgs" / cls).mkdir(parents=True)
+                for name in [n for n in zf.namelist() if n.startswith(cls + "/")][:4]:
+                    (t / "imgs" / name).write_bytes(zf.read(name))
+    assert main(["bench", str(t / "m.onnx"), *QUICK, "--json", str(t / "base.json")]) == 0
+    assert main(["eval", str(t / "m.onnx"), "--limit", "20", "--json", str(t / "ev.json"), "--quiet"]) == 0
+    (t / "ov").mkdir()
+    assert main(["quantize", str(t / "m.onnx"), "-o", str(t / "ov" / "m.xml"), "--backend", "openvino",
+                 "--calib-size", "20", "--quiet"]) == 0
+    base, ev = json.loads((t / "base.json").read_text()), json.loads((t / "ev.json").read_text())
+    bench0 = lambda p: p["bench"][0]  # noqa: E731
+    files = {
+        "null-latency": _edited(base, lambda p: bench0(p).update(latency_ms=None)),
+        "null-environment": _edited(base, lambda p: p.update(environment=None)),
+        "null-result": _edited(base, lambda p: p["bench"].__setitem__(0, None)),
+        "zero-latency": _edited(base, lambda p: bench0(p)["latency_ms"].update(
+            {k: 0 for k in bench0(p)["latency_ms"]})),
+        "one-element-interval": _edited(base, lambda p: bench0(p).update(p50_ci_ms=[1.0])),
+        "huge-integer": _edited(base, lambda p: bench0(p).update(batch_size=10 ** 400)),
+        "negative-batch": _edited(base, lambda p: bench0(p).update(batch_size=-3)),
+        "zero-throughput": _edited(base, lambda p: bench0(p).update(throughput_ips=0)),
+        "versions-not-text": _edited(base, lambda p: p["environment"].update(versions={"torch": [1, 2]})),
+        "null-eval-results": _edited(ev, lambda p: p["evals"][0].update(results=None)),
+        "top1-in-points": _edited(ev, lambda p: p["evals"][0]["results"][0].update(top1=81.0)),
+        "zero-images": _edited(ev, lambda p: p["evals"][0]["results"][0].update(n=0)),
+    }
+    for name, payload in files.items():
+        (t / f"{name}.json").write_text(json.dumps(payload))
+    (t / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    text = json.dumps(base)
+    (t / "deep-inside.json").write_text(text[:-1] + ', "extra": ' + "[" * 5000 + "]" * 5000 + "}")
+    os.mkfifo(t / "fifo")
+    return t
+
+
+# (id, argv, exit code, message fragment, files that must stay unchanged)
+CASES = [
+    # lost data: an output is never an input, whatever its position; never a file inside a folder read
+    ("sensitivity-json-over-int8", ["sensitivity", "{t}/m.onnx", "{t}/q.onnx", "--json", "{t}/q.onnx", "--force"],
+     1, "is the same file as the input", ["q.onnx"]),
+    ("eval-json-over-an-image", ["eval", "{t}/m.onnx", "--data", "{t}/imgs", "--json", "{img}", "--force"], 1,
+     "which this command reads", ["{img}"]),
+    ("quantize-over-a-calibration-image", ["quantize", "{t}/m.onnx", "-o", "{img}", "--calib-data", "{t}/imgs",
+                                           "--force"], 1, "which this command reads", ["{img}"]),
+    ("embed-over-an-image", ["embed", "{t}/m.onnx", "{t}/imgs", "-o", "{img}", "--force"], 1,
+     "which this command reads", ["{img}"]),
+    ("json-over-the-ir-weights", ["bench", "{t}/ov/m.xml", "--backend", "openvino", "--json", "{t}/ov/m.bin",
+                                  "--force"], 1, "is the same file as the input", ["ov/m.bin"]),
+    ("json-over-a-fifo", ["bench", "{t}/m.onnx", *QUICK, "--json", "{t}/fifo", "--force"], 1,
+     "not a regular file", []),
+    # result files: one typed schema before anything reads them
+    *[(f"report-{name}", ["report", f"{{t}}/{name}.json", "-o", "{t}/out.html"], 1, fragment, [])
+      for name, fragment in [
+          ("null-latency", "BenchResult.latency_ms: expected an object (LatencyStats), got null"),
+          ("null-environment", "Record.environment: expected an object (Environment), got null"),
+          ("null-result", "Record.bench: expected an object (BenchResult), got null"),
+          ("zero-latency", "LatencyStats.mean: expected positive, got 0"),
+          ("one-element-interval", "BenchResult.p50_ci_ms: expected an interval"),
+          ("huge-integer", "BenchResult.batch_size: expected a finite number"),
+          ("negative-batch", "BenchResult.batch_size: expected positive, got -3"),
+          ("zero-throughput", "BenchResult.throughput_ips: expected positive"),
+          ("versions-not-text", "Environment.versions: expected text"),
+          ("null-eval-results", "EvalSection.results: expected a value, got null"),
+          ("top1-in-points", "EvalResult.top1: expected a fraction (0 to 1), got 81.0"),
+          ("zero-images", "EvalResult.n: expected positive, got 0"),
+          ("deep", "nested too deeply"),
+          ("deep-inside", "nested too deeply"),
+      ]],
+    ("gate-zero-latency-baseline", ["compare-runs", "{t}/zero-latency.json", "{t}/base.json"], 1,
+     "LatencyStats.mean: expected positive", []),
+    ("gate-one-element-interval", ["compare-runs", "{t}/base.json", "{t}/one-element-interval.json"], 1,
+     "expected an interval", []),
+    ("gate-huge-integer", ["compare-runs", "{t}/huge-integer.json", "{t}/base.json"], 1, "expected a finite number",
+     []),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_catalog_round2(cli, hostile2, case):
+    _, argv, code, message, unchanged = case
+    img = sorted((hostile2 / "imgs" / "cat").iterdir())[0]
+    resolve = lambda a: a.format(t=hostile2, img=img)  # noqa: E731
+    before = {name: _digest(Path(resolve(name)) if "{" in name else hostile2 / name) for name in unchanged}
+    r = cli(*[resolve(a) for a in argv])
+    assert r.code == code, r.err
+    if message is not None:
+        lines = [line for line in r.err.strip().splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error:"), r.err
+        assert message in r.err, r.err
+    assert "Traceback" not in r.err + r.out and "internal error" not in r.err
+    assert {name: _digest(Path(resolve(name)) if "{" in name else hostile2 / name) for name in unchanged} == before
+    assert stat.S_ISFIFO(os.stat(hostile2 / "fifo").st_mode)  # the FIFO is still a FIFO
+    assert not (hostile2 / "out.html").exists()
+
+
+def test_a_device_node_is_never_replaced(cli, hostile2):
+    if not os.access("/dev/null", os.W_OK):
+        pytest.skip("/dev/null is not writable here")
+    r = cli("bench", hostile2 / "m.onnx", *QUICK, "--json", "/dev/null", "--force")
+    assert r.code == 1 and "not a regular file" in r.err
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_a_file_that_appears_while_a_command_runs_is_kept(tmp_path):
+    dest = tmp_path / "out.json"
+    with pytest.raises(RnoptError, match="appeared while this command ran"):
+        with atomic_path(dest) as tmp:
+            tmp.write_text("rnopt's output")
+            dest.write_text("the user's file")  # appears during the long step
+    assert dest.read_text() == "the user's file" and list(tmp_path.iterdir()) == [dest]
+    with replacing(), atomic_path(dest) as tmp:  # --force: replaced
+        tmp.write_text("rnopt's output")
+    assert dest.read_text() == "rnopt's output" and list(tmp_path.iterdir()) == [dest]
+
+
+def test_the_api_refuses_to_overwrite_unless_forced(tmp_path, fp32_onnx):
+    out = tmp_path / "m.onnx"
+    out.write_text("the user's file")
+    with pytest.raises(RnoptError, match="already exists"):
+        rnopt.export("resnet20_cifar10", out)
+    with pytest.raises(RnoptError, match="already exists"):
+        rnopt.optimize(fp32_onnx, out)
+    with pytest.raises(RnoptError, match="already exists"):
+        rnopt.quantize(fp32_onnx, out, calib_size=10)
+    assert out.read_text() == "the user's file"
+    rnopt.export("resnet20_cifar10", out, force=True)
+    assert out.read_bytes()[:2] != b"th"
+    with pytest.raises(RnoptError, match="same file as the input"):
+        rnopt.optimize(out, out, force=True)
+
+
+def test_the_api_embed_refuses_to_overwrite_unless_forced(tmp_path, image_folder):
+    spec = rnopt.plan([rnopt.artifact("resnet20_cifar10", head="features")], ["onnxruntime"])[0]
+    out = tmp_path / "v.npz"
+    out.write_text("the user's file")
+    with pytest.raises(RnoptError, match="already exists"):
+        rnopt.embed(spec, str(image_folder), out)
+    assert out.read_text() == "the user's file"
+    rnopt.embed(spec, str(image_folder), out, force=True)
+    assert out.read_bytes()[:2] == b"PK"  # an .npz
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: rnopt.VariantSpec.from_dict({"artifact": {"source": 5}, "runtime": "onnxruntime"}),
+     "ArtifactSpec.source: expected text"),
+    (lambda: rnopt.VariantSpec.from_dict({"artifact": {"source": "resnet20_cifar10"}, "runtime": 5}),
+     "unknown backend 5"),
+    (lambda: rnopt.BenchConfig(batch_sizes=[1.5]), "BenchConfig.batch_sizes: expected a whole number"),
+    (lambda: rnopt.BenchConfig(batch_sizes="8"), "BenchConfig.batch_sizes: expected a list"),
+    (lambda: rnopt.BenchConfig(iterations="x"), "BenchConfig.iterations: expected a finite number"),
+    (lambda: rnopt.BenchConfig(min_time=float("nan")), "BenchConfig.min_time: expected a finite number"),
+    (lambda: rnopt.AccuracyControl(max_drop="x"), "AccuracyControl.max_drop: expected a finite number"),
+    (lambda: rnopt.TuneOptions(threads="2"), "TuneOptions.threads: expected a finite number"),
+    (lambda: rnopt.RunOptions(backends="onnxruntime"), "RunOptions.backends: expected a list"),
+    (lambda: rnopt.artifact(5), "artifact() takes a built-in model name"),
+    (lambda: rnopt.plan([5]), "plan() takes ArtifactSpecs"),
+])
+def test_public_constructors_refuse_bad_values_with_rnopt_error(make, message):
+    with pytest.raises(RnoptError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        make()
+
+
+def test_paths_given_as_text_are_paths():
+    assert rnopt.TuneOptions(output="somewhere").output == Path("somewhere")
+    assert rnopt.RunOptions(output="elsewhere").output == Path("elsewhere")
+
+
+def test_catalog_round2_is_large_enough():
+    assert len(CASES) >= 20
