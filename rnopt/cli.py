@@ -820,9 +820,15 @@ def main(argv: list[str] | None = None) -> int:
                           markup=False, soft_wrap=True)
         return 3
     finally:
-        _restore(previous)
+        if not _interrupted(previous):  # once interrupted, the process is on its way out: a later signal must not
+            _restore(previous)          # kill it half-way through its message, or raise past main()
         _drain_notices()  # after an error, the one-line message stands alone
     return 0
+
+
+def _interrupted(handlers: dict[int, object]) -> bool:
+    """Whether a signal arrived during the command (its handler then set every one of them to SIG_IGN)."""
+    return bool(handlers) and signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
 
 
 def _drain_notices() -> list[str]:
@@ -839,16 +845,23 @@ _TERMINATING = (signal.SIGTERM, signal.SIGHUP)
 
 
 def _raise_interrupted(signum: int, _frame: object) -> None:
+    # A second signal while the first one unwinds would interrupt the cleanup itself (a traceback, a temporary
+    # file left): from the first one on, further ones are ignored until main() restores the handlers.
+    for other in (*_TERMINATING, signal.SIGINT):
+        signal.signal(other, signal.SIG_IGN)
     _stop_workers()  # first: a worker pool would otherwise wait for its children before unwinding
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
     raise Interrupted(signum)
 
 
 def _handle_termination() -> dict[int, object]:
     """SIGTERM and SIGHUP unwind like Ctrl-C: temporary files and half-made run folders are removed on the way
-    out. Only from the main thread (tests may call main() elsewhere)."""
+    out; Ctrl-C too, and a repeated signal does not interrupt that. Only from the main thread (tests may call
+    main() elsewhere)."""
     if threading.current_thread() is not threading.main_thread():
         return {}
-    return {signum: signal.signal(signum, _raise_interrupted) for signum in _TERMINATING}
+    return {signum: signal.signal(signum, _raise_interrupted) for signum in (*_TERMINATING, signal.SIGINT)}
 
 
 def _restore(previous: dict[int, object]) -> None:

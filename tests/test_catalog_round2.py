@@ -8,7 +8,11 @@ import copy
 import hashlib
 import json
 import os
+import signal
 import stat
+import subprocess
+import sys
+import time
 import zipfile
 from importlib import resources
 from pathlib import Path
@@ -210,3 +214,21 @@ def test_paths_given_as_text_are_paths():
 
 def test_catalog_round2_is_large_enough():
     assert len(CASES) >= 20
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_second_signal_while_export_unwinds_changes_nothing(tmp_path, signum):
+    """The first signal unwinds (temporary file removed); a second one right behind it must not interrupt that."""
+    proc = subprocess.Popen([sys.executable, "-m", "rnopt", "export", "resnet20_cifar10", "-o", str(tmp_path / "m.onnx"),
+                             "--quiet"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not list(tmp_path.glob(".m.onnx.*.tmp")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    for _ in range(3):
+        proc.send_signal(signum)
+        time.sleep(0.01)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signum, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert list(tmp_path.iterdir()) == []
