@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from rnopt.data import align_labels, load_dataset
+from rnopt.data import ImageDataset, align_labels, bundled_overlap, load_dataset
 from rnopt.errors import RnoptError
 from rnopt.onnx_model import ModelMeta
 from rnopt.retrieval import cosines, search
@@ -51,7 +51,11 @@ class RetrievalMAP(AccuracyMeasure):
     name, unit = "mAP", "points"
 
     def score(self, outputs: np.ndarray, labels: np.ndarray, reference: np.ndarray) -> float:
-        return 100.0 * float(search(outputs, labels).average_precision)
+        found = search(outputs, labels).average_precision
+        if found is None:
+            raise RnoptError("mAP is undefined on these images: no image has another of its class to find; use "
+                             "more images per class, or bound the mean cosine (--min-cosine)")
+        return 100.0 * float(found)
 
 
 class MeanCosine(AccuracyMeasure):
@@ -114,6 +118,19 @@ class AccuracyBound:
         return f"{self.measure} drop ≤ {self.max_drop:g} {unit}"
 
 
+def checked_measure(measure: str | None, meta: ModelMeta) -> str:
+    """The measure every command uses for this model (the default where None), refused where it means nothing:
+    mAP needs embeddings, top-1 needs class scores; cosine (agreement with the float outputs) fits both."""
+    chosen = measure or default_measure(meta)
+    if chosen not in MEASURES:
+        raise RnoptError(f"unknown measure {chosen!r}: choose one of {', '.join(MEASURES)}")
+    if chosen == "mAP" and not meta.is_embedding:
+        raise RnoptError("mAP applies to embedding models (--head features); this model is a classifier")
+    if chosen == "top-1" and meta.is_embedding:
+        raise RnoptError("top-1 applies to classifiers; this model outputs embeddings: use mAP or cosine")
+    return chosen
+
+
 def default_measure(meta: ModelMeta) -> str:
     """Top-1 for classifiers, retrieval mAP for embedding models."""
     return "mAP" if meta.is_embedding else "top-1"
@@ -139,6 +156,20 @@ def default_validation_data(meta: ModelMeta) -> str:
                      f"with labelled validation images (one sub-folder per class), not the images you test on")
 
 
+def refuse_mixed_roles(dataset: ImageDataset, final: bool) -> None:
+    """Tuning never sees test images, and the final figures never come from images something was tuned or
+    calibrated on: checked by content, so a bundled set copied into a folder is recognised."""
+    roles = ("cifar10-val", "cifar10-calib") if final else ("cifar10",)
+    for bundled in roles:
+        shared = bundled_overlap(dataset, bundled)
+        if shared:
+            what = "the final (untuned) figures" if final else "tuning"
+            role = "the CIFAR-10 test set" if bundled == "cifar10" else f"{bundled}, which tuning uses"
+            raise RnoptError(f"{shared} of the {len(dataset)} images of {dataset.name} are images of {role}: "
+                             f"{what} need images of their own (test data: cifar10 or your own test folder; "
+                             f"validation data: cifar10-val or your own validation folder)")
+
+
 def validation_set(meta: ModelMeta, data: str | None, limit: int | None = None,
                    on_batch: Callable[[int], None] | None = None, allow_test: bool = False) -> ValidationSet:
     """`data` (default: the bundled validation set), a seeded subset of `limit`, decoded and preprocessed once.
@@ -148,6 +179,8 @@ def validation_set(meta: ModelMeta, data: str | None, limit: int | None = None,
         raise RnoptError("cifar10 is the test set, which stays untuned: tune on cifar10-val (the default) or "
                          "another validation folder")
     dataset = align_labels(load_dataset(name), meta.class_names).subset(limit)
+    if meta.fits_bundled_cifar:
+        refuse_mixed_roles(dataset, allow_test)
     crop = meta.preprocessing.crop
     if len(dataset) * 3 * crop * crop * 4 > MAX_VALIDATION_BYTES:
         raise RnoptError(f"{len(dataset)} validation images of {crop}px would take over "

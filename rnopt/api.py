@@ -123,7 +123,7 @@ def sensitivity(float_model: str | Path, int8_model: str | Path | None = None, d
     gained by keeping only it in float, on validation images (never the test set)."""
     import tempfile
 
-    from rnopt.accuracy import MEASURES, default_measure, validation_set
+    from rnopt.accuracy import MEASURES, checked_measure, validation_set
     from rnopt.fileio import readable_file
     from rnopt.quantization.base import QuantRecipe
     from rnopt.quantization.calibration import calibration_data
@@ -137,7 +137,7 @@ def sensitivity(float_model: str | Path, int8_model: str | Path | None = None, d
     int8_path = readable_file(int8_model, "int8 model") if int8_model is not None else None
     with tempfile.TemporaryDirectory(prefix="rnopt-sensitivity-") as scratch:
         source, _, meta = open_for_quantization(float_model, Path(scratch) / "unused.onnx", recipe)
-        chosen = MEASURES[measure or default_measure(meta)]()
+        chosen = MEASURES[checked_measure(measure, meta)]()
         say("decoding validation images")
         validation = validation_set(meta, data, limit)
         if int8_path is not None:  # the float model pre-processed as `rnopt quantize` does: tensor names match

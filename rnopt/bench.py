@@ -59,11 +59,12 @@ class BenchConfig:
     sweep_limit: int | None = None
 
     def __post_init__(self) -> None:
+        times = (self.min_time, self.max_time, self.target_ci or 1.0)  # named as the flags, before the type check
+        if all(isinstance(x, (int, float)) for x in times) and not all(math.isfinite(x) for x in times):
+            raise RnoptError("--min-time, --max-time and --target-ci must be finite numbers")
         check_fields(self)
         if not self.batch_sizes or any(b <= 0 for b in self.batch_sizes):
             raise RnoptError(f"batch sizes must be positive integers, got {self.batch_sizes}")
-        if not all(math.isfinite(x) for x in (self.min_time, self.max_time, self.target_ci or 1.0)):
-            raise RnoptError("--min-time, --max-time and --target-ci must be finite numbers")
         if self.warmup < 0 or self.iterations <= 0 or self.min_time < 0:
             raise RnoptError("--warmup must be >= 0, --iterations > 0 and --min-time >= 0")
         if self.target_ci is not None and (self.target_ci <= 0 or self.max_time <= 0):

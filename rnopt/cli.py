@@ -8,6 +8,7 @@ import shlex
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -793,7 +794,8 @@ def main(argv: list[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], None] = args.func
     previous = _handle_termination()
     try:
-        with replacing(bool(getattr(args, "force", False))):
+        with replacing(bool(getattr(args, "force", False))), warnings.catch_warnings():
+            warnings.showwarning = _show_library_warning
             func(args)
         _show_notices()
     except RnoptError as exc:
@@ -824,6 +826,13 @@ def main(argv: list[str] | None = None) -> int:
             _restore(previous)          # kill it half-way through its message, or raise past main()
         _drain_notices()  # after an error, the one-line message stands alone
     return 0
+
+
+def _show_library_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                          file: object = None, line: str | None = None) -> None:
+    """A library's Python warning (matplotlib, torch) on one line, its control characters shown, not obeyed (the
+    message may quote an input file's name or contents)."""
+    err_console.print(f"warning: {printable(str(message))}", markup=False, soft_wrap=True)
 
 
 def _interrupted(handlers: dict[int, object]) -> bool:

@@ -1,7 +1,9 @@
 """`rnopt run`: export -> check -> fuse -> quantize -> bench -> eval -> report, on one model, every runtime."""
 from __future__ import annotations
 
+import contextlib
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -85,12 +87,8 @@ def run_pipeline(opts: RunOptions) -> tuple[Record, Path]:
     if opts.accuracy is not None:  # a bad bound or missing validation data fails now, not after the export
         opts.accuracy.bound(meta_for(loaded))
         load_dataset(opts.accuracy.data or default_validation_data(meta_for(loaded)))
-    out = make_run_dir(opts.output, loaded.name)
-    try:
+    with run_folder(opts.output, loaded.name) as out:
         return _run_steps(opts, backends, devices, skipped + not_on_cuda, model, store, dataset, calibration, out)
-    except BaseException:
-        shutil.rmtree(out, ignore_errors=True)  # no half-finished run folder left behind
-        raise
 
 
 def run_backends(asked: list[str] | None) -> tuple[list[str], list[str]]:
@@ -137,16 +135,27 @@ def run_devices(asked: list[str] | None, backends: list[str]) -> tuple[list[str]
     return [device for device in RUN_DEVICES if device in chosen], skipped
 
 
-def make_run_dir(base: Path, model: str) -> Path:
+@contextlib.contextmanager
+def run_folder(base: Path, model: str) -> Iterator[Path]:
+    """A fresh run folder under `base` (made with its missing parents). If the block fails or is interrupted, the
+    folder goes, and so do the parents this made (when nothing else was put in them meanwhile)."""
     if base.exists() and not base.is_dir():
         raise RnoptError(f"--output {base} is a file, not a folder: give a folder for the reports")
+    made = [p for p in [base, *base.parents] if not p.exists()]
     try:
         base.mkdir(parents=True, exist_ok=True)
         out = run_dir(base, model)
         out.mkdir()
     except OSError as exc:
         raise RnoptError(f"cannot create a report folder in {base}: {exc.strerror}") from None
-    return out
+    try:
+        yield out
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)  # no half-finished run folder left behind
+        for parent in made:  # deepest first
+            with contextlib.suppress(OSError):
+                parent.rmdir()
+        raise
 
 
 def _run_steps(opts: RunOptions, backends: list[str], devices: list[str], skipped: list[str], model: ArtifactSpec,

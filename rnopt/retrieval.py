@@ -25,8 +25,9 @@ CHUNK = 1024  # queries per similarity block: CHUNK x N floats in memory at once
 @dataclass
 class Neighbours:
     top: np.ndarray  # N x max(KS) indices of each image's nearest others, nearest first
-    precision_at: dict[int, float]  # same-class share of the k nearest (None without labels)
-    average_precision: float | None  # mAP over all queries
+    precision_at: dict[int, float]  # same-class share of the k nearest (empty: undefined)
+    # mAP over the queries that have a same-class image to find (None: without labels, or no such query)
+    average_precision: float | None
 
 
 def _unit(embeddings: np.ndarray) -> np.ndarray:
@@ -40,7 +41,7 @@ def search(embeddings: np.ndarray, labels: np.ndarray | None = None, ks: tuple[i
     n, kmax = len(unit), max(ks)
     top = np.empty((n, min(kmax, n - 1)), dtype=np.int64)
     hits_at = {k: 0.0 for k in ks}
-    ap_sum = 0.0
+    ap_sum, queries = 0.0, 0
     for start in range(0, n, CHUNK):
         rows = np.arange(start, min(start + CHUNK, n))
         similarity = unit[rows] @ unit.T
@@ -49,12 +50,14 @@ def search(embeddings: np.ndarray, labels: np.ndarray | None = None, ks: tuple[i
         top[rows] = order[:, :top.shape[1]]
         if labels is not None:
             relevant = labels[order] == labels[rows][:, None]
+            answerable = relevant.any(axis=1)  # a query alone in its class has nothing to find: not scored
+            queries += int(answerable.sum())
             for k in ks:
-                hits_at[k] += relevant[:, :k].sum() / k
-            ap_sum += _average_precision(relevant).sum()
-    if labels is None:
+                hits_at[k] += relevant[answerable, :k].sum() / k
+            ap_sum += _average_precision(relevant[answerable]).sum()
+    if labels is None or queries == 0:  # no labels, or every image alone in its class: undefined, not 0 %
         return Neighbours(top, {}, None)
-    return Neighbours(top, {k: hits_at[k] / n for k in ks}, ap_sum / n)
+    return Neighbours(top, {k: hits_at[k] / queries for k in ks}, ap_sum / queries)
 
 
 def _average_precision(relevant: np.ndarray) -> np.ndarray:

@@ -14,7 +14,6 @@ module only builds the search space and decides.
 """
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from rnopt import progress
-from rnopt.accuracy import AccuracyBound, ValidationSet, validation_set
+from rnopt.accuracy import AccuracyBound, ValidationSet, refuse_mixed_roles, validation_set
 from rnopt.artifacts import ArtifactStore, artifact_for
 from rnopt.bench import CUDA_SWEEP_LIMIT, BenchConfig, Variant, check_batch_fits, summarize_warnings, sweep_config
 from rnopt.data import load_dataset
@@ -34,7 +33,7 @@ from rnopt.execute.inprocess import InProcessExecutor
 from rnopt.onnx_export import export_model, meta_for
 from rnopt.models.registry import LoadedModel
 from rnopt.fusion import optimize_model
-from rnopt.pipeline import DEFAULT_MODEL, EVAL_BATCH, make_run_dir, model_section, run_backends, run_devices, \
+from rnopt.pipeline import DEFAULT_MODEL, EVAL_BATCH, run_folder, model_section, run_backends, run_devices, \
     write_reports
 from rnopt.plan import RUN_TORCH_ON_CUDA, artifact_warnings, is_quantized
 from rnopt.quantization import AccuracyControl, QuantRecipe, get_quantizer
@@ -112,21 +111,19 @@ def tune(opts: TuneOptions) -> tuple[Record, Path]:
     check_batch_fits(VALIDATION_BATCH, meta.input_size)
     test_name = opts.control.test_set(meta)
     if test_name:
-        load_dataset(test_name)  # a missing test folder fails now, not after the search
+        test = load_dataset(test_name)  # a missing test folder fails now, not after the search
+        if meta.fits_bundled_cifar:
+            refuse_mixed_roles(test, final=True)
     with progress.task("decoding validation images") as advance:
         validation = validation_set(meta, opts.control.data, opts.control.limit, on_batch=advance)
     with progress.task("reading calibration images", CALIB_SIZE) as advance:
         calibration = calibration_data(meta, opts.calib_data, CALIB_SIZE, advance)
-    out = make_run_dir(opts.output, f"{loaded.name}-tune")
-    try:
+    with run_folder(opts.output, f"{loaded.name}-tune") as out:
         record = Record("tune", opts.command, warnings=list(loaded.warnings) + skipped + not_on_cuda,
                         model=model_section(loaded))
         _search(opts, record, backends, devices, model, store, bound, validation, calibration, test_name, out)
         write_reports(record, out)
         return record, out
-    except BaseException:
-        shutil.rmtree(out, ignore_errors=True)  # no half-finished search folder left behind
-        raise
 
 
 def _search(opts: TuneOptions, record: Record, backends: list[str], devices: list[str], model: ArtifactSpec,

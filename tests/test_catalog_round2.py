@@ -8,6 +8,8 @@ import copy
 import hashlib
 import json
 import os
+import re
+import shutil
 import signal
 import stat
 import subprocess
@@ -73,6 +75,26 @@ def hostile2(tmp_path_factory, fp32_onnx, int8_onnx):
     }
     for name, payload in files.items():
         (t / f"{name}.json").write_text(json.dumps(payload))
+    payload = json.loads((t / "base.json").read_text())
+    twin = copy.deepcopy(payload["bench"][0])
+    twin["spec_id"] = "another-file-of-that-name"
+    payload["bench"].append(twin)
+    (t / "same-label.json").write_text(json.dumps(payload))
+    assert main(["export", "resnet20_cifar10", "-o", str(t / "e.onnx"), "--json", str(t / "export.json"),
+                 "--quiet"]) == 0
+    assert main(["export", "resnet20_cifar10", "--head", "features", "-o", str(t / "f.onnx"), "--quiet"]) == 0
+    assert main(["eval", str(t / "f.onnx"), "--limit", "30", "--json", str(t / "emb.json"), "--quiet"]) == 0
+    emb = json.loads((t / "emb.json").read_text())
+    emb["embeddings"][0]["results"][0]["map"] -= 0.5  # 50 points of mAP lost
+    (t / "emb-drop.json").write_text(json.dumps(emb))
+    evil = json.loads((t / "base.json").read_text())
+    evil["bench"][0]["model"] = "[click me](javascript:alert(1))"
+    evil["warnings"] = ["fine\n# Owned heading\n> quoted", "**loud** `code`"]
+    (t / "evil.json").write_text(json.dumps(evil))
+    (t / "loose").mkdir()
+    for cls in ("airplane", "cat"):
+        shutil.copytree(t / "imgs" / cls, t / "loose" / cls)
+    (t / "loose" / "stray.jpg").write_bytes(sorted((t / "imgs" / "ship").iterdir())[0].read_bytes())
     (t / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
     text = json.dumps(base)
     (t / "deep-inside.json").write_text(text[:-1] + ', "extra": ' + "[" * 5000 + "]" * 5000 + "}")
@@ -113,6 +135,25 @@ CASES = [
           ("deep", "nested too deeply"),
           ("deep-inside", "nested too deeply"),
       ]],
+    # silent acceptance
+    ("gate-nan-tolerance", ["compare-runs", "{t}/base.json", "{t}/base.json", "--latency-tolerance", "nan"], 1,
+     "--latency-tolerance must be a finite number", []),
+    ("gate-negative-tolerance", ["compare-runs", "{t}/base.json", "{t}/base.json", "--accuracy-tolerance", "-1"], 1,
+     "--accuracy-tolerance must be a finite number of zero or more", []),
+    ("gate-two-results-one-label", ["compare-runs", "{t}/base.json", "{t}/same-label.json"], 1,
+     "the current holds two results for", []),
+    ("gate-export-only", ["compare-runs", "{t}/export.json", "{t}/export.json"], 1,
+     "the baseline holds no timing or accuracy results", []),
+    ("gate-embedding-map-drop", ["compare-runs", "{t}/emb.json", "{t}/emb-drop.json"], 1, "points of mAP", []),
+    ("data-images-beside-class-folders", ["eval", "{t}/m.onnx", "--data", "{t}/loose", "--json", "{t}/o.json"], 1,
+     "holds 1 image(s) beside its class sub-folders", []),
+    ("tune-on-test-images-by-path", ["quantize", "{t}/m.onnx", "-o", "{t}/o.onnx", "--max-drop", "1", "--data",
+                                     "{t}/imgs"], 1, "images of the CIFAR-10 test set", []),
+    ("final-figures-on-validation-images", ["quantize", "{t}/m.onnx", "-o", "{t}/o.onnx", "--max-drop", "1",
+                                            "--limit", "50", "--test-data", "cifar10-val"], 1,
+     "images of cifar10-val, which tuning uses", []),
+    ("exclude-everything", ["quantize", "{t}/m.onnx", "-o", "{t}/o.onnx", "--exclude", "*", "--calib-size", "20"], 1,
+     "nothing would be quantized", []),
     ("gate-zero-latency-baseline", ["compare-runs", "{t}/zero-latency.json", "{t}/base.json"], 1,
      "LatencyStats.mean: expected positive", []),
     ("gate-one-element-interval", ["compare-runs", "{t}/base.json", "{t}/one-element-interval.json"], 1,
@@ -137,7 +178,8 @@ def test_catalog_round2(cli, hostile2, case):
     assert "Traceback" not in r.err + r.out and "internal error" not in r.err
     assert {name: _digest(Path(resolve(name)) if "{" in name else hostile2 / name) for name in unchanged} == before
     assert stat.S_ISFIFO(os.stat(hostile2 / "fifo").st_mode)  # the FIFO is still a FIFO
-    assert not (hostile2 / "out.html").exists()
+    assert not (hostile2 / "out.html").exists() and not (hostile2 / "o.json").exists()
+    assert not (hostile2 / "o.onnx").exists()
 
 
 def test_a_device_node_is_never_replaced(cli, hostile2):
@@ -195,7 +237,7 @@ def test_the_api_embed_refuses_to_overwrite_unless_forced(tmp_path, image_folder
     (lambda: rnopt.BenchConfig(batch_sizes=[1.5]), "BenchConfig.batch_sizes: expected a whole number"),
     (lambda: rnopt.BenchConfig(batch_sizes="8"), "BenchConfig.batch_sizes: expected a list"),
     (lambda: rnopt.BenchConfig(iterations="x"), "BenchConfig.iterations: expected a finite number"),
-    (lambda: rnopt.BenchConfig(min_time=float("nan")), "BenchConfig.min_time: expected a finite number"),
+    (lambda: rnopt.BenchConfig(min_time=float("nan")), "--min-time, --max-time and --target-ci must be finite"),
     (lambda: rnopt.AccuracyControl(max_drop="x"), "AccuracyControl.max_drop: expected a finite number"),
     (lambda: rnopt.TuneOptions(threads="2"), "TuneOptions.threads: expected a finite number"),
     (lambda: rnopt.RunOptions(backends="onnxruntime"), "RunOptions.backends: expected a list"),
@@ -232,3 +274,104 @@ def test_a_second_signal_while_export_unwinds_changes_nothing(tmp_path, signum):
     assert proc.returncode == 128 + signum, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_markdown_from_a_result_file_stays_text(cli, hostile2, tmp_path):
+    assert cli("report", hostile2 / "evil.json", "-o", tmp_path / "r.md").code == 0
+    md = (tmp_path / "r.md").read_text()
+    assert not re.search(r"(?<!\\)\]\(", md) and "\\[click me\\](javascript:alert(1))" in md
+    assert not any(line.startswith(("# Owned", "> quoted")) for line in md.splitlines())
+    assert "**loud**" not in md and "\\*\\*loud\\*\\*" in md
+
+
+def test_a_16_bit_image_reads_as_its_8_bit_self(tmp_path):
+    """Pillow's own conversion clips 16-bit values above 255: the picture turned almost white."""
+    import numpy as np
+    from PIL import Image
+
+    from rnopt.data.preprocess import preprocess
+    from rnopt.preprocessing import Preprocessing
+
+    rng = np.random.default_rng(0)
+    eight = rng.integers(0, 256, (32, 32), dtype=np.uint8)
+    Image.fromarray(eight).save(tmp_path / "8.png")
+    Image.fromarray(eight.astype(np.uint16) * 257).save(tmp_path / "16.png")
+    assert Image.open(tmp_path / "16.png").mode.startswith("I;16")
+    spec = Preprocessing(32, 32)
+    a, b = (preprocess(Image.open(tmp_path / name), spec) for name in ("8.png", "16.png"))
+    assert np.abs(a - b).max() < 1e-5
+
+
+def test_hidden_folders_are_not_data(tmp_path):
+    from rnopt.data import load_dataset
+
+    source = sorted((Path(resources.files("rnopt.data")) / "assets").glob("*.zip"))[0]
+    with zipfile.ZipFile(source) as zf:
+        names = [n for n in zf.namelist() if n.endswith(".jpg")][:3]
+        for i, name in enumerate(names):
+            (tmp_path / f"{i}.jpg").write_bytes(zf.read(name))
+        (tmp_path / ".thumbnails").mkdir()
+        (tmp_path / ".thumbnails" / "t.jpg").write_bytes(zf.read(names[0]))
+    flat = load_dataset(str(tmp_path), unlabelled_ok=True)
+    assert len(flat) == 3 and flat.class_names == ["unlabelled"]
+
+
+def test_a_limit_holds_every_class(cli):
+    from collections import Counter
+
+    from rnopt.data import load_dataset
+
+    for limit in (10, 25, 1000):
+        counts = Counter(label for label, _, _ in load_dataset("cifar10").subset(limit).samples)
+        assert len(counts) == 10 and max(counts.values()) - min(counts.values()) <= 1
+
+
+def test_retrieval_with_nothing_to_find_is_undefined_not_zero():
+    import numpy as np
+
+    from rnopt.accuracy import RetrievalMAP
+    from rnopt.retrieval import search
+
+    vectors, labels = np.eye(4, dtype=np.float32), np.arange(4)  # one image per class
+    found = search(vectors, labels)
+    assert found.average_precision is None and found.precision_at == {}
+    with pytest.raises(RnoptError, match="mAP is undefined"):
+        RetrievalMAP().score(vectors, labels, vectors)
+    # a query alone in its class is left out; the others are scored as usual
+    found = search(np.array([[1, 0], [1, 0.1], [0, 1]], np.float32), np.array([0, 0, 1]))
+    assert found.average_precision == pytest.approx(1.0) and found.precision_at[1] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["sensitivity", "{t}/m.onnx", "--measure", "mAP", "--limit", "20"], "mAP applies to embedding models"),
+    (["sensitivity", "{t}/f.onnx", "--measure", "top-1", "--limit", "20"], "top-1 applies to classifiers"),
+    (["quantize", "{t}/f.onnx", "-o", "{t}/o.onnx", "--max-drop", "1", "--measure", "top-1"],
+     "top-1 applies to classifiers"),
+    (["quantize", "{t}/m.onnx", "-o", "{t}/o.onnx", "--min-cosine", "0.99", "--measure", "top-1"],
+     "--measure top-1 does not go with it"),
+])
+def test_a_measure_means_the_same_in_every_command(cli, hostile2, argv, message):
+    r = cli(*[a.format(t=hostile2) for a in argv])
+    assert r.code == 1 and message in r.err and len(r.err.strip().splitlines()) == 1, r.err
+    assert not (hostile2 / "o.onnx").exists()
+
+
+def test_a_failed_run_leaves_no_folder_it_made(tmp_path):
+    from rnopt.pipeline import run_folder
+
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(RuntimeError):
+        with run_folder(tmp_path / "kept" / "a" / "b", "m") as out:
+            (out / "model.onnx").write_text("half")
+            raise RuntimeError("a step failed")
+    assert list(tmp_path.iterdir()) == [tmp_path / "kept"] and list((tmp_path / "kept").iterdir()) == []
+
+
+def test_library_warnings_show_control_characters(cli, monkeypatch):
+    import warnings
+
+    import rnopt.cli
+
+    monkeypatch.setattr(rnopt.cli, "cmd_models", lambda args: warnings.warn("font \x1b[31mred\x1b[0m missing"))
+    r = cli("models")
+    assert r.code == 0 and "\x1b" not in r.err and "warning: font \\x1b[31mred" in r.err

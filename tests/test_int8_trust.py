@@ -180,15 +180,16 @@ def test_max_drop_zero_ends_with_an_honest_answer(cli, fp32_onnx, image_folder, 
         assert r.code == 1 and "was not met" in r.err and str(out) in r.err and "Traceback" not in r.err
 
 
-def test_accuracy_aware_openvino_reads_back_what_nncf_reverted(cli, damaged_onnx, tmp_path):
+def test_accuracy_aware_openvino_reads_back_what_nncf_reverted(cli, damaged_onnx, image_folder, tmp_path):
     pytest.importorskip("nncf")
     out, record = tmp_path / "aa.xml", tmp_path / "aa.json"
     r = cli("quantize", damaged_onnx, "-o", out, "--backend", "openvino", "--max-drop", "1", "--limit", "1000",
-            "--calib-size", "300", "--test-data", "cifar10-calib", "--json", record)
+            "--calib-size", "300", "--test-data", image_folder, "--json", record)
     assert r.code == 0, r.err
     aware = json.loads(record.read_text())["quantizations"][0]["accuracy_aware"]
     assert aware["toolkit"] == "openvino" and aware["met"]
-    assert len(aware["kept_float"]) == 1 and aware["kept_float"][0].startswith(_damaged_conv(damaged_onnx))
+    # NNCF ranks on its own and may take a second layer with the damaged one, depending on the validation subset
+    assert 1 <= len(aware["kept_float"]) <= 2 and aware["kept_float"][0].startswith(_damaged_conv(damaged_onnx))
     assert aware["steps"] and aware["layers_quantized"] > 20
     assert "bf16" in aware["runs_float_as"] or "OpenVINO runs" in aware["runs_float_as"]
     assert out.exists() and out.with_suffix(".bin").exists()

@@ -6,6 +6,7 @@ lazily, so a large folder of ImageNet-size photos never sits in memory at once.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import random
 import warnings
@@ -45,12 +46,25 @@ class ImageDataset:
         return len(self.samples)
 
     def subset(self, limit: int | None, seed: int = 0) -> "ImageDataset":
-        """A fixed, seeded random subset of `limit` samples (all classes represented, same every run)."""
+        """A fixed, seeded random subset of `limit` samples, the same every run, stratified: the classes take
+        turns (in a seeded order), so every class is represented once `limit` reaches the number of classes, and
+        the classes are balanced as far as each one's images allow."""
         if limit is None or limit >= len(self):
             return self
         if limit <= 0:
             raise RnoptError(f"--limit must be positive, got {limit}")
-        chosen = sorted(random.Random(seed).sample(range(len(self)), limit))
+        rng = random.Random(seed)
+        by_class: dict[int, list[int]] = {}
+        for index, (label, _, _) in enumerate(self.samples):
+            by_class.setdefault(label, []).append(index)
+        queues = [rng.sample(indices, len(indices)) for _, indices in sorted(by_class.items())]
+        rng.shuffle(queues)
+        chosen: list[int] = []
+        while len(chosen) < limit:
+            for queue in queues:
+                if queue and len(chosen) < limit:
+                    chosen.append(queue.pop())
+        chosen.sort()
         return ImageDataset(f"{self.name}[{limit}]", self.class_names, [self.samples[i] for i in chosen])
 
     def verify(self) -> None:
@@ -65,8 +79,14 @@ class ImageDataset:
             raise RnoptError(f"batch size must be positive, got {batch_size}")
         for start in range(0, len(self), batch_size):
             chunk = self.samples[start:start + batch_size]
-            images = np.stack([preprocess(decode_image(read(), shown), spec) for _, read, shown in chunk])
+            images = np.stack([_preprocessed(read(), shown, spec) for _, read, shown in chunk])
             yield images, np.asarray([label for label, _, _ in chunk], dtype=np.int64)
+
+
+def _preprocessed(data: bytes, shown: str, spec: Preprocessing) -> np.ndarray:
+    image = decode_image(data, shown)
+    with _named_image_errors(shown):
+        return preprocess(image, spec)
 
 
 def decode_image(data: bytes, shown: str) -> Image.Image:
@@ -102,13 +122,20 @@ def load_dataset(name_or_dir: str | Path, unlabelled_ok: bool = False) -> ImageD
                          f"nor an existing folder")
     if not path.is_dir():
         raise RnoptError(f"data {path} is not a folder: give a folder with one sub-folder of images per class")
-    if unlabelled_ok and not any(d.is_dir() for d in path.iterdir()):
+    if unlabelled_ok and not _class_folders(path):
         return _flat_folder(path)
     return _image_folder(path)
 
 
-def _images_in(folder: Path) -> list[Path]:
-    return [f for f in sorted(folder.rglob("*")) if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
+def _images_in(folder: Path, recursive: bool = True) -> list[Path]:
+    """The images under `folder`; hidden files and folders (.thumbnails, .DS_Store...) are not part of a data set."""
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return [f for f in sorted(found) if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+            and not any(part.startswith(".") for part in f.relative_to(folder).parts)]
+
+
+def _class_folders(root: Path) -> list[str]:
+    return sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
 
 
 def _flat_folder(root: Path) -> ImageDataset:
@@ -125,6 +152,22 @@ def _archive_bytes(archive: str) -> dict[str, bytes]:
             return {n: zf.read(n) for n in zf.namelist() if not n.endswith("/")}
 
 
+@cache
+def _bundled_digests(name: str) -> frozenset[bytes]:
+    return frozenset(hashlib.sha1(data).digest() for data in _archive_bytes(BUNDLED[name][0]).values())
+
+
+def bundled_overlap(dataset: ImageDataset, bundled: str) -> int:
+    """How many of `dataset`'s images are, byte for byte, images of the bundled set `bundled` (the test set
+    copied out of its archive into a folder is still the test set)."""
+    if dataset.name == bundled:
+        return len(dataset)
+    if dataset.name in BUNDLED:
+        return 0  # the bundled sets are disjoint
+    digests = _bundled_digests(bundled)
+    return sum(hashlib.sha1(read()).digest() in digests for _, read, _ in dataset.samples)
+
+
 def _bundled(name: str) -> ImageDataset:
     members = _archive_bytes(BUNDLED[name][0])
     classes = sorted({n.split("/")[0] for n in members})
@@ -134,10 +177,14 @@ def _bundled(name: str) -> ImageDataset:
 
 
 def _image_folder(root: Path) -> ImageDataset:
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    classes = _class_folders(root)
     if not classes:
         raise RnoptError(f"data folder {root} has no class sub-folders: put the images of each class "
                          f"in their own sub-folder (ImageFolder layout)")
+    loose = _images_in(root, recursive=False)
+    if loose:  # they would be silently left out of every figure
+        raise RnoptError(f"data folder {root} holds {len(loose)} image(s) beside its class sub-folders (e.g. "
+                         f"{loose[0].name}): move each into its class's sub-folder, or out of {root}")
     samples = []
     for label, cls in enumerate(classes):
         samples += [(label, f.read_bytes, str(f)) for f in _images_in(root / cls)]

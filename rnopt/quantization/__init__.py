@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from rnopt.accuracy import AccuracyBound, default_measure, validation_set
+from rnopt.accuracy import AccuracyBound, checked_measure, validation_set
 from rnopt.errors import RnoptError
 from rnopt.onnx_model import ModelMeta
 from rnopt.quantization.base import CalibrationData, LayerTimer, QuantRecipe, Quantizer
@@ -54,13 +54,12 @@ class AccuracyControl:
         if self.min_cosine is not None:
             if self.max_drop is not None:
                 raise RnoptError("give --max-drop or --min-cosine, not both")
+            if self.measure not in (None, "cosine"):  # it would be silently ignored
+                raise RnoptError(f"--min-cosine bounds the mean cosine: --measure {self.measure} does not go with it")
             return AccuracyBound.min_cosine(self.min_cosine)
         if self.max_drop is None:
             raise RnoptError("accuracy-aware int8 needs a bound: --max-drop P (or --min-cosine C for embeddings)")
-        measure = self.measure or default_measure(meta)
-        if measure in ("mAP", "cosine") and not meta.is_embedding:
-            raise RnoptError(f"{measure} applies to embedding models (--head features); this model is a classifier")
-        return AccuracyBound(measure, self.max_drop, self.drop_type)
+        return AccuracyBound(checked_measure(self.measure, meta), self.max_drop, self.drop_type)
 
     def test_set(self, meta: ModelMeta) -> str | None:
         if self.test_data:

@@ -122,6 +122,10 @@ class PreparedQuantization:
                                                "TensorQuantOverrides": self.overrides})
         except Exception as exc:
             raise RnoptError(f"quantization of {self.source} failed: {first_line(exc)}") from None
+        if self.excluded and not any(n.op_type == "QuantizeLinear" for n in onnx.load(str(path)).graph.node):
+            # a float model written under an int8 name would be called int8 by every later command
+            raise RnoptError(f"--exclude keeps every quantizable node of {self.source} in float: nothing would be "
+                             f"quantized; exclude fewer nodes")
         return path
 
     def history(self) -> str:

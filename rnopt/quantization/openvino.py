@@ -9,7 +9,6 @@ import contextlib
 import io
 import json
 import logging
-import os
 import sys
 import tempfile
 import time

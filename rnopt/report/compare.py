@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from rnopt.errors import RnoptError
 from rnopt.report.loading import ReportData
 from rnopt.results import BenchResult
 from rnopt.report.tables import Table
@@ -86,9 +87,12 @@ def compare_runs(baseline: ReportData, current: ReportData, latency_tolerance: f
                  allow_missing: bool = False) -> Outcome:
     """Every change, and the regressions among them. A gate that cannot compare fails: no result in the
     current run, no variant in common, a non-finite figure, or (unless `allow_missing`) a variant missing."""
+    for name, value in (("latency", latency_tolerance), ("accuracy", accuracy_tolerance),
+                        ("memory", memory_tolerance)):
+        if not (math.isfinite(value) and value >= 0):
+            raise RnoptError(f"--{name}-tolerance must be a finite number of zero or more, got {value * 100:g}")
     outcome = Outcome(environment_differences=environment_differences(baseline, current))
-    base = {_key(r): r for r in baseline.bench}
-    cur = {_key(r): r for r in current.bench}
+    base, cur = _by_key(baseline.bench, "baseline"), _by_key(current.bench, "current")
     _refuse_what_cannot_be_compared(baseline, current, base, cur, outcome)
     for key in list(base) + [k for k in cur if k not in base]:
         if key in base and key in cur:
@@ -109,12 +113,32 @@ def compare_runs(baseline: ReportData, current: ReportData, latency_tolerance: f
             if memory.verdict == "more memory":
                 outcome.regressions.append(f"{memory.key} needs {memory.change:.1%} more memory")
     _compare_accuracy(baseline, current, accuracy_tolerance, outcome)
+    _compare_retrieval(baseline, current, accuracy_tolerance, outcome)
     return outcome
+
+
+def _by_key(results: list[BenchResult], side: str) -> dict[tuple, BenchResult]:
+    """Results by what joins them; two results that would join as one are refused, never one silently dropped."""
+    keyed: dict[tuple, BenchResult] = {}
+    for r in results:
+        if _key(r) in keyed:
+            raise RnoptError(f"the {side} holds two results for {_label(r)} (two variants with the same label, e.g. "
+                             f"two files of the same name in different folders): compare runs whose variants have "
+                             f"distinct labels")
+        keyed[_key(r)] = r
+    return keyed
+
+
+def _comparable(data: ReportData) -> bool:
+    return bool(data.bench or data.evals or data.embeddings)
 
 
 def _refuse_what_cannot_be_compared(baseline: ReportData, current: ReportData, base: dict, cur: dict,
                                     outcome: Outcome) -> None:
-    if (baseline.bench or baseline.evals) and not (current.bench or current.evals):
+    if not _comparable(baseline):
+        outcome.regressions.append("the baseline holds no timing or accuracy results (an export or quantize file?): "
+                                   "nothing to compare")
+    elif not _comparable(current):
         outcome.regressions.append("the current run has no results at all")
     elif base and cur and not set(base) & set(cur):
         outcome.regressions.append("the two runs share no variant (model, backend, device, precision, batch): "
@@ -141,6 +165,22 @@ def _compare_accuracy(baseline: ReportData, current: ReportData, tolerance: floa
             outcome.rows.append(row)
             if verdict == "less accurate":
                 outcome.regressions.append(f"{row.key} lost {-change * 100:.2f} points of top-1")
+
+
+def _compare_retrieval(baseline: ReportData, current: ReportData, tolerance: float, outcome: Outcome) -> None:
+    """Embedding models: mAP on the same images, with the accuracy tolerance (in points, as top-1)."""
+    base = {(e.dataset, r.model): r.map for e in baseline.embeddings for r in e.results}
+    for section in current.embeddings:
+        for r in section.results:
+            before = base.get((section.dataset, r.model))
+            if before is None or r.map is None:
+                continue
+            change = r.map - before
+            verdict = "same" if abs(change) <= tolerance else ("less accurate" if change < 0 else "more accurate")
+            row = Change(f"{r.model} | {section.dataset}", "mAP", before, r.map, change, None, verdict)
+            outcome.rows.append(row)
+            if verdict == "less accurate":
+                outcome.regressions.append(f"{row.key} lost {-change * 100:.2f} points of mAP")
 
 
 def environment_differences(baseline: ReportData, current: ReportData) -> list[str]:

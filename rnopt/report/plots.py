@@ -103,10 +103,11 @@ def retrieval_vs_latency(results: list[BenchResult], sections: list[EmbeddingSec
     for k, marker in (("1", "o"), ("5", "s"), ("10", "^")):
         xy = [(b.latency_ms.p50, q.overlap_at.get(k, 1.0) * 100) for b, q in points]
         left.scatter([x for x, _ in xy], [y for _, y in xy], marker=marker, label=f"overlap@{k}")
-    xy = [(b.latency_ms.p50, (q.map or 0) * 100) for b, q in points]
+    defined = [(b, q) for b, q in points if q.map is not None]  # an undefined mAP is no point at 0 %
+    xy = [(b.latency_ms.p50, q.map * 100) for b, q in defined]
     right.scatter([x for x, _ in xy], [y for _, y in xy], color="#2ca02c")
-    for b, q in points:
-        right.annotate(_label(b), (b.latency_ms.p50, (q.map or 0) * 100), textcoords="offset points", xytext=(5, 3),
+    for b, q in defined:
+        right.annotate(_label(b), (b.latency_ms.p50, q.map * 100), textcoords="offset points", xytext=(5, 3),
                        fontsize=7)
     for ax, ylabel in ((left, "neighbours kept, % (reference = 100)"), (right, "mAP, % (same class relevant)")):
         ax.set_xscale("log")

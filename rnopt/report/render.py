@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import html
+import re
 import sys
 import unicodedata
 
@@ -32,9 +33,17 @@ def print_table(table: Table) -> None:
     console.print(rich_table)
 
 
+_MARKDOWN_ACTIVE = str.maketrans({c: "\\" + c for c in "\\`*[]"})
+
+
 def markdown_text(text: str) -> str:
-    """Text from inputs, safe in Markdown: HTML in it (a <script> in a model name) stays text."""
-    return html.escape(printable(text), quote=False)
+    """Text from inputs, safe in Markdown: HTML in it (a <script> in a model name) stays text, and so does Markdown
+    (a link, `javascript:` or not, emphasis, code; a line break followed by a heading or a quote)."""
+    flat = " ".join(printable(text).splitlines())
+    escaped = html.escape(flat, quote=False).translate(_MARKDOWN_ACTIVE)
+    if escaped[:1] in ("#", "+", "-"):  # not a heading or a list item
+        return "\\" + escaped
+    return re.sub(r"^(\d+)([.)])", r"\1\\\2", escaped)  # not a numbered list item
 
 
 def _md_cell(text: str) -> str:
@@ -42,7 +51,7 @@ def _md_cell(text: str) -> str:
 
 
 def markdown_table(table: Table, level: int = 3) -> str:
-    lines = [f"{'#' * level} {table.title}", "",
+    lines = [f"{'#' * level} {markdown_text(table.title)}", "",
              "| " + " | ".join(_md_cell(h) for h in table.headers) + " |",
              "|" + "|".join(" --- " if i == 0 else " ---: " for i in range(len(table.headers))) + "|"]
     lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in table.rows]

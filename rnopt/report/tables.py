@@ -286,7 +286,7 @@ def _quality_cells(evals: list[EvalSection], embeddings: list[EmbeddingSection]
             if r is None:
                 return ["", "", "", ""]
             delta = f"{(r.map - base) * 100:+.2f}" if r.reference is not None and base is not None and r.map is not None else ""
-            return [f"{r.map:.2%}" if r.map is not None else "", delta,
+            return [f"{r.map:.2%}" if r.map is not None else "undefined", delta,
                     f"{r.overlap_at['10']:.2%}" if r.overlap_at else "",
                     f"{r.cosine_mean:.5f}" if r.cosine_mean is not None else ""]
 
@@ -310,7 +310,7 @@ def embedding_table(section: EmbeddingSection) -> Table:
         cosine = [f"{x:.5f}" if x is not None else "" for x in (r.cosine_mean, r.cosine_p1, r.cosine_min)]
         rows.append([r.model, f"{r.backend} {r.precision}", str(r.dim)] + cosine + overlap +
                     [f"{r.precision_at[k]:.2%}" if k in r.precision_at else "" for k in ("1", "10")] +
-                    [f"{r.map:.2%}" if r.map is not None else ""])
+                    [f"{r.map:.2%}" if r.map is not None else "undefined"])
     reference = next((r.model for r in section.results if r.reference is None), "")
     return Table(f"Embedding fidelity on {section.dataset} (reference: {reference})",
                  ["variant", "runtime", "dim", "cosine mean", "cosine p1", "cosine min", "overlap@1", "overlap@5",
