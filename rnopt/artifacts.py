@@ -86,8 +86,9 @@ def artifact_for(arg: str, weights: str | None = None, num_classes: int | None =
     digest = _weights_sha256(arg, weights)
     weights_path = str(Path(weights).resolve()) if weights else None
     labels_path = str(Path(labels).resolve()) if labels else None
+    labels_digest = sha256_of(readable_file(labels, "labels file")) if labels else None
     return ArtifactSpec(arg, digest, weights_path, num_classes, labels_path, head or "logits", opset,
-                        normalize=normalize)
+                        normalize=normalize, labels_sha256=labels_digest)
 
 
 def _weights_sha256(name: str, weights: str | None) -> str | None:

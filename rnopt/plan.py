@@ -94,7 +94,7 @@ def plan_run(model: ArtifactSpec, files: dict[str, ArtifactSpec], runtimes: list
 
 
 def is_quantized(artifact: ArtifactSpec) -> bool:
-    return "quantize" in (artifact.recipe or "")
+    return artifact.quantized
 
 
 def eval_order(specs: list[VariantSpec], ran: dict[str, str] | None = None) -> list[VariantSpec]:

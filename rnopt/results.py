@@ -16,7 +16,9 @@ from typing import Any
 
 from rnopt.environment import Environment, snapshot
 
-SCHEMA_VERSION = 2
+# 3: spec ids are stable (rnopt.spec.ID_SCHEME: content, no paths), so results of two runs join on them;
+# 2: ids hashed paths (results join on labels); 1: no record, no ids. rnopt.report.loading reads all three.
+SCHEMA_VERSION = 3
 
 
 @dataclass

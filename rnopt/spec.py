@@ -2,8 +2,12 @@
 precision, threads, the runtime's own typed options).
 
 A spec is frozen, made of plain values, and round-trips through JSON (`to_dict` / `from_dict`), so it can
-travel to a fresh process or another machine and be rebuilt there. Its `id` is a hash of everything but
-the label: results are keyed and joined by id. The label is for people; nothing parses it.
+travel to a fresh process or another machine and be rebuilt there. Its `id` hashes what the variant *is*, the
+same in any folder, on any machine, on any day: a model file by its bytes (never its path), a built-in model by
+its name and the digests of its weights and class names; then the runtime, device, precision, threads and the
+runtime options that differ from their defaults. Defaults are left out and equivalent spellings normalised
+(`precision=None` is "fp32" for a float model where the runtime runs a model in its own precision), so adding an
+option with a default changes no id. Results are keyed and joined by id. The label is for people; nothing parses it.
 """
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ from rnopt.preprocessing import HEADS
 from rnopt.results import check_fields
 
 DEVICES = ("cpu", "cuda")
+# What an id hashes, versioned: 3 = content and recipe, no paths, defaults left out (rnopt 0.1's ids hashed paths).
+ID_SCHEME = 3
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,7 @@ class ArtifactSpec:
     dynamic_batch: bool = True
     recipe: str | None = None  # how a file was made (its rnopt history, e.g. the quantization recipe)
     normalize: bool = False  # with the features head: L2-normalised embeddings
+    labels_sha256: str | None = None  # of the class names `labels` gives (the path is only where they were read)
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -50,6 +57,20 @@ class ArtifactSpec:
     @property
     def name(self) -> str:
         return Path(self.source).name if self.is_file else self.source
+
+    @property
+    def quantized(self) -> bool:
+        return "quantize" in (self.recipe or "")
+
+    def identity(self) -> dict[str, Any]:
+        """What this artifact is, wherever it lies: a file's bytes; a built-in name with what changes its weights
+        and its outputs. Only what differs from the defaults."""
+        if self.is_file:
+            return {"file": self.sha256}
+        optional = {"num_classes": self.num_classes, "labels": self.labels_sha256 or _path_digest(self.labels),
+                    "head": None if self.head == "logits" else self.head, "normalize": self.normalize or None,
+                    "opset": self.opset, "static_batch": None if self.dynamic_batch else True}
+        return {"model": self.source, "weights": self.sha256, **{k: v for k, v in optional.items() if v is not None}}
 
 
 @dataclass(frozen=True)
@@ -100,8 +121,17 @@ class VariantSpec:
 
     @property
     def id(self) -> str:
-        identity = {k: v for k, v in self.to_dict().items() if k != "label"}
-        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
+        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:12]
+
+    def identity(self) -> dict[str, Any]:
+        """What the id hashes: the artifact's identity and how it runs, defaults left out (module docstring)."""
+        assert self.config is not None
+        native = "int8" if self.artifact.quantized else "fp32"
+        precision = None if self.config.runs_model_precision and self.precision == native else self.precision
+        optional = {"device": None if self.device == "cpu" else self.device, "precision": precision,
+                    "threads": self.threads, "config": self.config.changed() or None}
+        return {"scheme": ID_SCHEME, "artifact": self.artifact.identity(), "runtime": self.runtime,
+                **{k: v for k, v in optional.items() if v is not None}}
 
     def default_label(self) -> str:
         assert self.config is not None
@@ -116,6 +146,16 @@ class VariantSpec:
 def spec_entries(specs: list[VariantSpec]) -> list[dict[str, Any]]:
     """The specs as a record stores them: each one's dict with its id first (`from_dict` ignores the id)."""
     return [{"id": spec.id, **spec.to_dict()} for spec in specs]
+
+
+def _path_digest(path: str | None) -> str | None:
+    """A file's sha256 where it can be read (specs written before labels_sha256 existed), else its path."""
+    if path is None:
+        return None
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return path
 
 
 def _fields(artifact: ArtifactSpec) -> dict[str, Any]:

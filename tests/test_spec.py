@@ -95,7 +95,7 @@ def test_bench_and_eval_join_on_spec_ids_across_commands(cli, tmp_path, fp32_onn
     assert cli("eval", fp32_onnx, int8_onnx, "--limit", "200", "--json", tmp_path / "e.json").code == 0
     bench = json.loads((tmp_path / "b.json").read_text())
     ev = json.loads((tmp_path / "e.json").read_text())
-    assert bench["schema_version"] == 2 and {s["id"] for s in ev["specs"]} <= {s["id"] for s in bench["specs"]}
+    assert bench["schema_version"] == 3 and {s["id"] for s in ev["specs"]} <= {s["id"] for s in bench["specs"]}
     from rnopt.report.headline import variant_points
 
     points = variant_points(load_results([tmp_path / "b.json", tmp_path / "e.json"]))
@@ -169,3 +169,75 @@ def test_the_onnx_runtimes_load_without_torch():
             "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
+
+
+# ---- stable ids (schema 3): what a variant is, wherever it lies ----------------------------------------------------
+
+def test_the_same_bytes_in_two_folders_or_under_another_name_have_one_id(tmp_path, fp32_onnx):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    copies = [tmp_path / "a" / "model.onnx", tmp_path / "b" / "model.onnx", tmp_path / "renamed.onnx"]
+    for copy in copies:
+        copy.write_bytes(fp32_onnx.read_bytes())
+    ids = {VariantSpec(artifact_for(str(p)), "onnxruntime").id for p in [fp32_onnx, *copies]}
+    assert len(ids) == 1
+    assert VariantSpec(artifact_for(str(copies[0])), "openvino").id not in ids  # another runtime: another variant
+
+
+def test_ids_leave_defaults_out_and_normalise_equivalent_spellings(fp32_onnx, int8_onnx):
+    fp32, int8 = artifact_for(str(fp32_onnx)), artifact_for(str(int8_onnx))
+    assert VariantSpec.build(fp32, "onnxruntime", opt_level="all", spinning=True).id == VariantSpec(fp32, "onnxruntime").id
+    assert VariantSpec(fp32, "onnxruntime", precision="fp32").id == VariantSpec(fp32, "onnxruntime").id
+    assert VariantSpec(int8, "onnxruntime", precision="int8").id == VariantSpec(int8, "onnxruntime").id
+    name = artifact_for("resnet20_cifar10")
+    assert VariantSpec(name, "torch", precision="fp32").id == VariantSpec(name, "torch").id
+    # OpenVINO's None is its own default (bf16 on some CPUs): forcing fp32 is another variant
+    assert VariantSpec(fp32, "openvino", precision="fp32").id != VariantSpec(fp32, "openvino").id
+    # what does change a variant changes its id
+    assert VariantSpec.build(fp32, "onnxruntime", opt_level="basic").id != VariantSpec(fp32, "onnxruntime").id
+    assert VariantSpec(fp32, "onnxruntime", threads=1).id != VariantSpec(fp32, "onnxruntime").id
+    identity = VariantSpec(fp32, "onnxruntime").identity()
+    assert identity == {"scheme": 3, "artifact": {"file": fp32.sha256}, "runtime": "onnxruntime"}
+    assert str(fp32_onnx.parent) not in json.dumps(identity)
+
+
+def test_built_in_ids_follow_weights_and_class_names_not_their_paths(tmp_path):
+    weights = Path(__file__).resolve().parents[1] / "rnopt" / "models" / "weights" / "resnet20-12fca82f.th"
+    for folder in ("x", "y"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "w.th").write_bytes(weights.read_bytes())
+        (tmp_path / folder / "labels.txt").write_text("\n".join(f"c{i}" for i in range(10)))
+    specs = [VariantSpec(artifact_for("resnet20_cifar10", str(tmp_path / f / "w.th"), labels=str(tmp_path / f / "labels.txt")),
+                         "torch") for f in ("x", "y")]
+    assert specs[0].id == specs[1].id
+    (tmp_path / "y" / "labels.txt").write_text("\n".join(f"other{i}" for i in range(10)))
+    other = VariantSpec(artifact_for("resnet20_cifar10", str(tmp_path / "y" / "w.th"),
+                                     labels=str(tmp_path / "y" / "labels.txt")), "torch")
+    assert other.id != specs[0].id
+
+
+def test_two_runs_of_the_same_plan_join_every_variant_by_id(cli, tmp_path):
+    from rnopt.report.compare import compare_runs
+
+    argv = ["run", "--backend", "onnxruntime", "--limit", "50", "--batch-size", "1", "--iterations", "5",
+            "--min-time", "0", "--warmup", "1", "--no-memory", "--quiet"]
+    for name in ("first", "second"):
+        assert cli(*argv, "--output", tmp_path / name).code == 0
+    reports = [next((tmp_path / name).glob("*/report.json")) for name in ("first", "second")]
+    ids = [{s["id"] for s in json.loads(p.read_text())["specs"]} for p in reports]
+    assert ids[0] == ids[1] and len(ids[0]) == 3  # ORT's fp32, fused and int8 files
+    baseline, current = load_results([reports[0]]), load_results([reports[1]])
+    assert baseline.stable_ids and current.stable_ids
+    outcome = compare_runs(baseline, current, latency_tolerance=10.0)  # timing aside: what joined?
+    latency = [row for row in outcome.rows if row.metric == "p50 latency ms"]
+    assert len(latency) == 3 and not {row.verdict for row in latency} & {"new", "missing"}
+    assert len([row for row in outcome.rows if row.metric == "top-1"]) == 3
+
+
+def test_version_2_files_still_load_render_and_gate(cli, tmp_path):
+    v2 = Path(__file__).parent / "data" / "v2-run.json"  # the sample `rnopt run` report of schema 2 (paths in ids)
+    data = load_results([v2])
+    assert not data.stable_ids and len(data.bench) == 14 and data.evals
+    r = cli("report", v2, "-o", tmp_path / "old.html")
+    assert r.code == 0 and "Recommended:" in (tmp_path / "old.html").read_text()
+    assert cli("compare-runs", v2, v2).code == 0  # joined on labels: its ids hashed paths

@@ -32,8 +32,18 @@ class RuntimeConfig:
     Frozen and made of plain values, so it hashes into a spec id and round-trips through JSON.
     """
 
+    # Whether precision None means "the model's own" (fp32, or int8 for a quantized file) on this runtime, so that
+    # naming that precision is the same variant; OpenVINO's None is its default hint instead (bf16 on some CPUs).
+    runs_model_precision: ClassVar[bool] = True
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def changed(self) -> dict[str, Any]:
+        """The options that differ from the defaults: what a spec id hashes."""
+        default = type(self)()
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if getattr(self, f.name) != getattr(default, f.name)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RuntimeConfig":

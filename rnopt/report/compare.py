@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from rnopt.errors import RnoptError
 from rnopt.report.loading import ReportData
-from rnopt.results import BenchResult
+from rnopt.results import BenchResult, EvalResult, RetrievalResult
 from rnopt.report.tables import Table
 
 NOISE_SIGMAS = 3.0
@@ -40,7 +40,11 @@ class Outcome:
     environment_differences: list[str] = field(default_factory=list)
 
 
-def _key(r: BenchResult) -> tuple:
+def _key(r: BenchResult, by_id: bool = False) -> tuple:
+    """What joins a result across runs: its stable spec id and batch size (schema 3 on both sides), else its
+    label, runtime, device, precision and batch size (older files, whose ids depended on paths)."""
+    if by_id:
+        return (r.spec_id, r.batch_size)
     return (r.model, r.backend, r.device, r.precision, r.batch_size)
 
 
@@ -92,7 +96,8 @@ def compare_runs(baseline: ReportData, current: ReportData, latency_tolerance: f
         if not (math.isfinite(value) and value >= 0):
             raise RnoptError(f"--{name}-tolerance must be a finite number of zero or more, got {value * 100:g}")
     outcome = Outcome(environment_differences=environment_differences(baseline, current))
-    base, cur = _by_key(baseline.bench, "baseline"), _by_key(current.bench, "current")
+    by_id = baseline.stable_ids and current.stable_ids and all(r.spec_id for r in baseline.bench + current.bench)
+    base, cur = _by_key(baseline.bench, "baseline", by_id), _by_key(current.bench, "current", by_id)
     _refuse_what_cannot_be_compared(baseline, current, base, cur, outcome)
     for key in list(base) + [k for k in cur if k not in base]:
         if key in base and key in cur:
@@ -112,20 +117,20 @@ def compare_runs(baseline: ReportData, current: ReportData, latency_tolerance: f
             outcome.rows.append(memory)
             if memory.verdict == "more memory":
                 outcome.regressions.append(f"{memory.key} needs {memory.change:.1%} more memory")
-    _compare_accuracy(baseline, current, accuracy_tolerance, outcome)
-    _compare_retrieval(baseline, current, accuracy_tolerance, outcome)
+    _compare_accuracy(baseline, current, accuracy_tolerance, outcome, by_id)
+    _compare_retrieval(baseline, current, accuracy_tolerance, outcome, by_id)
     return outcome
 
 
-def _by_key(results: list[BenchResult], side: str) -> dict[tuple, BenchResult]:
+def _by_key(results: list[BenchResult], side: str, by_id: bool) -> dict[tuple, BenchResult]:
     """Results by what joins them; two results that would join as one are refused, never one silently dropped."""
     keyed: dict[tuple, BenchResult] = {}
     for r in results:
-        if _key(r) in keyed:
+        if _key(r, by_id) in keyed:
             raise RnoptError(f"the {side} holds two results for {_label(r)} (two variants with the same label, e.g. "
                              f"two files of the same name in different folders): compare runs whose variants have "
                              f"distinct labels")
-        keyed[_key(r)] = r
+        keyed[_key(r, by_id)] = r
     return keyed
 
 
@@ -149,11 +154,16 @@ def _refuse_what_cannot_be_compared(baseline: ReportData, current: ReportData, b
             outcome.regressions.append(f"{_label(r)} has a non-finite or non-positive latency or throughput")
 
 
-def _compare_accuracy(baseline: ReportData, current: ReportData, tolerance: float, outcome: Outcome) -> None:
-    base = {(e.dataset, r.model): r.top1 for e in baseline.evals for r in e.results}
+def _variant(result: EvalResult | RetrievalResult, by_id: bool) -> str:
+    return result.spec_id if by_id and result.spec_id else result.model
+
+
+def _compare_accuracy(baseline: ReportData, current: ReportData, tolerance: float, outcome: Outcome,
+                      by_id: bool = False) -> None:
+    base = {(e.dataset, _variant(r, by_id)): r.top1 for e in baseline.evals for r in e.results}
     for section in current.evals:
         for r in section.results:
-            before = base.get((section.dataset, r.model))
+            before = base.get((section.dataset, _variant(r, by_id)))
             if before is None:
                 continue
             if not math.isfinite(r.top1):
@@ -167,12 +177,13 @@ def _compare_accuracy(baseline: ReportData, current: ReportData, tolerance: floa
                 outcome.regressions.append(f"{row.key} lost {-change * 100:.2f} points of top-1")
 
 
-def _compare_retrieval(baseline: ReportData, current: ReportData, tolerance: float, outcome: Outcome) -> None:
+def _compare_retrieval(baseline: ReportData, current: ReportData, tolerance: float, outcome: Outcome,
+                       by_id: bool = False) -> None:
     """Embedding models: mAP on the same images, with the accuracy tolerance (in points, as top-1)."""
-    base = {(e.dataset, r.model): r.map for e in baseline.embeddings for r in e.results}
+    base = {(e.dataset, _variant(r, by_id)): r.map for e in baseline.embeddings for r in e.results}
     for section in current.embeddings:
         for r in section.results:
-            before = base.get((section.dataset, r.model))
+            before = base.get((section.dataset, _variant(r, by_id)))
             if before is None or r.map is None:
                 continue
             change = r.map - before

@@ -31,7 +31,7 @@ from rnopt.results import (
 )
 
 KINDS = ("export", "optimize", "quantize", "sensitivity", "bench", "eval", "run", "tune", "report")
-READABLE_VERSIONS = (1, SCHEMA_VERSION)
+READABLE_VERSIONS = (1, 2, SCHEMA_VERSION)
 MAX_RESULT_BYTES = 256 * 2**20  # a default `rnopt run` writes under 1 MiB, with every timed sample
 
 
@@ -50,6 +50,8 @@ class ReportData:
     embeddings: list[EmbeddingSection] = field(default_factory=list)
     sensitivity: list[SensitivityResult] = field(default_factory=list)
     searches: list[SearchResult] = field(default_factory=list)
+    # Whether every file read has stable spec ids (schema 3): results then join on them, else on labels.
+    stable_ids: bool = False
 
     @property
     def title(self) -> str:
@@ -57,9 +59,12 @@ class ReportData:
         return "rnopt report: " + (", ".join(names) if names else "results")
 
     def merge(self, other: "ReportData") -> None:
+        first = not self.sources
         for f in dataclasses.fields(self):
-            getattr(self, f.name).extend(getattr(other, f.name))
+            if f.name != "stable_ids":
+                getattr(self, f.name).extend(getattr(other, f.name))
         self.warnings = list(dict.fromkeys(self.warnings))
+        self.stable_ids = other.stable_ids if first else self.stable_ids and other.stable_ids
 
 
 def from_payload(payload: dict[str, Any], source: str) -> ReportData:
@@ -74,8 +79,11 @@ def from_payload(payload: dict[str, Any], source: str) -> ReportData:
     if kind not in KINDS:
         raise RnoptError(f"{source} has unknown kind {kind!r}: expected one of {', '.join(KINDS)}")
     try:
-        return _from_record(Record.from_dict(payload), source) if version == SCHEMA_VERSION else \
-            _sections(payload, kind, source)
+        if version == 1:
+            return _sections(payload, kind, source)
+        data = _from_record(Record.from_dict(payload), source)
+        data.stable_ids = version >= 3
+        return data
     except (TypeError, KeyError, ValueError, AttributeError) as exc:
         raise RnoptError(f"{source} is a malformed rnopt {kind} file ({type(exc).__name__}: {exc})") from None
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from rnopt.backends.base import RuntimeConfig
 from rnopt.errors import RnoptError
@@ -12,6 +13,7 @@ PERFORMANCE_HINTS = ("latency", "throughput")
 @dataclass(frozen=True)
 class OpenVinoConfig(RuntimeConfig):
     hint: str = "latency"  # PERFORMANCE_HINT: throughput keeps several requests in flight
+    runs_model_precision: ClassVar[bool] = False  # None: OpenVINO's own default (bf16 where the CPU has it)
 
     def __post_init__(self) -> None:
         if self.hint not in PERFORMANCE_HINTS:
