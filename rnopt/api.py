@@ -32,6 +32,21 @@ Progress = Callable[[str], None]
 Advance = Callable[[int], None]
 
 
+def list_models() -> list[str]:
+    """The built-in model names (`rnopt models` shows them with their parameters and bundled weights)."""
+    from rnopt.models import list_models as names
+
+    return names()
+
+
+def list_runtimes() -> list[dict]:
+    """Every registered runtime (built-in or added with rnopt.backends.register_runtime): its devices and
+    precisions here, or why it cannot run (`rnopt backends`)."""
+    from rnopt.backends import describe_backends
+
+    return describe_backends()
+
+
 def artifact(model: str, weights: str | None = None, num_classes: int | None = None, labels: str | None = None,
              head: str | None = None, normalize: bool = False) -> ArtifactSpec:
     """A built-in model name (with optional weights) or a .onnx / .xml file, as an artifact spec.
@@ -202,7 +217,7 @@ def tune(options: "TuneOptions") -> tuple[Record, Path]:  # noqa: F821 - defined
 
 
 __all__ = ["BenchConfig", "Record", "VariantSpec", "ArtifactSpec", "artifact", "bench", "embed", "evaluate",
-           "export", "optimize", "plan", "quantize", "run", "sensitivity", "tune"]
+           "export", "list_models", "list_runtimes", "optimize", "plan", "quantize", "run", "sensitivity", "tune"]
 
 
 def embed(spec: VariantSpec, data: str, output: str | Path, batch_size: int = 100, skip_bad: bool = False,

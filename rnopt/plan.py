@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from rnopt.backends import BACKEND_NAMES, RuntimeConfig, config_class
+from rnopt.backends import RuntimeConfig, config_class, runtime_names
 from rnopt.errors import RnoptError
 from rnopt.spec import DEVICES, ArtifactSpec, VariantSpec
 
@@ -44,7 +44,7 @@ def plan(artifacts: list[ArtifactSpec], runtimes: list[str] | None = None, preci
     if bad:
         raise RnoptError(f"plan() takes ArtifactSpecs (rnopt.artifact(...)), got {bad[0]!r:.40}")
     if runtimes:
-        check_names(runtimes, BACKEND_NAMES, "backend")
+        check_names(runtimes, runtime_names(), "backend")
     check_names([device], DEVICES, "device")
     check_names(precisions or [], PRECISIONS, "precision")
     specs = []

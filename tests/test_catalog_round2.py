@@ -80,6 +80,8 @@ def hostile2(tmp_path_factory, fp32_onnx, int8_onnx):
     twin["spec_id"] = "another-file-of-that-name"
     payload["bench"].append(twin)
     (t / "same-label.json").write_text(json.dumps(payload))
+    (t / "same-label-v2.json").write_text(json.dumps({**payload, "schema_version": 2}))  # ids hashed paths then
+    (t / "base-v2.json").write_text(json.dumps({**base, "schema_version": 2}))
     assert main(["export", "resnet20_cifar10", "-o", str(t / "e.onnx"), "--json", str(t / "export.json"),
                  "--quiet"]) == 0
     assert main(["export", "resnet20_cifar10", "--head", "features", "-o", str(t / "f.onnx"), "--quiet"]) == 0
@@ -140,7 +142,7 @@ CASES = [
      "--latency-tolerance must be a finite number", []),
     ("gate-negative-tolerance", ["compare-runs", "{t}/base.json", "{t}/base.json", "--accuracy-tolerance", "-1"], 1,
      "--accuracy-tolerance must be a finite number of zero or more", []),
-    ("gate-two-results-one-label", ["compare-runs", "{t}/base.json", "{t}/same-label.json"], 1,
+    ("gate-two-results-one-label", ["compare-runs", "{t}/base-v2.json", "{t}/same-label-v2.json"], 1,
      "the current holds two results for", []),
     ("gate-export-only", ["compare-runs", "{t}/export.json", "{t}/export.json"], 1,
      "the baseline holds no timing or accuracy results", []),
@@ -375,3 +377,12 @@ def test_library_warnings_show_control_characters(cli, monkeypatch):
     monkeypatch.setattr(rnopt.cli, "cmd_models", lambda args: warnings.warn("font \x1b[31mred\x1b[0m missing"))
     r = cli("models")
     assert r.code == 0 and "\x1b" not in r.err and "warning: font \\x1b[31mred" in r.err
+
+
+def test_two_files_of_one_name_join_by_their_ids(cli, hostile2, tmp_path):
+    """Schema 3: two variants with the same label are told apart by their ids; neither is dropped."""
+    out = tmp_path / "gate.json"
+    r = cli("compare-runs", hostile2 / "base.json", hostile2 / "same-label.json", "--json", out)
+    assert r.code == 0, r.err
+    rows = [row for row in json.loads(out.read_text())["details"]["rows"] if row["metric"] == "p50 latency ms"]
+    assert sorted(row["verdict"] for row in rows) in (["new", "same"], ["new", "within noise"])

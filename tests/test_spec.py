@@ -241,3 +241,30 @@ def test_version_2_files_still_load_render_and_gate(cli, tmp_path):
     r = cli("report", v2, "-o", tmp_path / "old.html")
     assert r.code == 0 and "Recommended:" in (tmp_path / "old.html").read_text()
     assert cli("compare-runs", v2, v2).code == 0  # joined on labels: its ids hashed paths
+
+
+def test_a_runtime_added_from_outside_runs_through_the_planner(tmp_path, fp32_onnx):
+    """One module (tests/numpy_runtime.py) and one registration: bench and eval take it like a built-in one."""
+    import rnopt
+    from numpy_runtime import tiny_model
+    from rnopt.backends import RUNTIMES, register_runtime
+
+    tiny = tmp_path / "tiny.onnx"
+    tiny_model(str(tiny), str(fp32_onnx))
+    register_runtime("numpy", "numpy_runtime:NumpyBackend", "numpy_runtime:NumpyConfig", "numpy")
+    try:
+        specs = rnopt.plan([rnopt.artifact(str(tiny))], ["onnxruntime", "numpy"])
+        assert [s.runtime for s in specs] == ["onnxruntime", "numpy"] and specs[0].id != specs[1].id
+        timing = rnopt.bench(specs, BenchConfig([1, 4], warmup=1, iterations=5, min_time=0))
+        assert {(r.backend, r.batch_size) for r in timing.bench} == {(rt, b) for rt in ("onnxruntime", "numpy")
+                                                                     for b in (1, 4)}
+        accuracy = rnopt.evaluate(specs, data="cifar10", limit=100)
+        [ort, mine] = accuracy.evals[0].results
+        [comparison] = accuracy.evals[0].comparisons
+        assert mine.backend == "numpy" and mine.n == 100 and mine.top1 == ort.top1
+        assert comparison.agreement == 1.0 and comparison.max_abs_logit_diff < 1e-4
+        assert "numpy" in {entry["name"] for entry in rnopt.list_runtimes()}
+        with pytest.raises(RnoptError, match="dtype must be float32 or float64"):
+            VariantSpec.build(specs[1].artifact, "numpy", dtype="int8")
+    finally:
+        RUNTIMES.pop("numpy", None)

@@ -33,12 +33,24 @@ RUNTIMES: dict[str, Runtime] = {
     "torch": Runtime("rnopt.backends.torch.backend:TorchBackend", "rnopt.backends.torch.config:TorchConfig",
                      "torch"),
 }
-BACKEND_NAMES: tuple[str, ...] = tuple(RUNTIMES)
+BACKEND_NAMES: tuple[str, ...] = tuple(RUNTIMES)  # the built-in ones; `runtime_names()` includes registered ones
+
+
+def register_runtime(name: str, backend: str, config: str, package: str) -> None:
+    """Add a runtime from outside rnopt: `backend` and `config` are "module:Class" paths of its Backend and its
+    RuntimeConfig. The planner, executors, evaluation and `rnopt backends` then offer it like the built-in ones."""
+    if name in RUNTIMES:
+        raise RnoptError(f"a runtime named {name!r} is already registered")
+    RUNTIMES[name] = Runtime(backend, config, package)
+
+
+def runtime_names() -> tuple[str, ...]:
+    return tuple(RUNTIMES)
 
 
 def _runtime(name: str) -> Runtime:
     if name not in RUNTIMES:
-        raise RnoptError(f"unknown backend {name!r}: choose one of {', '.join(BACKEND_NAMES)}")
+        raise RnoptError(f"unknown backend {name!r}: choose one of {', '.join(RUNTIMES)}")
     return RUNTIMES[name]
 
 
@@ -67,7 +79,7 @@ def describe_backends() -> list[dict]:
     from rnopt.environment import snapshot
 
     listing = []
-    for name in BACKEND_NAMES:
+    for name in RUNTIMES:
         try:
             cls = backend_class(name)
             devices, precisions, notes = cls.devices(), list(cls.precisions), cls.notes()
@@ -84,4 +96,5 @@ def get_backend(name: str) -> Backend:
 
 
 __all__ = ["BACKEND_NAMES", "RUNTIMES", "Backend", "ModelFile", "ModelInput", "Runtime", "RuntimeConfig", "Session",
-           "TorchModel", "backend_class", "config_class", "describe_backends", "get_backend"]
+           "TorchModel", "backend_class", "config_class", "describe_backends", "get_backend", "register_runtime",
+           "runtime_names"]
