@@ -205,15 +205,17 @@ def evaluate(specs: list[VariantSpec], data: str | ImageDataset = "cifar10", lim
 def run(options: "RunOptions") -> tuple[Record, Path]:  # noqa: F821 - defined in rnopt.pipeline
     """The whole pipeline (`rnopt run`): export, fuse, quantize, bench, evaluate, report files."""
     from rnopt.pipeline import run_pipeline
+    from rnopt.report.files import write_reports
 
-    return run_pipeline(options)
+    return run_pipeline(options, write_reports)
 
 
 def tune(options: "TuneOptions") -> tuple[Record, Path]:  # noqa: F821 - defined in rnopt.search
     """The search (`rnopt tune`): the fastest variant whose accuracy on validation images stays within a bound."""
+    from rnopt.report.files import write_reports
     from rnopt.search import tune as search
 
-    return search(options)
+    return search(options, write_reports)
 
 
 __all__ = ["BenchConfig", "Record", "VariantSpec", "ArtifactSpec", "artifact", "bench", "embed", "evaluate",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,7 +17,7 @@ from rnopt.data import ImageDataset, load_dataset
 from rnopt.errors import RnoptError
 from rnopt.execute.inprocess import InProcessExecutor
 from rnopt.onnx_export import export_model, meta_for
-from rnopt.fileio import write_json, write_text
+from rnopt.fileio import write_json
 from rnopt.models.registry import LoadedModel
 from rnopt.fusion import optimize_model
 from rnopt.evaluation import evaluate_specs
@@ -25,9 +25,6 @@ from rnopt.plan import RUN_RUNTIMES, artifact_warnings, eval_order, plan_run
 from rnopt.quantization import AccuracyControl, get_quantizer
 from rnopt.quantization.base import CalibrationData, QuantRecipe
 from rnopt.quantization.calibration import calibration_data
-from rnopt.report.html import to_html
-from rnopt.report.loading import from_payload
-from rnopt.report.markdown import to_markdown
 from rnopt.results import BenchResult, EmbeddingSection, QuantizeResult, Record, check_fields
 from rnopt.spec import ArtifactSpec, VariantSpec, spec_entries
 
@@ -71,7 +68,17 @@ def run_dir(base: Path, model: str) -> Path:
     return candidate
 
 
-def run_pipeline(opts: RunOptions) -> tuple[Record, Path]:
+Render = Callable[[Record, Path], None]
+
+
+def write_record(record: Record, out: Path) -> None:
+    """The run's report.json: what `rnopt run` and `rnopt tune` write themselves (their callers render the rest)."""
+    write_json(out / "report.json", record.to_dict())
+
+
+def run_pipeline(opts: RunOptions, render: Render = write_record) -> tuple[Record, Path]:
+    """The run, in a fresh folder under opts.output; `render` writes the report files into it (the JSON record by
+    default; the API adds Markdown and HTML) before the folder counts as finished."""
     backends, skipped = run_backends(opts.backends)
     devices, not_on_cuda = run_devices(opts.devices, backends)
     model = artifact_for(opts.model, opts.weights, opts.num_classes, opts.labels, opts.head, normalize=opts.normalize)
@@ -88,7 +95,9 @@ def run_pipeline(opts: RunOptions) -> tuple[Record, Path]:
         opts.accuracy.bound(meta_for(loaded))
         load_dataset(opts.accuracy.data or default_validation_data(meta_for(loaded)))
     with run_folder(opts.output, loaded.name) as out:
-        return _run_steps(opts, backends, devices, skipped + not_on_cuda, model, store, dataset, calibration, out)
+        record = _run_steps(opts, backends, devices, skipped + not_on_cuda, model, store, dataset, calibration, out)
+        render(record, out)
+        return record, out
 
 
 def run_backends(asked: list[str] | None) -> tuple[list[str], list[str]]:
@@ -160,7 +169,7 @@ def run_folder(base: Path, model: str) -> Iterator[Path]:
 
 def _run_steps(opts: RunOptions, backends: list[str], devices: list[str], skipped: list[str], model: ArtifactSpec,
                store: ArtifactStore, dataset: ImageDataset | None, calibration: CalibrationData,
-               out: Path) -> tuple[Record, Path]:
+               out: Path) -> Record:
     loaded = store.loaded(model)
     record = Record("run", opts.command, warnings=list(loaded.warnings) + skipped, model=model_section(loaded))
     files = _make_files(opts, backends, loaded, calibration, out, record)
@@ -189,8 +198,7 @@ def _run_steps(opts: RunOptions, backends: list[str], devices: list[str], skippe
     else:
         record.warnings.append(f"no labelled data for {loaded.name}: accuracy not measured (pass --data DIR)")
     record.warnings = list(dict.fromkeys(record.warnings + artifact_warnings(specs)))
-    write_reports(record, out)
-    return record, out
+    return record
 
 
 def sweep_targets(specs: list[VariantSpec], ran: list[BenchResult]) -> list[VariantSpec]:
@@ -261,14 +269,6 @@ def _nncf_int8(opts: RunOptions, fp32: Path, output: Path, calibration: Calibrat
         return None
     record.quantizations.append(_int8(opts, "openvino", fp32, output, calibration, validation))
     return output
-
-
-def write_reports(record: Record, out: Path) -> None:
-    payload = record.to_dict()
-    write_json(out / "report.json", payload)
-    data = from_payload(payload, str(out / "report.json"))  # the renderers read what the JSON says
-    write_text(out / "report.md", to_markdown(data))
-    write_text(out / "report.html", to_html(data))
 
 
 CUDA_RUNTIMES = ("torch", "onnxruntime")

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from rnopt.report.render import err_console
+from rnopt.console import err_console
 
 _enabled = True
 

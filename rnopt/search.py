@@ -33,8 +33,8 @@ from rnopt.execute.inprocess import InProcessExecutor
 from rnopt.onnx_export import export_model, meta_for
 from rnopt.models.registry import LoadedModel
 from rnopt.fusion import optimize_model
-from rnopt.pipeline import DEFAULT_MODEL, EVAL_BATCH, run_folder, model_section, run_backends, run_devices, \
-    write_reports
+from rnopt.pipeline import DEFAULT_MODEL, EVAL_BATCH, Render, model_section, run_backends, run_devices, run_folder, \
+    write_record
 from rnopt.plan import RUN_TORCH_ON_CUDA, artifact_warnings, is_quantized
 from rnopt.quantization import AccuracyControl, QuantRecipe, get_quantizer
 from rnopt.quantization.base import CalibrationData
@@ -99,8 +99,9 @@ class TuneOptions:
                              f"({self.bench.batch_sizes[0]})")
 
 
-def tune(opts: TuneOptions) -> tuple[Record, Path]:
-    """Build the candidates, validate, time, choose; write the record and its reports to a fresh folder."""
+def tune(opts: TuneOptions, render: Render = write_record) -> tuple[Record, Path]:
+    """Build the candidates, validate, time, choose; `render` writes the report files into the fresh folder (the JSON
+    record by default; the API adds Markdown and HTML)."""
     backends, skipped = run_backends(opts.backends)
     devices, not_on_cuda = run_devices(opts.devices, backends)
     model = artifact_for(opts.model, opts.weights, opts.num_classes, opts.labels, opts.head, normalize=opts.normalize)
@@ -122,7 +123,7 @@ def tune(opts: TuneOptions) -> tuple[Record, Path]:
         record = Record("tune", opts.command, warnings=list(loaded.warnings) + skipped + not_on_cuda,
                         model=model_section(loaded))
         _search(opts, record, backends, devices, model, store, bound, validation, calibration, test_name, out)
-        write_reports(record, out)
+        render(record, out)
         return record, out
 
 

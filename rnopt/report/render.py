@@ -3,19 +3,15 @@ from __future__ import annotations
 
 import html
 import re
-import sys
 import unicodedata
 
-from rich.console import Console
 from rich.table import Table as RichTable
 from rich.text import Text
 
+from rnopt.console import console, err_console
 from rnopt.report.tables import Table
 
-# Piped output (CI logs, `| less`) gets a wide fixed width so tables do not fold into unreadable columns.
-_WIDTH = None if sys.stdout.isatty() else 200
-console = Console(highlight=False, width=_WIDTH)
-err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 200)
+__all__ = ["console", "err_console", "markdown_table", "markdown_text", "print_table", "printable"]
 
 
 def printable(text: str) -> str:
