@@ -97,6 +97,24 @@ def hostile2(tmp_path_factory, fp32_onnx, int8_onnx):
     for cls in ("airplane", "cat"):
         shutil.copytree(t / "imgs" / cls, t / "loose" / cls)
     (t / "loose" / "stray.jpg").write_bytes(sorted((t / "imgs" / "ship").iterdir())[0].read_bytes())
+    from PIL import Image
+
+    for name in ("strip", "sparse", "nested"):
+        for cls in ("a", "b"):
+            (t / name / cls).mkdir(parents=True)
+        (t / name / "b" / "ok.png").write_bytes(sorted((t / "imgs" / "cat").iterdir())[0].read_bytes())
+    Image.new("RGB", (200_000, 1), "red").save(t / "strip" / "a" / "strip.png")  # 204 M pixels at 32 px high
+    with open(t / "sparse" / "a" / "huge.jpg", "wb") as f:  # 8 GiB, nearly nothing on disk
+        f.write(b"\xff\xd8\xff")
+        f.seek(8 * 2**30)
+        f.write(b"\0")
+    deep = t / "nested" / "a"
+    for _ in range(1100):
+        deep = deep / "d"
+        deep.mkdir()
+    (deep / "deep.png").write_bytes((t / "nested" / "b" / "ok.png").read_bytes())
+    assert main(["export", "resnet56_cifar10", "-o", str(t / "r56.onnx"), "--quiet"]) == 0
+    assert main(["quantize", str(t / "r56.onnx"), "-o", str(t / "r56.int8.onnx"), "--calib-size", "20", "--quiet"]) == 0
     (t / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
     text = json.dumps(base)
     (t / "deep-inside.json").write_text(text[:-1] + ', "extra": ' + "[" * 5000 + "]" * 5000 + "}")
@@ -156,6 +174,13 @@ CASES = [
      "images of cifar10-val, which tuning uses", []),
     ("exclude-everything", ["quantize", "{t}/m.onnx", "-o", "{t}/o.onnx", "--exclude", "*", "--calib-size", "20"], 1,
      "nothing would be quantized", []),
+    # images and folders that are small on disk and large to read, or deep
+    ("image-too-wide-to-resize", ["eval", "{t}/m.onnx", "--data", "{t}/strip", "--json", "{t}/o.json"], 1,
+     "resizing its shorter side to 32 would make it", []),
+    ("sparse-8-gib-image", ["eval", "{t}/m.onnx", "--data", "{t}/sparse", "--json", "{t}/o.json"], 1,
+     "8.0 GiB on disk", []),
+    ("sensitivity-of-another-models-int8", ["sensitivity", "{t}/m.onnx", "{t}/r56.int8.onnx", "--limit", "20"], 1,
+     "was not quantized from this float model (its layers differ", []),
     ("gate-zero-latency-baseline", ["compare-runs", "{t}/zero-latency.json", "{t}/base.json"], 1,
      "LatencyStats.mean: expected positive", []),
     ("gate-one-element-interval", ["compare-runs", "{t}/base.json", "{t}/one-element-interval.json"], 1,
@@ -386,3 +411,10 @@ def test_two_files_of_one_name_join_by_their_ids(cli, hostile2, tmp_path):
     assert r.code == 0, r.err
     rows = [row for row in json.loads(out.read_text())["details"]["rows"] if row["metric"] == "p50 latency ms"]
     assert sorted(row["verdict"] for row in rows) in (["new", "same"], ["new", "within noise"])
+
+
+def test_a_folder_nested_1100_levels_deep_is_read(cli, hostile2, tmp_path):
+    out = tmp_path / "e.json"
+    r = cli("eval", hostile2 / "m.onnx", "--data", hostile2 / "nested", "--json", out, "--quiet")
+    assert r.code == 0, r.err
+    assert json.loads(out.read_text())["evals"][0]["results"][0]["n"] == 2  # the deep image and the shallow one

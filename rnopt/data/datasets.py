@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import os
 import random
 import warnings
 import zipfile
@@ -127,11 +128,35 @@ def load_dataset(name_or_dir: str | Path, unlabelled_ok: bool = False) -> ImageD
     return _image_folder(path)
 
 
+MAX_IMAGE_BYTES = 512 * 2**20  # no photo is this large on disk; a file that is must not be read whole first
+
+
 def _images_in(folder: Path, recursive: bool = True) -> list[Path]:
-    """The images under `folder`; hidden files and folders (.thumbnails, .DS_Store...) are not part of a data set."""
-    found = folder.rglob("*") if recursive else folder.iterdir()
-    return [f for f in sorted(found) if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-            and not any(part.startswith(".") for part in f.relative_to(folder).parts)]
+    """The images under `folder`, in sorted order; hidden files and folders (.thumbnails, .DS_Store...) are not
+    part of a data set. Walked with a stack, not recursion: a folder nested a thousand levels deep is still read."""
+    found, stack = [], [folder]
+    while stack:
+        with os.scandir(stack.pop()) as entries:
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    if recursive:
+                        stack.append(Path(entry.path))
+                elif entry.is_file() and Path(entry.name).suffix.lower() in IMAGE_SUFFIXES:
+                    found.append(Path(entry.path))
+    return sorted(found)
+
+
+def _file_reader(path: Path) -> Callable[[], bytes]:
+    """Read an image file, refusing one too large to be an image before reading it (a sparse 8 GB file)."""
+    def read() -> bytes:
+        size = path.stat().st_size
+        if size > MAX_IMAGE_BYTES:
+            raise RnoptError(f"image {path} is {size / 2**30:.1f} GiB on disk, larger than any image rnopt reads "
+                             f"({MAX_IMAGE_BYTES >> 20} MiB at most): remove it")
+        return path.read_bytes()
+    return read
 
 
 def _class_folders(root: Path) -> list[str]:
@@ -139,7 +164,7 @@ def _class_folders(root: Path) -> list[str]:
 
 
 def _flat_folder(root: Path) -> ImageDataset:
-    samples = [(0, f.read_bytes, str(f)) for f in _images_in(root)]
+    samples = [(0, _file_reader(f), str(f)) for f in _images_in(root)]
     if not samples:
         raise RnoptError(f"data folder {root} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     return ImageDataset(str(root), ["unlabelled"], samples)
@@ -187,7 +212,7 @@ def _image_folder(root: Path) -> ImageDataset:
                          f"{loose[0].name}): move each into its class's sub-folder, or out of {root}")
     samples = []
     for label, cls in enumerate(classes):
-        samples += [(label, f.read_bytes, str(f)) for f in _images_in(root / cls)]
+        samples += [(label, _file_reader(f), str(f)) for f in _images_in(root / cls)]
     if not samples:
         raise RnoptError(f"data folder {root} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}) "
                          f"in its class sub-folders")

@@ -31,6 +31,9 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+MAX_RESIZED_PIXELS = 64 * 2**20  # an 8k x 8k picture; a 60000 x 1 strip resized to 256 would be 4 G pixels
+
+
 def _resize_shorter_side(image: Image.Image, size: int) -> Image.Image:
     w, h = image.size
     if min(w, h) == size:
@@ -39,6 +42,9 @@ def _resize_shorter_side(image: Image.Image, size: int) -> Image.Image:
         new = (size, int(size * h / w))
     else:
         new = (int(size * w / h), size)
+    if new[0] * new[1] > MAX_RESIZED_PIXELS:
+        raise ValueError(f"it is {w} x {h} pixels: resizing its shorter side to {size} would make it "
+                         f"{new[0]} x {new[1]}; crop it to a usual aspect ratio")
     return image.resize(new, Image.BILINEAR)
 
 

@@ -309,6 +309,18 @@ def check_same_graph(float_model: onnx.ModelProto, int8_model: onnx.ModelProto, 
     if not any(t in float_tensors for t in quantized):
         raise RnoptError(f"{int8_name} was not quantized from this float model (no tensor names in common): "
                          f"give the float model it came from, or leave it out and let rnopt quantize")
+    # Same names are not enough (two ResNets name their layers alike): the layers and their weights' shapes too.
+    qdq = ("QuantizeLinear", "DequantizeLinear")
+    float_nodes = {n.name for n in float_model.graph.node}
+    int8_nodes = {n.name for n in int8_model.graph.node if n.op_type not in qdq}
+    shapes = {t.name: tuple(t.dims) for t in float_model.graph.initializer}
+    clashing = [t.name for t in int8_model.graph.initializer
+                if shapes.get(t.name.removesuffix("_quantized"), tuple(t.dims)) != tuple(t.dims)]
+    if int8_nodes - float_nodes or clashing:
+        differs = sorted(int8_nodes - float_nodes)[:2] or clashing[:2]
+        raise RnoptError(f"{int8_name} was not quantized from this float model (its layers differ: "
+                         f"{', '.join(differs)}): give the float model it came from, or leave it out and let "
+                         f"rnopt quantize")
 
 
 def analyze(float_path: Path, int8_path: Path, scorer: Scorer, sqnr_images: int, top_k: int,
