@@ -278,8 +278,27 @@ def _plan(args: argparse.Namespace, default_runtime: Callable) -> list[VariantSp
     artifacts = [api.artifact(m, args.weights, args.num_classes, args.labels, args.head, args.normalize)
                  for m in args.models]
     runtimes = split_list(args.backend, "backend") if args.backend else None
-    return plan(artifacts, runtimes, args.precision, args.device, args.threads, _runtime_options(args),
-                default_runtime)
+    options = _runtime_options(args)
+    specs = plan(artifacts, runtimes, args.precision, args.device, args.threads, options, default_runtime)
+    _refuse_unused_options(options, {s.runtime for s in specs}, getattr(args, "implied_options", set()))
+    return specs
+
+
+_FLAGS = {"opt_level": "--ort-opt-level", "provider": "--ort-provider", "spinning": "--ort-spin",
+          "inter_op": "--ort-inter-op", "hint": "--hint", "channels_last": "--channels-last", "compile": "--compile",
+          "cuda_graphs": "--cuda-graphs", "compile_mode": "--compile-mode", "autocast": "--autocast"}
+
+
+def _refuse_unused_options(options: dict[str, dict], runtimes: set[str], implied: set[str]) -> None:
+    """A runtime's own flag given where that runtime does not run would be silently ignored: refused instead."""
+    from rnopt.backends import config_class
+
+    for runtime, values in options.items():
+        changed = [name for name in config_class(runtime).from_dict(values).changed() if name not in implied]
+        if changed and runtime not in runtimes:
+            flags = ", ".join(_FLAGS.get(name, name) for name in changed)
+            raise RnoptError(f"{flags} applies to {runtime}, which this command does not run (it runs "
+                             f"{', '.join(sorted(runtimes))}): add {runtime} to --backend, or drop {flags}")
 
 
 def _require_some(record: Record, what: str) -> None:
@@ -319,6 +338,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
         args.batch_size = [1]
     elif args.scenario == "offline":
         args.hint = "throughput"
+        args.implied_options = {"hint"}  # the scenario's, for OpenVINO where it runs: not a flag the user gave
         if args.device == "cuda" and not args.batch_size_given and args.sweep is None:
             args.sweep = CUDA_SWEEP_LIMIT  # a GPU's peak needs batches far beyond 32: find it
         args.batch_size = args.batch_size if args.batch_size_given else [1, 8, 32]

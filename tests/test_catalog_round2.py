@@ -418,3 +418,13 @@ def test_a_folder_nested_1100_levels_deep_is_read(cli, hostile2, tmp_path):
     r = cli("eval", hostile2 / "m.onnx", "--data", hostile2 / "nested", "--json", out, "--quiet")
     assert r.code == 0, r.err
     assert json.loads(out.read_text())["evals"][0]["results"][0]["n"] == 2  # the deep image and the shallow one
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["bench", "{t}/m.onnx", "--hint", "throughput"], "--hint applies to openvino, which this command does not run"),
+    (["bench", "resnet20_cifar10", "--backend", "torch", "--ort-spin", "off"], "--ort-spin applies to onnxruntime"),
+    (["eval", "{t}/m.onnx", "--channels-last", "--limit", "10"], "--channels-last applies to torch"),
+])
+def test_a_runtime_flag_for_a_runtime_not_run_is_refused_not_ignored(cli, hostile2, argv, message):
+    r = cli(*[a.format(t=hostile2) for a in argv], "--quiet")
+    assert r.code == 1 and message in r.err and len(r.err.strip().splitlines()) == 1, r.err
