@@ -119,7 +119,23 @@ def hostile2(tmp_path_factory, fp32_onnx, int8_onnx):
     text = json.dumps(base)
     (t / "deep-inside.json").write_text(text[:-1] + ', "extra": ' + "[" * 5000 + "]" * 5000 + "}")
     os.mkfifo(t / "fifo")
-    return t
+    yield t
+    _remove_deep(t / "nested")  # shutil.rmtree (pytest's clean-up) recurses once per level: 1,100 is too deep
+
+
+def _remove_deep(root: Path) -> None:
+    """Delete a folder tree bottom-up with a stack (no recursion)."""
+    folders, stack = [], [root]
+    while stack:
+        folder = stack.pop()
+        folders.append(folder)
+        for entry in folder.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                stack.append(entry)
+            else:
+                entry.unlink()
+    for folder in reversed(folders):
+        folder.rmdir()
 
 
 # (id, argv, exit code, message fragment, files that must stay unchanged)
