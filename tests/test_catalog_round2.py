@@ -444,3 +444,21 @@ def test_a_folder_nested_1100_levels_deep_is_read(cli, hostile2, tmp_path):
 def test_a_runtime_flag_for_a_runtime_not_run_is_refused_not_ignored(cli, hostile2, argv, message):
     r = cli(*[a.format(t=hostile2) for a in argv], "--quiet")
     assert r.code == 1 and message in r.err and len(r.err.strip().splitlines()) == 1, r.err
+
+
+def test_tune_stopped_by_repeated_sigterm_leaves_nothing_not_even_its_parents(tmp_path):
+    """The search folder and the folders `--output a/b/c` made go, even with signals arriving during the clean-up."""
+    out = tmp_path / "a" / "b" / "c"
+    proc = subprocess.Popen([sys.executable, "-m", "rnopt", "tune", "--backend", "onnxruntime", "--recipe", "minmax",
+                             "--limit", "100", "--iterations", "5", "--min-time", "0", "--output", str(out), "--quiet"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not (out.exists() and any(out.iterdir()) and any(next(out.iterdir()).glob("*.onnx"))):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    for _ in range(3):
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.02)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and "terminated (SIGTERM)" in err and "Traceback" not in err, err
+    assert list(tmp_path.iterdir()) == [], "the search folder or a parent it made was left"
