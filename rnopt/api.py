@@ -60,7 +60,7 @@ def artifact(model: str, weights: str | None = None, num_classes: int | None = N
 
 def export(model: str, output: str | Path, weights: str | None = None, num_classes: int | None = None,
            labels: str | None = None, opset: int | None = None, static_batch: int | None = None,
-           rtol: float | None = None, atol: float | None = None, command: str = "", head: str = "logits",
+           rtol: float | None = None, atol: float | None = None, head: str = "logits",
            normalize: bool = False, force: bool = False) -> Record:
     """Export a model to ONNX and check it against PyTorch; an existing `output` is replaced only with `force`."""
     from rnopt.models import create_model
@@ -70,22 +70,21 @@ def export(model: str, output: str | Path, weights: str | None = None, num_class
     loaded = create_model(model, weights, num_classes, labels, head, normalize)
     with replacing(force):
         result = export_model(loaded, output, opset, static_batch, rtol or RTOL, atol)
-    return Record("export", command, warnings=list(loaded.warnings), exports=[result])
+    return Record("export", warnings=list(loaded.warnings), exports=[result])
 
 
-def optimize(source: str | Path, output: str | Path, level: str = "extended", command: str = "",
-             force: bool = False) -> Record:
+def optimize(source: str | Path, output: str | Path, level: str = "extended", force: bool = False) -> Record:
     """ONNX Runtime's offline fusion; an existing `output` is replaced only with `force`."""
     from rnopt.fusion import optimize_model
 
     _check_output(source, output, force)
     with replacing(force):
-        return Record("optimize", command, optimizations=[optimize_model(source, output, level)])
+        return Record("optimize", optimizations=[optimize_model(source, output, level)])
 
 
 def quantize(source: str | Path, output: str | Path, toolkit: str = "onnxruntime", calib_data: str | None = None,
              calib_size: int = 500, recipe: "QuantRecipe | str" = "minmax", on_batch: Advance | None = None,
-             command: str = "", control: "AccuracyControl | None" = None, on_progress: Progress | None = None,
+             control: "AccuracyControl | None" = None, on_progress: Progress | None = None,
              time_reverts: bool = True, force: bool = False) -> Record:
     """int8 with `toolkit`; `recipe` is a QuantRecipe, or just a calibration method's name. With `control`,
     accuracy-aware: layers go back to float until its bound holds on the validation data (the result's
@@ -98,7 +97,7 @@ def quantize(source: str | Path, output: str | Path, toolkit: str = "onnxruntime
     with replacing(force):
         result = quantize_file(source, output, toolkit, calib_data, calib_size, recipe, on_batch, control,
                                on_progress, timer)
-    return Record("quantize", command, quantizations=[result])
+    return Record("quantize", quantizations=[result])
 
 
 def _check_output(source: str | Path, output: str | Path, force: bool) -> None:
@@ -132,7 +131,7 @@ def _revert_costs(runtime: str, full: Path, models: list[tuple[str, Path, list[s
 def sensitivity(float_model: str | Path, int8_model: str | Path | None = None, data: str | None = None,
                 limit: int | None = None, calib_data: str | None = None, calib_size: int = 500,
                 recipe: "QuantRecipe | None" = None, measure: str | None = None, top: int = 5,
-                sqnr_images: int = 200, on_progress: Progress | None = None, command: str = "") -> Record:
+                sqnr_images: int = 200, on_progress: Progress | None = None) -> Record:
     """Per-layer int8 sensitivity of an ONNX Runtime QDQ model (quantized here from `float_model` with `recipe`
     when `int8_model` is not given): SQNR of every quantized tensor, and for the `top` worst, the accuracy
     gained by keeping only it in float, on validation images (never the test set)."""
@@ -166,11 +165,11 @@ def sensitivity(float_model: str | Path, int8_model: str | Path | None = None, d
                 scorer = Scorer.for_float(chosen, validation, prepared.float_path)
                 result = analyze(prepared.float_path, prepared.build(), scorer, sqnr_images, top, str(float_model),
                                  f"int8 of {float_model} ({recipe.describe()})", say)
-    return Record("sensitivity", command, sensitivity=[result])
+    return Record("sensitivity", sensitivity=[result])
 
 
 def bench(specs: list[VariantSpec], config: BenchConfig | None = None, executor: str = "inprocess",
-          on_progress: Progress | None = None, command: str = "", scenario: str | None = None) -> Record:
+          on_progress: Progress | None = None, scenario: str | None = None) -> Record:
     """Time every spec; a spec that cannot run is recorded in `failures` and the others go on."""
     from rnopt.execute import get_executor
 
@@ -178,13 +177,13 @@ def bench(specs: list[VariantSpec], config: BenchConfig | None = None, executor:
     outcome = get_executor(executor).bench(specs, config, on_progress)
     warnings = artifact_warnings(specs) + summarize_warnings(outcome.results) + \
         [f"skipped {f.label}: {f.reason}" for f in outcome.failures]
-    return Record("bench", command, warnings=warnings, specs=spec_entries(specs), scenario=scenario,
+    return Record("bench", warnings=warnings, specs=spec_entries(specs), scenario=scenario,
                   bench_config=config.to_dict(), bench=outcome.results, failures=outcome.failures)
 
 
 def evaluate(specs: list[VariantSpec], data: str | ImageDataset = "cifar10", limit: int | None = None,
-             batch_size: int = 100, on_batch: Advance | None = None, executor: InProcessExecutor | None = None,
-             command: str = "") -> Record:
+             batch_size: int = 100, on_batch: Advance | None = None, executor: InProcessExecutor | None = None
+             ) -> Record:
     """Top-1/top-5 of every spec on labelled images; the first spec that loads is the reference."""
     from rnopt.data import load_dataset
     from rnopt.evaluation import evaluate_specs
@@ -193,7 +192,7 @@ def evaluate(specs: list[VariantSpec], data: str | ImageDataset = "cifar10", lim
     section, failures = evaluate_specs(specs, dataset, limit, batch_size, on_batch, executor)
     ran = {r.spec_id for r in section.results}
     warnings = artifact_warnings(specs) + [f"skipped {f.label}: {f.reason}" for f in failures]
-    record = Record("eval", command, warnings=warnings, specs=spec_entries([s for s in specs if s.id in ran]),
+    record = Record("eval", warnings=warnings, specs=spec_entries([s for s in specs if s.id in ran]),
                     failures=failures)
     if isinstance(section, EmbeddingSection):
         record.embeddings = [section]
@@ -202,20 +201,21 @@ def evaluate(specs: list[VariantSpec], data: str | ImageDataset = "cifar10", lim
     return record
 
 
-def run(options: "RunOptions") -> tuple[Record, Path]:  # noqa: F821 - defined in rnopt.pipeline
-    """The whole pipeline (`rnopt run`): export, fuse, quantize, bench, evaluate, report files."""
+def run(options: "RunOptions") -> Record:  # noqa: F821 - defined in rnopt.pipeline
+    """The whole pipeline (`rnopt run`): export, fuse, quantize, bench, evaluate, report files in a fresh folder
+    (`record.folder`)."""
     from rnopt.pipeline import run_pipeline
     from rnopt.report.files import write_reports
 
-    return run_pipeline(options, write_reports)
+    return run_pipeline(options, write_reports)[0]
 
 
-def tune(options: "TuneOptions") -> tuple[Record, Path]:  # noqa: F821 - defined in rnopt.search
+def tune(options: "TuneOptions") -> Record:  # noqa: F821 - defined in rnopt.search
     """The search (`rnopt tune`): the fastest variant whose accuracy on validation images stays within a bound."""
     from rnopt.report.files import write_reports
     from rnopt.search import tune as search
 
-    return search(options, write_reports)
+    return search(options, write_reports)[0]
 
 
 __all__ = ["BenchConfig", "Record", "VariantSpec", "ArtifactSpec", "artifact", "bench", "embed", "evaluate",
@@ -223,7 +223,7 @@ __all__ = ["BenchConfig", "Record", "VariantSpec", "ArtifactSpec", "artifact", "
 
 
 def embed(spec: VariantSpec, data: str, output: str | Path, batch_size: int = 100, skip_bad: bool = False,
-          on_batch: Advance | None = None, command: str = "", force: bool = False) -> Record:
+          on_batch: Advance | None = None, force: bool = False) -> Record:
     """Embed a folder of images (or a bundled set) with one variant of an embedding model into a .npz; an
     existing `output` is replaced only with `force`, and never when it lies inside `data`."""
     from rnopt.data import load_dataset
@@ -249,4 +249,4 @@ def embed(spec: VariantSpec, data: str, output: str | Path, batch_size: int = 10
                "backend": variant.session.backend, "precision": variant.session.precision, "batch_size": batch_size}
     warnings = artifact_warnings([spec]) + ([f"skipped {len(embedded.skipped)} unreadable image(s)"]
                                            if embedded.skipped else [])
-    return Record("embed", command, warnings=warnings, specs=spec_entries([spec]), details=details)
+    return Record("embed", warnings=warnings, specs=spec_entries([spec]), details=details)

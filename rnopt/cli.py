@@ -120,6 +120,7 @@ def _check_outputs(args: argparse.Namespace, *paths: str | Path | None) -> None:
 
 
 def _write_report(args: argparse.Namespace, record: Record) -> None:
+    record.command = record.command or args.command_line  # the API takes no command line: the CLI records it
     if getattr(args, "json", None):
         from rnopt.fileio import write_json
 
@@ -164,8 +165,8 @@ def cmd_export(args: argparse.Namespace) -> None:
     _check_outputs(args, args.output, args.json)
     with progress.task(f"exporting {args.model}"):
         record = api.export(args.model, args.output, args.weights, args.num_classes, args.labels, args.opset,
-                            args.static_batch, args.rtol, args.atol, args.command_line, args.head or "logits",
-                            args.normalize)
+                            args.static_batch, args.rtol, args.atol, args.head or "logits", args.normalize,
+                            force=args.force)
     _show_warnings(record.warnings)
     if not args.quiet:
         print_table(export_table(record.exports[0]))
@@ -177,7 +178,7 @@ def cmd_optimize(args: argparse.Namespace) -> None:
     from rnopt.report.tables import optimize_table
 
     _check_outputs(args, args.output, args.json)
-    record = api.optimize(args.input, args.output, args.level, args.command_line)
+    record = api.optimize(args.input, args.output, args.level, force=args.force)
     if not args.quiet:
         print_table(optimize_table(record.optimizations[0]))
     _write_report(args, record)
@@ -197,7 +198,7 @@ def cmd_quantize(args: argparse.Namespace) -> None:
     control = _accuracy_control(args)
     with progress.task("calibrating", args.calib_size if control is None else None) as advance:
         record = api.quantize(args.input, args.output, args.backend, args.calib_data, args.calib_size, recipe,
-                              advance, args.command_line, control, lambda note: advance(0, note))
+                              advance, control, lambda note: advance(0, note), force=args.force)
     result = record.quantizations[0]
     if result.reduce_range and args.reduce_range is None:
         record.warnings.append("reduce-range is on (7-bit weights): this CPU has no VNNI/AMX, where full 8-bit "
@@ -245,7 +246,7 @@ def cmd_sensitivity(args: argparse.Namespace) -> None:
     with progress.task("sensitivity") as advance:
         record = api.sensitivity(args.float_model, args.int8_model, args.data, args.limit, args.calib_data,
                                  args.calib_size, _recipe(args), args.measure, args.top, args.sqnr_images,
-                                 lambda note: advance(0, note), args.command_line)
+                                 lambda note: advance(0, note))
     if not args.quiet:
         print_table(sensitivity_table(record.sensitivity[0], args.rows))
     _write_report(args, record)
@@ -350,8 +351,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
                                      sweep_limit=args.sweep)
     specs = _plan(args, lambda artifact: "onnxruntime")
     with progress.task("benchmarking") as advance:
-        record = api.bench(specs, config, args.executor, lambda note: advance(1, note), args.command_line,
-                           args.scenario)
+        record = api.bench(specs, config, args.executor, lambda note: advance(1, note), args.scenario)
     _require_some(record, "benchmark")
     if not args.quiet:
         print_table(bench_table(record.bench))
@@ -369,7 +369,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     _check_outputs(args, args.json)
     specs = _plan(args, lambda artifact: "onnxruntime" if artifact.is_file else "torch")
     with progress.task("evaluating", None) as advance:
-        record = api.evaluate(specs, args.data, args.limit, args.batch_size, advance, command=args.command_line)
+        record = api.evaluate(specs, args.data, args.limit, args.batch_size, advance)
     _require_some(record, "evaluate")
     if not args.quiet and record.embeddings:
         print_table(embedding_table(record.embeddings[0]))
@@ -393,7 +393,7 @@ def cmd_embed(args: argparse.Namespace) -> None:
         raise RnoptError("rnopt embed runs one variant: give one --backend and one --precision")
     [spec] = specs
     with progress.task(f"embedding {args.data}", None) as advance:
-        record = api.embed(spec, args.data, args.output, args.batch_size, args.skip_bad, advance, args.command_line)
+        record = api.embed(spec, args.data, args.output, args.batch_size, args.skip_bad, advance, force=args.force)
     d = record.details
     if not args.quiet:
         rows = [["images", f"{d['images']:,}"], ["dimensions", str(d["dim"])],
@@ -478,7 +478,8 @@ def cmd_run(args: argparse.Namespace) -> None:
     opts = RunOptions(args.model, args.weights, args.num_classes, args.labels, Path(args.output), args.data,
                       args.calib_data, args.limit, bench, args.threads, args.command_line, backends, devices,
                       args.head or "logits", args.normalize, control)
-    record, out = api.run(opts)
+    record = api.run(opts)
+    out = Path(record.folder or args.output)
     if not args.quiet:
         print_table(run_summary_table(record.bench, record.evals, record.embeddings))
         console.print(f"report: {out / 'report.html'} (also report.md, report.json)")
@@ -509,7 +510,8 @@ def cmd_tune(args: argparse.Namespace) -> None:
         backends=split_list(args.backend, "backend") if args.backend is not None else None,
         devices=split_list(args.device, "device") if args.device is not None else None, threads=args.threads,
         command=args.command_line)
-    record, out = api.tune(opts)
+    record = api.tune(opts)
+    out = Path(record.folder or args.output)
     if not args.quiet:
         print_table(search_table(record.searches[0]))
         print_table(run_summary_table(record.bench, record.evals, record.embeddings))

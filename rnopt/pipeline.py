@@ -96,6 +96,7 @@ def run_pipeline(opts: RunOptions, render: Render = write_record) -> tuple[Recor
         load_dataset(opts.accuracy.data or default_validation_data(meta_for(loaded)))
     with run_folder(opts.output, loaded.name) as out:
         record = _run_steps(opts, backends, devices, skipped + not_on_cuda, model, store, dataset, calibration, out)
+        record.folder = str(out)
         render(record, out)
         return record, out
 

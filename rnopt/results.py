@@ -363,6 +363,7 @@ class Record:
     embeddings: list[EmbeddingSection] = field(default_factory=list)  # embedding models: retrieval fidelity
     searches: list[SearchResult] = field(default_factory=list)  # `rnopt tune`: what it tried and chose
     details: dict[str, Any] = field(default_factory=dict)  # listings: models, backends, compare-runs rows
+    folder: str | None = None  # `rnopt run` / `rnopt tune`: the folder holding its model files and reports
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema_version": SCHEMA_VERSION, **asdict(self)}

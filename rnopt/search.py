@@ -123,6 +123,7 @@ def tune(opts: TuneOptions, render: Render = write_record) -> tuple[Record, Path
         record = Record("tune", opts.command, warnings=list(loaded.warnings) + skipped + not_on_cuda,
                         model=model_section(loaded))
         _search(opts, record, backends, devices, model, store, bound, validation, calibration, test_name, out)
+        record.folder = str(out)
         render(record, out)
         return record, out
 
