@@ -151,8 +151,9 @@ CASES = [
      "which this command reads", ["{img}"]),
     ("json-over-the-ir-weights", ["bench", "{t}/ov/m.xml", "--backend", "openvino", "--json", "{t}/ov/m.bin",
                                   "--force"], 1, "is the same file as the input", ["ov/m.bin"]),
+    # refused before any work (the move into place would refuse it too, after the whole bench)
     ("json-over-a-fifo", ["bench", "{t}/m.onnx", *QUICK, "--json", "{t}/fifo", "--force"], 1,
-     "not a regular file", []),
+     "is not a regular file (a FIFO, a device or a socket): choose a file path", []),
     # result files: one typed schema before anything reads them
     *[(f"report-{name}", ["report", f"{{t}}/{name}.json", "-o", "{t}/out.html"], 1, fragment, [])
       for name, fragment in [
