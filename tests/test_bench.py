@@ -84,7 +84,8 @@ def test_batch_sweep_doubles_until_images_per_s_stops_improving(fp32_onnx):
     stopped_early = batches[-1] < 16
     gains = [b.throughput_ips / a.throughput_ips - 1 for a, b in zip(results, results[1:])]
     assert all(g >= SWEEP_MIN_GAIN for g in gains[:-1])  # it went on only while images/s improved
-    assert (gains[-1] < SWEEP_MIN_GAIN) == stopped_early
+    if stopped_early:  # it stopped because the last doubling did not pay; at the limit it stops whatever the gain
+        assert gains[-1] < SWEEP_MIN_GAIN
 
 
 def test_batch_sweep_stops_where_memory_runs_out(fp32_onnx, monkeypatch):
