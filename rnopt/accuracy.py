@@ -6,10 +6,12 @@ Also the validation images those decisions are tuned on: decoded once, kept in m
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -136,14 +138,33 @@ def default_measure(meta: ModelMeta) -> str:
     return "mAP" if meta.is_embedding else "top-1"
 
 
+def content_sha256(*arrays: np.ndarray) -> str:
+    """The sha256 of decoded images (and labels): what a recipe step read, by content, wherever it came from."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
 @dataclass
 class ValidationSet:
     name: str
     images: np.ndarray  # N x 3 x H x W float32, preprocessed as the model expects
     labels: np.ndarray
+    source: str | None = None  # the data it was read from (a bundled name or a folder) and the subset's size:
+    limit: int | None = None  # where a recipe that names these images finds them again
 
     def __len__(self) -> int:
         return len(self.images)
+
+    @functools.cached_property
+    def sha256(self) -> str:
+        return content_sha256(self.images, self.labels)
+
+    def reference(self) -> dict[str, Any]:
+        """The images as a recipe step names them: by content, with where to read them again."""
+        return {"data": self.source or self.name, "limit": self.limit, "sha256": self.sha256}
 
     def batches(self, size: int) -> list[np.ndarray]:
         return [self.images[i:i + size] for i in range(0, len(self.images), size)]
@@ -191,4 +212,5 @@ def validation_set(meta: ModelMeta, data: str | None, limit: int | None = None,
         labels.append(batch_labels)
         if on_batch:
             on_batch(len(batch))
-    return ValidationSet(dataset.name, np.concatenate(images).astype(np.float32, copy=False), np.concatenate(labels))
+    return ValidationSet(dataset.name, np.concatenate(images).astype(np.float32, copy=False), np.concatenate(labels),
+                         name, limit)

@@ -1,23 +1,32 @@
 """Artifacts: the model a spec names, made ready for a runtime. Conversion happens here, before loading.
 
 `artifact_for` turns what a user typed (a built-in name with optional weights, or a model file) into an
-`ArtifactSpec`. An `ArtifactStore` materialises one for a runtime: a model file is checked against its
-sha256 and opened; a built-in name is built in PyTorch for the torch runtime, or exported to ONNX,
-checked against PyTorch and cached for the others. The cache key holds everything that changes the
-exported bytes: model name, weights sha256, class names, head, opset, dynamic batch, torch version.
-Within a process each model is built and exported once, however many variants ask for it.
+`ArtifactSpec`. An `ArtifactStore` materialises one for a runtime: a user's model file is checked against its
+sha256 and opened; a built-in name is built in PyTorch for the torch runtime; anything else is built by its
+recipe (export, then each step) in a content-addressed cache, `<cache>/artifacts/<artifact id>/`, so the same
+recipe is built once on a machine, by any command, and a spec written as JSON rebuilds the same bytes in a fresh
+process with an empty cache (or says why not: the user's file missing, other calibration images, other library
+versions). Within a process each artifact is opened once, however many variants ask for it.
 """
 from __future__ import annotations
 
-import hashlib
+import json
 import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rnopt.backends.base import ModelFile, ModelInput, TorchModel
 from rnopt.errors import RnoptError, first_line
-from rnopt.fileio import readable_file, replacing, sha256_of, write_text
+from rnopt.fileio import atomic_path, readable_file, replacing, sha256_of, write_text
 from rnopt.notices import notice
+from rnopt.onnx_model import model_meta
+from rnopt.recipes import DataSource
+from rnopt.results import ExportResult, OptimizeResult, QuantizeResult, build
+from rnopt.spec import artifact_fields
 
 if TYPE_CHECKING:
     from rnopt.models.registry import LoadedModel
@@ -26,9 +35,11 @@ if TYPE_CHECKING:
 MODEL_SUFFIXES = (".onnx", ".xml")
 
 
-def cache_dir() -> Path:
+def artifacts_dir() -> Path:
+    """Where built artifacts are kept, one folder per recipe id: $RNOPT_CACHE_DIR/artifacts (default
+    ~/.cache/rnopt/artifacts)."""
     root = os.environ.get("RNOPT_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "rnopt"
-    return Path(root) / "onnx"
+    return Path(root) / "artifacts"
 
 
 def file_sha256(path: Path) -> str:
@@ -39,12 +50,7 @@ def file_sha256(path: Path) -> str:
 
 def open_model_file(path: str | Path) -> ModelFile:
     """An ONNX or IR file with its rnopt metadata (inferred for a foreign file)."""
-    from rnopt.onnx_model import load_onnx, read_ir_meta, read_meta
-
-    path = Path(path)
-    if path.suffix == ".xml":
-        return ModelFile(path, read_ir_meta(path))
-    return ModelFile(path, read_meta(load_onnx(path, load_weights=False), path))
+    return ModelFile(Path(path), model_meta(path))
 
 
 def is_model_name(arg: str) -> bool:
@@ -101,28 +107,36 @@ def _weights_sha256(name: str, weights: str | None) -> str | None:
 
 
 class ArtifactStore:
-    """Builds, exports and caches the artifacts specs name; runtimes get them ready to load."""
+    """Builds, caches and hands out the artifacts specs name; runtimes get them ready to load.
 
-    def __init__(self, root: Path | None = None) -> None:
-        self.root = root
+    Every file is built by its recipe into `<cache>/artifacts/<artifact id>/`, one step at a time (a quantized
+    file's folder is found from its fused or exported parent's), with the file's sha256 and the step's own
+    result (the export check, the fusion check, the quantization report) beside it. A folder is reused only when
+    its bytes still have the recorded sha256; a folder appears whole or not at all (built aside, renamed in).
+    """
+
+    def __init__(self, root: Path | None = None, data: DataSource | None = None) -> None:
+        self.root = root  # the artifacts folder; None: artifacts_dir() when first needed
+        self.data = data or DataSource()  # decoded calibration and validation images, by content
+        self.results: dict[ArtifactSpec, StepOutcome] = {}  # what built (or last built) each artifact
         self._loaded: dict[ArtifactSpec, LoadedModel] = {}
         self._files: dict[ArtifactSpec, ModelFile] = {}
 
     def model_for(self, artifact: ArtifactSpec, formats: tuple[str, ...]) -> ModelInput:
-        """`artifact` in one of `formats`: the file itself, the PyTorch model, or its ONNX export."""
-        if artifact.is_file:
-            return self.model_file(artifact)
-        if "torch" in formats:
+        """`artifact` in one of `formats`: the PyTorch model for a built-in name, else its file."""
+        if "torch" in formats and not artifact.is_file and not artifact.steps:
             return TorchModel(self.loaded(artifact))
-        return self.onnx_file(artifact)
+        return self.model_file(artifact)
 
     def model_file(self, artifact: ArtifactSpec) -> ModelFile:
+        """The file a recipe makes (built or taken from the cache), or a user's model file (checked)."""
         if artifact not in self._files:
-            path = readable_file(artifact.source, "model file")
-            if artifact.sha256 and file_sha256(path) != artifact.sha256:
-                raise RnoptError(f"{path} has changed since this variant was specified (sha256 differs): "
-                                 f"plan the variants again")
-            self._files[artifact] = open_model_file(path)
+            if artifact.steps:
+                self._files[artifact] = self._built(artifact)
+            elif artifact.is_file:
+                self._files[artifact] = self._user_file(artifact)
+            else:
+                self._files[artifact] = self._exported(artifact)
         return self._files[artifact]
 
     def loaded(self, artifact: ArtifactSpec) -> LoadedModel:
@@ -138,46 +152,123 @@ class ArtifactStore:
             self._loaded[artifact] = loaded
         return self._loaded[artifact]
 
-    def onnx_file(self, artifact: ArtifactSpec) -> ModelFile:
-        """The built-in model exported to ONNX, checked, and cached on disk under its key."""
-        if artifact not in self._files:
-            loaded = self.loaded(artifact)
-            folder = self.root or cache_dir()
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise RnoptError(f"cannot use the ONNX cache folder {folder} ({exc.strerror}): set RNOPT_CACHE_DIR "
-                                 f"to a writable folder") from None
-            path = folder / f"{self.cache_key(artifact, loaded)}.onnx"
-            self._files[artifact] = self._cached_or_exported(loaded, artifact, path)
-        return self._files[artifact]
+    def copy_to(self, artifact: ArtifactSpec, path: Path) -> Path:
+        """The artifact's file (and an IR's weights) copied to `path`, which must not exist: a run folder's copy."""
+        source = self.model_file(artifact).path
+        pairs = [(source, path)] + ([(source.with_suffix(".bin"), path.with_suffix(".bin"))]
+                                     if source.suffix == ".xml" else [])
+        for origin, target in pairs:
+            with atomic_path(target) as scratch:
+                shutil.copyfile(origin, scratch)
+        return path
 
-    @staticmethod
-    def _cached_or_exported(loaded: LoadedModel, artifact: ArtifactSpec, path: Path) -> ModelFile:
-        """The cached export, or a fresh one; a cache entry that no longer reads (truncated, overwritten) is
-        exported again rather than failing every later run."""
-        from rnopt.onnx_export import export_model
-
-        recorded = path.with_name(path.name + ".sha256")  # the bytes the export wrote, checked on every reuse
-        if path.exists():
-            try:
-                if recorded.read_text().strip() != sha256_of(path):
-                    raise RnoptError("its sha256 is not the one recorded when it was exported")
-                return open_model_file(path)
-            except (RnoptError, OSError) as exc:
-                notice(f"the cached export {path} could not be trusted ({first_line(exc)}): exported again")
-        with replacing():  # the cache's own entry
-            export_model(loaded, path, artifact.opset, None if artifact.dynamic_batch else 1)
-            write_text(recorded, sha256_of(path) + "\n")
+    def _user_file(self, artifact: ArtifactSpec) -> ModelFile:
+        path = Path(artifact.source)
+        if not path.exists() and artifact.sha256:
+            raise RnoptError(f"the model file {artifact.source} (sha256 {artifact.sha256[:12]}) is not on this "
+                             f"machine: copy that file there, or plan the variant from a model that is")
+        path = readable_file(artifact.source, "model file")
+        if artifact.sha256 and file_sha256(path) != artifact.sha256:
+            raise RnoptError(f"{path} has changed since this variant was specified (sha256 differs): "
+                             f"plan the variants again")
         return open_model_file(path)
 
-    @staticmethod
-    def cache_key(artifact: ArtifactSpec, loaded: LoadedModel) -> str:
-        import torch
+    def _exported(self, artifact: ArtifactSpec) -> ModelFile:
+        from rnopt.onnx_export import export_model
 
-        classes = hashlib.sha256("\n".join(loaded.class_names).encode()).hexdigest()[:8]
-        weights = (loaded.weights_sha256 or "random-seed0")[:16]
-        shape = "dyn" if artifact.dynamic_batch else "b1"
-        head = artifact.head + ("-l2" if artifact.normalize else "")
-        return (f"{loaded.name}-{weights}-{classes}-{head}-opset{artifact.opset or 'default'}-{shape}"
-                f"-torch{torch.__version__}")
+        loaded = self.loaded(artifact)
+        return self._entry(artifact, "export", lambda path: export_model(
+            loaded, path, artifact.opset, None if artifact.dynamic_batch else 1))
+
+    def _built(self, artifact: ArtifactSpec) -> ModelFile:
+        from rnopt.recipes import run_step
+
+        parent = self.model_file(artifact.parent())
+        step = artifact.steps[-1]
+        return self._entry(artifact, step.op, lambda path: run_step(step, parent, path, self.data))
+
+    def _entry(self, artifact: ArtifactSpec, kind: str, make: Callable[[Path], Any]) -> ModelFile:
+        folder = self._folder() / artifact.id
+        model = folder / f"model{artifact.file_suffix}"
+        outcome = self._trusted(folder, model)
+        if outcome is None:
+            outcome = self._make(folder, model, kind, make, artifact)
+        if artifact.built_sha256 and outcome.sha256 != artifact.built_sha256:
+            notice(f"{artifact.name}: rebuilt from its recipe, its bytes differ from those recorded (sha256 "
+                   f"{outcome.sha256[:12]}, was {artifact.built_sha256[:12]}): the library versions differ "
+                   f"(this machine: {outcome.made_with})")
+        self.results[artifact] = outcome
+        return open_model_file(model)
+
+    def _folder(self) -> Path:
+        folder = self.root or artifacts_dir()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RnoptError(f"cannot use the artifact cache {folder} ({exc.strerror}): set RNOPT_CACHE_DIR "
+                             f"to a writable folder") from None
+        return folder
+
+    @staticmethod
+    def _trusted(folder: Path, model: Path) -> StepOutcome | None:
+        """The cached entry, when its bytes still have the recorded sha256; else None (with a notice)."""
+        if not folder.exists():
+            return None
+        try:
+            outcome = StepOutcome.read(folder / "result.json")
+            if outcome.sha256 != file_sha256(model):
+                raise RnoptError("its sha256 is not the one recorded when it was built")
+            return outcome
+        except (RnoptError, OSError, ValueError, TypeError, KeyError) as exc:
+            notice(f"the cached artifact {folder} could not be trusted ({first_line(exc)}): built again")
+            return None
+
+    @staticmethod
+    def _make(folder: Path, model: Path, kind: str, make: Callable[[Path], Any], artifact: ArtifactSpec) -> StepOutcome:
+        """Build into a scratch folder beside the entry, then rename it in: an interrupted build leaves no entry."""
+        scratch = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        try:
+            built = scratch / model.name
+            result = make(built)
+            outcome = StepOutcome(kind, file_sha256(built), versions(), result)
+            write_text(scratch / "result.json", json.dumps(outcome.to_dict(), indent=1))
+            write_text(scratch / "recipe.json", json.dumps({"id": artifact.id, **artifact_fields(artifact)}, indent=1))
+            with replacing():  # an untrusted entry goes; the new one takes its place
+                shutil.rmtree(folder, ignore_errors=True)
+            os.rename(scratch, folder)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return outcome
+
+
+@dataclass
+class StepOutcome:
+    """What building one artifact gave: the kind of step, its file's sha256, the library versions, its result."""
+
+    kind: str  # export, optimize, quantize, quantize-aware
+    sha256: str
+    made_with: str
+    result: ExportResult | OptimizeResult | QuantizeResult
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "sha256": self.sha256, "made_with": self.made_with, "result": asdict(self.result)}
+
+    @classmethod
+    def read(cls, path: Path) -> "StepOutcome":
+        payload = json.loads(path.read_text())
+        result_class = {"export": ExportResult, "optimize": OptimizeResult}.get(payload["kind"], QuantizeResult)
+        return cls(payload["kind"], payload["sha256"], payload.get("made_with", ""), build(result_class,
+                                                                                        payload["result"]))
+
+
+def versions() -> str:
+    """The libraries whose versions can change a recipe's bytes."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = []
+    for package in ("torch", "onnx", "onnxruntime", "openvino", "nncf"):
+        try:
+            found.append(f"{package} {version(package)}")
+        except PackageNotFoundError:
+            continue
+    return ", ".join(found)

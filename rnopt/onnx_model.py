@@ -203,6 +203,12 @@ def op_counts(model: onnx.ModelProto) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+def model_meta(path: str | Path) -> ModelMeta:
+    """An ONNX or IR file's rnopt metadata (inferred for a foreign file), without loading its weights."""
+    path = Path(path)
+    return read_ir_meta(path) if path.suffix == ".xml" else read_meta(load_onnx(path, load_weights=False), path)
+
+
 def read_ir_meta(path: str | Path) -> ModelMeta:
     """The rnopt metadata stored in an OpenVINO IR's rt_info by `rnopt quantize --backend openvino`."""
     import openvino as ov

@@ -4,29 +4,30 @@ from __future__ import annotations
 import contextlib
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 from rnopt import progress
 from rnopt.accuracy import ValidationSet, default_validation_data, validation_set
-from rnopt.artifacts import ArtifactStore, artifact_for, open_model_file
+from rnopt.artifacts import ArtifactStore, artifact_for
 from rnopt.backends import backend_class
 from rnopt.bench import BenchConfig, summarize_warnings, sweep_config
 from rnopt.data import ImageDataset, load_dataset
 from rnopt.errors import RnoptError
 from rnopt.execute.inprocess import InProcessExecutor
-from rnopt.onnx_export import export_model, meta_for
+from rnopt.onnx_export import meta_for
+from rnopt.onnx_model import ModelMeta
 from rnopt.fileio import write_json
 from rnopt.models.registry import LoadedModel
-from rnopt.fusion import optimize_model
 from rnopt.evaluation import evaluate_specs
 from rnopt.plan import RUN_RUNTIMES, artifact_warnings, eval_order, plan_run
-from rnopt.quantization import AccuracyControl, get_quantizer
+from rnopt.quantization import AccuracyControl
 from rnopt.quantization.base import CalibrationData, QuantRecipe
+from rnopt.recipes import optimize_step, quantize_aware_step, quantize_step
 from rnopt.quantization.calibration import calibration_data
-from rnopt.results import BenchResult, EmbeddingSection, QuantizeResult, Record, check_fields
-from rnopt.spec import ArtifactSpec, VariantSpec, spec_entries
+from rnopt.results import BenchResult, EmbeddingSection, Record, check_fields
+from rnopt.spec import ArtifactSpec, Step, VariantSpec, spec_entries
 
 DEFAULT_MODEL = "resnet20_cifar10"
 CALIB_SIZE = 500
@@ -173,7 +174,7 @@ def _run_steps(opts: RunOptions, backends: list[str], devices: list[str], skippe
                out: Path) -> Record:
     loaded = store.loaded(model)
     record = Record("run", opts.command, warnings=list(loaded.warnings) + skipped, model=model_section(loaded))
-    files = _make_files(opts, backends, loaded, calibration, out, record)
+    files = _make_files(opts, backends, model, store, calibration, out, record)
     specs = plan_run(model, files, backends, devices, opts.threads)
     record.specs = spec_entries(specs)
 
@@ -221,55 +222,54 @@ def _cuda_sweep(executor: InProcessExecutor, specs: list[VariantSpec], ran: list
     return [r for r in swept.results if (r.spec_id, r.batch_size) not in done]
 
 
-def _make_files(opts: RunOptions, backends: list[str], loaded: LoadedModel, calibration: CalibrationData, out: Path,
-                record: Record) -> dict[str, ArtifactSpec]:
-    """The model files the runtimes load: fp32 export, ORT-fused, ORT int8, and NNCF int8 with OpenVINO."""
-    fp32, fused, int8 = out / "model.onnx", out / "model.fused.onnx", out / "model.int8.onnx"
+def _make_files(opts: RunOptions, backends: list[str], model: ArtifactSpec, store: ArtifactStore,
+                calibration: CalibrationData, out: Path, record: Record) -> dict[str, ArtifactSpec]:
+    """The recipes the runtimes load: fp32 export, ORT-fused, ORT int8, and NNCF int8 with OpenVINO; each built
+    through the store (a recipe built before is taken from its cache) and copied into the run folder."""
+    store.data.add(calibration)
     with progress.task("exporting and checking", None):
-        record.exports.append(export_model(loaded, fp32))
-    with progress.task("fusing operators", None):
-        record.optimizations.append(optimize_model(fp32, fused, "extended"))
-    validation = _validation(opts, fp32)
-    record.quantizations.append(_int8(opts, "onnxruntime", fp32, int8, calibration, validation))
-    paths = [fp32, fused, int8]
+        meta = store.model_file(model).meta
+    validation = _validation(opts, meta)
+    store.data.add(validation)
+    files = {"model.onnx": model, "model.fused.onnx": model.then(optimize_step()),
+             "model.int8.onnx": model.then(_int8_step(opts, "onnxruntime", meta, calibration, validation))}
     if "openvino" in backends:
-        nncf_int8 = _nncf_int8(opts, fp32, out / "model.int8.xml", calibration, validation, record)
-        paths += [nncf_int8] if nncf_int8 else []
-    return {p.name: artifact_for(str(p)) for p in paths}
+        try:
+            files["model.int8.xml"] = model.then(_int8_step(opts, "openvino", meta, calibration, validation))
+        except RnoptError as exc:
+            record.warnings.append(f"OpenVINO's own int8 (model.int8.xml) skipped: {exc}")
+    return build_into(store, files, out, record)
 
 
-def _validation(opts: RunOptions, fp32: Path) -> ValidationSet | None:
+def build_into(store: ArtifactStore, files: dict[str, ArtifactSpec], out: Path, record: Record
+               ) -> dict[str, ArtifactSpec]:
+    """Each recipe built (or taken from the cache), copied into `out` under its name, its step's result in the
+    record; the specs come back with the sha256 of the bytes they gave, so a rebuild elsewhere is checked."""
+    built = {}
+    for name, artifact in files.items():
+        store.copy_to(artifact, out / name)
+        outcome = store.results[artifact]
+        section = {"export": record.exports, "optimize": record.optimizations}.get(outcome.kind, record.quantizations)
+        section.append(outcome.result)
+        built[name] = replace(artifact, built_sha256=outcome.sha256)
+    return built
+
+
+def _validation(opts: RunOptions, meta: ModelMeta) -> ValidationSet | None:
     """The validation images accuracy-aware int8 tunes on, decoded once for every toolkit (None: no bound)."""
     if opts.accuracy is None:
         return None
     with progress.task("decoding validation images") as advance:
-        return validation_set(open_model_file(fp32).meta, opts.accuracy.data, on_batch=advance)
+        return validation_set(meta, opts.accuracy.data, on_batch=advance)
 
 
-def _int8(opts: RunOptions, toolkit: str, fp32: Path, output: Path, calibration: CalibrationData,
-          validation: ValidationSet | None) -> QuantizeResult:
+def _int8_step(opts: RunOptions, toolkit: str, meta: ModelMeta, calibration: CalibrationData,
+               validation: ValidationSet | None) -> Step:
     """Plain int8, or accuracy-aware int8 when the run has a bound (tuned on validation images; the run's own
     evaluation gives the test-set figures)."""
-    quantizer = get_quantizer(toolkit)
     if opts.accuracy is None or validation is None:
-        with progress.task(f"calibrating int8 ({toolkit})", len(calibration)) as advance:
-            return quantizer.quantize(fp32, output, calibration, on_batch=advance)
-    bound = opts.accuracy.bound(open_model_file(fp32).meta)
-    with progress.task(f"accuracy-aware int8 ({toolkit})") as advance:
-        return quantizer.quantize_accuracy_aware(fp32, output, calibration, QuantRecipe(), bound, validation,
-                                                 on_progress=lambda note: advance(0, note))
-
-
-def _nncf_int8(opts: RunOptions, fp32: Path, output: Path, calibration: CalibrationData,
-               validation: ValidationSet | None, record: Record) -> Path | None:
-    """OpenVINO's own int8 (NNCF, same calibration images as ORT's), when NNCF is installed."""
-    try:
-        import nncf  # noqa: F401
-    except ImportError:
-        record.warnings.append("NNCF is not installed: OpenVINO's own int8 (model.int8.xml) skipped (pip install nncf)")
-        return None
-    record.quantizations.append(_int8(opts, "openvino", fp32, output, calibration, validation))
-    return output
+        return quantize_step(toolkit, QuantRecipe(), calibration)
+    return quantize_aware_step(toolkit, QuantRecipe(), calibration, opts.accuracy.bound(meta), validation)
 
 
 CUDA_RUNTIMES = ("torch", "onnxruntime")

@@ -18,7 +18,9 @@ from rnopt.environment import Environment, snapshot
 
 # 3: spec ids are stable (rnopt.spec.ID_SCHEME: content, no paths), so results of two runs join on them;
 # 2: ids hashed paths (results join on labels); 1: no record, no ids. rnopt.report.loading reads all three.
-SCHEMA_VERSION = 3
+# 4: a file rnopt builds is named by its recipe (source + steps; spec.ID_SCHEME 4), so ids of schema 3 and 4
+# differ for the same variant and join only within one schema.
+SCHEMA_VERSION = 4
 
 
 @dataclass

@@ -24,19 +24,19 @@ import numpy as np
 from rnopt import progress
 from rnopt.accuracy import AccuracyBound, ValidationSet, refuse_mixed_roles, validation_set
 from rnopt.artifacts import ArtifactStore, artifact_for
+from rnopt.backends import backend_class
 from rnopt.bench import CUDA_SWEEP_LIMIT, BenchConfig, Variant, check_batch_fits, summarize_warnings, sweep_config
 from rnopt.data import load_dataset
 from rnopt.errors import RnoptError, first_line
 from rnopt.evaluation import evaluate_specs
 from rnopt.execute.base import BenchOutcome
 from rnopt.execute.inprocess import InProcessExecutor
-from rnopt.onnx_export import export_model, meta_for
-from rnopt.models.registry import LoadedModel
-from rnopt.fusion import optimize_model
-from rnopt.pipeline import DEFAULT_MODEL, EVAL_BATCH, Render, model_section, run_backends, run_devices, run_folder, \
-    write_record
+from rnopt.onnx_export import meta_for
+from rnopt.pipeline import DEFAULT_MODEL, EVAL_BATCH, Render, build_into, model_section, run_backends, run_devices, \
+    run_folder, write_record
 from rnopt.plan import RUN_TORCH_ON_CUDA, artifact_warnings, is_quantized
-from rnopt.quantization import AccuracyControl, QuantRecipe, get_quantizer
+from rnopt.quantization import AccuracyControl, QuantRecipe
+from rnopt.recipes import optimize_step, quantize_aware_step, quantize_step
 from rnopt.quantization.base import CalibrationData
 from rnopt.quantization.calibration import calibration_data
 from rnopt.results import BenchResult, Candidate, EmbeddingSection, Failure, Record, SearchResult, check_fields
@@ -132,7 +132,7 @@ def _search(opts: TuneOptions, record: Record, backends: list[str], devices: lis
             store: ArtifactStore, bound: AccuracyBound, validation: ValidationSet, calibration: CalibrationData,
             test_name: str | None, out: Path) -> None:
     start = time.perf_counter()
-    files = _build_files(opts, backends, store.loaded(model), calibration, out, record)
+    files = _build_files(opts, backends, model, store, calibration, out, record)
     executor = InProcessExecutor(store)
     with progress.task("loading candidates", None):
         variants, record.failures = executor.load(plan_candidates(model, files, backends, devices, opts.objective,
@@ -142,12 +142,13 @@ def _search(opts: TuneOptions, record: Record, backends: list[str], devices: lis
     with progress.task(f"validating on {validation.name}", len(variants) * len(validation)) as advance:
         scores = validator.scores(variants, record.failures, advance)
     if opts.accuracy_aware and _any_int8(variants) and not _int8_within(variants, scores, bound):
-        aware = _accuracy_aware_files(opts, backends, files, bound, validation, calibration, out, record)
+        aware = _accuracy_aware_files(opts, backends, files, store, bound, validation, calibration, out, record)
         more, failed = executor.load(file_candidates(aware, backends, opts.objective, opts.threads))
         record.failures += failed
         with progress.task("validating accuracy-aware int8", len(more) * len(validation)) as advance:
             scores |= validator.scores(more, record.failures, advance)
         variants += more
+        files = {**files, **aware}
     specs = [v.spec for v in variants]
     record.specs = spec_entries(specs)
     reference, reference_score = variants[0].spec, scores[variants[0].spec.id]
@@ -164,13 +165,20 @@ def _search(opts: TuneOptions, record: Record, backends: list[str], devices: lis
     record.searches = [SearchResult(opts.objective, opts.bench.batch_sizes[0], bound.describe(), bound.measure,
                                     validation.name, len(validation), reference.label, reference.id,
                                     reference_score, list(candidates.values()), chosen.spec_id,
-                                    chosen_spec.artifact.source if chosen_spec.artifact.is_file else "",
+                                    _file_of(chosen_spec, files, out),
                                     round(time.perf_counter() - start, 1))]
     if test_name:
         _test_figures(record, [reference] + ([chosen_spec] if chosen_spec != reference else []), test_name, executor)
     record.warnings = list(dict.fromkeys(record.warnings + summarize_warnings(record.bench)
                                          + [f"skipped {f.label}: {f.reason}" for f in record.failures]
                                          + artifact_warnings(specs)))
+
+
+def _file_of(spec: VariantSpec, files: dict[str, ArtifactSpec], out: Path) -> str:
+    """The run folder's copy of the file `spec` loads ("" for a PyTorch variant, which loads no file)."""
+    if "torch" in backend_class(spec.runtime).formats:
+        return ""
+    return next((str(out / name) for name, artifact in files.items() if artifact == spec.artifact), "")
 
 
 def _reference_first(variants: list[Variant]) -> list[Variant]:
@@ -193,35 +201,26 @@ def _int8_within(variants: list[Variant], scores: dict[str, float], bound: Accur
                if is_quantized(v.spec.artifact) and v.spec.id in scores)
 
 
-def _build_files(opts: TuneOptions, backends: list[str], loaded: LoadedModel, calibration: CalibrationData,
-                 out: Path, record: Record) -> dict[str, ArtifactSpec]:
-    """The model files of the search: the fp32 export, ORT's fused file, one int8 file per recipe, NNCF's IR."""
-    fp32 = out / "model.onnx"
-    with progress.task("exporting and checking", None):
-        record.exports.append(export_model(loaded, fp32))
-    paths = [fp32]
+def _build_files(opts: TuneOptions, backends: list[str], model: ArtifactSpec, store: ArtifactStore,
+                 calibration: CalibrationData, out: Path, record: Record) -> dict[str, ArtifactSpec]:
+    """The recipes of the search: the fp32 export, ORT's fused file, one int8 file per recipe, NNCF's IR; built
+    through the store (cached by recipe) and copied into the run folder."""
+    store.data.add(calibration)
+    files = {"model.onnx": model}
     if "onnxruntime" in backends:
-        with progress.task("fusing operators", None):
-            record.optimizations.append(optimize_model(fp32, out / "model.fused.onnx", "extended"))
-        paths.append(out / "model.fused.onnx")
-    if not {"onnxruntime", "openvino"} & set(backends):
-        return {p.name: artifact_for(str(p)) for p in paths}  # PyTorch alone runs no model file
-    quantizer = get_quantizer("onnxruntime")
-    for name in opts.recipes or SEARCH_RECIPES:
-        path = out / f"model.int8-{name}.onnx"
-        with progress.task(f"int8: {name}", len(calibration)) as advance:
-            record.quantizations.append(quantizer.quantize(fp32, path, calibration, SEARCH_RECIPES[name], advance))
-        paths.append(path)
+        files["model.fused.onnx"] = model.then(optimize_step())
+    if {"onnxruntime", "openvino"} & set(backends):  # PyTorch alone runs no model file
+        for name in opts.recipes or SEARCH_RECIPES:
+            files[f"model.int8-{name}.onnx"] = model.then(quantize_step("onnxruntime", SEARCH_RECIPES[name],
+                                                                        calibration))
     if "openvino" in backends:
         try:
-            nncf = get_quantizer("openvino")
+            files["model.int8.xml"] = model.then(quantize_step("openvino", QuantRecipe(), calibration))
         except RnoptError as exc:
             record.warnings.append(f"OpenVINO's own int8 (NNCF) not searched: {exc}")
-        else:
-            with progress.task("int8: NNCF", len(calibration)) as advance:
-                record.quantizations.append(nncf.quantize(fp32, out / "model.int8.xml", calibration, on_batch=advance))
-            paths.append(out / "model.int8.xml")
-    return {p.name: artifact_for(str(p)) for p in paths}
+    with progress.task("exporting and checking", None):
+        store.model_file(model)
+    return build_into(store, files, out, record)
 
 
 def plan_candidates(model: ArtifactSpec, files: dict[str, ArtifactSpec], runtimes: list[str], devices: list[str],
@@ -257,8 +256,8 @@ def file_candidates(files: dict[str, ArtifactSpec], runtimes: list[str], objecti
 
 
 def _accuracy_aware_files(opts: TuneOptions, backends: list[str], files: dict[str, ArtifactSpec],
-                          bound: AccuracyBound, validation: ValidationSet, calibration: CalibrationData, out: Path,
-                          record: Record) -> dict[str, ArtifactSpec]:
+                          store: ArtifactStore, bound: AccuracyBound, validation: ValidationSet,
+                          calibration: CalibrationData, out: Path, record: Record) -> dict[str, ArtifactSpec]:
     """Accuracy-aware int8, ONNX Runtime's from the first recipe searched (minmax by default) and NNCF's with
     OpenVINO: each toolkit puts layers back to float until the bound holds on the same validation images. A
     model that still misses the bound is kept: validation scores it like any other candidate.
@@ -267,17 +266,15 @@ def _accuracy_aware_files(opts: TuneOptions, backends: list[str], files: dict[st
     that reverts many layers. Measured on the outlier-channel ResNet-20 (scripts/damage_layer.py): from
     entropy, 16 of 36 layers went back to float in 100 s, and the model ran 2x slower than fp32 on ONNX
     Runtime; from minmax, `rnopt quantize --max-drop` reverts 2 (README "Int8 you can trust")."""
-    made = {"model.int8-aware.onnx": ("onnxruntime", SEARCH_RECIPES[(opts.recipes or list(SEARCH_RECIPES))[0]])}
+    store.data.add(calibration, validation)
+    first = SEARCH_RECIPES[(opts.recipes or list(SEARCH_RECIPES))[0]]
+    model = files["model.onnx"]
+    aware = {"model.int8-aware.onnx": model.then(quantize_aware_step(
+        "onnxruntime", first, calibration, bound, validation, opts.control.max_steps))}
     if "openvino" in backends and "model.int8.xml" in files:
-        made["model.int8-aware.xml"] = ("openvino", QuantRecipe())
-    aware = {}
-    for name, (toolkit, recipe) in made.items():
-        with progress.task(f"accuracy-aware int8 ({toolkit})") as advance:
-            record.quantizations.append(get_quantizer(toolkit).quantize_accuracy_aware(
-                out / "model.onnx", out / name, calibration, recipe, bound, validation,
-                max_steps=opts.control.max_steps, on_progress=lambda note: advance(0, note)))
-        aware[name] = artifact_for(str(out / name))
-    return aware
+        aware["model.int8-aware.xml"] = model.then(quantize_aware_step(
+            "openvino", QuantRecipe(), calibration, bound, validation, opts.control.max_steps))
+    return build_into(store, aware, out, record)
 
 
 @dataclass

@@ -23,8 +23,67 @@ from rnopt.preprocessing import HEADS
 from rnopt.results import check_fields
 
 DEVICES = ("cpu", "cuda")
-# What an id hashes, versioned: 3 = content and recipe, no paths, defaults left out (rnopt 0.1's ids hashed paths).
-ID_SCHEME = 3
+# What an id hashes, versioned: 3 = content, no paths, defaults left out (rnopt 0.1's ids hashed paths);
+# 4 = a file rnopt builds is named by its recipe (source + steps), not by the path it was written to.
+ID_SCHEME = 4
+# The steps that turn a model's ONNX export into the file a runtime loads; each names its settings, defaults left
+# out. Data a step reads (calibration, validation images) is a reference {"data", "size", "sha256"}: only the
+# sha256 of the decoded images is part of the id; where they were read is a hint for rebuilding.
+STEP_OPS = ("optimize", "quantize", "quantize-aware")
+DATA_KEYS = ("calibration", "validation")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a recipe: an operation and its settings, held as canonical JSON (frozen and hashable)."""
+
+    op: str
+    options: str = "{}"
+
+    def __post_init__(self) -> None:
+        if self.op not in STEP_OPS:
+            raise RnoptError(f"unknown recipe step {self.op!r}: choose one of {', '.join(STEP_OPS)}")
+        try:
+            settings = json.loads(self.options)
+        except (TypeError, ValueError):
+            raise RnoptError(f"the settings of recipe step {self.op} are not JSON: {self.options!r:.60}") from None
+        if not isinstance(settings, dict):
+            raise RnoptError(f"the settings of recipe step {self.op} must be an object")
+        object.__setattr__(self, "options", json.dumps(settings, sort_keys=True))
+
+    @classmethod
+    def make(cls, op: str, **settings: Any) -> "Step":
+        """A step from keyword settings; those that are None (the default) are left out."""
+        return cls(op, json.dumps({k: v for k, v in settings.items() if v is not None}, sort_keys=True))
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return json.loads(self.options)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"op": self.op, **self.settings}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "Step":
+        if not isinstance(data, dict) or not isinstance(data.get("op"), str):
+            raise RnoptError(f"a recipe step is an object with an \"op\", got {data!r:.60}")
+        return cls.make(**data)
+
+    def identity(self) -> dict[str, Any]:
+        """The step without the places its data was read from: data by content only."""
+        settings = self.settings
+        for key in DATA_KEYS:
+            if isinstance(settings.get(key), dict):
+                settings[key] = settings[key].get("sha256")
+        return {"op": self.op, **settings}
+
+    def describe(self) -> str:
+        settings = self.settings
+        if self.op == "optimize":
+            return f"fused ({settings.get('level', 'extended')})"
+        method = (settings.get("recipe") or {}).get("method", "minmax")
+        aware = " accuracy-aware" if self.op == "quantize-aware" else ""
+        return f"int8{aware} ({settings.get('toolkit', 'onnxruntime')}, {method})"
 
 
 @dataclass(frozen=True)
@@ -42,9 +101,14 @@ class ArtifactSpec:
     recipe: str | None = None  # how a file was made (its rnopt history, e.g. the quantization recipe)
     normalize: bool = False  # with the features head: L2-normalised embeddings
     labels_sha256: str | None = None  # of the class names `labels` gives (the path is only where they were read)
+    steps: tuple[Step, ...] = ()  # what turns the source's ONNX into this artifact's file (a recipe)
+    # the bytes the recipe gave when it was last built (a rebuild says when its bytes differ); not part of the id
+    built_sha256: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if not isinstance(self.steps, tuple) or not all(isinstance(step, Step) for step in self.steps):
+            raise RnoptError("ArtifactSpec.steps must be a tuple of recipe Steps")
         if self.head not in HEADS:
             raise RnoptError(f"unknown output head {self.head!r}: choose one of {', '.join(HEADS)}")
         if self.normalize and self.head != "features":
@@ -56,21 +120,46 @@ class ArtifactSpec:
 
     @property
     def name(self) -> str:
-        return Path(self.source).name if self.is_file else self.source
+        base = Path(self.source).name if self.is_file else self.source
+        return " ".join([base] + [step.describe() for step in self.steps])
 
     @property
     def quantized(self) -> bool:
-        return "quantize" in (self.recipe or "")
+        return any(step.op.startswith("quantize") for step in self.steps) or "quantize" in (self.recipe or "")
+
+    @property
+    def id(self) -> str:
+        """The recipe's id (with the id scheme, the recipe's schema version): the name of its store folder."""
+        identity = {"scheme": ID_SCHEME, **self.identity()}
+        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+    @property
+    def file_suffix(self) -> str:
+        """What the recipe's file is: an OpenVINO IR after NNCF, else ONNX (a model file: its own suffix)."""
+        last = self.steps[-1].settings if self.steps else {}
+        if "toolkit" in last:
+            return ".xml" if last["toolkit"] == "openvino" else ".onnx"
+        return Path(self.source).suffix if self.is_file else ".onnx"
+
+    def parent(self) -> "ArtifactSpec":
+        """The artifact this one's last step starts from."""
+        return replace(self, steps=self.steps[:-1], built_sha256=None)
+
+    def then(self, step: Step) -> "ArtifactSpec":
+        """This artifact with one more step."""
+        return replace(self, steps=(*self.steps, step), built_sha256=None)
 
     def identity(self) -> dict[str, Any]:
-        """What this artifact is, wherever it lies: a file's bytes; a built-in name with what changes its weights
-        and its outputs. Only what differs from the defaults."""
+        """What this artifact is, wherever it lies: a file's bytes, or a built-in name with what changes its weights
+        and its outputs; then the steps of its recipe. Only what differs from the defaults."""
+        steps = {"steps": [step.identity() for step in self.steps]} if self.steps else {}
         if self.is_file:
-            return {"file": self.sha256}
+            return {"file": self.sha256, **steps}
         optional = {"num_classes": self.num_classes, "labels": self.labels_sha256 or _path_digest(self.labels),
                     "head": None if self.head == "logits" else self.head, "normalize": self.normalize or None,
                     "opset": self.opset, "static_batch": None if self.dynamic_batch else True}
-        return {"model": self.source, "weights": self.sha256, **{k: v for k, v in optional.items() if v is not None}}
+        return {"model": self.source, "weights": self.sha256, **{k: v for k, v in optional.items() if v is not None},
+                **steps}
 
 
 @dataclass(frozen=True)
@@ -105,14 +194,18 @@ class VariantSpec:
 
     def to_dict(self) -> dict[str, Any]:
         assert self.config is not None
-        return {"artifact": _fields(self.artifact), "runtime": self.runtime, "device": self.device,
+        return {"artifact": artifact_fields(self.artifact), "runtime": self.runtime, "device": self.device,
                 "precision": self.precision, "threads": self.threads, "config": self.config.to_dict(),
                 "label": self.label}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "VariantSpec":
         try:
-            artifact = ArtifactSpec(**data["artifact"])
+            fields = dict(data["artifact"])
+            if not isinstance(fields.get("steps", []), list):
+                raise TypeError("artifact.steps must be a list of steps")
+            fields["steps"] = tuple(Step.from_dict(step) for step in fields.get("steps", []))
+            artifact = ArtifactSpec(**fields)
             config = config_class(data["runtime"]).from_dict(data.get("config") or {})
             return cls(artifact, data["runtime"], data.get("device", "cpu"), data.get("precision"),
                        data.get("threads"), config, data.get("label", ""))
@@ -158,5 +251,6 @@ def _path_digest(path: str | None) -> str | None:
         return path
 
 
-def _fields(artifact: ArtifactSpec) -> dict[str, Any]:
-    return {name: getattr(artifact, name) for name in artifact.__dataclass_fields__}
+def artifact_fields(artifact: ArtifactSpec) -> dict[str, Any]:
+    fields = {name: getattr(artifact, name) for name in artifact.__dataclass_fields__}
+    return {**fields, "steps": [step.to_dict() for step in artifact.steps]}

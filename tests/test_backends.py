@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import onnx
 import pytest
 
 from conftest import bench_rows, eval_section, settings
@@ -91,19 +92,20 @@ def test_names_are_exported_on_the_fly_and_cached(tmp_path, monkeypatch, batch, 
     monkeypatch.setenv("RNOPT_CACHE_DIR", str(tmp_path))
     artifact = artifact_for("resnet20_cifar10")
     store = ArtifactStore()
-    first = store.onnx_file(artifact)
-    assert first.path.parent == tmp_path / "onnx" and first.meta.weights_sha256.startswith("12fca82f")
-    assert store.onnx_file(artifact) is first  # one export per process, however many backends ask
+    first = store.model_file(artifact)
+    assert first.path == tmp_path / "artifacts" / artifact.id / "model.onnx"
+    assert first.meta.weights_sha256.startswith("12fca82f")
+    assert store.model_file(artifact) is first  # one export per process, however many backends ask
     stamp = first.path.stat().st_mtime_ns
-    again = ArtifactStore().onnx_file(artifact_for("resnet20_cifar10"))  # a later run: the cached file
+    again = ArtifactStore().model_file(artifact_for("resnet20_cifar10"))  # a later run: the cached file
     assert again.path == first.path and again.path.stat().st_mtime_ns == stamp
     labels = tmp_path / "labels.txt"
     labels.write_text("\n".join(f"c{i}" for i in range(10)))
-    renamed = store.onnx_file(artifact_for("resnet20_cifar10", labels=str(labels)))
+    renamed = store.model_file(artifact_for("resnet20_cifar10", labels=str(labels)))
     assert renamed.path != first.path and renamed.meta.class_names[0] == "c0"  # metadata differs: new file
-    # Everything that changes the exported bytes is in the key: the opset, for one.
-    older = store.onnx_file(artifact_for("resnet20_cifar10", opset=17))
-    assert older.path != first.path and "opset17" in older.path.name
+    # Everything that changes the exported bytes is in the recipe's id: the opset, for one.
+    older = store.model_file(artifact_for("resnet20_cifar10", opset=17))
+    assert older.path != first.path and onnx.load(str(older.path)).opset_import[0].version == 17
     for name in ("onnxruntime", "openvino"):
         backend = get_backend(name)
         model = store.model_for(artifact, backend.formats)
@@ -216,9 +218,9 @@ def test_run_without_nncf_skips_only_openvinos_own_int8(run_without, tmp_path):
                        "--iterations", "3", "--min-time", "0", "--warmup", "1", "--no-memory", "--quiet",
                        "--backend", "openvino")
     assert proc.returncode == 0, proc.stderr
-    assert "NNCF is not installed: OpenVINO's own int8 (model.int8.xml) skipped" in proc.stderr
+    assert "OpenVINO's own int8 (model.int8.xml) skipped: OpenVINO int8 needs NNCF and OpenVINO (nncf is missing)" in proc.stderr
     [run] = list(tmp_path.iterdir())
     payload = json.loads((run / "report.json").read_text())
-    files = {s["id"]: s["artifact"]["source"] for s in payload["specs"]}
-    assert {files[r["spec_id"]].rsplit("/", 1)[1] for r in bench_rows(payload)} == {"model.onnx", "model.int8.onnx"}
+    labels = {s["id"]: s["label"] for s in payload["specs"]}
+    assert {labels[r["spec_id"]] for r in bench_rows(payload)} == {"model.onnx [openvino]", "model.int8.onnx [openvino]"}
 

@@ -14,7 +14,7 @@ from rnopt.execute import InProcessExecutor, SubprocessExecutor
 from rnopt.plan import plan
 from rnopt.report.loading import load_results
 from rnopt.results import Record
-from rnopt.spec import ArtifactSpec, VariantSpec
+from rnopt.spec import ID_SCHEME, ArtifactSpec, VariantSpec
 
 V1_RUN = Path(__file__).parent / "data" / "v1-run.json"  # a `rnopt run` report.json written by rnopt 0.1, schema 1
 QUICK = BenchConfig([1], warmup=1, iterations=5, min_time=0)
@@ -95,7 +95,7 @@ def test_bench_and_eval_join_on_spec_ids_across_commands(cli, tmp_path, fp32_onn
     assert cli("eval", fp32_onnx, int8_onnx, "--limit", "200", "--json", tmp_path / "e.json").code == 0
     bench = json.loads((tmp_path / "b.json").read_text())
     ev = json.loads((tmp_path / "e.json").read_text())
-    assert bench["schema_version"] == 3 and {s["id"] for s in ev["specs"]} <= {s["id"] for s in bench["specs"]}
+    assert bench["schema_version"] == 4 and {s["id"] for s in ev["specs"]} <= {s["id"] for s in bench["specs"]}
     from rnopt.report.headline import variant_points
 
     points = variant_points(load_results([tmp_path / "b.json", tmp_path / "e.json"]))
@@ -197,7 +197,7 @@ def test_ids_leave_defaults_out_and_normalise_equivalent_spellings(fp32_onnx, in
     assert VariantSpec.build(fp32, "onnxruntime", opt_level="basic").id != VariantSpec(fp32, "onnxruntime").id
     assert VariantSpec(fp32, "onnxruntime", threads=1).id != VariantSpec(fp32, "onnxruntime").id
     identity = VariantSpec(fp32, "onnxruntime").identity()
-    assert identity == {"scheme": 3, "artifact": {"file": fp32.sha256}, "runtime": "onnxruntime"}
+    assert identity == {"scheme": ID_SCHEME, "artifact": {"file": fp32.sha256}, "runtime": "onnxruntime"}
     assert str(fp32_onnx.parent) not in json.dumps(identity)
 
 

@@ -31,7 +31,9 @@ def get_quantizer(name: str) -> Quantizer:
     except ImportError as exc:
         raise RnoptError(f"the {name} quantizer needs {exc.name or packages}, which is not installed: "
                          f"pip install {packages}") from None
-    return getattr(module, class_name)()
+    quantizer: Quantizer = getattr(module, class_name)()
+    quantizer.require()
+    return quantizer
 
 
 @dataclass(frozen=True)
@@ -74,11 +76,11 @@ def quantize_file(source: str | Path, output: str | Path, toolkit: str = "onnxru
                   ) -> QuantizeResult:
     """Quantize one float ONNX file with `toolkit`, calibrating on `calib_data` (default: bundled CIFAR); with
     `control`, accuracy-aware: layers go back to float until the bound holds on the validation data."""
-    from rnopt.artifacts import open_model_file
+    from rnopt.onnx_model import model_meta
     from rnopt.quantization.calibration import calibration_data
 
     quantizer = get_quantizer(toolkit)
-    meta = open_model_file(source).meta
+    meta = model_meta(source)
     if control is None:
         return quantizer.quantize(source, output, calibration_data(meta, calib_data, calib_size), recipe, on_batch)
     bound = control.bound(meta)

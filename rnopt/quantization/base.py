@@ -5,15 +5,17 @@ the same inputs and no run decodes them twice.
 """
 from __future__ import annotations
 
+import functools
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
-from rnopt.accuracy import AccuracyBound, ValidationSet
+from rnopt.accuracy import AccuracyBound, ValidationSet, content_sha256
 from rnopt.results import LayerCost, QuantizeResult
 
 
@@ -61,6 +63,26 @@ class QuantRecipe:
         return "; ".join(parts)
 
 
+    def settings(self) -> dict[str, Any]:
+        """The fields that differ from the defaults, as JSON (a recipe step holds them)."""
+        default = QuantRecipe()
+        changed = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != getattr(default, f.name)}
+        return json.loads(json.dumps(changed))  # tuples become lists
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> "QuantRecipe":
+        from rnopt.errors import RnoptError
+
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            raise RnoptError(f"unknown quantization setting {', '.join(unknown)}: this rnopt knows {', '.join(known)}")
+        given = dict(settings)
+        given["exclude"] = tuple(given.get("exclude", ()))
+        given["ranges"] = tuple(tuple(r) for r in given.get("ranges", ()))
+        return cls(**given)
+
+
 @dataclass
 class CalibrationData:
     name: str  # the dataset it came from (cifar10-calib, a folder)
@@ -68,6 +90,14 @@ class CalibrationData:
 
     def __len__(self) -> int:
         return len(self.images)
+
+    @functools.cached_property
+    def sha256(self) -> str:
+        return content_sha256(self.images)
+
+    def reference(self) -> dict[str, Any]:
+        """The images as a recipe step names them: by content, with where to read them again."""
+        return {"data": self.name, "size": len(self), "sha256": self.sha256}
 
     def batches(self, size: int) -> list[np.ndarray]:
         return [self.images[i:i + size] for i in range(0, len(self.images), size)]
@@ -80,6 +110,14 @@ LayerTimer = Callable[[Path, list[tuple[str, Path, list[str]]]], list[LayerCost]
 class Quantizer(ABC):
     name: ClassVar[str]  # the registry name, which is also the runtime it targets
     suffix: ClassVar[str]  # the output file's extension
+
+    def require(self) -> None:
+        """Raise RnoptError (saying what to install) when a library this toolkit needs is missing."""
+
+    def resolved(self, recipe: QuantRecipe) -> QuantRecipe:
+        """`recipe` with every setting that depends on this machine fixed to its value here, so a recipe step
+        names the same bytes on any machine."""
+        return recipe
 
     @abstractmethod
     def quantize(self, source: str | Path, output: str | Path, calibration: CalibrationData,

@@ -17,6 +17,7 @@ import io
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -155,6 +156,9 @@ class PreparedQuantization:
 class OrtStaticQuantizer(Quantizer):
     name = "onnxruntime"
     suffix = ".onnx"
+
+    def resolved(self, recipe: QuantRecipe) -> QuantRecipe:
+        return replace(recipe, reduce_range=reduce_range_here(recipe))
 
     def quantize(self, source: str | Path, output: str | Path, calibration: CalibrationData,
                  recipe: QuantRecipe = QuantRecipe(), on_batch: Callable[[int], None] | None = None) -> QuantizeResult:

@@ -9,6 +9,7 @@ import contextlib
 import io
 import json
 import logging
+import re
 import sys
 import tempfile
 import time
@@ -27,6 +28,14 @@ from rnopt.results import AccuracyAwareResult, QuantizeResult, RevertStep
 class NncfQuantizer(Quantizer):
     name = "openvino"
     suffix = ".xml"
+
+    def require(self) -> None:
+        try:
+            import nncf  # noqa: F401
+            import openvino  # noqa: F401
+        except ImportError as exc:
+            raise RnoptError(f"OpenVINO int8 needs NNCF and OpenVINO ({exc.name} is missing): "
+                             f"pip install nncf openvino") from None
 
     def quantize(self, source: str | Path, output: str | Path, calibration: CalibrationData,
                  recipe: QuantRecipe = QuantRecipe(), on_batch: Callable[[int], None] | None = None) -> QuantizeResult:
@@ -242,8 +251,18 @@ def _float_layers_run_as(core) -> str:  # noqa: ANN001
     return f"OpenVINO runs the reverted layers in {hint} on this CPU"
 
 
+def _stable_names(model) -> None:  # noqa: ANN001 - an openvino Model
+    """Name the nodes OpenVINO named itself (`Constant_31864`: a counter global to the process, so the same model
+    built after other work gets other names) by their place in the graph, so the same recipe writes the same
+    bytes in any process. Names that came from the ONNX file are kept."""
+    for index, op in enumerate(model.get_ordered_ops()):
+        if re.fullmatch(rf"{re.escape(op.get_type_name())}_\d+", op.get_friendly_name()):
+            op.set_friendly_name(f"{op.get_type_name()}_{index}")
+
+
 def _save_ir_atomically(ov, model, output: Path) -> None:  # noqa: ANN001
     """Write .xml and .bin in a scratch folder beside the output, then move the .bin, then the .xml."""
+    _stable_names(model)
     with tempfile.TemporaryDirectory(dir=output.parent, prefix=".rnopt-") as scratch:
         tmp_xml = Path(scratch) / output.name
         ov.save_model(model, str(tmp_xml), compress_to_fp16=False)

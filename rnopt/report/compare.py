@@ -96,7 +96,8 @@ def compare_runs(baseline: ReportData, current: ReportData, latency_tolerance: f
         if not (math.isfinite(value) and value >= 0):
             raise RnoptError(f"--{name}-tolerance must be a finite number of zero or more, got {value * 100:g}")
     outcome = Outcome(environment_differences=environment_differences(baseline, current))
-    by_id = baseline.stable_ids and current.stable_ids and all(r.spec_id for r in baseline.bench + current.bench)
+    by_id = baseline.stable_ids and baseline.id_scheme == current.id_scheme and \
+        all(r.spec_id for r in baseline.bench + current.bench)
     base, cur = _by_key(baseline.bench, "baseline", by_id), _by_key(current.bench, "current", by_id)
     _refuse_what_cannot_be_compared(baseline, current, base, cur, outcome)
     for key in list(base) + [k for k in cur if k not in base]:

@@ -31,7 +31,7 @@ from rnopt.results import (
 )
 
 KINDS = ("export", "optimize", "quantize", "sensitivity", "bench", "eval", "run", "tune", "report")
-READABLE_VERSIONS = (1, 2, SCHEMA_VERSION)
+READABLE_VERSIONS = (1, 2, 3, SCHEMA_VERSION)
 MAX_RESULT_BYTES = 256 * 2**20  # a default `rnopt run` writes under 1 MiB, with every timed sample
 
 
@@ -50,8 +50,13 @@ class ReportData:
     embeddings: list[EmbeddingSection] = field(default_factory=list)
     sensitivity: list[SensitivityResult] = field(default_factory=list)
     searches: list[SearchResult] = field(default_factory=list)
-    # Whether every file read has stable spec ids (schema 3): results then join on them, else on labels.
-    stable_ids: bool = False
+    # The id scheme every file read shares (schema 3: ids of content; 4: files rnopt builds named by recipe), or
+    # None (schema 1 and 2 ids hashed paths; or files of two schemes): results join on ids only when it is set.
+    id_scheme: int | None = None
+
+    @property
+    def stable_ids(self) -> bool:
+        return self.id_scheme is not None
 
     @property
     def title(self) -> str:
@@ -61,10 +66,10 @@ class ReportData:
     def merge(self, other: "ReportData") -> None:
         first = not self.sources
         for f in dataclasses.fields(self):
-            if f.name != "stable_ids":
+            if f.name != "id_scheme":
                 getattr(self, f.name).extend(getattr(other, f.name))
         self.warnings = list(dict.fromkeys(self.warnings))
-        self.stable_ids = other.stable_ids if first else self.stable_ids and other.stable_ids
+        self.id_scheme = other.id_scheme if first or self.id_scheme == other.id_scheme else None
 
 
 def from_payload(payload: dict[str, Any], source: str) -> ReportData:
@@ -82,7 +87,7 @@ def from_payload(payload: dict[str, Any], source: str) -> ReportData:
         if version == 1:
             return _sections(payload, kind, source)
         data = _from_record(Record.from_dict(payload), source)
-        data.stable_ids = version >= 3
+        data.id_scheme = version if version >= 3 else None  # schema 3 wrote id scheme 3, schema 4 scheme 4
         return data
     except (TypeError, KeyError, ValueError, AttributeError) as exc:
         raise RnoptError(f"{source} is a malformed rnopt {kind} file ({type(exc).__name__}: {exc})") from None

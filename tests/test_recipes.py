@@ -1,0 +1,178 @@
+"""Recipe artifacts: a file rnopt builds is named by its source and the steps that make it (never a path), built
+step by step into a content-addressed cache, and rebuilt from a spec's JSON anywhere: the same bytes, or one line
+saying why not."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rnopt import notices
+from rnopt.accuracy import AccuracyBound, ValidationSet
+from rnopt.artifacts import ArtifactStore, artifact_for, file_sha256
+from rnopt.errors import RnoptError
+from rnopt.environment import snapshot
+from rnopt.quantization import QuantRecipe
+from rnopt.quantization.base import CalibrationData
+from rnopt.recipes import optimize_step, quantize_aware_step, quantize_step
+from rnopt.spec import ArtifactSpec, Step, VariantSpec
+
+TUNE = ("--backend", "onnxruntime,openvino", "--recipe", "minmax", "--limit", "300", "--iterations", "5",
+        "--min-time", "0.05", "--quiet")
+
+
+def _images(seed: int, n: int = 8) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, 3, 32, 32)).astype(np.float32)
+
+
+def test_recipe_ids_name_content_and_steps_not_places_or_defaults():
+    model = artifact_for("resnet20_cifar10")
+    here, there = CalibrationData("cifar10-calib", _images(0)), CalibrationData("/data/elsewhere", _images(0))
+    other = CalibrationData("cifar10-calib", _images(1))
+    step = quantize_step("onnxruntime", QuantRecipe(), here)
+    # the same images read from another place: one id; other images: another id
+    assert model.then(step).id == model.then(quantize_step("onnxruntime", QuantRecipe(), there)).id
+    assert model.then(step).id != model.then(quantize_step("onnxruntime", QuantRecipe(), other)).id
+    # the machine-dependent default is fixed when the recipe is written: the spelled-out value is the same recipe
+    reduce = not snapshot().has_int8_acceleration  # 7-bit weights where the CPU lacks VNNI/AMX
+    assert step == quantize_step("onnxruntime", QuantRecipe(reduce_range=reduce), here)
+    assert step != quantize_step("onnxruntime", QuantRecipe(reduce_range=not reduce), here)
+    assert model.then(step).id != model.then(quantize_step("onnxruntime", QuantRecipe(method="entropy"), here)).id
+    # defaults left out; what a step changes and the order of steps are in the id
+    assert optimize_step() == optimize_step("extended") and optimize_step("basic") != optimize_step()
+    fused_then_int8 = model.then(optimize_step()).then(step)
+    assert fused_then_int8.id != model.then(step).id != model.id
+    assert fused_then_int8.parent() == model.then(optimize_step())
+    assert model.then(step).quantized and not model.then(optimize_step()).quantized
+    # validation images and the bound are part of an accuracy-aware recipe
+    validation = ValidationSet("cifar10-val[8]", _images(2), np.arange(8) % 10, "cifar10-val", 8)
+    aware = quantize_aware_step("onnxruntime", QuantRecipe(), here, AccuracyBound(max_drop=1.0), validation)
+    looser = quantize_aware_step("onnxruntime", QuantRecipe(), here, AccuracyBound(max_drop=2.0), validation)
+    moved = ValidationSet("x", validation.images, validation.labels, "/elsewhere", None)
+    assert model.then(aware).id != model.then(looser).id
+    assert model.then(aware).id == model.then(quantize_aware_step(
+        "onnxruntime", QuantRecipe(), here, AccuracyBound(max_drop=1.0), moved)).id
+    # the recipe round-trips through JSON, and the bytes it last gave are recorded but are not its identity
+    spec = VariantSpec(model.then(step), "onnxruntime")
+    again = VariantSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
+    assert again == spec and again.id == spec.id and again.artifact.steps == (step,)
+    assert ArtifactSpec(**{**spec.to_dict()["artifact"], "steps": (step,), "built_sha256": "ab" * 32}).id == \
+        model.then(step).id
+    with pytest.raises(RnoptError, match="unknown recipe step 'prune'"):
+        VariantSpec.from_dict({**spec.to_dict(), "artifact": {**spec.to_dict()["artifact"], "steps": [{"op": "prune"}]}})
+
+
+REBUILD = r"""
+import json, sys
+import numpy as np
+from rnopt.data import load_dataset
+from rnopt.execute.inprocess import InProcessExecutor
+from rnopt.artifacts import ArtifactStore, file_sha256
+from rnopt.spec import VariantSpec
+
+specs = [VariantSpec.from_dict(entry) for entry in json.loads(open(sys.argv[1]).read())]
+store = ArtifactStore()
+variants, failures = InProcessExecutor(store).load(specs)
+assert not failures, failures
+found = {}
+for variant in variants:
+    built = store.model_file(variant.spec.artifact)
+    path = built.path
+    [(images, _)] = list(load_dataset("cifar10").subset(100).batches(100, built.meta.preprocessing))
+    np.save(sys.argv[2] + "/" + variant.spec.id + ".npy", variant.session.predict(images))
+    found[variant.spec.id] = {"sha256": file_sha256(path), "path": str(path)}  # an IR: .xml and .bin
+print(json.dumps(found))
+"""
+
+
+def test_a_tunes_choice_rebuilds_in_a_fresh_process_with_an_empty_cache(cli, tmp_path):
+    from rnopt.data import load_dataset
+    from rnopt.execute.inprocess import InProcessExecutor
+    from rnopt.onnx_model import model_meta
+
+    out = tmp_path / "reports"
+    assert cli("tune", "--output", out, *TUNE).code == 0
+    [folder] = out.iterdir()
+    record = json.loads((folder / "report.json").read_text())
+    search = record["searches"][0]
+    by_id = {entry["id"]: entry for entry in record["specs"]}
+    # the chosen variant, and every int8 candidate whatever was chosen (ORT's QDQ file on both runtimes, NNCF's IR)
+    wanted = {search["chosen_id"]} | {i for i, e in by_id.items() if any(
+        s["op"].startswith("quantize") for s in e["artifact"]["steps"])}
+    assert len(wanted) >= 3
+    (tmp_path / "specs.json").write_text(json.dumps([by_id[i] for i in sorted(wanted)]))
+    fresh = tmp_path / "fresh-cache"
+    proc = subprocess.run([sys.executable, "-c", REBUILD, str(tmp_path / "specs.json"), str(tmp_path)],
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "RNOPT_CACHE_DIR": str(fresh)})
+    assert proc.returncode == 0, proc.stderr
+    rebuilt = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert all(Path(r["path"]).is_relative_to(fresh) for r in rebuilt.values())  # built there, not found
+    for spec_id in wanted:
+        spec = VariantSpec.from_dict(by_id[spec_id])
+        assert rebuilt[spec_id]["sha256"] == spec.artifact.built_sha256, (spec.label, spec.artifact.steps)
+        copy = folder / next(c["label"] for c in search["candidates"] if c["spec_id"] == spec_id).split(" ")[0]
+        assert file_sha256(copy) == spec.artifact.built_sha256
+        # and the same outputs, bit for bit, as the file the tune wrote, on 100 test images
+        [variant], _ = InProcessExecutor().load([VariantSpec(artifact_for(str(copy)), spec.runtime,
+                                                             spec.device, spec.precision, spec.threads, spec.config)])
+        preprocessing = model_meta(folder / "model.onnx").preprocessing
+        [(images, _)] = list(load_dataset("cifar10").subset(100).batches(100, preprocessing))
+        assert np.array_equal(np.load(tmp_path / f"{spec_id}.npy"), variant.session.predict(images))
+    assert "differ from those recorded" not in proc.stderr
+
+
+def test_a_rebuild_that_cannot_give_the_same_bytes_says_why(tmp_path, monkeypatch, fp32_onnx):
+    monkeypatch.setenv("RNOPT_CACHE_DIR", str(tmp_path / "cache"))
+    model = artifact_for("resnet20_cifar10")
+    calibration = CalibrationData("cifar10-calib", _images(0))  # not what cifar10-calib decodes to
+    with pytest.raises(RnoptError, match=r"calibration images this recipe was made with \(sha256 [0-9a-f]{12}\) "
+                                         r"are not those cifar10-calib gives here"):
+        ArtifactStore().model_file(model.then(quantize_step("onnxruntime", QuantRecipe(), calibration)))
+    # a user's file that is not on this machine: named by its sha256
+    gone = artifact_for(str(fp32_onnx))
+    gone = ArtifactSpec(str(tmp_path / "moved" / "resnet20.onnx"), gone.sha256, head=gone.head)
+    with pytest.raises(RnoptError, match=f"is not on this machine.*sha256 {gone.sha256[:12]}|sha256 "
+                                         f"{gone.sha256[:12]}.*is not on this machine"):
+        ArtifactStore().model_file(gone.then(optimize_step()))
+    # other bytes than those recorded (other library versions): built, and said
+    notices.drain()
+    fused = ArtifactStore().model_file(ArtifactSpec("resnet20_cifar10", model.sha256, steps=(optimize_step(),),
+                                                    built_sha256="0" * 64))
+    assert fused.path.exists()
+    assert any("its bytes differ from those recorded" in n for n in notices.drain())
+
+
+def test_an_interrupted_build_leaves_no_cache_entry(tmp_path, monkeypatch):
+    import rnopt.recipes
+
+    monkeypatch.setenv("RNOPT_CACHE_DIR", str(tmp_path))
+    model = artifact_for("resnet20_cifar10")
+    store = ArtifactStore()
+    store.model_file(model)
+    before = sorted(p.name for p in (tmp_path / "artifacts").iterdir())
+
+    def interrupted(step, parent, output, data):
+        output.write_bytes(b"half a model")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rnopt.recipes, "run_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        store.model_file(model.then(optimize_step()))
+    assert sorted(p.name for p in (tmp_path / "artifacts").iterdir()) == before  # no entry, no scratch folder
+    monkeypatch.undo()
+    monkeypatch.setenv("RNOPT_CACHE_DIR", str(tmp_path))
+    fused = ArtifactStore().model_file(model.then(optimize_step()))
+    assert fused.meta.variant == "fused" or "optimize" in ";".join(fused.meta.history)
+
+
+def test_steps_are_checked_when_read():
+    with pytest.raises(RnoptError, match="not JSON"):
+        Step("optimize", "{")
+    with pytest.raises(RnoptError, match="unknown quantization setting 'colour'|unknown quantization setting colour"):
+        QuantRecipe.from_settings({"colour": "red"})
