@@ -9,6 +9,7 @@ over these functions.
 """
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +19,7 @@ from rnopt.bench import BenchConfig, summarize_warnings
 from rnopt.errors import RnoptError
 from rnopt.fileio import check_writable_output, replacing
 from rnopt.plan import artifact_warnings, plan
+from rnopt.progress import listening
 from rnopt.results import EmbeddingSection, Record
 from rnopt.spec import ArtifactSpec, VariantSpec, spec_entries
 
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     from rnopt.execute.inprocess import InProcessExecutor
     from rnopt.quantization import AccuracyControl
     from rnopt.quantization.base import QuantRecipe
+    from rnopt.progress import Listener
     from rnopt.results import LayerCost
 
 Progress = Callable[[str], None]
@@ -70,7 +73,7 @@ def export(model: str, output: str | Path, weights: str | None = None, num_class
     loaded = create_model(model, weights, num_classes, labels, head, normalize)
     with replacing(force):
         result = export_model(loaded, output, opset, static_batch, rtol or RTOL, atol)
-    return Record("export", warnings=list(loaded.warnings), exports=[result])
+    return Record("export", warnings=list(loaded.warnings), exports=[result]).capture_environment()
 
 
 def optimize(source: str | Path, output: str | Path, level: str = "extended", force: bool = False) -> Record:
@@ -79,7 +82,7 @@ def optimize(source: str | Path, output: str | Path, level: str = "extended", fo
 
     _check_output(source, output, force)
     with replacing(force):
-        return Record("optimize", optimizations=[optimize_model(source, output, level)])
+        return Record("optimize", optimizations=[optimize_model(source, output, level)]).capture_environment()
 
 
 def quantize(source: str | Path, output: str | Path, toolkit: str = "onnxruntime", calib_data: str | None = None,
@@ -97,7 +100,72 @@ def quantize(source: str | Path, output: str | Path, toolkit: str = "onnxruntime
     with replacing(force):
         result = quantize_file(source, output, toolkit, calib_data, calib_size, recipe, on_batch, control,
                                on_progress, timer)
-    return Record("quantize", quantizations=[result])
+    return Record("quantize", quantizations=[result]).capture_environment()
+
+
+def load_spec(path: str | Path, spec_id: str | None = None) -> VariantSpec:
+    """A variant spec from JSON: a spec file (a variant's or an artifact's), or a record rnopt wrote, where
+    `spec_id` picks one of its specs (default: what `rnopt tune` chose, or its only spec)."""
+    import json
+
+    from rnopt.fileio import readable_file
+
+    source = readable_file(path, "spec file")
+    try:
+        payload = json.loads(source.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RnoptError(f"{path} is not JSON ({type(exc).__name__}): give a spec or a report.json") from None
+    if not isinstance(payload, dict):
+        raise RnoptError(f"{path} holds no spec: give a spec file or a report.json rnopt wrote")
+    if "schema_version" in payload:
+        record = Record.from_dict(payload)
+        chosen = [s.chosen_id for s in record.searches if s.chosen_id]
+        wanted = spec_id or (chosen[0] if chosen else None)
+        entries = [e for e in record.specs if wanted in (None, e.get("id"))]
+        if len(entries) != 1:
+            ids = ", ".join(str(e.get("id")) for e in record.specs) or "none"
+            raise RnoptError(f"{path}: {'no spec ' + repr(wanted) if wanted else 'several specs'} in it "
+                             f"(its specs: {ids}): pick one with --id")
+        return VariantSpec.from_dict(entries[0])
+    if "artifact" in payload:
+        return VariantSpec.from_dict(payload)
+    if "source" in payload:
+        return VariantSpec.from_dict({"artifact": payload, "runtime": "onnxruntime"})
+    raise RnoptError(f"{path} holds no spec (no \"artifact\" or \"source\" key): give a spec or a report.json")
+
+
+def build(spec: VariantSpec, output: str | Path, force: bool = False) -> Record:
+    """Build the file `spec` runs by its recipe (taken from the artifact cache where it was built before) and copy
+    it into the folder `output` as model.onnx (or model.xml and model.bin), with the spec beside it (spec.json).
+    Files already in `output` are replaced only with `force`."""
+    from rnopt.artifacts import ArtifactStore
+    from rnopt.fileio import write_json
+
+    artifact, folder = spec.artifact, Path(output)
+    if folder.exists() and not folder.is_dir():
+        raise RnoptError(f"{folder} is a file: give a folder to build into")
+    model = folder / f"model{artifact.file_suffix}"
+    if folder.is_dir():
+        for target in [model, folder / "spec.json"] + ([model.with_suffix(".bin")] if model.suffix == ".xml" else []):
+            check_writable_output(target, force)
+    store = ArtifactStore()
+    store.model_file(artifact)  # built (or found) before the folder is made: a failed build leaves no folder
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RnoptError(f"cannot create {folder}: {exc.strerror}") from None
+    with replacing(force):
+        store.copy_to(artifact, model)
+        write_json(folder / "spec.json", spec_entries([spec])[0])
+    record = Record("build", specs=spec_entries([spec]), warnings=artifact_warnings([spec])).capture_environment()
+    chain = [artifact]
+    while chain[-1].steps:
+        chain.append(chain[-1].parent())
+    for outcome in [store.results[a] for a in reversed(chain) if a in store.results]:  # export first
+        section = {"export": record.exports, "optimize": record.optimizations}.get(outcome.kind, record.quantizations)
+        section.append(outcome.result)
+    record.folder = str(folder)
+    return record
 
 
 def _check_output(source: str | Path, output: str | Path, force: bool) -> None:
@@ -165,7 +233,7 @@ def sensitivity(float_model: str | Path, int8_model: str | Path | None = None, d
                 scorer = Scorer.for_float(chosen, validation, prepared.float_path)
                 result = analyze(prepared.float_path, prepared.build(), scorer, sqnr_images, top, str(float_model),
                                  f"int8 of {float_model} ({recipe.describe()})", say)
-    return Record("sensitivity", sensitivity=[result])
+    return Record("sensitivity", sensitivity=[result]).capture_environment()
 
 
 def bench(specs: list[VariantSpec], config: BenchConfig | None = None, executor: str = "inprocess",
@@ -178,7 +246,7 @@ def bench(specs: list[VariantSpec], config: BenchConfig | None = None, executor:
     warnings = artifact_warnings(specs) + summarize_warnings(outcome.results) + \
         [f"skipped {f.label}: {f.reason}" for f in outcome.failures]
     return Record("bench", warnings=warnings, specs=spec_entries(specs), scenario=scenario,
-                  bench_config=config.to_dict(), bench=outcome.results, failures=outcome.failures)
+                  bench_config=config.to_dict(), bench=outcome.results, failures=outcome.failures).capture_environment()
 
 
 def evaluate(specs: list[VariantSpec], data: str | ImageDataset = "cifar10", limit: int | None = None,
@@ -193,7 +261,7 @@ def evaluate(specs: list[VariantSpec], data: str | ImageDataset = "cifar10", lim
     ran = {r.spec_id for r in section.results}
     warnings = artifact_warnings(specs) + [f"skipped {f.label}: {f.reason}" for f in failures]
     record = Record("eval", warnings=warnings, specs=spec_entries([s for s in specs if s.id in ran]),
-                    failures=failures)
+                    failures=failures).capture_environment()
     if isinstance(section, EmbeddingSection):
         record.embeddings = [section]
     else:
@@ -201,25 +269,33 @@ def evaluate(specs: list[VariantSpec], data: str | ImageDataset = "cifar10", lim
     return record
 
 
-def run(options: "RunOptions") -> Record:  # noqa: F821 - defined in rnopt.pipeline
+def run(options: "RunOptions", on_progress: "Listener | None" = None) -> Record:  # noqa: F821 - rnopt.pipeline
     """The whole pipeline (`rnopt run`): export, fuse, quantize, bench, evaluate, report files in a fresh folder
-    (`record.folder`)."""
+    (`record.folder`). `on_progress` hears every step's progress (`rnopt.progress.Update`)."""
     from rnopt.pipeline import run_pipeline
     from rnopt.report.files import write_reports
 
-    return run_pipeline(options, write_reports)[0]
+    with _listening(on_progress):
+        return run_pipeline(options, write_reports)[0]
 
 
-def tune(options: "TuneOptions") -> Record:  # noqa: F821 - defined in rnopt.search
-    """The search (`rnopt tune`): the fastest variant whose accuracy on validation images stays within a bound."""
+def tune(options: "TuneOptions", on_progress: "Listener | None" = None) -> Record:  # noqa: F821 - rnopt.search
+    """The search (`rnopt tune`): the fastest variant whose accuracy on validation images stays within a bound.
+    `on_progress` hears every step's progress (`rnopt.progress.Update`)."""
     from rnopt.report.files import write_reports
     from rnopt.search import tune as search
 
-    return search(options, write_reports)[0]
+    with _listening(on_progress):
+        return search(options, write_reports)[0]
 
 
-__all__ = ["BenchConfig", "Record", "VariantSpec", "ArtifactSpec", "artifact", "bench", "embed", "evaluate",
-           "export", "list_models", "list_runtimes", "optimize", "plan", "quantize", "run", "sensitivity", "tune"]
+def _listening(on_progress: "Listener | None") -> contextlib.AbstractContextManager:
+    """`on_progress` hears the steps' progress; None: whoever listens already (the CLI's bars) still does."""
+    return listening(on_progress) if on_progress is not None else contextlib.nullcontext()
+
+
+__all__ = ["BenchConfig", "Record", "VariantSpec", "ArtifactSpec", "artifact", "bench", "build", "embed", "evaluate",
+           "export", "list_models", "load_spec", "list_runtimes", "optimize", "plan", "quantize", "run", "sensitivity", "tune"]
 
 
 def embed(spec: VariantSpec, data: str, output: str | Path, batch_size: int = 100, skip_bad: bool = False,
@@ -249,4 +325,4 @@ def embed(spec: VariantSpec, data: str, output: str | Path, batch_size: int = 10
                "backend": variant.session.backend, "precision": variant.session.precision, "batch_size": batch_size}
     warnings = artifact_warnings([spec]) + ([f"skipped {len(embedded.skipped)} unreadable image(s)"]
                                            if embedded.skipped else [])
-    return Record("embed", warnings=warnings, specs=spec_entries([spec]), details=details)
+    return Record("embed", warnings=warnings, specs=spec_entries([spec]), details=details).capture_environment()

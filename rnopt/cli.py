@@ -21,6 +21,7 @@ from rnopt.bench import CUDA_SWEEP_LIMIT
 from rnopt.errors import Interrupted, RnoptError, first_line
 from rnopt.fileio import check_writable_output, replacing
 from rnopt.plan import PRECISIONS, split_list
+from rnopt.console import ProgressBars
 from rnopt.report.render import console, err_console, print_table, printable
 from rnopt.results import Record
 
@@ -155,7 +156,7 @@ def cmd_models(args: argparse.Namespace) -> None:
         print_table(Table("Models (a name without bundled weights takes --weights PATH)",
                           ["name", "family", "input", "parameters", "multiply-adds", "trained weights",
                            "top-1 (CIFAR-10 JPEG test set)"], rows))
-    _write_report(args, Record("models", args.command_line, details={"models": listing}))
+    _write_report(args, Record("models", args.command_line, details={"models": listing}).capture_environment())
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -170,6 +171,22 @@ def cmd_export(args: argparse.Namespace) -> None:
     _show_warnings(record.warnings)
     if not args.quiet:
         print_table(export_table(record.exports[0]))
+    _write_report(args, record)
+
+
+def cmd_build(args: argparse.Namespace) -> None:
+    from rnopt import api
+
+    spec = api.load_spec(args.spec, args.id)
+    out = Path(args.output)
+    model = out / f"model{spec.artifact.file_suffix}"
+    _check_outputs(args, args.json, *([model, out / "spec.json"] if out.is_dir() else []))
+    record = api.build(spec, args.output, force=args.force)
+    _show_warnings(record.warnings)
+    if not args.quiet:
+        files = sorted(p.name for p in Path(args.output).iterdir() if p.name.startswith(("model.", "spec.json")))
+        console.print(f"built {spec.artifact.name} (artifact {spec.artifact.id}) into {args.output}: "
+                      f"{', '.join(files)}")
     _write_report(args, record)
 
 
@@ -439,7 +456,7 @@ def cmd_compare_runs(args: argparse.Namespace) -> None:
         print_table(comparison_rows_table(outcome))
     _show_warnings(outcome.environment_differences)
     _write_report(args, Record("compare", args.command_line, warnings=outcome.environment_differences,
-                               details={"rows": [asdict(r) for r in outcome.rows], "regressions": outcome.regressions}))
+                               details={"rows": [asdict(r) for r in outcome.rows], "regressions": outcome.regressions}).capture_environment())
     if outcome.regressions:
         raise RnoptError(f"{len(outcome.regressions)} regression(s): " + "; ".join(outcome.regressions[:3]))
     if not args.quiet:
@@ -459,7 +476,7 @@ def cmd_backends(args: argparse.Namespace) -> None:
     if not args.quiet:
         print_table(Table("Backends on this machine", ["backend", "devices", "precisions", "version", "notes"],
                           rows, f"CPU: {env.cpu_model}; ISA: {', '.join(env.isa) or 'none detected'}"))
-    _write_report(args, Record("backends", args.command_line, details={"backends": listing}))
+    _write_report(args, Record("backends", args.command_line, details={"backends": listing}).capture_environment())
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -655,6 +672,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--atol", type=float, metavar="A", help="also bound the absolute max |diff| (default: none)")
     p.set_defaults(func=cmd_export)
 
+    p = sub.add_parser("build", parents=[common],
+                       help="build a spec's model file by its recipe (e.g. what tune chose) into a folder")
+    p.add_argument("spec", metavar="SPEC.json", help="a spec file, or a report.json (default: tune's choice)")
+    p.add_argument("--id", metavar="SPEC_ID", help="which spec of the report (its id)")
+    p.add_argument("-o", "--output", required=True, metavar="DIR")
+    p.set_defaults(func=cmd_build)
+
     p = sub.add_parser("optimize", parents=[common], help="fuse operators with ONNX Runtime's graph optimizer")
     p.add_argument("input", metavar="IN.onnx")
     p.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
@@ -812,11 +836,11 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(args, "batch_size_default"):
         args.batch_size_given = args.batch_size is not None
         args.batch_size = args.batch_size or args.batch_size_default
-    progress.set_enabled(not args.quiet)
     func: Callable[[argparse.Namespace], None] = args.func
     previous = _handle_termination()
     try:
-        with replacing(bool(getattr(args, "force", False))), warnings.catch_warnings():
+        with replacing(bool(getattr(args, "force", False))), warnings.catch_warnings(), \
+                progress.listening(None if args.quiet else ProgressBars()):
             warnings.showwarning = _show_library_warning
             func(args)
         _show_notices()

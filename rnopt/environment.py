@@ -35,6 +35,11 @@ class Environment:
     versions: dict[str, str | None] = field(default_factory=dict)
     gpu: str | None = None
 
+    @classmethod
+    def unrecorded(cls) -> "Environment":
+        """A record's environment until `Record.capture_environment()` is called (making one probes nothing)."""
+        return cls("not recorded", [], 1, "", "", "")
+
     @property
     def has_int8_acceleration(self) -> bool:
         return any(f in self.isa for f in ("avx512_vnni", "avx_vnni", "amx_int8", "arm_dotprod"))

@@ -173,7 +173,8 @@ def _run_steps(opts: RunOptions, backends: list[str], devices: list[str], skippe
                store: ArtifactStore, dataset: ImageDataset | None, calibration: CalibrationData,
                out: Path) -> Record:
     loaded = store.loaded(model)
-    record = Record("run", opts.command, warnings=list(loaded.warnings) + skipped, model=model_section(loaded))
+    record = Record("run", opts.command, warnings=list(loaded.warnings) + skipped,
+                    model=model_section(loaded)).capture_environment()
     files = _make_files(opts, backends, model, store, calibration, out, record)
     specs = plan_run(model, files, backends, devices, opts.threads)
     record.specs = spec_entries(specs)

@@ -17,7 +17,6 @@ from rnopt import progress
 from rnopt.accuracy import AccuracyBound, ValidationSet, validation_set
 from rnopt.backends.base import ModelFile
 from rnopt.errors import RnoptError
-from rnopt.fusion import optimize_model
 from rnopt.quantization import get_quantizer
 from rnopt.quantization.base import CalibrationData, QuantRecipe
 from rnopt.quantization.calibration import calibration_data
@@ -87,6 +86,8 @@ def run_step(step: Step, parent: ModelFile, output: Path, data: DataSource) -> S
     """Write the file `step` makes from `parent` to `output`; the step's own result (checks, recipe, sizes)."""
     settings = step.settings
     if step.op == "optimize":
+        from rnopt.fusion import optimize_model  # ONNX Runtime's: imported only where a file is fused
+
         with progress.task("fusing operators", None):
             return optimize_model(parent.path, output, settings.get("level", "extended"))
     toolkit = settings.get("toolkit", "onnxruntime")

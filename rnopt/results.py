@@ -349,7 +349,7 @@ class Record:
 
     kind: str
     command: str = ""
-    environment: Environment = field(default_factory=snapshot)
+    environment: Environment = field(default_factory=Environment.unrecorded)  # capture_environment() sets it
     warnings: list[str] = field(default_factory=list)
     specs: list[dict[str, Any]] = field(default_factory=list)  # VariantSpec.to_dict() of every variant run
     model: dict[str, Any] | None = None  # `rnopt run`: the model it started from
@@ -369,6 +369,12 @@ class Record:
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema_version": SCHEMA_VERSION, **asdict(self)}
+
+    def capture_environment(self) -> "Record":
+        """This machine and its library versions, recorded with the results (an explicit call: making or loading
+        a record probes nothing)."""
+        self.environment = snapshot()
+        return self
 
     @classmethod
     def from_dict(cls, payload: dict[str, Any]) -> "Record":

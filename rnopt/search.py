@@ -121,7 +121,7 @@ def tune(opts: TuneOptions, render: Render = write_record) -> tuple[Record, Path
         calibration = calibration_data(meta, opts.calib_data, CALIB_SIZE, advance)
     with run_folder(opts.output, f"{loaded.name}-tune") as out:
         record = Record("tune", opts.command, warnings=list(loaded.warnings) + skipped + not_on_cuda,
-                        model=model_section(loaded))
+                        model=model_section(loaded)).capture_environment()
         _search(opts, record, backends, devices, model, store, bound, validation, calibration, test_name, out)
         record.folder = str(out)
         render(record, out)

@@ -57,3 +57,64 @@ def test_every_public_name_is_importable_and_listed():
         assert getattr(rnopt, name) is not None
     assert set(VERBS) <= set(rnopt.__all__)
     assert {"RunOptions", "TuneOptions", "AccuracyControl"} <= set(rnopt.__all__)
+
+
+def test_progress_reaches_an_api_callback_and_the_module_draws_nothing(tmp_path):
+    import rnopt
+    from rnopt.progress import Update
+
+    heard: list[Update] = []
+    options = rnopt.RunOptions(backends=["onnxruntime"], eval_limit=50, output=tmp_path,
+                               bench=rnopt.BenchConfig([1], warmup=1, iterations=5, min_time=0, memory=False))
+    rnopt.run(options, on_progress=heard.append)
+    started = {u.key: u.description for u in heard if not u.finished}
+    ended = {u.key for u in heard if u.finished}
+    assert {"exporting and checking", "benchmarking", "evaluating on cifar10"} <= set(started.values())
+    assert set(started) == ended  # every step that started ended
+    evaluating = [u for u in heard if u.description == "evaluating on cifar10" and not u.finished]
+    assert evaluating[-1].done == evaluating[-1].total == 50  # every image counted once
+    # without a listener nothing is heard, and the progress module pulls in no renderer
+    code = "import sys, rnopt.progress as p\nwith p.task('x', 2) as advance: advance()\nprint('rich' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_the_cli_draws_progress_bars_on_a_terminal_only(fp32_onnx):
+    import os
+    import pty
+
+    argv = [sys.executable, "-m", "rnopt", "bench", str(fp32_onnx), "--batch-size", "1", "--iterations", "5",
+            "--warmup", "1", "--min-time", "0", "--no-memory"]
+    leader, follower = pty.openpty()
+    proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=follower, timeout=300)
+    os.close(follower)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closed: all read
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(leader)
+    assert proc.returncode == 0 and b"benchmarking" in drawn
+    piped = subprocess.run(argv, capture_output=True, timeout=300)
+    assert piped.returncode == 0 and b"benchmarking" not in piped.stderr
+
+
+def test_making_or_loading_a_record_probes_nothing_and_the_verbs_capture_the_machine(monkeypatch, fp32_onnx):
+    import rnopt
+    import rnopt.results
+    from rnopt.environment import snapshot
+
+    def probe():
+        raise AssertionError("the machine was probed")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(rnopt.results, "snapshot", probe)
+        record = rnopt.Record("bench")
+        assert record.environment.cpu_model == "not recorded"
+        assert rnopt.Record.from_dict(record.to_dict()).environment == record.environment
+    timing = rnopt.bench(rnopt.plan([rnopt.artifact(str(fp32_onnx))]),
+                         rnopt.BenchConfig([1], warmup=1, iterations=3, min_time=0, memory=False))
+    assert timing.environment == snapshot() and timing.environment.cpu_model != "not recorded"

@@ -20,6 +20,7 @@ from rnopt.environment import snapshot
 from rnopt.quantization import QuantRecipe
 from rnopt.quantization.base import CalibrationData
 from rnopt.recipes import optimize_step, quantize_aware_step, quantize_step
+from rnopt.onnx_model import model_meta
 from rnopt.spec import ArtifactSpec, Step, VariantSpec
 
 TUNE = ("--backend", "onnxruntime,openvino", "--recipe", "minmax", "--limit", "300", "--iterations", "5",
@@ -176,3 +177,30 @@ def test_steps_are_checked_when_read():
         Step("optimize", "{")
     with pytest.raises(RnoptError, match="unknown quantization setting 'colour'|unknown quantization setting colour"):
         QuantRecipe.from_settings({"colour": "red"})
+
+
+def test_build_writes_a_specs_file_into_a_folder_and_refuses_to_replace_it(cli, tmp_path):
+    spec = VariantSpec(artifact_for("resnet20_cifar10").then(optimize_step()), "onnxruntime")
+    (tmp_path / "spec.json").write_text(json.dumps(spec.to_dict()))
+    out = tmp_path / "deploy" / "fused"
+    r = cli("build", tmp_path / "spec.json", "-o", out, "--json", tmp_path / "build.json")
+    assert r.code == 0, r.err
+    assert sorted(p.name for p in out.iterdir()) == ["model.onnx", "spec.json"]
+    assert "optimize:extended" in ";".join(model_meta(out / "model.onnx").history)
+    written = json.loads((out / "spec.json").read_text())
+    assert written["id"] == spec.id and VariantSpec.from_dict(written) == spec
+    record = json.loads((tmp_path / "build.json").read_text())
+    assert record["kind"] == "build" and len(record["exports"]) == 1 and len(record["optimizations"]) == 1
+    before = (out / "model.onnx").read_bytes()
+    r = cli("build", tmp_path / "spec.json", "-o", out)
+    assert r.code == 1 and "already exists" in r.err and (out / "model.onnx").read_bytes() == before
+    # a record with several specs: one is picked by id, else the command says which there are
+    run = {"schema_version": 4, "kind": "bench", "specs": [{"id": spec.id, **spec.to_dict()},
+                                                           {"id": "other", **VariantSpec(spec.artifact.parent(),
+                                                                                         "onnxruntime").to_dict()}]}
+    (tmp_path / "bench.json").write_text(json.dumps(run))
+    r = cli("build", tmp_path / "bench.json", "-o", tmp_path / "x")
+    assert r.code == 1 and f"several specs in it (its specs: {spec.id}, other): pick one with --id" in r.err
+    assert not (tmp_path / "x").exists()
+    assert cli("build", tmp_path / "bench.json", "--id", "other", "-o", tmp_path / "x", "--quiet").code == 0
+    assert "optimize" not in ";".join(model_meta(tmp_path / "x" / "model.onnx").history)

@@ -30,7 +30,7 @@ from rnopt.results import (
     build,
 )
 
-KINDS = ("export", "optimize", "quantize", "sensitivity", "bench", "eval", "run", "tune", "report")
+KINDS = ("export", "optimize", "quantize", "sensitivity", "bench", "eval", "run", "tune", "report", "build")
 READABLE_VERSIONS = (1, 2, 3, SCHEMA_VERSION)
 MAX_RESULT_BYTES = 256 * 2**20  # a default `rnopt run` writes under 1 MiB, with every timed sample
 
@@ -108,7 +108,8 @@ def _from_record(record: Record, source: str) -> ReportData:
 
 def to_record(data: ReportData, command: str = "") -> Record:
     """Merged results as one version-2 record of kind "report" (what `rnopt report -o x.json` writes)."""
-    return Record("report", command, warnings=list(data.warnings), exports=list(data.exports),
+    environment = data.environments[0] if data.environments else Environment.unrecorded()  # where it was measured
+    return Record("report", command, environment, warnings=list(data.warnings), exports=list(data.exports),
                   optimizations=list(data.optimizations), quantizations=list(data.quantizations),
                   bench=list(data.bench), evals=list(data.evals), embeddings=list(data.embeddings),
                   sensitivity=list(data.sensitivity), searches=list(data.searches),
