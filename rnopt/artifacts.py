@@ -23,13 +23,12 @@ from rnopt.backends.base import ModelFile, ModelInput, TorchModel
 from rnopt.errors import RnoptError, first_line
 from rnopt.fileio import atomic_path, readable_file, replacing, sha256_of, write_text
 from rnopt.notices import notice
-from rnopt.onnx_model import model_meta
-from rnopt.recipes import DataSource
 from rnopt.results import ExportResult, OptimizeResult, QuantizeResult, build
 from rnopt.spec import artifact_fields
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # recipes, ONNX and quantizers are imported where a file is opened or built: PyTorch alone runs
     from rnopt.models.registry import LoadedModel
+    from rnopt.recipes import DataSource
     from rnopt.spec import ArtifactSpec
 
 MODEL_SUFFIXES = (".onnx", ".xml")
@@ -50,6 +49,8 @@ def file_sha256(path: Path) -> str:
 
 def open_model_file(path: str | Path) -> ModelFile:
     """An ONNX or IR file with its rnopt metadata (inferred for a foreign file)."""
+    from rnopt.onnx_model import model_meta
+
     return ModelFile(Path(path), model_meta(path))
 
 
@@ -117,10 +118,18 @@ class ArtifactStore:
 
     def __init__(self, root: Path | None = None, data: DataSource | None = None) -> None:
         self.root = root  # the artifacts folder; None: artifacts_dir() when first needed
-        self.data = data or DataSource()  # decoded calibration and validation images, by content
+        self._data = data  # decoded calibration and validation images, by content (made when first needed)
         self.results: dict[ArtifactSpec, StepOutcome] = {}  # what built (or last built) each artifact
         self._loaded: dict[ArtifactSpec, LoadedModel] = {}
         self._files: dict[ArtifactSpec, ModelFile] = {}
+
+    @property
+    def data(self) -> DataSource:
+        if self._data is None:
+            from rnopt.recipes import DataSource  # quantizers and datasets: only where a recipe is built
+
+            self._data = DataSource()
+        return self._data
 
     def model_for(self, artifact: ArtifactSpec, formats: tuple[str, ...]) -> ModelInput:
         """`artifact` in one of `formats`: the PyTorch model for a built-in name, else its file."""

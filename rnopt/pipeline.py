@@ -11,7 +11,7 @@ from pathlib import Path
 from rnopt import progress
 from rnopt.accuracy import ValidationSet, default_validation_data, validation_set
 from rnopt.artifacts import ArtifactStore, artifact_for
-from rnopt.backends import backend_class
+from rnopt.backends import backend_class, config_class
 from rnopt.bench import BenchConfig, summarize_warnings, sweep_config
 from rnopt.data import ImageDataset, load_dataset
 from rnopt.errors import RnoptError
@@ -21,7 +21,8 @@ from rnopt.onnx_model import ModelMeta
 from rnopt.fileio import write_json
 from rnopt.models.registry import LoadedModel
 from rnopt.evaluation import evaluate_specs
-from rnopt.plan import RUN_RUNTIMES, artifact_warnings, eval_order, plan_run
+from rnopt.plan import RUN_RUNTIMES, artifact_warnings, can_use_cuda, eval_order, int8_files, loaded_formats, \
+    plan_variants
 from rnopt.quantization import AccuracyControl
 from rnopt.quantization.base import CalibrationData, QuantRecipe
 from rnopt.recipes import optimize_step, quantize_aware_step, quantize_step
@@ -135,14 +136,14 @@ def run_devices(asked: list[str] | None, backends: list[str]) -> tuple[list[str]
         unknown = [name for name in asked if name not in RUN_DEVICES]
         if unknown:
             raise RnoptError(f"--device takes {', '.join(RUN_DEVICES)}, not {', '.join(unknown)}")
-    on_cuda = [name for name in backends if name in CUDA_RUNTIMES and "cuda" in backend_class(name).devices()]
+    on_cuda = [name for name in backends if can_use_cuda(name)]
     chosen = asked or (["cpu", "cuda"] if on_cuda else ["cpu"])
     if "cuda" in chosen and not on_cuda:
         raise RnoptError(f"--device cuda: none of {', '.join(backends)} can use a CUDA device here (rnopt runs CUDA "
                          "through PyTorch on a GPU, or onnxruntime-gpu): use --device cpu, or leave it out")
     # OpenVINO never runs on NVIDIA GPUs: say so only when CUDA was asked for by name.
-    skipped = [f"{name} not run on cuda: {_NOT_ON_CUDA[name]}" for name in backends
-               if "cuda" in chosen and name not in on_cuda and (asked or name != "openvino")]
+    skipped = [f"{name} not run on cuda: {config_class(name).not_on_cuda}" for name in backends
+               if "cuda" in chosen and name not in on_cuda and (asked or config_class(name).cuda_variants)]
     return [device for device in RUN_DEVICES if device in chosen], skipped
 
 
@@ -176,7 +177,7 @@ def _run_steps(opts: RunOptions, backends: list[str], devices: list[str], skippe
     record = Record("run", opts.command, warnings=list(loaded.warnings) + skipped,
                     model=model_section(loaded)).capture_environment()
     files = _make_files(opts, backends, model, store, calibration, out, record)
-    specs = plan_run(model, files, backends, devices, opts.threads)
+    specs = plan_variants(model, files, backends, devices, opts.threads)
     record.specs = spec_entries(specs)
 
     executor = InProcessExecutor(store)
@@ -232,13 +233,12 @@ def _make_files(opts: RunOptions, backends: list[str], model: ArtifactSpec, stor
         meta = store.model_file(model).meta
     validation = _validation(opts, meta)
     store.data.add(validation)
-    files = {"model.onnx": model, "model.fused.onnx": model.then(optimize_step()),
-             "model.int8.onnx": model.then(_int8_step(opts, "onnxruntime", meta, calibration, validation))}
-    if "openvino" in backends:
-        try:
-            files["model.int8.xml"] = model.then(_int8_step(opts, "openvino", meta, calibration, validation))
-        except RnoptError as exc:
-            record.warnings.append(f"OpenVINO's own int8 (model.int8.xml) skipped: {exc}")
+    formats = loaded_formats(backends)
+    files = {"model.onnx": model}
+    if "onnx-ort" in formats:
+        files["model.fused.onnx"] = model.then(optimize_step())
+    for name, (toolkit, _) in int8_files(formats, record.warnings).items():
+        files[name] = model.then(_int8_step(opts, toolkit, meta, calibration, validation))
     return build_into(store, files, out, record)
 
 
@@ -271,12 +271,6 @@ def _int8_step(opts: RunOptions, toolkit: str, meta: ModelMeta, calibration: Cal
     if opts.accuracy is None or validation is None:
         return quantize_step(toolkit, QuantRecipe(), calibration)
     return quantize_aware_step(toolkit, QuantRecipe(), calibration, opts.accuracy.bound(meta), validation)
-
-
-CUDA_RUNTIMES = ("torch", "onnxruntime")
-_NOT_ON_CUDA = {"torch": "this PyTorch sees no CUDA device",
-                "onnxruntime": "this onnxruntime has no CUDA provider (pip install onnxruntime-gpu)",
-                "openvino": "OpenVINO runs on CPUs and Intel GPUs, not NVIDIA ones"}
 
 
 def model_section(loaded: LoadedModel) -> dict:

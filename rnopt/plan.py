@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from rnopt.backends import RuntimeConfig, config_class, runtime_names
+from rnopt.backends import BACKEND_NAMES, RuntimeConfig, backend_class, config_class, runtime_names
 from rnopt.errors import RnoptError
-from rnopt.spec import DEVICES, ArtifactSpec, VariantSpec
+from rnopt.spec import DEVICES, ArtifactSpec, VariantSpec, format_suffix
 
 PRECISIONS = ("fp32", "bf16", "fp16", "int8", "tf32")
 
@@ -59,37 +59,82 @@ def plan(artifacts: list[ArtifactSpec], runtimes: list[str] | None = None, preci
     return specs
 
 
-# `rnopt run`: the runtimes it compares, in this order (PyTorch is the speed reference), and the model files
-# each one runs. ORT's fused file holds ORT-only operators (FusedConv), so it is ORT's alone; OpenVINO runs
-# the fp32 file at its default precision (bf16 where the CPU has it), ORT's QDQ int8 file, and NNCF's IR.
-RUN_RUNTIMES = ("torch", "onnxruntime", "openvino")
-RUN_FILES = {"onnxruntime": ("model.onnx", "model.fused.onnx", "model.int8.onnx"),
-             "openvino": ("model.onnx", "model.int8.onnx", "model.int8.xml")}
-# On CUDA: PyTorch fp32 as the baseline, and fp16 with CUDA graphs, the fastest path that needs no
-# compilation (benchmarks/README.md "GPU"); ONNX Runtime runs the fp32 file on its CUDA provider.
-RUN_TORCH_ON_CUDA = {"fp32": {}, "fp16, CUDA graphs": {"precision": "fp16", "channels_last": True, "cuda_graphs": True}}
+# The runtimes `rnopt run` and `rnopt tune` compare by default: the built-in ones (a runtime registered from
+# outside runs where it is asked for by name).
+RUN_RUNTIMES: tuple[str, ...] = BACKEND_NAMES
 
 
-def plan_run(model: ArtifactSpec, files: dict[str, ArtifactSpec], runtimes: list[str], devices: list[str],
-             threads: int | None = None) -> list[VariantSpec]:
-    """The variants `rnopt run` compares: the PyTorch model, then each runtime on the files it runs."""
-    specs = []
-    if "cpu" in devices:
-        if "torch" in runtimes:
-            specs.append(VariantSpec(model, "torch", threads=threads, label=f"{model.name} (PyTorch)"))
-        for runtime in runtimes:
-            for name in RUN_FILES.get(runtime, ()):
-                if name in files:  # NNCF's IR is missing without NNCF
-                    label = name if runtime == "onnxruntime" else f"{name} [{runtime}]"
-                    specs.append(VariantSpec(files[name], runtime, threads=threads, label=label))
-    if "cuda" in devices:
-        if "torch" in runtimes:
-            for title, settings in RUN_TORCH_ON_CUDA.items():
-                specs.append(VariantSpec.build(model, "torch", "cuda", threads=threads,
-                                               label=f"{model.name} (PyTorch CUDA {title})", **settings))
-        if "onnxruntime" in runtimes:
-            specs.append(VariantSpec.build(files["model.onnx"], "onnxruntime", "cuda", threads=threads,
-                                           label="model.onnx [onnxruntime cuda]", provider="cuda"))
+def loaded_formats(runtimes: Iterable[str]) -> set[str]:
+    """Every artifact format one of `runtimes` loads: which files a run or a search needs to build."""
+    return {fmt for runtime in runtimes for fmt in config_class(runtime).loads}
+
+
+def can_use_cuda(runtime: str) -> bool:
+    """Whether `runtime` has CUDA variants and can run them here (its backend sees a CUDA device)."""
+    return bool(config_class(runtime).cuda_variants) and "cuda" in backend_class(runtime).devices()
+
+
+def int8_files(formats: set[str], warnings: list[str], recipes: list[str] | None = None
+               ) -> dict[str, tuple[str, str | None]]:
+    """The int8 files to build, file name -> (quantizer, recipe name or None): one per quantizer whose file a
+    chosen runtime loads (`formats`), or with `recipes`, one per recipe from each quantizer that takes recipes.
+    A quantizer that is not installed is left out with a warning in `warnings`."""
+    from rnopt.quantization import QUANTIZERS, get_quantizer
+
+    files: dict[str, tuple[str, str | None]] = {}
+    for toolkit, entry in QUANTIZERS.items():
+        if entry.format not in formats:
+            continue
+        suffix = format_suffix(entry.format)
+        named = {f"model.int8-{r}{suffix}": r for r in recipes} if recipes and entry.takes_recipes else \
+            {f"model.int8{suffix}": None}
+        try:
+            get_quantizer(toolkit)
+        except RnoptError as exc:
+            warnings.append(f"{toolkit}'s int8 ({', '.join(named)}) skipped: {exc}")
+            continue
+        files.update({name: (toolkit, recipe) for name, recipe in named.items()})
+    return files
+
+
+def plan_variants(model: ArtifactSpec, files: dict[str, ArtifactSpec], runtimes: list[str], devices: list[str],
+                  threads: int | None = None, objective: str | None = None, float_at_fp32: bool = False,
+                  speed_reference_first: bool = True) -> list[VariantSpec]:
+    """The variants `rnopt run` and `rnopt tune` compare, from what each runtime declares (`RuntimeConfig`):
+
+    on the CPU, a runtime that loads PyTorch models runs `model` itself, and every runtime runs each file in
+    `files` (name -> artifact) whose format it loads, with the options that suit `objective`; with
+    `float_at_fp32`, a runtime whose default precision is its own rather than the model's (OpenVINO: bf16 on some
+    CPUs) also runs the float export at fp32. On CUDA, each runtime runs its `cuda_variants` on the float model.
+    PyTorch-model runtimes come first (the speed reference) with `speed_reference_first`, else last (a search
+    measures accuracy drops from the first float ONNX variant).
+    """
+    ordered = sorted(runtimes, key=lambda r: ("torch" in config_class(r).loads) != speed_reference_first)
+    plain = next((r for r in runtime_names() if "onnx" in config_class(r).loads), None)  # labels without [runtime]
+    float_name = next((name for name, artifact in files.items() if artifact == model), model.name)
+    specs: list[VariantSpec] = []
+    for runtime in ordered if "cpu" in devices else []:
+        config = config_class(runtime)
+        options = config.for_objective(objective) if objective else {}
+        title = config.title or runtime
+        if "torch" in config.loads:
+            specs.append(VariantSpec.build(model, runtime, threads=threads, label=f"{model.name} ({title})", **options))
+        for name, artifact in files.items():
+            if not (set(artifact.formats) & set(config.loads)) - {"torch"}:
+                continue
+            label = name if runtime == plain else f"{name} [{runtime}]"
+            specs.append(VariantSpec.build(artifact, runtime, threads=threads, label=label, **options))
+            if float_at_fp32 and artifact == model and not config.runs_model_precision:
+                specs.append(VariantSpec.build(artifact, runtime, precision="fp32", threads=threads,
+                                               label=f"{name} [{runtime} fp32]", **options))
+    for runtime in ordered if "cuda" in devices else []:
+        config = config_class(runtime)
+        for variant, settings in config.cuda_variants.items() if can_use_cuda(runtime) else ():
+            if "torch" in config.loads:
+                label = f"{model.name} ({config.title or runtime} CUDA {variant})"
+            else:
+                label = f"{float_name} [{runtime} cuda{' ' + variant if variant else ''}]"
+            specs.append(VariantSpec.build(model, runtime, "cuda", threads=threads, label=label, **settings))
     return specs
 
 
@@ -109,12 +154,16 @@ def eval_order(specs: list[VariantSpec], ran: dict[str, str] | None = None) -> l
         return (ran or {}).get(s.id) or s.precision or ("int8" if is_quantized(s.artifact) else "fp32")
 
     def is_torch_fp32(s: VariantSpec) -> bool:
-        return s.runtime == "torch" and precision(s) == "fp32"
+        return _runs_pytorch_models(s) and precision(s) == "fp32"
 
-    onnx_fp32 = [s for s in specs if s.runtime != "torch" and precision(s) == "fp32"]
+    onnx_fp32 = [s for s in specs if not _runs_pytorch_models(s) and precision(s) == "fp32"]
     reference = next(iter(onnx_fp32 + [s for s in specs if is_torch_fp32(s)]), None)
     rest = [s for s in specs if s is not reference and not is_torch_fp32(s)]
     return ([reference] if reference else []) + rest
+
+
+def _runs_pytorch_models(spec: VariantSpec) -> bool:
+    return "torch" in config_class(spec.runtime).loads
 
 
 def artifact_warnings(specs: list[VariantSpec]) -> list[str]:

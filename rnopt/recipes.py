@@ -17,7 +17,7 @@ from rnopt import progress
 from rnopt.accuracy import AccuracyBound, ValidationSet, validation_set
 from rnopt.backends.base import ModelFile
 from rnopt.errors import RnoptError
-from rnopt.quantization import get_quantizer
+from rnopt.quantization import QUANTIZERS, get_quantizer
 from rnopt.quantization.base import CalibrationData, QuantRecipe
 from rnopt.quantization.calibration import calibration_data
 from rnopt.results import OptimizeResult, QuantizeResult
@@ -33,7 +33,7 @@ def optimize_step(level: str = "extended") -> Step:
 def quantize_step(toolkit: str, recipe: QuantRecipe, calibration: CalibrationData) -> Step:
     """Plain int8 by `toolkit`, calibrated on `calibration`."""
     quantizer = get_quantizer(toolkit)
-    return Step.make("quantize", toolkit=toolkit, format=quantizer.suffix,
+    return Step.make("quantize", toolkit=toolkit, format=QUANTIZERS[toolkit].format,
                      recipe=quantizer.resolved(recipe).settings() or None, calibration=calibration.reference())
 
 
@@ -41,7 +41,7 @@ def quantize_aware_step(toolkit: str, recipe: QuantRecipe, calibration: Calibrat
                         validation: ValidationSet, max_steps: int | None = None) -> Step:
     """Accuracy-aware int8: layers back to float until `bound` holds on `validation`."""
     quantizer = get_quantizer(toolkit)
-    return Step.make("quantize-aware", toolkit=toolkit, format=quantizer.suffix,
+    return Step.make("quantize-aware", toolkit=toolkit, format=QUANTIZERS[toolkit].format,
                      recipe=quantizer.resolved(recipe).settings() or None, calibration=calibration.reference(),
                      bound={"measure": bound.measure, "max_drop": bound.max_drop, "drop_type": bound.drop_type},
                      validation=validation.reference(), max_steps=max_steps)

@@ -34,13 +34,13 @@ from rnopt.execute.inprocess import InProcessExecutor
 from rnopt.onnx_export import meta_for
 from rnopt.pipeline import DEFAULT_MODEL, EVAL_BATCH, Render, build_into, model_section, run_backends, run_devices, \
     run_folder, write_record
-from rnopt.plan import RUN_TORCH_ON_CUDA, artifact_warnings, is_quantized
-from rnopt.quantization import AccuracyControl, QuantRecipe
+from rnopt.plan import artifact_warnings, int8_files, is_quantized, loaded_formats, plan_variants
+from rnopt.quantization import QUANTIZERS, AccuracyControl, QuantRecipe
 from rnopt.recipes import optimize_step, quantize_aware_step, quantize_step
 from rnopt.quantization.base import CalibrationData
 from rnopt.quantization.calibration import calibration_data
 from rnopt.results import BenchResult, Candidate, EmbeddingSection, Failure, Record, SearchResult, check_fields
-from rnopt.spec import ArtifactSpec, VariantSpec, spec_entries
+from rnopt.spec import ArtifactSpec, VariantSpec, format_suffix, spec_entries
 
 OBJECTIVES = {"latency": 1, "throughput": 32}  # objective -> its default batch size
 # The int8 recipes the search tries with ONNX Runtime's quantizer; each file also runs on OpenVINO, and NNCF's
@@ -142,8 +142,9 @@ def _search(opts: TuneOptions, record: Record, backends: list[str], devices: lis
     with progress.task(f"validating on {validation.name}", len(variants) * len(validation)) as advance:
         scores = validator.scores(variants, record.failures, advance)
     if opts.accuracy_aware and _any_int8(variants) and not _int8_within(variants, scores, bound):
-        aware = _accuracy_aware_files(opts, backends, files, store, bound, validation, calibration, out, record)
-        more, failed = executor.load(file_candidates(aware, backends, opts.objective, opts.threads))
+        aware = _accuracy_aware_files(opts, files, store, bound, validation, calibration, out, record)
+        more, failed = executor.load([s for s in plan_candidates(model, aware, backends, ["cpu"], opts.objective,
+                                                                 opts.threads) if s.artifact != model])
         record.failures += failed
         with progress.task("validating accuracy-aware int8", len(more) * len(validation)) as advance:
             scores |= validator.scores(more, record.failures, advance)
@@ -203,21 +204,17 @@ def _int8_within(variants: list[Variant], scores: dict[str, float], bound: Accur
 
 def _build_files(opts: TuneOptions, backends: list[str], model: ArtifactSpec, store: ArtifactStore,
                  calibration: CalibrationData, out: Path, record: Record) -> dict[str, ArtifactSpec]:
-    """The recipes of the search: the fp32 export, ORT's fused file, one int8 file per recipe, NNCF's IR; built
-    through the store (cached by recipe) and copied into the run folder."""
+    """The recipes of the search, those the chosen runtimes load: the fp32 export, ONNX Runtime's fused file, one
+    int8 file per recipe (ORT's quantizer), NNCF's IR; built through the store (cached by recipe) and copied into
+    the run folder."""
     store.data.add(calibration)
+    formats = loaded_formats(backends)
     files = {"model.onnx": model}
-    if "onnxruntime" in backends:
+    if "onnx-ort" in formats:
         files["model.fused.onnx"] = model.then(optimize_step())
-    if {"onnxruntime", "openvino"} & set(backends):  # PyTorch alone runs no model file
-        for name in opts.recipes or SEARCH_RECIPES:
-            files[f"model.int8-{name}.onnx"] = model.then(quantize_step("onnxruntime", SEARCH_RECIPES[name],
-                                                                        calibration))
-    if "openvino" in backends:
-        try:
-            files["model.int8.xml"] = model.then(quantize_step("openvino", QuantRecipe(), calibration))
-        except RnoptError as exc:
-            record.warnings.append(f"OpenVINO's own int8 (NNCF) not searched: {exc}")
+    for name, (toolkit, recipe) in int8_files(formats, record.warnings, opts.recipes or list(SEARCH_RECIPES)).items():
+        files[name] = model.then(quantize_step(toolkit, SEARCH_RECIPES[recipe] if recipe else QuantRecipe(),
+                                               calibration))
     with progress.task("exporting and checking", None):
         store.model_file(model)
     return build_into(store, files, out, record)
@@ -225,38 +222,15 @@ def _build_files(opts: TuneOptions, backends: list[str], model: ArtifactSpec, st
 
 def plan_candidates(model: ArtifactSpec, files: dict[str, ArtifactSpec], runtimes: list[str], devices: list[str],
                     objective: str = "latency", threads: int | None = None) -> list[VariantSpec]:
-    """The model files on every runtime that runs them, then PyTorch (on CUDA too where a GPU is used: the
-    variants `rnopt run` times there). ONNX Runtime fp32 leads: the usual float reference."""
-    specs = file_candidates(files, runtimes, objective, threads) if "cpu" in devices else []
-    if "cpu" in devices and "torch" in runtimes:
-        specs.append(VariantSpec(model, "torch", threads=threads, label=f"{model.name} (PyTorch)"))
-    if "cuda" in devices and "torch" in runtimes:
-        specs += [VariantSpec.build(model, "torch", "cuda", threads=threads, label=f"{model.name} (PyTorch CUDA {t})",
-                                    **settings) for t, settings in RUN_TORCH_ON_CUDA.items()]
-    return specs
+    """Every file on every runtime that loads it, with the options that suit the objective, then the PyTorch
+    model (on CUDA too where a GPU is used: the variants `rnopt run` times there). The float ONNX export leads:
+    the float reference drops are measured from. A runtime whose default precision is its own (OpenVINO) also runs
+    the float export at fp32."""
+    return plan_variants(model, files, runtimes, devices, threads, objective, float_at_fp32=True,
+                         speed_reference_first=False)
 
 
-def file_candidates(files: dict[str, ArtifactSpec], runtimes: list[str], objective: str = "latency",
-                    threads: int | None = None) -> list[VariantSpec]:
-    """ONNX Runtime on every ONNX file; OpenVINO on every file but the fused one (it holds ORT-only operators),
-    at its default precision (bf16 where the CPU has it) and, for the fp32 export, at fp32 as well. For
-    throughput, OpenVINO keeps several requests in flight (its throughput hint)."""
-    specs: list[VariantSpec] = []
-    if "onnxruntime" in runtimes:
-        specs += [VariantSpec(files[n], "onnxruntime", threads=threads, label=n) for n in files if n.endswith(".onnx")]
-    if "openvino" in runtimes:
-        hint = "throughput" if objective == "throughput" else "latency"
-        for name in [n for n in files if n != "model.fused.onnx"]:
-            specs.append(VariantSpec.build(files[name], "openvino", threads=threads, hint=hint,
-                                           label=f"{name} [openvino]"))
-            if name == "model.onnx":
-                specs.append(VariantSpec.build(files[name], "openvino", precision="fp32", threads=threads, hint=hint,
-                                               label=f"{name} [openvino fp32]"))
-    return specs
-
-
-def _accuracy_aware_files(opts: TuneOptions, backends: list[str], files: dict[str, ArtifactSpec],
-                          store: ArtifactStore, bound: AccuracyBound, validation: ValidationSet,
+def _accuracy_aware_files(opts: TuneOptions, files: dict[str, ArtifactSpec], store: ArtifactStore, bound: AccuracyBound, validation: ValidationSet,
                           calibration: CalibrationData, out: Path, record: Record) -> dict[str, ArtifactSpec]:
     """Accuracy-aware int8, ONNX Runtime's from the first recipe searched (minmax by default) and NNCF's with
     OpenVINO: each toolkit puts layers back to float until the bound holds on the same validation images. A
@@ -269,11 +243,13 @@ def _accuracy_aware_files(opts: TuneOptions, backends: list[str], files: dict[st
     store.data.add(calibration, validation)
     first = SEARCH_RECIPES[(opts.recipes or list(SEARCH_RECIPES))[0]]
     model = files["model.onnx"]
-    aware = {"model.int8-aware.onnx": model.then(quantize_aware_step(
-        "onnxruntime", first, calibration, bound, validation, opts.control.max_steps))}
-    if "openvino" in backends and "model.int8.xml" in files:
-        aware["model.int8-aware.xml"] = model.then(quantize_aware_step(
-            "openvino", QuantRecipe(), calibration, bound, validation, opts.control.max_steps))
+    toolkits = dict.fromkeys(a.steps[-1].settings["toolkit"] for a in files.values() if a.quantized and a.steps)
+    aware = {}
+    for toolkit in toolkits:
+        entry = QUANTIZERS[toolkit]
+        aware[f"model.int8-aware{format_suffix(entry.format)}"] = model.then(quantize_aware_step(
+            toolkit, first if entry.takes_recipes else QuantRecipe(), calibration, bound, validation,
+            opts.control.max_steps))
     return build_into(store, aware, out, record)
 
 
@@ -439,5 +415,5 @@ def _test_figures(record: Record, specs: list[VariantSpec], test_name: str, exec
         record.evals = [section]
 
 
-__all__ = ["OBJECTIVES", "SEARCH_RECIPES", "TuneOptions", "Validator", "choose", "file_candidates", "plan_candidates",
+__all__ = ["OBJECTIVES", "SEARCH_RECIPES", "TuneOptions", "Validator", "choose", "plan_candidates",
            "tune"]

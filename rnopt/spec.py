@@ -30,6 +30,10 @@ ID_SCHEME = 4
 # out. Data a step reads (calibration, validation images) is a reference {"data", "size", "sha256"}: only the
 # sha256 of the decoded images is part of the id; where they were read is a hint for rebuilding.
 STEP_OPS = ("optimize", "quantize", "quantize-aware")
+# What a runtime loads (`RuntimeConfig.loads`) and an artifact is: a built-in model in PyTorch, ONNX, ONNX holding
+# ONNX Runtime's own fused operators (what its offline optimizer writes), an OpenVINO IR.
+ARTIFACT_FORMATS = ("torch", "onnx", "onnx-ort", "openvino-ir")
+_SUFFIXES = {"openvino-ir": ".xml"}  # every other file format is a .onnx
 DATA_KEYS = ("calibration", "validation")
 
 
@@ -134,12 +138,22 @@ class ArtifactSpec:
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
     @property
+    def formats(self) -> tuple[str, ...]:
+        """What this artifact can be loaded as (ARTIFACT_FORMATS): a built-in name in PyTorch or as its ONNX export;
+        a recipe's file as its last step writes it; a user's file by its kind."""
+        if self.steps:
+            last = self.steps[-1]
+            return ("onnx-ort",) if last.op == "optimize" else (last.settings.get("format", "onnx"),)
+        if not self.is_file:
+            return ("torch", "onnx")
+        if self.source.endswith(".xml"):
+            return ("openvino-ir",)
+        return ("onnx-ort",) if "optimize" in (self.recipe or "") else ("onnx",)
+
+    @property
     def file_suffix(self) -> str:
-        """What the recipe's file is: an OpenVINO IR after NNCF, else ONNX (a model file: its own suffix)."""
-        last = self.steps[-1].settings if self.steps else {}
-        if "toolkit" in last:
-            return ".xml" if last["toolkit"] == "openvino" else ".onnx"
-        return Path(self.source).suffix if self.is_file else ".onnx"
+        """The suffix of the file this artifact is (a built-in name's: its ONNX export's)."""
+        return format_suffix(self.formats[-1])
 
     def parent(self) -> "ArtifactSpec":
         """The artifact this one's last step starts from."""
@@ -234,6 +248,11 @@ class VariantSpec:
 
     def with_label(self, label: str) -> "VariantSpec":
         return replace(self, label=label)
+
+
+def format_suffix(fmt: str) -> str:
+    """The file suffix of an artifact format: .xml for an OpenVINO IR, else .onnx."""
+    return _SUFFIXES.get(fmt, ".onnx")
 
 
 def spec_entries(specs: list[VariantSpec]) -> list[dict[str, Any]]:

@@ -218,7 +218,8 @@ def test_run_without_nncf_skips_only_openvinos_own_int8(run_without, tmp_path):
                        "--iterations", "3", "--min-time", "0", "--warmup", "1", "--no-memory", "--quiet",
                        "--backend", "openvino")
     assert proc.returncode == 0, proc.stderr
-    assert "OpenVINO's own int8 (model.int8.xml) skipped: OpenVINO int8 needs NNCF and OpenVINO (nncf is missing)" in proc.stderr
+    assert "openvino's int8 (model.int8.xml) skipped: OpenVINO int8 needs NNCF and OpenVINO (nncf is missing)" \
+        in proc.stderr
     [run] = list(tmp_path.iterdir())
     payload = json.loads((run / "report.json").read_text())
     labels = {s["id"]: s["label"] for s in payload["specs"]}

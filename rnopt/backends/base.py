@@ -35,6 +35,18 @@ class RuntimeConfig:
     # Whether precision None means "the model's own" (fp32, or int8 for a quantized file) on this runtime, so that
     # naming that precision is the same variant; OpenVINO's None is its default hint instead (bf16 on some CPUs).
     runs_model_precision: ClassVar[bool] = True
+    # What the planner reads: nothing outside a runtime's own modules names a runtime to decide what it runs.
+    title: ClassVar[str] = ""  # for people, in labels ("PyTorch"); "": the registry name
+    loads: ClassVar[tuple[str, ...]] = ("onnx",)  # the artifact formats it runs (rnopt.spec.ARTIFACT_FORMATS)
+    # The variants `rnopt run` and `rnopt tune` time on a CUDA device (a name -> options), on the float model;
+    # none: the runtime does not run on NVIDIA GPUs, for the reason `not_on_cuda` gives.
+    cuda_variants: ClassVar[dict[str, dict[str, Any]]] = {}
+    not_on_cuda: ClassVar[str] = "it does not run on NVIDIA GPUs"
+
+    @classmethod
+    def for_objective(cls, objective: str) -> dict[str, Any]:
+        """The options that suit a search objective (latency or throughput); {}: the defaults do."""
+        return {}
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -15,17 +15,28 @@ from rnopt.onnx_model import ModelMeta
 from rnopt.quantization.base import CalibrationData, LayerTimer, QuantRecipe, Quantizer
 from rnopt.results import QuantizeResult, check_fields
 
-# toolkit name (= the runtime its output targets) -> (module, class, pip packages it needs)
-QUANTIZERS: dict[str, tuple[str, str, str]] = {
-    "onnxruntime": ("rnopt.quantization.onnxruntime", "OrtStaticQuantizer", "onnxruntime"),
-    "openvino": ("rnopt.quantization.openvino", "NncfQuantizer", "nncf openvino"),
+@dataclass(frozen=True)
+class Toolkit:
+    """A quantizer's registration: where it lives, what it needs, and what the planner reads without importing it."""
+
+    module: str
+    cls: str
+    packages: str  # the pip packages it needs
+    format: str  # the format of the file it writes (what runtimes load: rnopt.spec.ARTIFACT_FORMATS)
+    takes_recipes: bool  # whether QuantRecipe options (calibration method, granularity) apply to it
+
+
+QUANTIZERS: dict[str, Toolkit] = {
+    "onnxruntime": Toolkit("rnopt.quantization.onnxruntime", "OrtStaticQuantizer", "onnxruntime", "onnx", True),
+    "openvino": Toolkit("rnopt.quantization.openvino", "NncfQuantizer", "nncf openvino", "openvino-ir", False),
 }
 
 
 def get_quantizer(name: str) -> Quantizer:
     if name not in QUANTIZERS:
         raise RnoptError(f"unknown quantizer {name!r}: choose one of {', '.join(QUANTIZERS)}")
-    module_name, class_name, packages = QUANTIZERS[name]
+    toolkit = QUANTIZERS[name]
+    module_name, class_name, packages = toolkit.module, toolkit.cls, toolkit.packages
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -92,5 +103,5 @@ def quantize_file(source: str | Path, output: str | Path, toolkit: str = "onnxru
                                              control.max_steps, on_progress, time_layers)
 
 
-__all__ = ["QUANTIZERS", "AccuracyControl", "CalibrationData", "QuantRecipe", "Quantizer", "get_quantizer",
+__all__ = ["QUANTIZERS", "Toolkit", "AccuracyControl", "CalibrationData", "QuantRecipe", "Quantizer", "get_quantizer",
            "quantize_file"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from rnopt.backends.base import RuntimeConfig
 from rnopt.errors import RnoptError
@@ -19,6 +20,10 @@ class OrtConfig(RuntimeConfig):
     # the spinning does not reach the next one.
     spinning: bool = True
     inter_op: int | None = None  # threads for independent branches (parallel execution mode)
+    title: ClassVar[str] = "ONNX Runtime"
+    loads: ClassVar[tuple[str, ...]] = ("onnx", "onnx-ort")  # its own fused operators too
+    cuda_variants: ClassVar[dict[str, dict[str, Any]]] = {"": {"provider": "cuda"}}
+    not_on_cuda: ClassVar[str] = "this onnxruntime has no CUDA provider (pip install onnxruntime-gpu)"
 
     def __post_init__(self) -> None:
         if self.opt_level not in OPT_LEVELS:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from rnopt.backends.base import RuntimeConfig
 from rnopt.errors import RnoptError
@@ -19,6 +20,13 @@ class TorchConfig(RuntimeConfig):
     cuda_graphs: bool = False  # on CUDA: replay a captured graph instead of launching kernels
     compile_mode: str = "default"  # with compile: one of COMPILE_MODES
     autocast: bool = False  # fp16/bf16 by autocast over fp32 weights instead of a converted, BN-folded model
+    title: ClassVar[str] = "PyTorch"
+    loads: ClassVar[tuple[str, ...]] = ("torch",)
+    # On CUDA: fp32 as the baseline, and fp16 with CUDA graphs, the fastest path that needs no compilation
+    # (benchmarks/README.md "GPU").
+    cuda_variants: ClassVar[dict[str, dict[str, Any]]] = {
+        "fp32": {}, "fp16, CUDA graphs": {"precision": "fp16", "channels_last": True, "cuda_graphs": True}}
+    not_on_cuda: ClassVar[str] = "this PyTorch sees no CUDA device"
 
     def __post_init__(self) -> None:
         if self.compile_mode not in COMPILE_MODES:
