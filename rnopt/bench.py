@@ -148,6 +148,8 @@ def check_batch_fits(batch: int, input_size: int, what: str = "--batch-size") ->
                             f"its inputs and activations; {have / 2**30:.1f} GiB are available: use a smaller {what}")
 
 
+# `rnopt tune`: candidates within this many % of the fastest count as fast as it (then accuracy decides)
+DEFAULT_SPEED_TOLERANCE = 5.0
 SWEEP_MIN_GAIN = 0.03  # a doubled batch must raise images/s by 3 % for the sweep to go on
 CUDA_SWEEP_LIMIT = 4096  # where a GPU's offline sweep stops at the latest
 

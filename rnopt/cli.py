@@ -17,7 +17,7 @@ from rich.markup import escape
 
 from rnopt import progress
 from rnopt.backends.torch.config import COMPILE_MODES
-from rnopt.bench import CUDA_SWEEP_LIMIT
+from rnopt.bench import CUDA_SWEEP_LIMIT, DEFAULT_SPEED_TOLERANCE
 from rnopt.errors import Interrupted, RnoptError, first_line
 from rnopt.fileio import check_writable_output, replacing
 from rnopt.plan import PRECISIONS, split_list
@@ -526,7 +526,7 @@ def cmd_tune(args: argparse.Namespace) -> None:
         accuracy_aware=args.accuracy_aware, calib_data=args.calib_data,
         backends=split_list(args.backend, "backend") if args.backend is not None else None,
         devices=split_list(args.device, "device") if args.device is not None else None, threads=args.threads,
-        command=args.command_line)
+        command=args.command_line, speed_tolerance=args.speed_tolerance)
     record = api.tune(opts)
     out = Path(record.folder or args.output)
     if not args.quiet:
@@ -805,6 +805,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--objective", choices=["latency", "throughput"], default="latency",
                    help="latency: lowest median at batch 1; throughput: most images/s at batch 32 (--batch-size "
                         "changes the batch)")
+    p.add_argument("--speed-tolerance", type=float, default=DEFAULT_SPEED_TOLERANCE, metavar="P",
+                   help="candidates within P %% of the fastest count as fast as it; the best validation score "
+                        "among them wins (default %(default)g)")
     p.add_argument("--sweep", type=_positive_int, metavar="MAX",
                    help="with --objective throughput: double each candidate's batch from --batch-size up to MAX "
                         "while images/s improves by 3 %%, and judge each at its best (default: CUDA candidates up "

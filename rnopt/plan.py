@@ -61,7 +61,8 @@ def plan(artifacts: list[ArtifactSpec], runtimes: list[str] | None = None, preci
 
 # The runtimes `rnopt run` and `rnopt tune` compare by default: the built-in ones (a runtime registered from
 # outside runs where it is asked for by name).
-RUN_RUNTIMES: tuple[str, ...] = BACKEND_NAMES
+# PyTorch-model runtimes first: the speed reference.
+RUN_RUNTIMES: tuple[str, ...] = tuple(sorted(BACKEND_NAMES, key=lambda r: "torch" not in config_class(r).loads))
 
 
 def loaded_formats(runtimes: Iterable[str]) -> set[str]:

@@ -331,6 +331,7 @@ class SearchResult:
     chosen_id: str = ""
     chosen_file: str = ""  # the chosen model's file ("" for a PyTorch variant)
     search_time_s: float = 0.0
+    speed_tolerance: float = 0.0  # %: candidates this close to the fastest counted as fast as it
 
 
 @dataclass

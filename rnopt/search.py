@@ -25,7 +25,8 @@ from rnopt import progress
 from rnopt.accuracy import AccuracyBound, ValidationSet, refuse_mixed_roles, validation_set
 from rnopt.artifacts import ArtifactStore, artifact_for
 from rnopt.backends import backend_class
-from rnopt.bench import CUDA_SWEEP_LIMIT, BenchConfig, Variant, check_batch_fits, summarize_warnings, sweep_config
+from rnopt.bench import CUDA_SWEEP_LIMIT, DEFAULT_SPEED_TOLERANCE, BenchConfig, Variant, check_batch_fits, \
+    summarize_warnings, sweep_config
 from rnopt.data import load_dataset
 from rnopt.errors import RnoptError, first_line
 from rnopt.evaluation import evaluate_specs
@@ -80,9 +81,14 @@ class TuneOptions:
     devices: list[str] | None = None  # None: the CPU, and CUDA too where a chosen runtime can use it
     threads: int | None = None
     command: str = ""
+    # Candidates within this many % of the fastest count as fast as it: the best validation score among them wins,
+    # so a choice between files a few % apart does not flip from run to run (OpenVINO's int8 files: within 8 %).
+    speed_tolerance: float = DEFAULT_SPEED_TOLERANCE
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if not 0 <= self.speed_tolerance < 100:
+            raise RnoptError(f"--speed-tolerance is a percentage in [0, 100), got {self.speed_tolerance:g}")
         if self.objective not in OBJECTIVES:
             raise RnoptError(f"unknown objective {self.objective!r}: choose one of {', '.join(OBJECTIVES)}")
         unknown = [r for r in self.recipes or [] if r not in SEARCH_RECIPES]
@@ -160,14 +166,14 @@ def _search(opts: TuneOptions, record: Record, backends: list[str], devices: lis
     record.bench, record.bench_config = outcome.results, opts.bench.to_dict()
     record.failures += outcome.failures
     figures = peaks(outcome.results, opts.objective)
-    chosen = choose(figures, opts.objective, {i: c.score for i, c in candidates.items()})
-    give_verdicts(candidates, figures, chosen, opts.objective, record.failures)
+    chosen = choose(figures, opts.objective, {i: c.score for i, c in candidates.items()}, opts.speed_tolerance)
+    give_verdicts(candidates, figures, chosen, opts.objective, record.failures, opts.speed_tolerance)
     chosen_spec = next(s for s in specs if s.id == chosen.spec_id)
     record.searches = [SearchResult(opts.objective, opts.bench.batch_sizes[0], bound.describe(), bound.measure,
                                     validation.name, len(validation), reference.label, reference.id,
                                     reference_score, list(candidates.values()), chosen.spec_id,
                                     _file_of(chosen_spec, files, out),
-                                    round(time.perf_counter() - start, 1))]
+                                    round(time.perf_counter() - start, 1), opts.speed_tolerance)]
     if test_name:
         _test_figures(record, [reference] + ([chosen_spec] if chosen_spec != reference else []), test_name, executor)
     record.warnings = list(dict.fromkeys(record.warnings + summarize_warnings(record.bench)
@@ -332,9 +338,10 @@ def peaks(results: list[BenchResult], objective: str) -> list[BenchResult]:
     return list(best.values())
 
 
-def choose(results: list[BenchResult], objective: str, scores: dict[str, float | None]) -> BenchResult:
-    """The fastest result by the objective; among those whose 95 % interval overlaps the fastest one's (the
-    timing cannot order them), the one with the best validation score."""
+def choose(results: list[BenchResult], objective: str, scores: dict[str, float | None],
+           tolerance: float = 0.0) -> BenchResult:
+    """The fastest result by the objective; among those as fast as it (`tied_with_fastest`: within `tolerance` %,
+    or the timing cannot order them), the one with the best validation score."""
     if not results:
         raise RnoptError("no candidate within the bound could be timed (see the failures above)")
 
@@ -342,17 +349,25 @@ def choose(results: list[BenchResult], objective: str, scores: dict[str, float |
         value = scores.get(r.spec_id)
         return -np.inf if value is None else value
 
-    return max(tied_with_fastest(results, objective), key=lambda r: (score(r), speed(r, objective)))
+    return max(tied_with_fastest(results, objective, tolerance), key=lambda r: (score(r), speed(r, objective)))
 
 
 def fastest(results: list[BenchResult], objective: str) -> BenchResult:
     return max(results, key=lambda r: speed(r, objective))
 
 
-def tied_with_fastest(results: list[BenchResult], objective: str) -> list[BenchResult]:
-    """The fastest result and every one whose 95 % interval overlaps its interval."""
+def tied_with_fastest(results: list[BenchResult], objective: str, tolerance: float = 0.0) -> list[BenchResult]:
+    """The fastest result and every one as fast within the noise (95 % intervals overlap) or within `tolerance` %
+    of it (a latency at most that much longer; images/s at most that much fewer)."""
     best = fastest(results, objective)
-    return [r for r in results if overlaps(r, best, objective)]
+    return [r for r in results if overlaps(r, best, objective) or within(r, best, objective, tolerance)]
+
+
+def within(result: BenchResult, best: BenchResult, objective: str, tolerance: float) -> bool:
+    """Whether `result` is within `tolerance` % of `best` by the objective."""
+    if objective == "throughput":
+        return result.throughput_ips >= best.throughput_ips * (1 - tolerance / 100.0)
+    return result.latency_ms.p50 <= best.latency_ms.p50 * (1 + tolerance / 100.0)
 
 
 def speed(result: BenchResult, objective: str) -> float:
@@ -375,9 +390,9 @@ def overlaps(a: BenchResult, b: BenchResult, objective: str) -> bool:
 
 
 def give_verdicts(candidates: dict[str, Candidate], results: list[BenchResult], chosen: BenchResult,
-                   objective: str, failures: list[Failure]) -> None:
+                   objective: str, failures: list[Failure], tolerance: float = 0.0) -> None:
     timed = {r.spec_id: r for r in results}
-    tied = {r.spec_id for r in tied_with_fastest(results, objective)}
+    tied = {r.spec_id for r in tied_with_fastest(results, objective, tolerance)}
     best = fastest(results, objective)
     reasons = {f.spec_id: f"failed ({f.stage}): {f.reason}" for f in failures}
     for key, candidate in candidates.items():
@@ -397,7 +412,7 @@ def _verdict(candidate: Candidate, result: BenchResult | None, chosen: BenchResu
     if result is chosen:
         return "chosen"
     if tied:
-        return "as fast as the fastest within the noise; the chosen scores as well or better"
+        return "as fast as the fastest (within the noise or the speed tolerance); the chosen scores as well or better"
     if objective == "throughput":
         return f"slower: the fastest does {best.throughput_ips / result.throughput_ips:.2f}x its images/s"
     return f"slower: x{result.latency_ms.p50 / best.latency_ms.p50:.2f} the fastest's latency"

@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from conftest import loaded_variant
+from rnopt.errors import RnoptError
 from rnopt.data import align_labels, load_dataset
 from rnopt.evaluation import evaluate
 from rnopt.onnx_model import load_onnx, read_meta
@@ -72,3 +73,53 @@ def test_imagenet_preprocessing_resizes_and_crops(tmp_path):
     mean, std = np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32)
     expected = ((crop - mean) / std).transpose(2, 0, 1)
     assert np.abs(x - expected).max() < 1e-5
+
+
+IMAGENET_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-sample"
+
+
+def _imagenet_rows() -> list[str]:
+    from importlib import resources
+
+    return (resources.files("rnopt.data") / "assets" / "imagenet_labels.txt").read_text().splitlines()
+
+
+def test_a_flat_folder_labelled_as_imagenet_ships_it_is_a_labelled_dataset(tmp_path, cli):
+    from conftest import jpeg_bytes
+    from rnopt.data import load_dataset
+    from rnopt.data.datasets import align_labels
+    from rnopt.models.registry import imagenet_class_names
+
+    rows = _imagenet_rows()  # "index wnid name"
+    wnid = {int(r.split()[0]): r.split()[1] for r in rows}
+    # ImageNet validation's layout: ILSVRC2012_val_*.JPEG and LOC_val_solution.csv (the first box names the class)
+    imagenet = tmp_path / "val"
+    imagenet.mkdir()
+    picks = {"ILSVRC2012_val_00000001": 65, "ILSVRC2012_val_00000002": 970, "ILSVRC2012_val_00000003": 0}
+    for stem, index in picks.items():
+        (imagenet / f"{stem}.JPEG").write_bytes(jpeg_bytes((300, 200), (index % 255, 40, 90)))
+    (imagenet / "LOC_val_solution.csv").write_text("ImageId,PredictionString\n" + "".join(
+        f"{stem},{wnid[index]} 1 2 30 40 {wnid[index]} 5 6 70 80\n" for stem, index in picks.items()))
+    dataset = align_labels(load_dataset(imagenet), imagenet_class_names())
+    assert [label for label, _, _ in dataset.samples] == [65, 970, 0] and len(dataset.class_names) == 1000
+    # the class in each file name, the classes listed in labels.txt (the bundled imagenet-sample's layout)
+    named = tmp_path / "named"
+    named.mkdir()
+    (named / "labels.txt").write_text("\n".join(rows) + "\n")
+    for index in (3, 500):
+        (named / f"{wnid[index]}_photo.JPEG").write_bytes(jpeg_bytes())
+    assert [label for label, _, _ in load_dataset(named).samples] == [3, 500]
+    # an image no row labels is named, never scored as class 0
+    (imagenet / "ILSVRC2012_val_00000009.JPEG").write_bytes(jpeg_bytes())
+    with pytest.raises(RnoptError, match="ILSVRC2012_val_00000009.JPEG has no class"):
+        load_dataset(imagenet)
+    (named / "labels.txt").write_text("tench\ngoldfish\n")
+    with pytest.raises(RnoptError, match=r"labels.txt:1 is not an `index wnid name` line"):
+        load_dataset(named)
+    # accepted wherever a class-per-folder layout is: eval with it
+    if IMAGENET_SAMPLE.is_dir():
+        sample = load_dataset(IMAGENET_SAMPLE)
+        assert len(sample) == 105 and sample.class_names[sample.samples[0][0]] == "tench"
+        r = cli("eval", "resnet18", "--data", IMAGENET_SAMPLE, "--limit", "4", "--quiet", "--json",
+                tmp_path / "e.json")
+        assert r.code == 0, r.err

@@ -206,3 +206,26 @@ def test_the_headline_says_why_the_chosen_one_won():
             "top-1 drop ≤ 1 points. Of the 2 candidates within the bound, out of 3 tried: as fast as the fastest "
             "within the noise, and better on validation.") in headline_text(search("a"))
     assert headline_text(search("b")).endswith("The fastest of the 2 candidates within the bound, out of 3 tried.")
+
+
+def test_the_speed_tolerance_lets_accuracy_decide_among_near_ties():
+    # b is 4 % slower than a and the intervals are apart: without a tolerance the fastest wins
+    results = [_result("a", 0.500, 0.002), _result("b", 0.520, 0.002), _result("c", 0.530, 0.002)]
+    scores = {"a": 85.0, "b": 86.0, "c": 90.0}
+    assert choose(results, "latency", scores).spec_id == "a"
+    assert choose(results, "latency", scores, tolerance=5.0).spec_id == "b"  # c is 6 % slower: out
+    assert choose(results, "latency", scores, tolerance=6.5).spec_id == "c"
+    # throughput: images/s at most P % fewer than the most
+    results = [_result("a", 1.0, 0.001, throughput=1000.0), _result("b", 1.0, 0.001, throughput=955.0),
+               _result("c", 1.0, 0.001, throughput=940.0)]
+    assert choose(results, "throughput", scores, tolerance=5.0).spec_id == "b"
+    candidates = {key: Candidate(key, key, score, 0.0, True) for key, score in scores.items()}
+    give_verdicts(candidates, results, results[1], "throughput", [], tolerance=5.0)
+    assert candidates["a"].verdict.startswith("as fast as the fastest (within the noise or the speed tolerance)")
+    assert candidates["c"].verdict.startswith("slower")
+
+
+def test_the_speed_tolerance_is_a_percentage(cli, tmp_path):
+    r = cli("tune", "--output", tmp_path / "reports", "--quiet", "--speed-tolerance", "-1")
+    assert r.code == 1 and "--speed-tolerance is a percentage in [0, 100), got -1" in r.err
+    assert not (tmp_path / "reports").exists()

@@ -26,6 +26,17 @@ if TYPE_CHECKING:  # types only: importing them would pull in onnx or torch, whi
 
 
 @dataclass(frozen=True)
+class DeployCode:
+    """How a runtime's own API loads a model as a variant was measured: what `deploy.py` (written by `rnopt tune`,
+    run without rnopt) imports and the body of its `load()`, which returns `infer(batch) -> outputs`."""
+
+    package: str  # what `pip install` needs beside numpy and Pillow
+    imports: str
+    load: list[str]  # lines of `load()`'s body; MODEL and CROP are defined by the script
+    settings: str  # the same settings in words, for deploy.md
+
+
+@dataclass(frozen=True)
 class RuntimeConfig:
     """A runtime's own options, typed; each runtime subclasses it beside its backend and validates itself.
 
@@ -47,6 +58,10 @@ class RuntimeConfig:
     def for_objective(cls, objective: str) -> dict[str, Any]:
         """The options that suit a search objective (latency or throughput); {}: the defaults do."""
         return {}
+
+    def deploy_code(self, device: str, precision: str | None, threads: int | None) -> DeployCode | None:
+        """The runtime's own code for this variant (None: it cannot run outside rnopt, e.g. a model in PyTorch)."""
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -6,6 +6,7 @@ lazily, so a large folder of ImageNet-size photos never sits in memory at once.
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
 import io
 import os
@@ -123,8 +124,12 @@ def load_dataset(name_or_dir: str | Path, unlabelled_ok: bool = False) -> ImageD
                          f"nor an existing folder")
     if not path.is_dir():
         raise RnoptError(f"data {path} is not a folder: give a folder with one sub-folder of images per class")
-    if unlabelled_ok and not _class_folders(path):
-        return _flat_folder(path)
+    if not _class_folders(path):
+        labelled = _flat_labelled(path)
+        if labelled is not None:
+            return labelled
+        if unlabelled_ok:
+            return _flat_folder(path)
     return _image_folder(path)
 
 
@@ -161,6 +166,70 @@ def _file_reader(path: Path) -> Callable[[], bytes]:
 
 def _class_folders(root: Path) -> list[str]:
     return sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+IMAGENET_SOLUTION = "LOC_val_solution.csv"  # ImageNet validation's own labels: ImageId,PredictionString
+CLASS_LIST = "labels.txt"  # `index wnid name` per class; each image's file name starts with its wnid
+
+
+def _flat_labelled(root: Path) -> ImageDataset | None:
+    """A flat folder labelled as ImageNet ships it (a solution file mapping each image to its class), or with its
+    class in each file name (`n01440764_tench.JPEG`) and the classes listed in labels.txt; None: neither."""
+    if (root / IMAGENET_SOLUTION).is_file():
+        classes = _class_list(root / CLASS_LIST) if (root / CLASS_LIST).is_file() else _imagenet_classes()
+        wnids = _solution_wnids(root / IMAGENET_SOLUTION)
+        return _labelled_by(root, classes, lambda f: wnids.get(f.stem), f"a row in {IMAGENET_SOLUTION}")
+    if (root / CLASS_LIST).is_file():
+        classes = _class_list(root / CLASS_LIST)
+        return _labelled_by(root, classes, lambda f: f.name.split("_")[0], "a file name starting with its wnid")
+    return None
+
+
+def _labelled_by(root: Path, classes: list[tuple[str, str]], wnid_of: Callable[[Path], str | None],
+                 what: str) -> ImageDataset:
+    """The images directly in `root`, each labelled by the class whose wnid `wnid_of` gives."""
+    index = {wnid: i for i, (wnid, _) in enumerate(classes)}
+    samples = []
+    for image in _images_in(root, recursive=False):
+        wnid = wnid_of(image)
+        if wnid not in index:
+            raise RnoptError(f"{image} has no class: {what} naming one of the {len(classes)} classes of "
+                             f"{CLASS_LIST if (root / CLASS_LIST).is_file() else 'ImageNet'} is needed for each "
+                             f"image (move it out of {root}, or label it)")
+        samples.append((index[wnid], _file_reader(image), str(image)))
+    if not samples:
+        raise RnoptError(f"data folder {root} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return ImageDataset(str(root), [name for _, name in classes], samples)
+
+
+def _class_list(path: Path) -> list[tuple[str, str]]:
+    """(wnid, name) per class, in index order, from `index wnid name` lines."""
+    rows: dict[int, tuple[str, str]] = {}
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        parts = line.split(maxsplit=2)
+        if not parts:
+            continue
+        if len(parts) != 3 or not parts[0].isdigit():
+            raise RnoptError(f"{path}:{number} is not an `index wnid name` line ({line[:60]!r}): list each class "
+                             f"as e.g. `0 n01440764 tench`")
+        rows[int(parts[0])] = (parts[1], parts[2].strip())
+    if sorted(rows) != list(range(len(rows))):
+        raise RnoptError(f"{path}: the class indices must run 0, 1, 2, ... without gaps")
+    return [rows[i] for i in range(len(rows))]
+
+
+def _imagenet_classes() -> list[tuple[str, str]]:
+    with resources.as_file(resources.files("rnopt.data") / "assets" / "imagenet_labels.txt") as p:
+        return _class_list(Path(p))
+
+
+def _solution_wnids(path: Path) -> dict[str, str]:
+    """ImageNet's LOC_val_solution.csv: image id -> the wnid of its first box (every box of an image is its class)."""
+    with path.open(newline="", errors="replace") as handle:
+        rows = list(csv.reader(handle))
+    if not rows or [c.strip() for c in rows[0][:2]] != ["ImageId", "PredictionString"]:
+        raise RnoptError(f"{path} is not ImageNet's solution file: its header must be ImageId,PredictionString")
+    return {row[0]: row[1].split()[0] for row in rows[1:] if len(row) >= 2 and row[1].split()}
 
 
 def _flat_folder(root: Path) -> ImageDataset:
@@ -205,7 +274,9 @@ def _image_folder(root: Path) -> ImageDataset:
     classes = _class_folders(root)
     if not classes:
         raise RnoptError(f"data folder {root} has no class sub-folders: put the images of each class "
-                         f"in their own sub-folder (ImageFolder layout)")
+                         f"in their own sub-folder (ImageFolder layout), or label a flat folder as ImageNet does "
+                         f"({IMAGENET_SOLUTION}, or {CLASS_LIST} listing `index wnid name` with each file named "
+                         f"<wnid>_...)")
     loose = _images_in(root, recursive=False)
     if loose:  # they would be silently left out of every figure
         raise RnoptError(f"data folder {root} holds {len(loose)} image(s) beside its class sub-folders (e.g. "

@@ -99,8 +99,12 @@ def search_headline(data: ReportData) -> str | None:
         tied = chosen.throughput_ips < max(c.throughput_ips or 0.0 for c in timed_ones)
     else:
         tied = chosen.p50_ms > min(c.p50_ms or 0.0 for c in timed_ones)
-    why = (f"Of the {pool}: as fast as the fastest within the noise, and better on validation." if tied
+    rule = (f"Among candidates within {search.speed_tolerance:g} % of the fastest (or within the timing noise), the "
+            f"best validation score wins." if search.speed_tolerance else
+            "Among candidates the timing cannot tell from the fastest, the best validation score wins.")
+    why = (f"Of the {pool}: as fast as the fastest by that rule, and better on validation." if tied
            else f"The fastest of the {pool}.")
+    why = f"{rule} {why}"
     return (f"Chosen by rnopt tune: {chosen.label}, {speed} at batch {chosen.batch_size or search.batch_size}; "
             f"{search.measure} {drop} on {search.data} (validation) against the bound {search.bound}. {why}")
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from rnopt.backends.base import RuntimeConfig
+from rnopt.backends.base import DeployCode, RuntimeConfig
 from rnopt.errors import RnoptError
 
 OPT_LEVELS = ("disable", "basic", "extended", "all")
 PROVIDERS = ("cpu", "cuda", "tensorrt")
+_LEVEL_NAMES = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+                "all": "ORT_ENABLE_ALL"}
+_PROVIDER_NAMES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
+                   "tensorrt": "TensorrtExecutionProvider"}
 
 
 @dataclass(frozen=True)
@@ -33,3 +37,30 @@ class OrtConfig(RuntimeConfig):
             raise RnoptError(f"unknown ONNX Runtime provider {self.provider!r}: choose {', '.join(PROVIDERS)}")
         if self.inter_op is not None and self.inter_op <= 0:
             raise RnoptError(f"ONNX Runtime inter-op threads must be positive, got {self.inter_op}")
+
+    def deploy_code(self, device: str, precision: str | None, threads: int | None) -> DeployCode:
+        """The session rnopt measured (rnopt.ort_session.session_options), spelled out with ONNX Runtime's API."""
+        lines = ["options = ort.SessionOptions()",
+                 f"options.graph_optimization_level = ort.GraphOptimizationLevel.{_LEVEL_NAMES[self.opt_level]}"]
+        words = [f"graph optimisation {self.opt_level}"]
+        if threads:
+            lines.append(f"options.intra_op_num_threads = {threads}")
+        words.append(f"{threads} intra-op threads" if threads else "intra-op threads: ONNX Runtime's default")
+        if self.inter_op:
+            lines += ["options.execution_mode = ort.ExecutionMode.ORT_PARALLEL",
+                      f"options.inter_op_num_threads = {self.inter_op}"]
+            words.append(f"parallel execution, {self.inter_op} inter-op threads")
+        elif threads:
+            lines.append("options.inter_op_num_threads = 1")
+        if not self.spinning:
+            lines += ['options.add_session_config_entry("session.intra_op.allow_spinning", "0")',
+                      'options.add_session_config_entry("session.inter_op.allow_spinning", "0")']
+        words.append("spinning " + ("on" if self.spinning else "off"))
+        provider = self.provider or device
+        providers = [_PROVIDER_NAMES[provider]] + (["CPUExecutionProvider"] if provider != "cpu" else [])
+        lines += [f"session = ort.InferenceSession(str(MODEL), options, providers={providers!r})",
+                  "name = session.get_inputs()[0].name",
+                  "return lambda batch: session.run(None, {name: batch})[0]"]
+        words.append(f"provider {providers[0]}")
+        return DeployCode("onnxruntime" if provider == "cpu" else "onnxruntime-gpu", "import onnxruntime as ort",
+                          lines, ", ".join(words))

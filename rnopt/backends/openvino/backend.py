@@ -20,8 +20,6 @@ from rnopt.backends.openvino.config import OpenVinoConfig
 from rnopt.errors import RnoptError
 from rnopt.openvino_io import read_model, reason
 
-# rnopt precision name -> OpenVINO INFERENCE_PRECISION_HINT
-PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 _RUNTIME_NAMES = {"f32": "fp32", "bf16": "bf16", "f16": "fp16", "u8": "int8", "i8": "int8"}
 _COMPUTE_LAYERS = {"Convolution", "GroupConvolution", "FullyConnected", "MatMul"}
 
@@ -120,14 +118,10 @@ class OpenVinoBackend(Backend):
         config = spec.config if isinstance(spec.config, OpenVinoConfig) else OpenVinoConfig()
         self.check_device(spec.device)
         self.check_precision(spec.precision)
-        settings = {"PERFORMANCE_HINT": config.hint.upper()}
         if spec.precision == "int8" and model.meta.variant != "int8":
             raise RnoptError(f"{model.path.name} is not quantized: make an int8 model first "
                              f"(`rnopt quantize`, or `rnopt quantize --backend openvino` for NNCF)")
-        if spec.precision in PRECISION_HINTS:
-            settings["INFERENCE_PRECISION_HINT"] = PRECISION_HINTS[spec.precision]
-        if spec.threads:
-            settings["INFERENCE_NUM_THREADS"] = str(spec.threads)
+        settings = config.properties(spec.precision, spec.threads)  # deploy.py sets the same (config.deploy_code)
         session = OpenVinoSession(ov.Core(), model.path, spec.device, settings, spec.threads or 0)
         compiled = session.compiled_for((1, 3, model.meta.input_size, model.meta.input_size))
         session.threads = int(compiled.get_property("INFERENCE_NUM_THREADS")) or spec.threads or 0

@@ -4,10 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from rnopt.backends.base import RuntimeConfig
+from rnopt.backends.base import DeployCode, RuntimeConfig
 from rnopt.errors import RnoptError
 
 PERFORMANCE_HINTS = ("latency", "throughput")
+_PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}  # rnopt's name -> INFERENCE_PRECISION_HINT
 
 
 @dataclass(frozen=True)
@@ -27,3 +28,27 @@ class OpenVinoConfig(RuntimeConfig):
         if self.hint not in PERFORMANCE_HINTS:
             raise RnoptError(f"OpenVINO performance hint must be one of {', '.join(PERFORMANCE_HINTS)}, "
                              f"not {self.hint!r}")
+
+    def properties(self, precision: str | None, threads: int | None) -> dict[str, str]:
+        """The compile properties of a variant: what rnopt's backend sets, and what deploy.py sets."""
+        properties = {"PERFORMANCE_HINT": self.hint.upper()}
+        if precision in _PRECISION_HINTS:
+            properties["INFERENCE_PRECISION_HINT"] = _PRECISION_HINTS[precision]
+        if threads:
+            properties["INFERENCE_NUM_THREADS"] = str(threads)
+        return properties
+
+    def deploy_code(self, device: str, precision: str | None, threads: int | None) -> DeployCode:
+        """The compiled model rnopt measured (static input shape, the same properties), with OpenVINO's API."""
+        properties = self.properties(precision, threads)
+        lines = ["core = ov.Core()",
+                 "model = core.read_model(str(MODEL))",
+                 "model.reshape([1, 3, CROP, CROP])  # a static shape, as measured: OpenVINO's best kernels",
+                 f"compiled = core.compile_model(model, {device.upper()!r}, {properties!r})",
+                 "request = compiled.create_infer_request()",
+                 "return lambda batch: np.array(request.infer({0: batch})[compiled.output(0)])"]
+        words = ", ".join(f"{k}={v}" for k, v in properties.items())
+        if self.hint == "throughput":
+            words += ("; measured with OPTIMAL_NUMBER_OF_INFER_REQUESTS requests in flight (an AsyncInferQueue of "
+                      "that size): deploy.py runs one request at a time")
+        return DeployCode("openvino", "import openvino as ov", lines, words)
