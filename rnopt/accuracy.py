@@ -192,14 +192,15 @@ def refuse_mixed_roles(dataset: ImageDataset, final: bool) -> None:
 
 
 def validation_set(meta: ModelMeta, data: str | None, limit: int | None = None,
-                   on_batch: Callable[[int], None] | None = None, allow_test: bool = False) -> ValidationSet:
+                   on_batch: Callable[[int], None] | None = None, allow_test: bool = False,
+                   unlabelled_ok: bool = False) -> ValidationSet:
     """`data` (default: the bundled validation set), a seeded subset of `limit`, decoded and preprocessed once.
     `allow_test`: this is the final, untuned evaluation, so the test set is what it should be."""
     name = data or default_validation_data(meta)
     if name == "cifar10" and not allow_test:
         raise RnoptError("cifar10 is the test set, which stays untuned: tune on cifar10-val (the default) or "
                          "another validation folder")
-    dataset = align_labels(load_dataset(name), meta.class_names).subset(limit)
+    dataset = align_labels(load_dataset(name, unlabelled_ok), meta.class_names).subset(limit)
     if meta.fits_bundled_cifar:
         refuse_mixed_roles(dataset, allow_test)
     crop = meta.preprocessing.crop

@@ -526,7 +526,7 @@ def cmd_tune(args: argparse.Namespace) -> None:
         accuracy_aware=args.accuracy_aware, calib_data=args.calib_data,
         backends=split_list(args.backend, "backend") if args.backend is not None else None,
         devices=split_list(args.device, "device") if args.device is not None else None, threads=args.threads,
-        command=args.command_line, speed_tolerance=args.speed_tolerance)
+        command=args.command_line, speed_tolerance=args.speed_tolerance, speed_only=args.speed_only)
     record = api.tune(opts)
     out = Path(record.folder or args.output)
     if not args.quiet:
@@ -805,6 +805,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--objective", choices=["latency", "throughput"], default="latency",
                    help="latency: lowest median at batch 1; throughput: most images/s at batch 32 (--batch-size "
                         "changes the batch)")
+    p.add_argument("--speed-only", action="store_true",
+                   help="do not measure accuracy: bound each candidate by the mean cosine of its outputs to the float "
+                        "model's (--min-cosine, default 0.99) on --data images (labels not needed); chosen by itself "
+                        "for random weights or a model with no labelled images that fit it")
     p.add_argument("--speed-tolerance", type=float, default=DEFAULT_SPEED_TOLERANCE, metavar="P",
                    help="candidates within P %% of the fastest count as fast as it; the best validation score "
                         "among them wins (default %(default)g)")

@@ -176,23 +176,26 @@ def _run_steps(opts: RunOptions, backends: list[str], devices: list[str], skippe
     loaded = store.loaded(model)
     record = Record("run", opts.command, warnings=list(loaded.warnings) + skipped,
                     model=model_section(loaded)).capture_environment()
-    files = _make_files(opts, backends, model, store, calibration, out, record)
+    with record.timing("model files: export, fusion, int8"):
+        files = _make_files(opts, backends, model, store, calibration, out, record)
     specs = plan_variants(model, files, backends, devices, opts.threads)
     record.specs = spec_entries(specs)
 
     executor = InProcessExecutor(store)
-    with progress.task("loading", None):
+    with progress.task("loading", None), record.timing("loading the variants"):
         executor.load(specs)
-    with progress.task("benchmarking", None) as advance:
+    with progress.task("benchmarking", None) as advance, record.timing("timing"):
         outcome = executor.bench(specs, opts.bench, on_progress=lambda note: advance(1, note))
     record.bench, record.failures, record.bench_config = outcome.results, outcome.failures, opts.bench.to_dict()
-    record.bench += _cuda_sweep(executor, specs, outcome.results, opts.bench)
+    with record.timing("timing"):
+        record.bench += _cuda_sweep(executor, specs, outcome.results, opts.bench)
     record.warnings += summarize_warnings(record.bench) + [f"skipped {f.label}: {f.reason}" for f in outcome.failures]
 
     if dataset is not None:
         ran = {r.spec_id: r.precision for r in outcome.results}
         to_eval = eval_order([s for s in specs if s.id in ran], ran)
-        with progress.task(f"evaluating on {dataset.name}", len(dataset.subset(opts.eval_limit))) as advance:
+        with progress.task(f"evaluating on {dataset.name}", len(dataset.subset(opts.eval_limit))) as advance, \
+                record.timing("accuracy"):
             section, failures = evaluate_specs(to_eval, dataset, opts.eval_limit, EVAL_BATCH, advance, executor)
         record.failures += failures
         if isinstance(section, EmbeddingSection):

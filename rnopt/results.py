@@ -6,12 +6,14 @@ are joined on it, never on the display label. Schema version 2; `rnopt.report.lo
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import time
 import types
 import typing
 from dataclasses import asdict, dataclass, field
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from rnopt.environment import Environment, snapshot
@@ -332,6 +334,7 @@ class SearchResult:
     chosen_file: str = ""  # the chosen model's file ("" for a PyTorch variant)
     search_time_s: float = 0.0
     speed_tolerance: float = 0.0  # %: candidates this close to the fastest counted as fast as it
+    speed_only: bool = False  # accuracy not measured: bounded by agreement with the float model's outputs
 
 
 @dataclass
@@ -367,6 +370,16 @@ class Record:
     searches: list[SearchResult] = field(default_factory=list)  # `rnopt tune`: what it tried and chose
     details: dict[str, Any] = field(default_factory=dict)  # listings: models, backends, compare-runs rows
     folder: str | None = None  # `rnopt run` / `rnopt tune`: the folder holding its model files and reports
+    step_times_s: dict[str, float] = field(default_factory=dict)  # `rnopt run` / `tune`: each step's wall time
+
+    @contextlib.contextmanager
+    def timing(self, step: str) -> Iterator[None]:
+        """Record how long the block took as `step` (added to what that step already took)."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.step_times_s[step] = round(self.step_times_s.get(step, 0.0) + time.perf_counter() - start, 2)
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema_version": SCHEMA_VERSION, **asdict(self)}

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from rnopt import progress
-from rnopt.accuracy import AccuracyBound, ValidationSet, refuse_mixed_roles, validation_set
+from rnopt.accuracy import AccuracyBound, ValidationSet, default_validation_data, refuse_mixed_roles, validation_set
 from rnopt.artifacts import ArtifactStore, artifact_for
 from rnopt.backends import backend_class
 from rnopt.bench import CUDA_SWEEP_LIMIT, DEFAULT_SPEED_TOLERANCE, BenchConfig, Variant, check_batch_fits, \
@@ -33,6 +33,7 @@ from rnopt.evaluation import evaluate_specs
 from rnopt.execute.base import BenchOutcome
 from rnopt.execute.inprocess import InProcessExecutor
 from rnopt.onnx_export import meta_for
+from rnopt.onnx_model import ModelMeta
 from rnopt.pipeline import DEFAULT_MODEL, EVAL_BATCH, Render, build_into, model_section, run_backends, run_devices, \
     run_folder, write_record
 from rnopt.plan import artifact_warnings, int8_files, is_quantized, loaded_formats, plan_variants
@@ -84,6 +85,10 @@ class TuneOptions:
     # Candidates within this many % of the fastest count as fast as it: the best validation score among them wins,
     # so a choice between files a few % apart does not flip from run to run (OpenVINO's int8 files: within 8 %).
     speed_tolerance: float = DEFAULT_SPEED_TOLERANCE
+    # Bound candidates by how closely their outputs follow the float model's (mean cosine, `control.min_cosine` or
+    # DEFAULT_MIN_COSINE) on the images given, without labels: accuracy is not measured. Also chosen by itself for
+    # a model without trained weights, or without labelled validation images that fit it.
+    speed_only: bool = False
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -114,41 +119,94 @@ def tune(opts: TuneOptions, render: Render = write_record) -> tuple[Record, Path
     store = ArtifactStore()
     loaded = store.loaded(model)
     meta = meta_for(loaded)
-    bound = opts.control.bound(meta)
+    why_speed_only = speed_only_reason(opts, meta, model)
+    bound = AccuracyBound.min_cosine(opts.control.min_cosine or DEFAULT_MIN_COSINE) if why_speed_only else \
+        opts.control.bound(meta)
     check_batch_fits(VALIDATION_BATCH, meta.input_size)
-    test_name = opts.control.test_set(meta)
+    test_name = None if why_speed_only and not opts.control.test_data else opts.control.test_set(meta)
     if test_name:
         test = load_dataset(test_name)  # a missing test folder fails now, not after the search
         if meta.fits_bundled_cifar:
             refuse_mixed_roles(test, final=True)
     with progress.task("decoding validation images") as advance:
-        validation = validation_set(meta, opts.control.data, opts.control.limit, on_batch=advance)
+        validation = validation_set(meta, _images_given(opts, meta) if why_speed_only else opts.control.data,
+                                    opts.control.limit, on_batch=advance, unlabelled_ok=bool(why_speed_only))
+    calib_source, calib_note = opts.calib_data, ""
+    if why_speed_only and not calib_source and not meta.fits_bundled_cifar:  # no bundled images fit: the given ones
+        calib_source = _images_given(opts, meta)
+        calib_note = (f"int8 was calibrated on the images the outputs were compared on ({calib_source}): give "
+                      f"--calib-data DIR for images of their own")
     with progress.task("reading calibration images", CALIB_SIZE) as advance:
-        calibration = calibration_data(meta, opts.calib_data, CALIB_SIZE, advance)
+        calibration = calibration_data(meta, calib_source, CALIB_SIZE, advance)
     with run_folder(opts.output, f"{loaded.name}-tune") as out:
         record = Record("tune", opts.command, warnings=list(loaded.warnings) + skipped + not_on_cuda,
                         model=model_section(loaded)).capture_environment()
+        if why_speed_only:
+            record.warnings.append(f"speed only: accuracy was not measured ({why_speed_only}); each candidate's "
+                                   f"outputs were bounded by {bound.describe()} on {len(validation)} images of "
+                                   f"{validation.name}, and the fastest within it chosen")
+            record.warnings += [calib_note] if calib_note else []
         _search(opts, record, backends, devices, model, store, bound, validation, calibration, test_name, out)
         record.folder = str(out)
         render(record, out)
         return record, out
 
 
+DEFAULT_MIN_COSINE = 0.99  # speed only: a candidate's outputs keep this mean cosine to the float model's
+
+
+def speed_only_reason(opts: TuneOptions, meta: ModelMeta, model: ArtifactSpec) -> str:
+    """Why this search cannot measure accuracy and bounds agreement with the float model instead ("": it can)."""
+    if opts.speed_only:
+        return "asked for with --speed-only"
+    if not model.is_file and not model.sha256:
+        return f"{model.source} has random weights: its accuracy would mean nothing"
+    if opts.control.data is None:
+        try:
+            default_validation_data(meta)
+        except RnoptError:
+            return f"no labelled validation images fit {meta.model}: give --data DIR with labelled images to measure it"
+        return ""
+    try:
+        load_dataset(opts.control.data)
+    except RnoptError as exc:
+        if "no class sub-folders" not in str(exc):
+            raise
+        return f"{opts.control.data} holds no labels"
+    return ""
+
+
+def _images_given(opts: TuneOptions, meta: ModelMeta) -> str:
+    """The images a speed-only search compares outputs on: --data, else the calibration images."""
+    if opts.control.data:
+        return opts.control.data
+    if opts.calib_data:
+        return opts.calib_data
+    try:
+        return default_validation_data(meta)
+    except RnoptError:
+        raise RnoptError(f"a speed-only search compares outputs on images: give --data DIR (any images of what "
+                         f"{meta.model} will see; labels are not needed)") from None
+
+
 def _search(opts: TuneOptions, record: Record, backends: list[str], devices: list[str], model: ArtifactSpec,
             store: ArtifactStore, bound: AccuracyBound, validation: ValidationSet, calibration: CalibrationData,
             test_name: str | None, out: Path) -> None:
     start = time.perf_counter()
-    files = _build_files(opts, backends, model, store, calibration, out, record)
+    with record.timing("model files: export, fusion, int8"):
+        files = _build_files(opts, backends, model, store, calibration, out, record)
     executor = InProcessExecutor(store)
-    with progress.task("loading candidates", None):
+    with progress.task("loading candidates", None), record.timing("loading the variants"):
         variants, record.failures = executor.load(plan_candidates(model, files, backends, devices, opts.objective,
                                                                   opts.threads))
     variants = _reference_first(variants)
     validator = Validator(validation, bound)
-    with progress.task(f"validating on {validation.name}", len(variants) * len(validation)) as advance:
+    with progress.task(f"validating on {validation.name}", len(variants) * len(validation)) as advance, \
+            record.timing("validation"):
         scores = validator.scores(variants, record.failures, advance)
     if opts.accuracy_aware and _any_int8(variants) and not _int8_within(variants, scores, bound):
-        aware = _accuracy_aware_files(opts, files, store, bound, validation, calibration, out, record)
+        with record.timing("accuracy-aware int8"):
+            aware = _accuracy_aware_files(opts, files, store, bound, validation, calibration, out, record)
         more, failed = executor.load([s for s in plan_candidates(model, aware, backends, ["cpu"], opts.objective,
                                                                  opts.threads) if s.artifact != model])
         record.failures += failed
@@ -160,7 +218,7 @@ def _search(opts: TuneOptions, record: Record, backends: list[str], devices: lis
     record.specs = spec_entries(specs)
     reference, reference_score = variants[0].spec, scores[variants[0].spec.id]
     candidates = {s.id: _candidate(s, scores.get(s.id), reference_score, bound) for s in specs}
-    with progress.task("timing the candidates within the bound", None) as advance:
+    with progress.task("timing the candidates within the bound", None) as advance, record.timing("timing"):
         outcome = time_candidates(executor, [s for s in specs if candidates[s.id].met], opts,
                                   on_progress=lambda note: advance(1, note))
     record.bench, record.bench_config = outcome.results, opts.bench.to_dict()
@@ -173,9 +231,12 @@ def _search(opts: TuneOptions, record: Record, backends: list[str], devices: lis
                                     validation.name, len(validation), reference.label, reference.id,
                                     reference_score, list(candidates.values()), chosen.spec_id,
                                     _file_of(chosen_spec, files, out),
-                                    round(time.perf_counter() - start, 1), opts.speed_tolerance)]
+                                    round(time.perf_counter() - start, 1), opts.speed_tolerance,
+                                    any(w.startswith("speed only:") for w in record.warnings))]
     if test_name:
-        _test_figures(record, [reference] + ([chosen_spec] if chosen_spec != reference else []), test_name, executor)
+        with record.timing("final figures (test set)"):
+            _test_figures(record, [reference] + ([chosen_spec] if chosen_spec != reference else []), test_name,
+                          executor)
     record.warnings = list(dict.fromkeys(record.warnings + summarize_warnings(record.bench)
                                          + [f"skipped {f.label}: {f.reason}" for f in record.failures]
                                          + artifact_warnings(specs)))

@@ -2,6 +2,7 @@
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -66,7 +67,12 @@ def test_progress_reaches_an_api_callback_and_the_module_draws_nothing(tmp_path)
     heard: list[Update] = []
     options = rnopt.RunOptions(backends=["onnxruntime"], eval_limit=50, output=tmp_path,
                                bench=rnopt.BenchConfig([1], warmup=1, iterations=5, min_time=0, memory=False))
-    rnopt.run(options, on_progress=heard.append)
+    record = rnopt.run(options, on_progress=heard.append)
+    # how long each step took, in the record and the report
+    assert set(record.step_times_s) == {"model files: export, fusion, int8", "loading the variants", "timing",
+                                        "accuracy"} and all(t >= 0 for t in record.step_times_s.values())
+    report = (Path(record.folder) / "report.md").read_text()
+    assert "## Time per step" in report and "- timing: " in report
     started = {u.key: u.description for u in heard if not u.finished}
     ended = {u.key for u in heard if u.finished}
     assert {"exporting and checking", "benchmarking", "evaluating on cifar10"} <= set(started.values())

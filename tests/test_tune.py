@@ -145,7 +145,8 @@ def test_every_candidate_gets_a_verdict_measured_against_the_fastest():
     give_verdicts(candidates, results, chosen, "latency", [Failure("e", "e", "validate", "it crashed")])
     verdicts = {key: c.verdict for key, c in candidates.items()}
     assert verdicts == {"b": "chosen",
-                        "a": "as fast as the fastest within the noise; the chosen scores as well or better",
+                        "a": "as fast as the fastest (within the noise or the speed tolerance); the chosen scores as "
+                             "well or better",
                         "c": "slower: x1.20 the fastest's latency", "d": "over the bound",
                         "e": "failed (validate): it crashed"}
     assert candidates["c"].p50_ms == 0.60 and candidates["d"].p50_ms is None
@@ -204,8 +205,13 @@ def test_the_headline_says_why_the_chosen_one_won():
 
     assert ("a.onnx, median 0.510 ms at batch 1; top-1 gain 0.10 on cifar10-val (validation) against the bound "
             "top-1 drop ≤ 1 points. Of the 2 candidates within the bound, out of 3 tried: as fast as the fastest "
-            "within the noise, and better on validation.") in headline_text(search("a"))
-    assert headline_text(search("b")).endswith("The fastest of the 2 candidates within the bound, out of 3 tried.")
+            "by that rule, and better on validation. The rule: among candidates the timing cannot tell from the "
+            "fastest, the best validation score wins.") in headline_text(search("a"))
+    assert "The fastest of the 2 candidates within the bound, out of 3 tried. The rule:" in headline_text(search("b"))
+    tolerant = search("a")
+    tolerant.searches[0].speed_tolerance = 5.0
+    assert headline_text(tolerant).endswith("The rule: among candidates within 5 % of the fastest (or within the "
+                                            "timing noise), the best validation score wins.")
 
 
 def test_the_speed_tolerance_lets_accuracy_decide_among_near_ties():
@@ -229,3 +235,40 @@ def test_the_speed_tolerance_is_a_percentage(cli, tmp_path):
     r = cli("tune", "--output", tmp_path / "reports", "--quiet", "--speed-tolerance", "-1")
     assert r.code == 1 and "--speed-tolerance is a percentage in [0, 100), got -1" in r.err
     assert not (tmp_path / "reports").exists()
+
+
+def _flat_images(folder: Path, count: int) -> Path:
+    from rnopt.data import load_dataset
+
+    folder.mkdir()
+    for index, (_, read, _) in enumerate(load_dataset("cifar10-val").subset(count).samples):
+        (folder / f"photo{index}.jpg").write_bytes(read())
+    return folder
+
+
+def test_speed_only_bounds_agreement_with_float_and_says_accuracy_was_not_measured(cli, tmp_path):
+    flat = _flat_images(tmp_path / "unlabelled", 60)  # images without labels: accuracy cannot be measured
+    r = cli("tune", "--data", flat, "--output", tmp_path / "reports", "--json", tmp_path / "t.json", *QUICK[:4],
+            "--iterations", "5", "--min-time", "0.05", "--quiet")
+    assert r.code == 0, r.err
+    payload = json.loads((tmp_path / "t.json").read_text())
+    search = payload["searches"][0]
+    assert search["speed_only"] and search["measure"] == "cosine" and search["images"] == 60
+    assert f"speed only: accuracy was not measured ({flat} holds no labels)" in r.err
+    scores = [c["score"] for c in search["candidates"] if c["score"] is not None]
+    assert all(0 < s <= 1.0 + 1e-6 for s in scores) and max(scores) > 0.999  # the float files agree with float
+    assert not payload["evals"]  # no labels, no test figures
+    (folder,) = (tmp_path / "reports").iterdir()
+    assert "Speed only: accuracy was not measured" in (folder / "report.md").read_text()
+
+
+def test_a_model_without_trained_weights_is_tuned_for_speed_only(cli, tmp_path):
+    flat = _flat_images(tmp_path / "photos", 12)
+    r = cli("tune", "--model", "resnet18", "--data", flat, "--output", tmp_path / "reports", "--json",
+            tmp_path / "t.json", "--backend", "onnxruntime", "--recipe", "minmax", "--iterations", "3",
+            "--min-time", "0", "--quiet")
+    assert r.code == 0, r.err
+    search = json.loads((tmp_path / "t.json").read_text())["searches"][0]
+    assert search["speed_only"] and "resnet18 has random weights" in r.err
+    assert "int8 was calibrated on the images the outputs were compared on" in r.err
+    assert search["chosen_id"]

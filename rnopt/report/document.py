@@ -99,12 +99,15 @@ def search_headline(data: ReportData) -> str | None:
         tied = chosen.throughput_ips < max(c.throughput_ips or 0.0 for c in timed_ones)
     else:
         tied = chosen.p50_ms > min(c.p50_ms or 0.0 for c in timed_ones)
-    rule = (f"Among candidates within {search.speed_tolerance:g} % of the fastest (or within the timing noise), the "
-            f"best validation score wins." if search.speed_tolerance else
-            "Among candidates the timing cannot tell from the fastest, the best validation score wins.")
+    rule = (f"The rule: among candidates within {search.speed_tolerance:g} % of the fastest (or within the timing "
+            f"noise), the best validation score wins." if search.speed_tolerance else
+            "The rule: among candidates the timing cannot tell from the fastest, the best validation score wins.")
     why = (f"Of the {pool}: as fast as the fastest by that rule, and better on validation." if tied
            else f"The fastest of the {pool}.")
-    why = f"{rule} {why}"
+    why = f"{why} {rule}"
+    if search.speed_only:
+        why += (" Speed only: accuracy was not measured; the bound is how closely each candidate's outputs follow "
+                "the float model's.")
     return (f"Chosen by rnopt tune: {chosen.label}, {speed} at batch {chosen.batch_size or search.batch_size}; "
             f"{search.measure} {drop} on {search.data} (validation) against the bound {search.bound}. {why}")
 
@@ -124,6 +127,11 @@ def build_document(data: ReportData, with_plots: bool = True) -> list[Block]:
     if with_plots:
         blocks += _plots(data)
     blocks += _tables(data)
+    for times in data.step_times:
+        total = sum(times.values())
+        blocks += [Heading("Time per step"),
+                   Bullets([f"{step}: {seconds:.1f} s" for step, seconds in times.items()] + [f"total: {total:.1f} s"],
+                           "steps")]
     blocks.append(Heading("Environment"))
     for env in _distinct(data.environments):
         blocks.append(tables.environment_table(env))

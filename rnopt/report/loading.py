@@ -50,6 +50,7 @@ class ReportData:
     embeddings: list[EmbeddingSection] = field(default_factory=list)
     sensitivity: list[SensitivityResult] = field(default_factory=list)
     searches: list[SearchResult] = field(default_factory=list)
+    step_times: list[dict[str, float]] = field(default_factory=list)  # per run or tune read: each step's seconds
     # The id scheme every file read shares (schema 3: ids of content; 4: files rnopt builds named by recipe), or
     # None (schema 1 and 2 ids hashed paths; or files of two schemes): results join on ids only when it is set.
     id_scheme: int | None = None
@@ -103,7 +104,7 @@ def _from_record(record: Record, source: str) -> ReportData:
                       exports=list(record.exports), optimizations=list(record.optimizations),
                       quantizations=list(record.quantizations), bench=list(record.bench), evals=list(record.evals),
                       embeddings=list(record.embeddings), sensitivity=list(record.sensitivity),
-                      searches=list(record.searches))
+                      searches=list(record.searches), step_times=[record.step_times_s] if record.step_times_s else [])
 
 
 def to_record(data: ReportData, command: str = "") -> Record:
