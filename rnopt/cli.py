@@ -288,16 +288,17 @@ def _runtime_options(args: argparse.Namespace) -> dict[str, dict]:
                       "compile_mode": args.compile_mode, "autocast": args.autocast}}
 
 
-def _plan(args: argparse.Namespace, default_runtime: Callable) -> list[VariantSpec]:
+def _plan(args: argparse.Namespace, prefer_pytorch: bool = False) -> list[VariantSpec]:
     """The specs a bench or eval command line asks for: every model x backend x precision."""
     from rnopt import api
-    from rnopt.plan import plan
+    from rnopt.plan import default_runtime, plan
 
     artifacts = [api.artifact(m, args.weights, args.num_classes, args.labels, args.head, args.normalize)
                  for m in args.models]
     runtimes = split_list(args.backend, "backend") if args.backend else None
     options = _runtime_options(args)
-    specs = plan(artifacts, runtimes, args.precision, args.device, args.threads, options, default_runtime)
+    specs = plan(artifacts, runtimes, args.precision, args.device, args.threads, options,
+                 lambda artifact: default_runtime(artifact, prefer_pytorch))
     _refuse_unused_options(options, {s.runtime for s in specs}, getattr(args, "implied_options", set()))
     return specs
 
@@ -366,7 +367,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
             raise RnoptError("--sweep doubles from one batch size: give at most one --batch-size (the start)")
         config = dataclasses.replace(config, batch_sizes=args.batch_size[:1] if args.batch_size_given else [1],
                                      sweep_limit=args.sweep)
-    specs = _plan(args, lambda artifact: "onnxruntime")
+    specs = _plan(args)
     with progress.task("benchmarking") as advance:
         record = api.bench(specs, config, args.executor, lambda note: advance(1, note), args.scenario)
     _require_some(record, "benchmark")
@@ -384,7 +385,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from rnopt.report.tables import comparison_table, embedding_table, eval_table
 
     _check_outputs(args, args.json)
-    specs = _plan(args, lambda artifact: "onnxruntime" if artifact.is_file else "torch")
+    specs = _plan(args, prefer_pytorch=True)
     with progress.task("evaluating", None) as advance:
         record = api.evaluate(specs, args.data, args.limit, args.batch_size, advance)
     _require_some(record, "evaluate")
@@ -405,7 +406,7 @@ def cmd_embed(args: argparse.Namespace) -> None:
 
     _check_outputs(args, args.output, args.json)
     args.models = [args.model]
-    specs = _plan(args, lambda artifact: "onnxruntime" if artifact.is_file else "torch")
+    specs = _plan(args, prefer_pytorch=True)
     if len(specs) > 1:
         raise RnoptError("rnopt embed runs one variant: give one --backend and one --precision")
     [spec] = specs

@@ -32,9 +32,22 @@ def runtime_config(runtime: str, options: dict[str, dict[str, Any]] | None) -> R
     return config_class(runtime).from_dict((options or {}).get(runtime, {}))
 
 
+def default_runtime(artifact: ArtifactSpec, prefer_pytorch: bool = False) -> str:
+    """The runtime a command uses for `artifact` when none is named: the first registered one that loads its
+    format (a built-in name: its ONNX export), or with `prefer_pytorch` one that runs the model in PyTorch itself
+    (eval's reference). Read from what runtimes declare (`RuntimeConfig.loads`), never from their names."""
+    formats = [f for f in artifact.formats if prefer_pytorch or f != "torch"]
+    for fmt in formats:
+        for runtime in runtime_names():
+            if fmt in config_class(runtime).loads:
+                return runtime
+    raise RnoptError(f"no registered runtime loads {artifact.name} ({', '.join(artifact.formats)}): "
+                     f"`rnopt backends` lists them")
+
+
 def plan(artifacts: list[ArtifactSpec], runtimes: list[str] | None = None, precisions: list[str] | None = None,
          device: str = "cpu", threads: int | None = None, options: dict[str, dict[str, Any]] | None = None,
-         default_runtime: Callable[[ArtifactSpec], str] = lambda a: "onnxruntime") -> list[VariantSpec]:
+         default: Callable[[ArtifactSpec], str] = default_runtime) -> list[VariantSpec]:
     """Every artifact on every runtime at every precision (None: what the model holds).
 
     `options` holds each runtime's own settings by runtime name; a runtime uses only its own. Labels
@@ -49,7 +62,7 @@ def plan(artifacts: list[ArtifactSpec], runtimes: list[str] | None = None, preci
     check_names(precisions or [], PRECISIONS, "precision")
     specs = []
     for artifact in artifacts:
-        for runtime in runtimes or [default_runtime(artifact)]:
+        for runtime in runtimes or [default(artifact)]:
             for precision in precisions or [None]:
                 tags = ([runtime] if runtimes and len(runtimes) > 1 else []) + \
                        ([precision] if precision and len(precisions or []) > 1 else [])

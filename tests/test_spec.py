@@ -268,3 +268,19 @@ def test_a_runtime_added_from_outside_runs_through_the_planner(tmp_path, fp32_on
             VariantSpec.build(specs[1].artifact, "numpy", dtype="int8")
     finally:
         RUNTIMES.pop("numpy", None)
+
+
+def test_the_default_runtime_follows_what_runtimes_load(fp32_onnx, tmp_path, cli):
+    import openvino as ov
+
+    from rnopt.plan import default_runtime
+
+    name = artifact_for("resnet20_cifar10")
+    assert default_runtime(name) == "onnxruntime" and default_runtime(name, prefer_pytorch=True) == "torch"
+    assert default_runtime(artifact_for(str(fp32_onnx))) == "onnxruntime"
+    ov.save_model(ov.Core().read_model(str(fp32_onnx)), str(tmp_path / "m.xml"))
+    assert default_runtime(artifact_for(str(tmp_path / "m.xml"))) == "openvino"  # ONNX Runtime cannot load an IR
+    r = cli("bench", tmp_path / "m.xml", "--batch-size", "1", "--iterations", "3", "--warmup", "1", "--min-time", "0",
+            "--no-memory", "--json", tmp_path / "b.json")
+    assert r.code == 0, r.err
+    assert {row["backend"] for row in json.loads((tmp_path / "b.json").read_text())["bench"]} == {"openvino"}
