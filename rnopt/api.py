@@ -10,15 +10,17 @@ over these functions.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rnopt.artifacts import artifact_for
 from rnopt.bench import BenchConfig, summarize_warnings
 from rnopt.errors import RnoptError
 from rnopt.fileio import check_writable_output, replacing
 from rnopt.plan import artifact_warnings, plan
+from rnopt.notices import collecting
 from rnopt.progress import listening
 from rnopt.results import EmbeddingSection, Record
 from rnopt.spec import ArtifactSpec, VariantSpec, spec_entries
@@ -33,6 +35,17 @@ if TYPE_CHECKING:
 
 Progress = Callable[[str], None]
 Advance = Callable[[int], None]
+
+
+def _with_notices(verb: Callable[..., Record]) -> Callable[..., Record]:
+    """The verb's record with the library's notices given while it ran among its warnings (see rnopt.notices)."""
+    @functools.wraps(verb)
+    def wrapper(*args: Any, **kwargs: Any) -> Record:
+        with collecting() as heard:
+            record = verb(*args, **kwargs)
+        record.warnings = list(dict.fromkeys(record.warnings + heard))
+        return record
+    return wrapper
 
 
 def list_models() -> list[str]:
@@ -61,6 +74,7 @@ def artifact(model: str, weights: str | None = None, num_classes: int | None = N
     return artifact_for(str(model), weights, num_classes, labels, head, normalize=normalize)
 
 
+@_with_notices
 def export(model: str, output: str | Path, weights: str | None = None, num_classes: int | None = None,
            labels: str | None = None, opset: int | None = None, static_batch: int | None = None,
            rtol: float | None = None, atol: float | None = None, head: str = "logits",
@@ -76,6 +90,7 @@ def export(model: str, output: str | Path, weights: str | None = None, num_class
     return Record("export", warnings=list(loaded.warnings), exports=[result]).capture_environment()
 
 
+@_with_notices
 def optimize(source: str | Path, output: str | Path, level: str = "extended", force: bool = False) -> Record:
     """ONNX Runtime's offline fusion; an existing `output` is replaced only with `force`."""
     from rnopt.fusion import optimize_model
@@ -85,6 +100,7 @@ def optimize(source: str | Path, output: str | Path, level: str = "extended", fo
         return Record("optimize", optimizations=[optimize_model(source, output, level)]).capture_environment()
 
 
+@_with_notices
 def quantize(source: str | Path, output: str | Path, toolkit: str = "onnxruntime", calib_data: str | None = None,
              calib_size: int = 500, recipe: "QuantRecipe | str" = "minmax", on_batch: Advance | None = None,
              control: "AccuracyControl | None" = None, on_progress: Progress | None = None,
@@ -134,6 +150,7 @@ def load_spec(path: str | Path, spec_id: str | None = None) -> VariantSpec:
     raise RnoptError(f"{path} holds no spec (no \"artifact\" or \"source\" key): give a spec or a report.json")
 
 
+@_with_notices
 def build(spec: VariantSpec, output: str | Path, force: bool = False) -> Record:
     """Build the file `spec` runs by its recipe (taken from the artifact cache where it was built before) and copy
     it into the folder `output` as model.onnx (or model.xml and model.bin), with the spec beside it (spec.json).
@@ -196,6 +213,7 @@ def _revert_costs(runtime: str, full: Path, models: list[tuple[str, Path, list[s
     return costs
 
 
+@_with_notices
 def sensitivity(float_model: str | Path, int8_model: str | Path | None = None, data: str | None = None,
                 limit: int | None = None, calib_data: str | None = None, calib_size: int = 500,
                 recipe: "QuantRecipe | None" = None, measure: str | None = None, top: int = 5,
@@ -236,6 +254,7 @@ def sensitivity(float_model: str | Path, int8_model: str | Path | None = None, d
     return Record("sensitivity", sensitivity=[result]).capture_environment()
 
 
+@_with_notices
 def bench(specs: list[VariantSpec], config: BenchConfig | None = None, executor: str = "inprocess",
           on_progress: Progress | None = None, scenario: str | None = None) -> Record:
     """Time every spec; a spec that cannot run is recorded in `failures` and the others go on."""
@@ -249,6 +268,7 @@ def bench(specs: list[VariantSpec], config: BenchConfig | None = None, executor:
                   bench_config=config.to_dict(), bench=outcome.results, failures=outcome.failures).capture_environment()
 
 
+@_with_notices
 def evaluate(specs: list[VariantSpec], data: str | ImageDataset = "cifar10", limit: int | None = None,
              batch_size: int = 100, on_batch: Advance | None = None, executor: InProcessExecutor | None = None
              ) -> Record:
@@ -298,6 +318,7 @@ __all__ = ["BenchConfig", "Record", "VariantSpec", "ArtifactSpec", "artifact", "
            "export", "list_models", "load_spec", "list_runtimes", "optimize", "plan", "quantize", "run", "sensitivity", "tune"]
 
 
+@_with_notices
 def embed(spec: VariantSpec, data: str, output: str | Path, batch_size: int = 100, skip_bad: bool = False,
           on_batch: Advance | None = None, force: bool = False) -> Record:
     """Embed a folder of images (or a bundled set) with one variant of an embedding model into a .npz; an

@@ -196,6 +196,7 @@ def cmd_optimize(args: argparse.Namespace) -> None:
 
     _check_outputs(args, args.output, args.json)
     record = api.optimize(args.input, args.output, args.level, force=args.force)
+    _show_warnings(record.warnings)
     if not args.quiet:
         print_table(optimize_table(record.optimizations[0]))
     _write_report(args, record)
@@ -264,6 +265,7 @@ def cmd_sensitivity(args: argparse.Namespace) -> None:
         record = api.sensitivity(args.float_model, args.int8_model, args.data, args.limit, args.calib_data,
                                  args.calib_size, _recipe(args), args.measure, args.top, args.sqnr_images,
                                  lambda note: advance(0, note))
+    _show_warnings(record.warnings)
     if not args.quiet:
         print_table(sensitivity_table(record.sensitivity[0], args.rows))
     _write_report(args, record)

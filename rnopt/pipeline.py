@@ -19,6 +19,7 @@ from rnopt.execute.inprocess import InProcessExecutor
 from rnopt.onnx_export import meta_for
 from rnopt.onnx_model import ModelMeta
 from rnopt.fileio import write_json
+from rnopt.notices import collecting
 from rnopt.models.registry import LoadedModel
 from rnopt.evaluation import evaluate_specs
 from rnopt.plan import RUN_RUNTIMES, artifact_warnings, can_use_cuda, eval_order, int8_files, loaded_formats, \
@@ -96,9 +97,10 @@ def run_pipeline(opts: RunOptions, render: Render = write_record) -> tuple[Recor
     if opts.accuracy is not None:  # a bad bound or missing validation data fails now, not after the export
         opts.accuracy.bound(meta_for(loaded))
         load_dataset(opts.accuracy.data or default_validation_data(meta_for(loaded)))
-    with run_folder(opts.output, loaded.name) as out:
+    with run_folder(opts.output, loaded.name) as out, collecting() as heard:
         record = _run_steps(opts, backends, devices, skipped + not_on_cuda, model, store, dataset, calibration, out)
         record.folder = str(out)
+        record.warnings = list(dict.fromkeys(record.warnings + heard))  # the library's notices, in report.json too
         render(record, out)
         return record, out
 

@@ -32,6 +32,7 @@ from rnopt.errors import RnoptError, first_line
 from rnopt.evaluation import evaluate_specs
 from rnopt.execute.base import BenchOutcome
 from rnopt.execute.inprocess import InProcessExecutor
+from rnopt.notices import collecting
 from rnopt.onnx_export import meta_for
 from rnopt.onnx_model import ModelMeta
 from rnopt.pipeline import DEFAULT_MODEL, EVAL_BATCH, Render, build_into, model_section, run_backends, run_devices, \
@@ -146,8 +147,10 @@ def tune(opts: TuneOptions, render: Render = write_record) -> tuple[Record, Path
                                    f"outputs were bounded by {bound.describe()} on {len(validation)} images of "
                                    f"{validation.name}, and the fastest within it chosen")
             record.warnings += [calib_note] if calib_note else []
-        _search(opts, record, backends, devices, model, store, bound, validation, calibration, test_name, out)
+        with collecting() as heard:
+            _search(opts, record, backends, devices, model, store, bound, validation, calibration, test_name, out)
         record.folder = str(out)
+        record.warnings = list(dict.fromkeys(record.warnings + heard))  # the library's notices, in report.json too
         render(record, out)
         return record, out
 

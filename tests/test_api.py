@@ -124,3 +124,22 @@ def test_making_or_loading_a_record_probes_nothing_and_the_verbs_capture_the_mac
     timing = rnopt.bench(rnopt.plan([rnopt.artifact(str(fp32_onnx))]),
                          rnopt.BenchConfig([1], warmup=1, iterations=3, min_time=0, memory=False))
     assert timing.environment == snapshot() and timing.environment.cpu_model != "not recorded"
+
+
+def test_the_librarys_notices_come_back_in_the_record(tmp_path, fp32_onnx):
+    import onnx
+
+    import rnopt
+    from rnopt import notices
+
+    model = onnx.load(str(fp32_onnx))
+    meta = next(p for p in model.metadata_props if p.value.startswith("{"))
+    import json
+
+    meta.value = json.dumps({**json.loads(meta.value), "future_key": 1})
+    onnx.save(model, str(tmp_path / "newer.onnx"))
+    spec = rnopt.plan([rnopt.artifact(str(tmp_path / "newer.onnx"))])
+    notices.drain()  # what reading it for the spec said waits for the CLI; the verb's own go into its record
+    timing = rnopt.bench(spec, rnopt.BenchConfig([1], warmup=1, iterations=3, min_time=0, memory=False))
+    assert any("ignored unknown metadata key(s) future_key" in w for w in timing.warnings)
+    assert notices.drain() == []
