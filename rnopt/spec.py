@@ -4,8 +4,9 @@ precision, threads, the runtime's own typed options).
 A spec is frozen, made of plain values, and round-trips through JSON (`to_dict` / `from_dict`), so it can
 travel to a fresh process or another machine and be rebuilt there. Its `id` hashes what the variant *is*, the
 same in any folder, on any machine, on any day: a model file by its bytes (never its path), a built-in model by
-its name and the digests of its weights and class names; then the runtime, device, precision, threads and the
-runtime options that differ from their defaults. Defaults are left out and equivalent spellings normalised
+its name and the digests of its weights and class names, then the steps of its recipe (`Step`: fusion, int8 with
+its calibration images by content hash...) that make the file a runtime loads; then the runtime, device,
+precision, threads and the runtime options that differ from their defaults. Defaults are left out and equivalent spellings normalised
 (`precision=None` is "fp32" for a float model where the runtime runs a model in its own precision), so adding an
 option with a default changes no id. Results are keyed and joined by id. The label is for people; nothing parses it.
 """
