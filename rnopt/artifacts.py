@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from rnopt.backends.base import ModelFile, ModelInput, TorchModel
 from rnopt.errors import RnoptError, first_line
-from rnopt.fileio import atomic_path, readable_file, replacing, sha256_of, write_text
+from rnopt.fileio import atomic_path, readable_file, sha256_of, write_text
 from rnopt.notices import notice
 from rnopt.results import ExportResult, OptimizeResult, QuantizeResult, build
 from rnopt.spec import artifact_fields
@@ -242,9 +242,12 @@ class ArtifactStore:
             outcome = StepOutcome(kind, file_sha256(built), versions(), result)
             write_text(scratch / "result.json", json.dumps(outcome.to_dict(), indent=1))
             write_text(scratch / "recipe.json", json.dumps({"id": artifact.id, **artifact_fields(artifact)}, indent=1))
-            with replacing():  # an untrusted entry goes; the new one takes its place
-                shutil.rmtree(folder, ignore_errors=True)
-            os.rename(scratch, folder)
+            shutil.rmtree(folder, ignore_errors=True)  # an entry found untrusted before the build goes
+            try:
+                os.rename(scratch, folder)
+            except OSError:  # another process renamed its build of the same recipe in meanwhile: that one stays
+                if not (folder / "result.json").is_file():
+                    raise
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         return outcome
