@@ -74,6 +74,12 @@ def _rnopt_top5(spec: VariantSpec, model: Path, images: list[Path]) -> list[tupl
     return found
 
 
+def _model_in(folder: Path) -> Path:
+    """The deploy folder's model file: model.onnx, or an IR's model.xml (its weights, model.bin, beside it)."""
+    [model] = [p for p in folder.glob("model.*") if p.suffix in (".onnx", ".xml")]
+    return model
+
+
 def _deploy_lines(run_without, folder: Path, images: list[Path]) -> list[dict]:
     proc = run_without(["rnopt"], str(folder / "deploy.py"), *images)  # a process that cannot import rnopt
     assert proc.returncode == 0, proc.stderr
@@ -92,9 +98,12 @@ def test_tune_leaves_a_deploy_folder_that_runs_without_rnopt(tuned, images, run_
     search = record.searches[0]
     spec = VariantSpec.from_dict(next(e for e in record.specs if e["id"] == search.chosen_id))
     deploy = tuned / "deploy"
-    model = next(deploy.glob("model.*"))
+    model = _model_in(deploy)
     assert {"deploy.py", "deploy.md"} <= {p.name for p in deploy.iterdir()}
-    assert model.read_bytes() == Path(search.chosen_file).read_bytes()  # the file that was measured
+    chosen = Path(search.chosen_file)
+    assert model.read_bytes() == chosen.read_bytes()  # the file that was measured
+    if model.suffix == ".xml":  # an IR: its weights too
+        assert model.with_suffix(".bin").read_bytes() == chosen.with_suffix(".bin").read_bytes()
     assert "import rnopt" not in (deploy / "deploy.py").read_text()
     guide = (deploy / "deploy.md").read_text()
     assert spec.label in guide and search.bound in guide and search.data in guide
@@ -105,20 +114,21 @@ def test_tune_leaves_a_deploy_folder_that_runs_without_rnopt(tuned, images, run_
     assert proc.returncode == 2 and "python deploy.py IMAGE" in proc.stderr
 
 
-@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
-def test_each_runtimes_deploy_script_gives_rnopts_outputs(tuned, images, run_without, tmp_path, runtime):
-    """Whatever was chosen: the script of an int8 candidate on each runtime, with its measured settings."""
+@pytest.mark.parametrize("runtime, suffix", [("onnxruntime", ".onnx"), ("openvino", ".onnx"), ("openvino", ".xml")])
+def test_each_runtimes_deploy_script_gives_rnopts_outputs(tuned, images, run_without, tmp_path, runtime, suffix):
+    """Whatever was chosen: the script of an int8 candidate on each runtime (OpenVINO on ORT's QDQ file and on
+    NNCF's IR), with its measured settings."""
     from rnopt.report.deploy import write_deploy
 
     record = Record.from_dict(json.loads((tuned / "report.json").read_text()))
     search = record.searches[0]
     specs = [VariantSpec.from_dict(e) for e in record.specs]
-    spec = next(s for s in specs if s.runtime == runtime and s.artifact.quantized)
+    spec = next(s for s in specs if s.runtime == runtime and s.artifact.quantized and s.artifact.file_suffix == suffix)
     search.chosen_id = spec.id
     search.chosen_file = str(tuned / spec.label.split(" ")[0])
     folder = write_deploy(record, tmp_path)
     assert folder is not None
-    model = next(folder.glob("model.*"))
+    model = _model_in(folder)
     _same(_deploy_lines(run_without, folder, images), _rnopt_top5(spec, model, images), images)
 
 
