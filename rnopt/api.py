@@ -179,8 +179,7 @@ def build(spec: VariantSpec, output: str | Path, force: bool = False) -> Record:
     while chain[-1].steps:
         chain.append(chain[-1].parent())
     for outcome in [store.results[a] for a in reversed(chain) if a in store.results]:  # export first
-        section = {"export": record.exports, "optimize": record.optimizations}.get(outcome.kind, record.quantizations)
-        section.append(outcome.result)
+        record.add_step_result(outcome.result)
     record.folder = str(folder)
     return record
 

@@ -102,7 +102,7 @@ def write_vectors(output: str | Path, embedded: Embedded, dataset: ImageDataset,
     """One .npz, written atomically (np.savez to an open file, so no .npz suffix is appended to the temp name)."""
     meta = {"model": asdict(_model_meta(variant)), "spec": variant.spec.to_dict(),
             "precision_ran": variant.session.precision}
-    labelled = dataset.class_names != ["unlabelled"]
+    labelled = dataset.labelled
     with atomic_path(output) as tmp, open(tmp, "wb") as f:
         np.savez(f, vectors=embedded.vectors, paths=np.asarray(embedded.paths),
                  labels=embedded.labels if labelled else np.zeros(0, np.int64),

@@ -255,8 +255,7 @@ def build_into(store: ArtifactStore, files: dict[str, ArtifactSpec], out: Path, 
     for name, artifact in files.items():
         store.copy_to(artifact, out / name)
         outcome = store.results[artifact]
-        section = {"export": record.exports, "optimize": record.optimizations}.get(outcome.kind, record.quantizations)
-        section.append(outcome.result)
+        record.add_step_result(outcome.result)
         built[name] = replace(artifact, built_sha256=outcome.sha256)
     return built
 

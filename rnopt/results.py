@@ -384,6 +384,12 @@ class Record:
     def to_dict(self) -> dict[str, Any]:
         return {"schema_version": SCHEMA_VERSION, **asdict(self)}
 
+    def add_step_result(self, result: "ExportResult | OptimizeResult | QuantizeResult") -> None:
+        """A model-file step's own result, in the section of its kind."""
+        section = {ExportResult: self.exports, OptimizeResult: self.optimizations}.get(type(result),
+                                                                                   self.quantizations)
+        section.append(result)  # type: ignore[arg-type]
+
     def capture_environment(self) -> "Record":
         """This machine and its library versions, recorded with the results (an explicit call: making or loading
         a record probes nothing)."""

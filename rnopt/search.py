@@ -170,11 +170,7 @@ def speed_only_reason(opts: TuneOptions, meta: ModelMeta, model: ArtifactSpec) -
         except RnoptError:
             return f"no labelled validation images fit {meta.model}: give --data DIR with labelled images to measure it"
         return ""
-    try:
-        load_dataset(opts.control.data)
-    except RnoptError as exc:
-        if "no class sub-folders" not in str(exc):
-            raise
+    if not load_dataset(opts.control.data, unlabelled_ok=True).labelled:
         return f"{opts.control.data} holds no labels"
     return ""
 

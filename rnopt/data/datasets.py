@@ -47,6 +47,11 @@ class ImageDataset:
     def __len__(self) -> int:
         return len(self.samples)
 
+    @property
+    def labelled(self) -> bool:
+        """False for a flat folder of images read without labels (calibration images)."""
+        return self.class_names != [UNLABELLED]
+
     def subset(self, limit: int | None, seed: int = 0) -> "ImageDataset":
         """A fixed, seeded random subset of `limit` samples, the same every run, stratified: the classes take
         turns (in a seeded order), so every class is represented once `limit` reaches the number of classes, and
@@ -133,6 +138,7 @@ def load_dataset(name_or_dir: str | Path, unlabelled_ok: bool = False) -> ImageD
     return _image_folder(path)
 
 
+UNLABELLED = "unlabelled"  # the one class name of a flat folder read without labels
 MAX_IMAGE_BYTES = 512 * 2**20  # no photo is this large on disk; a file that is must not be read whole first
 
 
@@ -236,7 +242,7 @@ def _flat_folder(root: Path) -> ImageDataset:
     samples = [(0, _file_reader(f), str(f)) for f in _images_in(root)]
     if not samples:
         raise RnoptError(f"data folder {root} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    return ImageDataset(str(root), ["unlabelled"], samples)
+    return ImageDataset(str(root), [UNLABELLED], samples)
 
 
 @cache
