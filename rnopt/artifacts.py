@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rnopt.backends.base import ModelFile, ModelInput, TorchModel
+from rnopt.environment import cpu_kernels
 from rnopt.errors import RnoptError, first_line
 from rnopt.fileio import atomic_path, readable_file, sha256_of, write_text
 from rnopt.notices import notice
@@ -204,8 +205,7 @@ class ArtifactStore:
             outcome = self._make(folder, model, kind, make, artifact)
         if artifact.built_sha256 and outcome.sha256 != artifact.built_sha256:
             notice(f"{artifact.name}: rebuilt from its recipe, its bytes differ from those recorded (sha256 "
-                   f"{outcome.sha256[:12]}, was {artifact.built_sha256[:12]}): the library versions differ "
-                   f"(this machine: {outcome.made_with})")
+                   f"{outcome.sha256[:12]}, was {artifact.built_sha256[:12]}): {_why_bytes_differ(artifact, outcome)}")
         self.results[artifact] = outcome
         return open_model_file(model)
 
@@ -239,7 +239,7 @@ class ArtifactStore:
         try:
             built = scratch / model.name
             result = make(built)
-            outcome = StepOutcome(kind, file_sha256(built), versions(), result)
+            outcome = StepOutcome(kind, file_sha256(built), made_with(), result)
             write_text(scratch / "result.json", json.dumps(outcome.to_dict(), indent=1))
             write_text(scratch / "recipe.json", json.dumps({"id": artifact.id, **artifact_fields(artifact)}, indent=1))
             shutil.rmtree(folder, ignore_errors=True)  # an entry found untrusted before the build goes
@@ -273,8 +273,17 @@ class StepOutcome:
                                                                                         payload["result"]))
 
 
-def versions() -> str:
-    """The libraries whose versions can change a recipe's bytes."""
+def _why_bytes_differ(artifact: ArtifactSpec, outcome: "StepOutcome") -> str:
+    here = outcome.made_with
+    if artifact.built_with is None:
+        return f"the library versions or the CPU differ (this machine: {here})"
+    if artifact.built_with == here:
+        return f"with the same libraries and CPU ({here}): this step is not deterministic here"
+    return f"recorded with {artifact.built_with}; built here with {here}"
+
+
+def made_with() -> str:
+    """The libraries whose versions, and the CPU whose float kernels, can change a recipe's bytes."""
     from importlib.metadata import PackageNotFoundError, version
 
     found = []
@@ -283,4 +292,4 @@ def versions() -> str:
             found.append(f"{package} {version(package)}")
         except PackageNotFoundError:
             continue
-    return ", ".join(found)
+    return f"{', '.join(found)}; CPU {cpu_kernels()}"

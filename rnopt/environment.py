@@ -95,6 +95,15 @@ def gpu_description() -> str | None:
 
 
 @cache
+def cpu_kernels() -> str:
+    """The CPU and the instruction sets that choose a runtime's float kernels: a calibrated step's bytes (its
+    activation ranges, so its scales) can differ in the last bit from one to another."""
+    model, flags = _cpuinfo()
+    isa = sorted({name for flag, name in _ISA_FLAGS.items() if flag in flags})
+    return f"{model} ({', '.join(isa) or 'no vector extensions reported'})"
+
+
+@cache
 def snapshot() -> Environment:
     model, flags = _cpuinfo()
     isa = sorted({name for flag, name in _ISA_FLAGS.items() if flag in flags})

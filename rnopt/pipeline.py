@@ -256,7 +256,7 @@ def build_into(store: ArtifactStore, files: dict[str, ArtifactSpec], out: Path, 
         store.copy_to(artifact, out / name)
         outcome = store.results[artifact]
         record.add_step_result(outcome.result)
-        built[name] = replace(artifact, built_sha256=outcome.sha256)
+        built[name] = replace(artifact, built_sha256=outcome.sha256, built_with=outcome.made_with)
     return built
 
 

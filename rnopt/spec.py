@@ -109,6 +109,7 @@ class ArtifactSpec:
     steps: tuple[Step, ...] = ()  # what turns the source's ONNX into this artifact's file (a recipe)
     # the bytes the recipe gave when it was last built (a rebuild says when its bytes differ); not part of the id
     built_sha256: str | None = field(default=None, compare=False)
+    built_with: str | None = field(default=None, compare=False)  # the libraries and CPU that gave those bytes
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -158,11 +159,11 @@ class ArtifactSpec:
 
     def parent(self) -> "ArtifactSpec":
         """The artifact this one's last step starts from."""
-        return replace(self, steps=self.steps[:-1], built_sha256=None)
+        return replace(self, steps=self.steps[:-1], built_sha256=None, built_with=None)
 
     def then(self, step: Step) -> "ArtifactSpec":
         """This artifact with one more step."""
-        return replace(self, steps=(*self.steps, step), built_sha256=None)
+        return replace(self, steps=(*self.steps, step), built_sha256=None, built_with=None)
 
     def identity(self) -> dict[str, Any]:
         """What this artifact is, wherever it lies: a file's bytes, or a built-in name with what changes its weights

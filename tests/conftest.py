@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import os
 import subprocess
 import sys
 import zipfile
@@ -16,6 +17,19 @@ from rnopt.cli import main
 from rnopt.onnx_export import export_model
 from rnopt.models import create_model
 from rnopt.quantization import quantize_file
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_artifact_cache(tmp_path_factory):
+    """The suite builds into a cache of its own: entries a home cache holds may have been built by other code or
+    on another CPU (a calibrated step's bytes follow the CPU's float kernels), and tests compare bytes."""
+    before = os.environ.get("RNOPT_CACHE_DIR")
+    os.environ["RNOPT_CACHE_DIR"] = str(tmp_path_factory.mktemp("rnopt-cache"))
+    yield
+    if before is None:
+        del os.environ["RNOPT_CACHE_DIR"]
+    else:
+        os.environ["RNOPT_CACHE_DIR"] = before
 
 
 @pytest.fixture(scope="session")

@@ -14,9 +14,9 @@ import pytest
 
 from rnopt import notices
 from rnopt.accuracy import AccuracyBound, ValidationSet
-from rnopt.artifacts import ArtifactStore, artifact_for, file_sha256
+from rnopt.artifacts import ArtifactStore, artifact_for, file_sha256, made_with
 from rnopt.errors import RnoptError
-from rnopt.environment import snapshot
+from rnopt.environment import cpu_kernels, snapshot
 from rnopt.quantization import QuantRecipe
 from rnopt.quantization.base import CalibrationData
 from rnopt.recipes import optimize_step, quantize_aware_step, quantize_step
@@ -117,6 +117,7 @@ def test_a_tunes_choice_rebuilds_in_a_fresh_process_with_an_empty_cache(cli, tmp
     for spec_id in wanted:
         spec = VariantSpec.from_dict(by_id[spec_id])
         assert rebuilt[spec_id]["sha256"] == spec.artifact.built_sha256, (spec.label, spec.artifact.steps)
+        assert spec.artifact.built_with == made_with()  # the record says what made its bytes: libraries and CPU
         copy = folder / next(c["label"] for c in search["candidates"] if c["spec_id"] == spec_id).split(" ")[0]
         assert file_sha256(copy) == spec.artifact.built_sha256
         # and the same outputs, bit for bit, as the file the tune wrote, on 100 test images
@@ -141,12 +142,18 @@ def test_a_rebuild_that_cannot_give_the_same_bytes_says_why(tmp_path, monkeypatc
     with pytest.raises(RnoptError, match=f"is not on this machine.*sha256 {gone.sha256[:12]}|sha256 "
                                          f"{gone.sha256[:12]}.*is not on this machine"):
         ArtifactStore().model_file(gone.then(optimize_step()))
-    # other bytes than those recorded (other library versions): built, and said
+    # other bytes than those recorded: built, and said with what made each (libraries and CPU)
     notices.drain()
+    elsewhere = "torch 1.0; CPU Another CPU (avx512f, avx512_vnni)"
     fused = ArtifactStore().model_file(ArtifactSpec("resnet20_cifar10", model.sha256, steps=(optimize_step(),),
-                                                    built_sha256="0" * 64))
+                                                    built_sha256="0" * 64, built_with=elsewhere))
     assert fused.path.exists()
-    assert any("its bytes differ from those recorded" in n for n in notices.drain())
+    [said] = [n for n in notices.drain() if "its bytes differ from those recorded" in n]
+    assert f"recorded with {elsewhere}; built here with " in said and f"CPU {cpu_kernels()}" in said
+    # the same libraries and CPU, other bytes: the step is not deterministic here, and that is what is said
+    ArtifactStore().model_file(ArtifactSpec("resnet20_cifar10", model.sha256, steps=(optimize_step(),),
+                                            built_sha256="0" * 64, built_with=made_with()))
+    assert any("not deterministic here" in n for n in notices.drain())
 
 
 def test_an_interrupted_build_leaves_no_cache_entry(tmp_path, monkeypatch):
