@@ -30,7 +30,7 @@ from rnopt.bench import BenchConfig, Variant, bench_variants, summarize_warnings
 from rnopt.environment import gpu_description  # noqa: E402
 from rnopt.errors import RnoptError, first_line  # noqa: E402
 from rnopt.execute import load_variant  # noqa: E402
-from rnopt.execute.subprocess import add_memory  # noqa: E402
+from rnopt.execute import SubprocessExecutor  # noqa: E402
 from rnopt.numerics import compare_outputs  # noqa: E402
 from rnopt.plan import plan, split_list  # noqa: E402
 from rnopt.report.render import markdown_table  # noqa: E402
@@ -132,7 +132,7 @@ class GpuCheck:
                 except Exception as exc:  # noqa: BLE001
                     self.fail(f"{variant.label}, timed alone", exc)
         if self.args.memory and results:  # each variant in a process of its own (not torch.compile: minutes)
-            add_memory(results, [v.spec for v in variants])
+            SubprocessExecutor().add_memory(results, [v.spec for v in variants])
         self.results += results
         self.specs += [v.spec for v in variants]
         table = bench_table(results)

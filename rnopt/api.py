@@ -22,12 +22,12 @@ from rnopt.fileio import check_writable_output, replacing
 from rnopt.plan import artifact_warnings, plan
 from rnopt.notices import collecting
 from rnopt.progress import listening
-from rnopt.results import EmbeddingSection, Record
+from rnopt.results import Record
 from rnopt.spec import ArtifactSpec, VariantSpec, spec_entries
 
 if TYPE_CHECKING:
     from rnopt.data import ImageDataset
-    from rnopt.execute.inprocess import InProcessExecutor
+    from rnopt.execute import Executor
     from rnopt.quantization import AccuracyControl
     from rnopt.quantization.base import QuantRecipe
     from rnopt.progress import Listener
@@ -268,24 +268,31 @@ def bench(specs: list[VariantSpec], config: BenchConfig | None = None, executor:
 
 
 @_with_notices
-def evaluate(specs: list[VariantSpec], data: str | ImageDataset = "cifar10", limit: int | None = None,
-             batch_size: int = 100, on_batch: Advance | None = None, executor: InProcessExecutor | None = None
+def evaluate(specs: list[VariantSpec], data: "str | ImageDataset" = "cifar10", limit: int | None = None,
+             batch_size: int = 100, on_batch: Advance | None = None, executor: "str | Executor" = "inprocess"
              ) -> Record:
-    """Top-1/top-5 of every spec on labelled images; the first spec that loads is the reference."""
+    """Top-1/top-5 of every spec on labelled images; the first spec that loads is the reference. `executor`:
+    where the evaluation task runs (a name in `rnopt.execute.EXECUTORS`, or an executor)."""
     from rnopt.data import load_dataset
-    from rnopt.evaluation import evaluate_specs
+    from rnopt.execute import DataRef, get_executor
+    from rnopt.execute.tasks import EvalOutcome, evaluation_task
 
-    dataset = load_dataset(data) if isinstance(data, (str, Path)) else data
-    section, failures = evaluate_specs(specs, dataset, limit, batch_size, on_batch, executor)
-    ran = {r.spec_id for r in section.results}
-    warnings = artifact_warnings(specs) + [f"skipped {f.label}: {f.reason}" for f in failures]
-    record = Record("eval", warnings=warnings, specs=spec_entries([s for s in specs if s.id in ran]),
-                    failures=failures).capture_environment()
-    if isinstance(section, EmbeddingSection):
-        record.embeddings = [section]
-    else:
-        record.evals = [section]
-    return record
+    dataset = load_dataset(data) if isinstance(data, (str, Path)) else data  # bad data is told before any loading
+    task = evaluation_task(specs, DataRef.of(dataset, limit), batch_size)
+    outcome = get_executor(executor).run(task, specs, _counting(on_batch))
+    assert isinstance(outcome, EvalOutcome)
+    ran = {r.spec_id for r in outcome.section.results}
+    warnings = artifact_warnings(specs) + [f"skipped {f.label}: {f.reason}" for f in outcome.failures]
+    record = Record("eval", warnings=warnings, specs=spec_entries([s for s in specs if s.id in ran]))
+    record.add_evaluation(outcome.section, outcome.failures)
+    return record.capture_environment()
+
+
+def _counting(on_batch: Advance | None) -> Callable[..., None] | None:
+    """A task's progress (images done, and notes) for a caller that counts images."""
+    if on_batch is None:
+        return None
+    return lambda n=1, note=None: on_batch(n) if n else None
 
 
 def run(options: "RunOptions", on_progress: "Listener | None" = None) -> Record:  # noqa: F821 - rnopt.pipeline
@@ -319,30 +326,28 @@ __all__ = ["BenchConfig", "Record", "VariantSpec", "ArtifactSpec", "artifact", "
 
 @_with_notices
 def embed(spec: VariantSpec, data: str, output: str | Path, batch_size: int = 100, skip_bad: bool = False,
-          on_batch: Advance | None = None, force: bool = False) -> Record:
+          on_batch: Advance | None = None, force: bool = False, executor: "str | Executor" = "inprocess") -> Record:
     """Embed a folder of images (or a bundled set) with one variant of an embedding model into a .npz; an
     existing `output` is replaced only with `force`, and never when it lies inside `data`."""
     from rnopt.data import load_dataset
-    from rnopt.embedding import embed_images, require_embedding_model, write_vectors
-    from rnopt.execute.inprocess import InProcessExecutor
+    from rnopt.embedding import Embedded, write_vectors
+    from rnopt.execute import DataRef, get_executor
+    from rnopt.execute.tasks import embedding_task
 
-    variants, failures = InProcessExecutor().load([spec])
-    if failures:
-        raise RnoptError(failures[0].reason)
-    variant = variants[0]
-    require_embedding_model(variant)
     check_writable_output(output, force)
     if Path(data).is_dir() and Path(output).exists() and Path(output).resolve().is_relative_to(Path(data).resolve()):
         raise RnoptError(f"{output} lies inside {data}, which is being embedded: choose an output path outside it")
     dataset = load_dataset(data, unlabelled_ok=True)
-    embedded = embed_images(variant, dataset, batch_size, skip_bad, on_batch)
+    task = embedding_task(spec, DataRef.of(dataset, unlabelled_ok=True), batch_size, skip_bad)
+    embedded = get_executor(executor).run(task, [spec], _counting(on_batch))
+    assert isinstance(embedded, Embedded)
     with replacing(force):
-        write_vectors(output, embedded, dataset, variant)
+        write_vectors(output, embedded)
     n = len(embedded.paths)
     details = {"output": str(output), "images": n, "dim": int(embedded.vectors.shape[1]),
                "skipped": embedded.skipped, "images_per_s": n / embedded.inference_s if embedded.inference_s else None,
                "images_per_s_with_decoding": n / embedded.wall_s if embedded.wall_s else None,
-               "backend": variant.session.backend, "precision": variant.session.precision, "batch_size": batch_size}
+               "backend": embedded.backend, "precision": embedded.precision, "batch_size": batch_size}
     warnings = artifact_warnings([spec]) + ([f"skipped {len(embedded.skipped)} unreadable image(s)"]
                                            if embedded.skipped else [])
     return Record("embed", warnings=warnings, specs=spec_entries([spec]), details=details).capture_environment()

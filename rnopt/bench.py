@@ -15,10 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from rnopt.backends.base import ModelInput, Session
+from rnopt.backends.base import ModelFile, ModelInput, Session
 from rnopt.environment import snapshot
 from rnopt.errors import BatchTooLarge, RnoptError
 from rnopt.machine_load import load_warning
+from rnopt.onnx_model import ModelMeta
 from rnopt.results import BenchResult, LatencyStats, check_fields
 from rnopt.spec import VariantSpec
 from rnopt.stats import CI_METHOD, Drift, drift, median_ci, outlier_share
@@ -99,6 +100,15 @@ class Variant:
     @property
     def label(self) -> str:
         return self.spec.label
+
+    @property
+    def meta(self) -> ModelMeta:
+        """The model's rnopt metadata: a file's own, or what exporting the built-in model would record."""
+        if isinstance(self.model, ModelFile):
+            return self.model.meta
+        from rnopt.onnx_export import meta_for  # torch's exporter: only for a built-in model run by PyTorch
+
+        return meta_for(self.model.loaded)
 
 
 def peak_rss_mb() -> float:

@@ -935,8 +935,8 @@ def _restore(previous: dict[int, object]) -> None:
 
 
 def _stop_workers() -> None:
-    if "rnopt.execute.subprocess" in sys.modules:
-        sys.modules["rnopt.execute.subprocess"].kill_workers()
+    if "rnopt.execute.process" in sys.modules:
+        sys.modules["rnopt.execute.process"].kill_workers()
 
 
 if __name__ == "__main__":

@@ -12,26 +12,43 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
-from rnopt.backends.base import ModelFile
 from rnopt.bench import Variant
 from rnopt.data import ImageDataset, preprocess
 from rnopt.data.datasets import decode_image
 from rnopt.errors import RnoptError
-from rnopt.fileio import atomic_path
-from rnopt.onnx_model import ModelMeta
+from rnopt.fileio import atomic_path, decode_array, encode_array
 
 
 @dataclass
 class Embedded:
+    """One variant's vectors for a folder of images, and what `rnopt embed` writes beside them (an `embed` task's
+    outcome: it turns into JSON and back, arrays bit for bit)."""
+
     vectors: np.ndarray
     paths: list[str]
     labels: np.ndarray
+    class_names: list[str]  # empty for an unlabelled folder
+    model_meta: dict[str, Any]  # the model's rnopt metadata
+    spec: dict[str, Any]  # the variant's spec
+    backend: str
+    precision: str  # the precision it ran at
     skipped: list[str] = field(default_factory=list)  # "path: reason"
     inference_s: float = 0.0  # time in the model alone
     wall_s: float = 0.0  # decoding included
+
+    ARRAYS: ClassVar[tuple[str, ...]] = ("vectors", "labels")
+
+    def to_dict(self) -> dict[str, Any]:
+        plain = {k: v for k, v in self.__dict__.items() if k not in self.ARRAYS}
+        return {**plain, **{k: encode_array(getattr(self, k)) for k in self.ARRAYS}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Embedded":
+        return cls(**{**data, **{k: decode_array(data[k]) for k in cls.ARRAYS}})
 
 
 def require_embedding_model(variant: Variant) -> None:
@@ -85,25 +102,17 @@ def embed_images(variant: Variant, dataset: ImageDataset, batch_size: int = 100,
         flush()
     if not vectors:
         raise RnoptError(f"no image of {dataset.name} could be read ({len(skipped)} skipped)")
-    return Embedded(np.concatenate(vectors).astype(np.float32), paths, np.asarray(labels, dtype=np.int64), skipped,
-                    inference, time.perf_counter() - start)
+    return Embedded(np.concatenate(vectors).astype(np.float32), paths, np.asarray(labels, dtype=np.int64),
+                    list(dataset.class_names) if dataset.labelled else [], asdict(variant.meta),
+                    variant.spec.to_dict(), variant.session.backend, variant.session.precision, skipped, inference,
+                    time.perf_counter() - start)
 
 
-def _model_meta(variant: Variant) -> ModelMeta:
-    """The rnopt metadata of the model, a file's own or what exporting the built-in model would record."""
-    if isinstance(variant.model, ModelFile):
-        return variant.model.meta
-    from rnopt.onnx_export import meta_for
-
-    return meta_for(variant.model.loaded)
-
-
-def write_vectors(output: str | Path, embedded: Embedded, dataset: ImageDataset, variant: Variant) -> None:
+def write_vectors(output: str | Path, embedded: Embedded) -> None:
     """One .npz, written atomically (np.savez to an open file, so no .npz suffix is appended to the temp name)."""
-    meta = {"model": asdict(_model_meta(variant)), "spec": variant.spec.to_dict(),
-            "precision_ran": variant.session.precision}
-    labelled = dataset.labelled
+    meta = {"model": embedded.model_meta, "spec": embedded.spec, "precision_ran": embedded.precision}
+    labelled = bool(embedded.class_names)
     with atomic_path(output) as tmp, open(tmp, "wb") as f:
         np.savez(f, vectors=embedded.vectors, paths=np.asarray(embedded.paths),
                  labels=embedded.labels if labelled else np.zeros(0, np.int64),
-                 class_names=np.asarray(dataset.class_names if labelled else []), meta=np.asarray(json.dumps(meta)))
+                 class_names=np.asarray(embedded.class_names), meta=np.asarray(json.dumps(meta)))

@@ -13,12 +13,10 @@ import numpy as np
 from rnopt.bench import Variant, check_batch_fits
 from rnopt.data import ImageDataset, align_labels
 from rnopt.errors import RnoptError
-from rnopt.execute.inprocess import InProcessExecutor
 from rnopt.numerics import OutputComparer
 from rnopt.preprocessing import Preprocessing
-from rnopt.results import Comparison, EmbeddingSection, EvalResult, EvalSection, Failure, RetrievalResult
+from rnopt.results import Comparison, EmbeddingSection, EvalResult, EvalSection, RetrievalResult
 from rnopt.retrieval import KS, fidelity, search
-from rnopt.spec import VariantSpec
 
 
 @dataclass
@@ -54,14 +52,10 @@ def evaluate(variants: list[Variant], dataset: ImageDataset, preprocessing: Prep
     return results, comparisons
 
 
-def evaluate_specs(specs: list[VariantSpec], dataset: ImageDataset, limit: int | None = None, batch_size: int = 100,
-                   on_batch: Callable[[int], None] | None = None, executor: InProcessExecutor | None = None
-                   ) -> tuple[EvalSection | EmbeddingSection, list[Failure]]:
-    """Load the specs (the first that loads is the reference), align the labels, evaluate; a spec that cannot
-    load is a Failure and the others go on. Embedding models give an EmbeddingSection."""
-    variants, failures = (executor or InProcessExecutor()).load(specs)
-    if not variants:
-        raise RnoptError(failures[0].reason if failures else "nothing to evaluate")
+def evaluate_variants(variants: list[Variant], dataset: ImageDataset, limit: int | None = None, batch_size: int = 100,
+                      on_batch: Callable[[int], None] | None = None) -> EvalSection | EmbeddingSection:
+    """The variants (the first is the reference) on the dataset's first `limit` images, labels aligned with the
+    model's classes; embedding models give an EmbeddingSection."""
     preprocessing = variants[0].model.preprocessing
     if any(v.model.preprocessing != preprocessing for v in variants):
         raise RnoptError("these models expect different input preprocessing: evaluate them separately")
@@ -71,9 +65,9 @@ def evaluate_specs(specs: list[VariantSpec], dataset: ImageDataset, limit: int |
         raise RnoptError("some of these models output logits and some embeddings: evaluate them separately")
     dataset = align_labels(dataset, variants[0].model.class_names).subset(limit)
     if heads == {"features"}:
-        return evaluate_embeddings(variants, dataset, preprocessing, batch_size, on_batch), failures
+        return evaluate_embeddings(variants, dataset, preprocessing, batch_size, on_batch)
     results, comparisons = evaluate(variants, dataset, preprocessing, batch_size, on_batch)
-    return EvalSection(dataset.name, results, comparisons), failures
+    return EvalSection(dataset.name, results, comparisons)
 
 
 def embed(variants: list[Variant], dataset: ImageDataset, preprocessing: Preprocessing, batch_size: int = 100,

@@ -1,9 +1,11 @@
 """Writing output files so that a failure never leaves a half-written file behind."""
 from __future__ import annotations
 
+import base64
 import contextlib
 import contextvars
 import hashlib
+import io
 import json
 import math
 import os
@@ -11,6 +13,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from rnopt.errors import RnoptError
 
@@ -149,3 +153,14 @@ def sha256_of(*paths: str | os.PathLike[str]) -> str:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 digest.update(chunk)
     return digest.hexdigest()
+
+
+def encode_array(array: np.ndarray) -> str:
+    """An array as JSON-safe text (base64 .npy): dtype and bits kept, so outputs compare bit for bit."""
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def decode_array(text: str) -> np.ndarray:
+    return np.load(io.BytesIO(base64.b64decode(text)), allow_pickle=False)

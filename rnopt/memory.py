@@ -13,8 +13,9 @@ changes a caller's model.)
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +31,13 @@ class MemoryUse:
     peak_rss_mb: float  # the fresh process's peak, runtime included
     added_mb: float  # that peak over the process's memory before the model was loaded
     gpu_mb: float | None = None  # peak GPU memory allocated, where the runtime reports it (PyTorch on CUDA)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "MemoryUse":
+        return cls(**data)
 
 
 def supported() -> bool:

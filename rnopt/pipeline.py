@@ -16,19 +16,19 @@ from rnopt.bench import BenchConfig, summarize_warnings, sweep_config
 from rnopt.data import ImageDataset, load_dataset
 from rnopt.errors import RnoptError
 from rnopt.execute.inprocess import InProcessExecutor
+from rnopt.execute.tasks import DataRef, evaluation_task
 from rnopt.onnx_export import meta_for
 from rnopt.onnx_model import ModelMeta
 from rnopt.fileio import write_json
 from rnopt.notices import collecting
 from rnopt.models.registry import LoadedModel
-from rnopt.evaluation import evaluate_specs
 from rnopt.plan import RUN_RUNTIMES, artifact_warnings, can_use_cuda, eval_order, int8_files, loaded_formats, \
     plan_variants
 from rnopt.quantization import AccuracyControl
 from rnopt.quantization.base import CalibrationData, QuantRecipe
 from rnopt.recipes import optimize_step, quantize_aware_step, quantize_step
 from rnopt.quantization.calibration import calibration_data
-from rnopt.results import BenchResult, EmbeddingSection, Record, check_fields
+from rnopt.results import BenchResult, Record, check_fields
 from rnopt.spec import ArtifactSpec, Step, VariantSpec, spec_entries
 
 DEFAULT_MODEL = "resnet20_cifar10"
@@ -198,12 +198,9 @@ def _run_steps(opts: RunOptions, backends: list[str], devices: list[str], skippe
         to_eval = eval_order([s for s in specs if s.id in ran], ran)
         with progress.task(f"evaluating on {dataset.name}", len(dataset.subset(opts.eval_limit))) as advance, \
                 record.timing("accuracy"):
-            section, failures = evaluate_specs(to_eval, dataset, opts.eval_limit, EVAL_BATCH, advance, executor)
-        record.failures += failures
-        if isinstance(section, EmbeddingSection):
-            record.embeddings = [section]
-        else:
-            record.evals = [section]
+            evaluated = executor.run(evaluation_task(to_eval, DataRef.of(dataset, opts.eval_limit), EVAL_BATCH),
+                                     to_eval, advance)
+        record.add_evaluation(evaluated.section, evaluated.failures)
     else:
         record.warnings.append(f"no labelled data for {loaded.name}: accuracy not measured (pass --data DIR)")
     record.warnings = list(dict.fromkeys(record.warnings + artifact_warnings(specs)))

@@ -17,6 +17,7 @@ from rnopt import progress
 from rnopt.accuracy import AccuracyBound, ValidationSet, validation_set
 from rnopt.backends.base import ModelFile
 from rnopt.errors import RnoptError
+from rnopt.onnx_model import ModelMeta
 from rnopt.quantization import QUANTIZERS, get_quantizer
 from rnopt.quantization.base import CalibrationData, QuantRecipe
 from rnopt.quantization.calibration import calibration_data
@@ -58,19 +59,19 @@ class DataSource:
             if item is not None:
                 self.known[item.sha256] = item
 
-    def calibration(self, reference: dict[str, Any], parent: ModelFile) -> CalibrationData:
+    def calibration(self, reference: dict[str, Any], meta: ModelMeta) -> CalibrationData:
         found = self.known.get(reference.get("sha256", ""))
         if not isinstance(found, CalibrationData):
             with progress.task("reading calibration images", reference.get("size")) as advance:
-                found = calibration_data(parent.meta, reference.get("data"), reference.get("size", 500), advance)
+                found = calibration_data(meta, reference.get("data"), reference.get("size", 500), advance)
             self._check(found, reference, "calibration")
         return found
 
-    def validation(self, reference: dict[str, Any], parent: ModelFile) -> ValidationSet:
+    def validation(self, reference: dict[str, Any], meta: ModelMeta) -> ValidationSet:
         found = self.known.get(reference.get("sha256", ""))
         if not isinstance(found, ValidationSet):
             with progress.task("decoding validation images") as advance:
-                found = validation_set(parent.meta, reference.get("data"), reference.get("limit"), advance)
+                found = validation_set(meta, reference.get("data"), reference.get("limit"), advance)
             self._check(found, reference, "validation")
         return found
 
@@ -93,12 +94,12 @@ def run_step(step: Step, parent: ModelFile, output: Path, data: DataSource) -> S
     toolkit = settings.get("toolkit", "onnxruntime")
     quantizer = get_quantizer(toolkit)
     recipe = QuantRecipe.from_settings(settings.get("recipe") or {})
-    calibration = data.calibration(settings.get("calibration") or {}, parent)
+    calibration = data.calibration(settings.get("calibration") or {}, parent.meta)
     if step.op == "quantize":
         with progress.task(f"calibrating int8 ({toolkit})", len(calibration)) as advance:
             return quantizer.quantize(parent.path, output, calibration, recipe, advance)
     bound = AccuracyBound(**settings.get("bound", {}))
-    validation = data.validation(settings.get("validation") or {}, parent)
+    validation = data.validation(settings.get("validation") or {}, parent.meta)
     with progress.task(f"accuracy-aware int8 ({toolkit})") as advance:
         on_progress: Callable[[str], None] = lambda note: advance(0, note)  # noqa: E731
         return quantizer.quantize_accuracy_aware(parent.path, output, calibration, recipe, bound, validation,

@@ -390,6 +390,14 @@ class Record:
                                                                                    self.quantizations)
         section.append(result)  # type: ignore[arg-type]
 
+    def add_evaluation(self, section: "EvalSection | EmbeddingSection", failures: list["Failure"]) -> None:
+        """An evaluation's figures, in the section of its kind (classifier or embedding model), and its failures."""
+        if isinstance(section, EmbeddingSection):
+            self.embeddings = [section]
+        else:
+            self.evals = [section]
+        self.failures += failures
+
     def capture_environment(self) -> "Record":
         """This machine and its library versions, recorded with the results (an explicit call: making or loading
         a record probes nothing)."""

@@ -28,10 +28,11 @@ from rnopt.backends import backend_class
 from rnopt.bench import CUDA_SWEEP_LIMIT, DEFAULT_SPEED_TOLERANCE, BenchConfig, Variant, check_batch_fits, \
     summarize_warnings, sweep_config
 from rnopt.data import load_dataset
-from rnopt.errors import RnoptError, first_line
-from rnopt.evaluation import evaluate_specs
-from rnopt.execute.base import BenchOutcome
+from rnopt.errors import RnoptError
+from rnopt.execute.base import Executor
 from rnopt.execute.inprocess import InProcessExecutor
+from rnopt.execute.tasks import (BenchOutcome, DataRef, EvalOutcome, OutputsOutcome, evaluation_task,
+                                 validation_task)
 from rnopt.notices import collecting
 from rnopt.onnx_export import meta_for
 from rnopt.onnx_model import ModelMeta
@@ -42,7 +43,7 @@ from rnopt.quantization import QUANTIZERS, AccuracyControl, QuantRecipe
 from rnopt.recipes import optimize_step, quantize_aware_step, quantize_step
 from rnopt.quantization.base import CalibrationData
 from rnopt.quantization.calibration import calibration_data
-from rnopt.results import BenchResult, Candidate, EmbeddingSection, Failure, Record, SearchResult, check_fields
+from rnopt.results import BenchResult, Candidate, Failure, Record, SearchResult, check_fields
 from rnopt.spec import ArtifactSpec, VariantSpec, format_suffix, spec_entries
 
 OBJECTIVES = {"latency": 1, "throughput": 32}  # objective -> its default batch size
@@ -194,6 +195,7 @@ def _search(opts: TuneOptions, record: Record, backends: list[str], devices: lis
     start = time.perf_counter()
     with record.timing("model files: export, fusion, int8"):
         files = _build_files(opts, backends, model, store, calibration, out, record)
+    store.data.add(validation)  # the validation tasks read these images from here, by content
     executor = InProcessExecutor(store)
     with progress.task("loading candidates", None), record.timing("loading the variants"):
         variants, record.failures = executor.load(plan_candidates(model, files, backends, devices, opts.objective,
@@ -202,7 +204,7 @@ def _search(opts: TuneOptions, record: Record, backends: list[str], devices: lis
     validator = Validator(validation, bound)
     with progress.task(f"validating on {validation.name}", len(variants) * len(validation)) as advance, \
             record.timing("validation"):
-        scores = validator.scores(variants, record.failures, advance)
+        scores = validator.scores(executor, variants, record.failures, advance)
     if opts.accuracy_aware and _any_int8(variants) and not _int8_within(variants, scores, bound):
         with record.timing("accuracy-aware int8"):
             aware = _accuracy_aware_files(opts, files, store, bound, validation, calibration, out, record)
@@ -210,7 +212,7 @@ def _search(opts: TuneOptions, record: Record, backends: list[str], devices: lis
                                                                  opts.threads) if s.artifact != model])
         record.failures += failed
         with progress.task("validating accuracy-aware int8", len(more) * len(validation)) as advance:
-            scores |= validator.scores(more, record.failures, advance)
+            scores |= validator.scores(executor, more, record.failures, advance)
         variants += more
         files = {**files, **aware}
     specs = [v.spec for v in variants]
@@ -328,35 +330,21 @@ class Validator:
     bound: AccuracyBound
     reference: np.ndarray | None = None
 
-    def scores(self, variants: list[Variant], failures: list[Failure],
-               advance: Callable[[int], None] | None = None) -> dict[str, float]:
-        """Each variant's score; a variant that fails to run becomes a Failure and gets no score."""
-        outputs: dict[str, np.ndarray] = {}
-        for variant in variants:
-            try:
-                outputs[variant.spec.id] = np.concatenate([_predict(variant, batch, advance)
-                                                           for batch in self.validation.batches(VALIDATION_BATCH)])
-            except RnoptError as exc:
-                failures.append(Failure(variant.spec.id, variant.spec.label, "validate", str(exc)))
+    def scores(self, executor: Executor, variants: list[Variant], failures: list[Failure],
+               advance: Callable[..., None] | None = None) -> dict[str, float]:
+        """Each variant's score, from its outputs as the executor's validation task gives them; a variant that
+        fails to run becomes a Failure and gets no score."""
+        specs = [v.spec for v in variants]
+        outcome = executor.run(validation_task(specs, self.validation, VALIDATION_BATCH), specs, advance)
+        assert isinstance(outcome, OutputsOutcome)
+        failures += outcome.failures
         if self.reference is None:
-            self.reference = outputs.get(variants[0].spec.id)
+            self.reference = outcome.outputs.get(specs[0].id)
             if self.reference is None:
-                raise RnoptError(f"the float reference {variants[0].spec.label} failed on the validation images: "
+                raise RnoptError(f"the float reference {specs[0].label} failed on the validation images: "
                                  f"{failures[-1].reason}")
         measure = self.bound.measure_object()
-        return {key: measure.score(out, self.validation.labels, self.reference) for key, out in outputs.items()}
-
-
-def _predict(variant: Variant, batch: np.ndarray, advance: Callable[[int], None] | None) -> np.ndarray:
-    try:
-        result = variant.session.predict(batch)
-    except RnoptError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a runtime's own error on this variant: the others go on
-        raise RnoptError(f"{type(exc).__name__}: {first_line(exc, 200)}") from None
-    if advance:
-        advance(len(batch))
-    return result
+        return {key: measure.score(out, self.validation.labels, self.reference) for key, out in outcome.outputs.items()}
 
 
 def _candidate(spec: VariantSpec, score: float | None, reference: float, bound: AccuracyBound) -> Candidate:
@@ -374,7 +362,7 @@ def sweep_limit(spec: VariantSpec, opts: TuneOptions) -> int | None:
     return opts.sweep or (CUDA_SWEEP_LIMIT if spec.device == "cuda" else None)
 
 
-def time_candidates(executor: InProcessExecutor, specs: list[VariantSpec], opts: TuneOptions,
+def time_candidates(executor: Executor, specs: list[VariantSpec], opts: TuneOptions,
                     on_progress: Callable[[str], None] | None = None) -> BenchOutcome:
     """The candidates timed together at the objective's batch size; those swept (`sweep_limit`) from it upward,
     a size at a time (fixed length, as `rnopt run`'s sweep), after the others."""
@@ -478,16 +466,13 @@ def _verdict(candidate: Candidate, result: BenchResult | None, chosen: BenchResu
     return f"slower: x{result.latency_ms.p50 / best.latency_ms.p50:.2f} the fastest's latency"
 
 
-def _test_figures(record: Record, specs: list[VariantSpec], test_name: str, executor: InProcessExecutor) -> None:
+def _test_figures(record: Record, specs: list[VariantSpec], test_name: str, executor: Executor) -> None:
     """The float reference and the chosen variant on the test set: the untuned final figures."""
     dataset = load_dataset(test_name)
     with progress.task(f"final figures on {dataset.name}", len(dataset)) as advance:
-        section, failures = evaluate_specs(specs, dataset, None, EVAL_BATCH, advance, executor)
-    record.failures += failures
-    if isinstance(section, EmbeddingSection):
-        record.embeddings = [section]
-    else:
-        record.evals = [section]
+        evaluated = executor.run(evaluation_task(specs, DataRef.of(dataset), EVAL_BATCH), specs, advance)
+    assert isinstance(evaluated, EvalOutcome)
+    record.add_evaluation(evaluated.section, evaluated.failures)
 
 
 __all__ = ["OBJECTIVES", "SEARCH_RECIPES", "TuneOptions", "Validator", "choose", "plan_candidates",

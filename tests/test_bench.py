@@ -6,8 +6,8 @@ import pytest
 
 from rnopt.bench import BenchConfig, latency_stats, summarize_warnings
 from rnopt.errors import RnoptError
+from rnopt.execute import InProcessExecutor
 from rnopt.artifacts import artifact_for
-from rnopt.execute.subprocess import measure_memory
 from rnopt.machine_load import other_processes_busy
 from rnopt.results import BenchResult
 from rnopt.spec import ArtifactSpec, VariantSpec
@@ -49,7 +49,7 @@ def test_other_processes_are_noticed():
 def test_memory_is_measured_per_variant_and_grows_with_the_batch(tmp_path):
     probe = VariantSpec(artifact_for("resnet20_cifar10"), "torch")
     gone = VariantSpec(ArtifactSpec(str(tmp_path / "gone.onnx")), "onnxruntime", threads=1)
-    uses = measure_memory({"small": (probe, 1), "large": (probe, 64), "gone": (gone, 1)}, workers=2)
+    uses = InProcessExecutor().measure_memory({"small": (probe, 1), "large": (probe, 64), "gone": (gone, 1)}, workers=2)
     small, large = uses["small"], uses["large"]
     assert (small.batch_size, large.batch_size) == (1, 64)
     assert 0 < small.added_mb < small.peak_rss_mb and small.gpu_mb is None
@@ -63,7 +63,6 @@ def test_memory_is_measured_per_variant_and_grows_with_the_batch(tmp_path):
 
 def test_memory_is_skipped_with_a_reason_where_proc_is_missing(monkeypatch):
     from rnopt import memory
-    from rnopt.execute import InProcessExecutor
 
     monkeypatch.setattr(memory, "supported", lambda: False)  # as on macOS or Windows
     spec = VariantSpec(artifact_for("resnet20_cifar10"), "torch")
@@ -75,7 +74,6 @@ def test_memory_is_skipped_with_a_reason_where_proc_is_missing(monkeypatch):
 
 def test_batch_sweep_doubles_until_images_per_s_stops_improving(fp32_onnx):
     from rnopt.bench import SWEEP_MIN_GAIN, bench_variants
-    from rnopt.execute import InProcessExecutor
 
     [variant], _ = InProcessExecutor().load([VariantSpec(artifact_for(str(fp32_onnx)), "onnxruntime")])
     results = bench_variants([variant], BenchConfig([1], warmup=2, iterations=5, min_time=0.05, sweep_limit=16))
@@ -91,7 +89,7 @@ def test_batch_sweep_doubles_until_images_per_s_stops_improving(fp32_onnx):
 def test_batch_sweep_stops_where_memory_runs_out(fp32_onnx, monkeypatch):
     import importlib
 
-    from rnopt.execute import InProcessExecutor
+
 
     bench = importlib.import_module("rnopt.bench")  # `rnopt.bench` as an attribute is the API function
 

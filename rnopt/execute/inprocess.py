@@ -1,14 +1,21 @@
-"""All specs loaded in this process and timed in interleaved rounds (rnopt.bench): the fair comparison.
+"""Tasks run in this process: all specs of a timing task loaded here and timed in interleaved rounds
+(rnopt.bench), the fair comparison.
 
-Loaded variants are kept, so an evaluation after the timing (as in `rnopt run`) reuses the same sessions.
+Loaded variants are kept, so a task after the timing (an evaluation in `rnopt run`, validation in `tune`) reuses
+the same sessions. Memory tasks go to a fresh process: what a variant adds to memory cannot be read in a process
+that holds the others.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rnopt.artifacts import ArtifactStore
-from rnopt.bench import BenchConfig, Variant, bench_variants
-from rnopt.execute.base import BenchOutcome, Executor, Progress, load_variant
-from rnopt.execute.subprocess import add_memory
+from rnopt.bench import Variant
 from rnopt.errors import RnoptError
+from rnopt.execute.base import Executor, load_variant
+from rnopt.execute.handlers import Advance, perform
+from rnopt.execute.process import run_in_fresh_process
+from rnopt.execute.tasks import Outcome, Task
 from rnopt.results import Failure
 from rnopt.spec import VariantSpec
 
@@ -32,12 +39,7 @@ class InProcessExecutor(Executor):
                 failures.append(Failure(spec.id, spec.label, "load", str(exc)))
         return variants, failures
 
-    def bench(self, specs: list[VariantSpec], config: BenchConfig, on_progress: Progress | None = None) -> BenchOutcome:
-        variants, failures = self.load(specs)
-        outcome = BenchOutcome(failures=failures)
-        if variants:
-            outcome.results = bench_variants(variants, config, on_progress)
-        if config.memory and outcome.results:
-            # After all timing, so that no timed run shares the machine with the probe processes.
-            add_memory(outcome.results, [v.spec for v in variants], on_progress)
-        return outcome
+    def run(self, task: Task, specs: Sequence[VariantSpec], advance: Advance | None = None) -> Outcome:
+        if task.kind == "memory":
+            return run_in_fresh_process(task, specs)
+        return perform(task, specs, self.load, self.store, advance)

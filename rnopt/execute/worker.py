@@ -1,30 +1,25 @@
-"""The child side of the subprocess executor (and of any remote one): a JSON request on stdin, one JSON
-line on stdout. Tasks: `bench` (time one spec in this fresh process) and `memory` (what one spec adds to
-a fresh process's peak memory at one batch size). A failure is one line on stderr and exit status 1.
+"""The child side of the subprocess executor (and of any remote one): a JSON request on stdin (a task and the
+specs it names), the task run here (rnopt.execute.handlers), its outcome as one JSON line on stdout. A failure
+is one line on stderr and exit status 1.
 """
 from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict
+from typing import Any
 
-from rnopt.bench import BenchConfig
 from rnopt.errors import RnoptError
+from rnopt.execute.handlers import perform
+from rnopt.execute.inprocess import InProcessExecutor
+from rnopt.execute.tasks import Task
 from rnopt.spec import VariantSpec
 
 
-def handle(request: dict) -> dict:
-    spec = VariantSpec.from_dict(request["spec"])
-    if request["task"] == "memory":
-        from rnopt.memory import measure_here
-
-        return asdict(measure_here(spec, int(request["batch_size"])))
-    if request["task"] == "bench":
-        from rnopt.execute.inprocess import InProcessExecutor
-
-        outcome = InProcessExecutor().bench([spec], BenchConfig.from_dict(request["config"]))
-        return {"results": [asdict(r) for r in outcome.results], "failures": [asdict(f) for f in outcome.failures]}
-    raise RnoptError(f"unknown worker task {request['task']!r}")
+def handle(request: dict[str, Any]) -> dict[str, Any]:
+    task = Task.from_dict(request["task"])
+    specs = [VariantSpec.from_dict(s) for s in request["specs"]]
+    here = InProcessExecutor()
+    return perform(task, specs, here.load, here.store).to_dict()  # memory too: this process is the fresh one
 
 
 def main() -> int:

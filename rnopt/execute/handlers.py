@@ -1,0 +1,86 @@
+"""A task run in this process: what the in-process executor does, and what every worker does with the task it
+is sent. Each kind loads its specs through `load` (the executor's, which keeps sessions for the next task) and
+calls the compute code (bench, evaluation, embedding, memory); no runtime is named here.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from rnopt.artifacts import ArtifactStore
+from rnopt.bench import BenchConfig, Variant, bench_variants
+from rnopt.embedding import embed_images, require_embedding_model
+from rnopt.errors import RnoptError, first_line
+from rnopt.evaluation import evaluate_variants
+from rnopt.execute.tasks import BenchOutcome, EvalOutcome, Outcome, OutputsOutcome, Task
+from rnopt.memory import measure_here
+from rnopt.results import Failure
+from rnopt.spec import VariantSpec
+
+Advance = Callable[..., None]  # advance(n=1, note=None), as rnopt.progress.task gives
+Load = Callable[[list[VariantSpec]], tuple[list[Variant], list[Failure]]]
+
+
+def specs_of(task: Task, specs: Sequence[VariantSpec]) -> list[VariantSpec]:
+    """The task's specs, in the task's order, from those given (which may hold more)."""
+    by_id = {spec.id: spec for spec in specs}
+    missing = [i for i in task.spec_ids if i not in by_id]
+    if missing:
+        raise RnoptError(f"the {task.kind} task names spec {missing[0]}, which was not sent with it")
+    return [by_id[i] for i in task.spec_ids]
+
+
+def perform(task: Task, specs: Sequence[VariantSpec], load: Load, store: ArtifactStore,
+            advance: Advance | None = None) -> Outcome:
+    """Run `task` here and return its outcome; a spec that fails to load or run is a Failure, the others go on."""
+    chosen = specs_of(task, specs)
+    step = advance or (lambda n=1, note=None: None)
+    if task.kind == "memory":  # measured in this process: the caller makes it a fresh one
+        return measure_here(chosen[0], int(task.config["batch_size"]))
+    variants, failures = load(chosen)
+    if task.kind == "time":
+        outcome = BenchOutcome(failures=failures)
+        if variants:
+            outcome.results = bench_variants(variants, BenchConfig.from_dict(task.config),
+                                             lambda note: step(1, note))
+        return outcome
+    if not variants:
+        raise RnoptError(failures[0].reason if failures else f"nothing to {task.kind}")
+    if task.data is None:
+        raise RnoptError(f"a {task.kind} task needs data")
+    batch_size = int(task.config.get("batch_size", 100))
+    if task.kind == "evaluate":
+        section = evaluate_variants(variants, task.data.dataset(), task.data.limit, batch_size, lambda n: step(n))
+        return EvalOutcome(section, failures)
+    if task.kind == "embed":
+        require_embedding_model(variants[0])
+        return embed_images(variants[0], task.data.dataset(), batch_size, bool(task.config.get("skip_bad")),
+                            lambda n: step(n))
+    if task.kind == "validate":
+        validation = store.data.validation(task.data.reference(), variants[0].meta)
+        return _outputs(variants, failures, validation.batches(batch_size), step)
+    raise RnoptError(f"this executor cannot run {task.kind} tasks")
+
+
+def _outputs(variants: list[Variant], failures: list[Failure], batches: list[np.ndarray],
+             step: Advance) -> OutputsOutcome:
+    """Each variant's outputs on every batch, in order; a variant whose runtime fails is a Failure."""
+    outcome = OutputsOutcome(failures=failures)
+    for variant in variants:
+        try:
+            outcome.outputs[variant.spec.id] = np.concatenate([_predict(variant, batch, step) for batch in batches])
+        except RnoptError as exc:
+            outcome.failures.append(Failure(variant.spec.id, variant.spec.label, "validate", str(exc)))
+    return outcome
+
+
+def _predict(variant: Variant, batch: np.ndarray, step: Advance) -> np.ndarray:
+    try:
+        result = variant.session.predict(batch)
+    except RnoptError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a runtime's own error on this variant: the others go on
+        raise RnoptError(f"{type(exc).__name__}: {first_line(exc, 200)}") from None
+    step(len(batch))
+    return result
