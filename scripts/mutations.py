@@ -238,6 +238,18 @@ MUTATIONS = [
     Mutation("signals: a second signal interrupts the cleanup", "rnopt/cli.py",
              "    for other in (*_TERMINATING, signal.SIGINT):\n        signal.signal(other, signal.SIG_IGN)\n", "",
              (C + "test_a_second_signal_while_export_unwinds_changes_nothing",)),
+    Mutation("tasks: an evaluation task ignores its data's limit", "rnopt/execute/handlers.py",
+             "evaluate_variants(variants, task.data.dataset(), task.data.limit,",
+             "evaluate_variants(variants, task.data.dataset(), None,",
+             ("tests/test_tasks.py::test_an_evaluation_task_gives_the_same_figures_in_a_fresh_process",)),
+    Mutation("tasks: a validation task runs the first spec for every spec", "rnopt/execute/handlers.py",
+             "np.concatenate([_predict(variant, batch, step) for batch in batches])",
+             "np.concatenate([_predict(variants[0], batch, step) for batch in batches])",
+             ("tests/test_tasks.py::test_a_validation_task_gives_each_specs_outputs_on_the_images_named_by_content",)),
+    Mutation("store: a rebuild's other bytes said without what made each", "rnopt/artifacts.py",
+             'return f"recorded with {artifact.built_with}; built here with {here}"',
+             'return f"the library versions differ (this machine: {here})"',
+             ("tests/test_recipes.py::test_a_rebuild_that_cannot_give_the_same_bytes_says_why",)),
 ]
 
 
