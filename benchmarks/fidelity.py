@@ -24,7 +24,7 @@ from conftest import build  # noqa: E402
 from rnopt.artifacts import artifact_for  # noqa: E402
 from rnopt.bench import BenchConfig  # noqa: E402
 from rnopt.execute import InProcessExecutor  # noqa: E402
-from rnopt.ort_session import create_session  # noqa: E402
+from rnopt.backends.onnxruntime.session import create_session  # noqa: E402
 from rnopt.spec import VariantSpec  # noqa: E402
 
 ROUNDS = 7

@@ -152,7 +152,7 @@ class GpuCheck:
 
     def onnxruntime_group(self) -> None:
         try:
-            from rnopt.ort_session import available_providers
+            from rnopt.backends.onnxruntime.session import available_providers
         except ImportError as exc:
             print(f"onnxruntime: skipped ({exc.name} is not installed)")
             return

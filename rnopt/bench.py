@@ -11,7 +11,7 @@ import resource
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,10 +19,12 @@ from rnopt.backends.base import ModelFile, ModelInput, Session
 from rnopt.environment import snapshot
 from rnopt.errors import BatchTooLarge, RnoptError
 from rnopt.machine_load import load_warning
-from rnopt.onnx_model import ModelMeta
 from rnopt.results import BenchResult, LatencyStats, check_fields
 from rnopt.spec import VariantSpec
 from rnopt.stats import CI_METHOD, Drift, drift, median_ci, outlier_share
+
+if TYPE_CHECKING:
+    from rnopt.onnx_model import ModelMeta  # onnx: not needed where only PyTorch runs
 
 # A median whose 95 % interval is wider than +-2 % is called noisy; so is a run whose medians moved by more
 # than that between the first and the last third of its rounds (drift). cv stays a descriptive figure:
@@ -102,7 +104,7 @@ class Variant:
         return self.spec.label
 
     @property
-    def meta(self) -> ModelMeta:
+    def meta(self) -> "ModelMeta":
         """The model's rnopt metadata: a file's own, or what exporting the built-in model would record."""
         if isinstance(self.model, ModelFile):
             return self.model.meta

@@ -11,13 +11,11 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import onnxruntime as ort
-
-from rnopt.errors import RnoptError, first_line
+from rnopt.errors import RnoptError
 from rnopt.fileio import atomic_path
 from rnopt.numerics import compare_onnx_files
 from rnopt.onnx_model import load_onnx, op_counts, open_float_model, save_onnx, write_meta
-from rnopt.ort_session import session_options
+from rnopt.backends.onnxruntime.session import write_optimized
 from rnopt.results import OptimizeResult
 
 # Fusion reorders float arithmetic; anything beyond this fraction of the largest |logit| is a wrong rewrite.
@@ -32,12 +30,7 @@ def optimize_model(source: str | Path, output: str | Path, level: str = "extende
     source, output, original, meta = open_float_model(source, output, "optimize")
     with tempfile.TemporaryDirectory() as scratch:
         raw = Path(scratch) / "optimized.onnx"
-        opts = session_options(opt_level=level)
-        opts.optimized_model_filepath = str(raw)
-        try:
-            ort.InferenceSession(str(source), opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:
-            raise RnoptError(f"onnxruntime cannot optimize {source}: {first_line(exc)}") from None
+        write_optimized(str(source), str(raw), level)
         optimized = load_onnx(raw)
     meta.variant = "fused" if level == "extended" else meta.variant
     meta.history.append(f"optimize:{level}")

@@ -54,7 +54,7 @@ def compare_outputs(reference: np.ndarray, candidate: np.ndarray) -> OutputDiff:
 def compare_onnx_files(reference: str, candidate: str, input_size: int, batch_sizes: tuple[int, ...] = (1, 3),
                        seed: int = 0) -> OutputDiff:
     """Two ONNX files on the same random inputs, over `batch_sizes`."""
-    from rnopt.ort_session import create_session, run_once  # here: comparing outputs needs no onnxruntime
+    from rnopt.backends.onnxruntime.session import create_session, run_once  # here: comparing outputs needs no onnxruntime
 
     ref, cand = create_session(reference), create_session(candidate)
     rng = np.random.default_rng(seed)

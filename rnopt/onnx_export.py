@@ -18,7 +18,7 @@ from rnopt.fileio import atomic_path
 from rnopt.models.registry import LoadedModel
 from rnopt.numerics import compare_outputs
 from rnopt.onnx_model import ModelMeta, save_onnx, write_meta
-from rnopt.ort_session import create_session, run_once
+from rnopt.backends.onnxruntime.session import create_session, run_once
 from rnopt.results import ExportCheck, ExportResult
 
 INPUT_NAME = "input"

@@ -16,7 +16,7 @@ import torch
 from conftest import bench_rows, settings
 from rnopt.artifacts import open_model_file
 from rnopt.backends import TorchModel, get_backend
-from rnopt.ort_session import available_providers
+from rnopt.backends.onnxruntime.session import available_providers
 from rnopt.environment import snapshot
 from rnopt.errors import RnoptError
 

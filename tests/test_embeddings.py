@@ -84,7 +84,7 @@ def test_a_classifier_checkpoint_exports_as_features_and_the_file_says_so(tmp_pa
     from rnopt import api
 
     api.export("resnet20_cifar10", tmp_path / "n.onnx", head="features", normalize=True)
-    from rnopt.ort_session import create_session, run_once
+    from rnopt.backends.onnxruntime.session import create_session, run_once
 
     out = run_once(create_session(str(tmp_path / "n.onnx")), np.ones((3, 3, 32, 32), np.float32))
     assert out.shape == (3, 64) and np.allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)

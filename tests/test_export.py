@@ -2,7 +2,7 @@ import numpy as np
 import onnx
 import pytest
 
-from rnopt.ort_session import create_session
+from rnopt.backends.onnxruntime.session import create_session
 from rnopt.errors import RnoptError
 from rnopt.onnx_export import export_model
 from rnopt.onnx_model import load_onnx, read_meta

@@ -86,3 +86,17 @@ def test_tasks_are_checked_and_travel_as_json(pair):
         Task("memory", tuple(s.id for s in pair), None, {"batch_size": 1})
     with pytest.raises(RnoptError, match=f"names spec {pair[1].id}, which was not sent with it"):
         InProcessExecutor().run(task, pair[:1])
+
+
+def test_no_runtime_session_is_opened_outside_the_backends():
+    """Sessions and compiled models live in backends/ (the export check, optimizer, sensitivity and NNCF's
+    scoring call the runtime's session module), so an executor that ships tasks needs nothing else."""
+    from pathlib import Path
+
+    import rnopt
+
+    root = Path(rnopt.__file__).parent
+    opening = ("InferenceSession(", ".compile_model(")
+    found = [f"{path.relative_to(root)}: {needle}" for path in root.rglob("*.py")
+             if path.relative_to(root).parts[0] != "backends" for needle in opening if needle in path.read_text()]
+    assert found == []

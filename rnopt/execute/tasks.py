@@ -10,8 +10,9 @@ A task is a kind, the ids of the specs it runs, a data reference and the kind's 
   the float reference's outputs, so scoring stays with the caller and outputs come back whole).
 - `embed`: one spec's vectors for every image of a folder.
 - `memory`: what one spec adds to a fresh process's peak memory at one batch size.
-- `probe`: one ONNX Runtime int8 spec with some nodes kept in float (sensitivity's ground truth, accuracy-aware
-  int8's steps), run on validation images: its outputs.
+
+(Sensitivity's and accuracy-aware int8's probes, an int8 file with some nodes kept in float, still run inside
+those steps, on this machine.)
 
 Each kind's outcome is a dataclass with `to_dict()`/`from_dict()`, so what a worker prints is what the
 in-process executor returns. Arrays travel as base64 .npy: outputs are compared bit for bit.
@@ -20,11 +21,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rnopt.accuracy import ValidationSet
 from rnopt.data import ImageDataset, load_dataset
 from rnopt.embedding import Embedded
 from rnopt.errors import RnoptError
@@ -33,7 +33,10 @@ from rnopt.memory import MemoryUse
 from rnopt.results import BenchResult, EmbeddingSection, EvalSection, Failure, build
 from rnopt.spec import VariantSpec
 
-KINDS = ("time", "evaluate", "validate", "embed", "memory", "probe")
+if TYPE_CHECKING:
+    from rnopt.accuracy import ValidationSet  # onnx: not needed where only PyTorch runs
+
+KINDS = ("time", "evaluate", "validate", "embed", "memory")
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,7 @@ class Task:
             raise RnoptError(f"unknown task kind {self.kind!r}: one of {', '.join(KINDS)}")
         if not self.spec_ids:
             raise RnoptError(f"a {self.kind} task names no spec")
-        if self.kind in ("embed", "memory", "probe") and len(self.spec_ids) != 1:
+        if self.kind in ("embed", "memory") and len(self.spec_ids) != 1:
             raise RnoptError(f"a {self.kind} task runs one spec, not {len(self.spec_ids)}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -124,7 +127,7 @@ class EvalOutcome:
 
 @dataclass
 class OutputsOutcome:
-    """Each spec's outputs (validate, probe), by spec id, in image order; the specs that failed."""
+    """Each spec's outputs (a validation task's), by spec id, in image order; the specs that failed."""
 
     outputs: dict[str, np.ndarray] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
@@ -140,7 +143,7 @@ class OutputsOutcome:
 
 
 OUTCOMES: dict[str, type] = {"time": BenchOutcome, "evaluate": EvalOutcome, "validate": OutputsOutcome,
-                             "embed": Embedded, "memory": MemoryUse, "probe": OutputsOutcome}
+                             "embed": Embedded, "memory": MemoryUse}
 Outcome = BenchOutcome | EvalOutcome | OutputsOutcome | Embedded | MemoryUse
 
 
@@ -149,7 +152,7 @@ def evaluation_task(specs: Sequence[VariantSpec], data: DataRef, batch_size: int
     return Task("evaluate", tuple(s.id for s in specs), data, {"batch_size": batch_size})
 
 
-def validation_task(specs: Sequence[VariantSpec], validation: ValidationSet, batch_size: int) -> Task:
+def validation_task(specs: Sequence[VariantSpec], validation: "ValidationSet", batch_size: int) -> Task:
     """The specs' outputs on validation images, named by content (a worker decodes them again and checks)."""
     reference = validation.reference()
     return Task("validate", tuple(s.id for s in specs), DataRef(reference["data"], reference["limit"],

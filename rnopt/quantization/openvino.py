@@ -115,12 +115,14 @@ def _accuracy_control(core, source: Path, full: Path, calibration: CalibrationDa
     operations reverted read back from NNCF's log."""
     import nncf
 
+    from rnopt.backends.openvino.session import outputs_on_cpu
+
     float_model = core.read_model(str(source))
     measure = bound.measure_object()
     say(f"validating float and full int8 on {len(validation)} images")
-    reference = _ov_outputs(core.compile_model(float_model, "CPU"), validation.images)
+    reference = outputs_on_cpu(core, float_model, validation.images)
     float_score = measure.score(reference, validation.labels, reference)
-    full_score = measure.score(_ov_outputs(core.compile_model(str(full), "CPU"), validation.images),
+    full_score = measure.score(outputs_on_cpu(core, str(full), validation.images),
                                validation.labels, reference)
     say("NNCF accuracy control (quantize, rank, revert)")
     relative = bound.drop_type == "relative"
@@ -137,7 +139,7 @@ def _accuracy_control(core, source: Path, full: Path, calibration: CalibrationDa
                     subset_size=len(calibration), advanced_accuracy_restorer_parameters=advanced)
         except Exception as exc:
             raise RnoptError(f"NNCF accuracy control on {source} failed: {first_line(exc)}") from None
-    final_score = measure.score(_ov_outputs(core.compile_model(model, "CPU"), validation.images),
+    final_score = measure.score(outputs_on_cpu(core, model, validation.images),
                                 validation.labels, reference)
     steps, layers, kept = _read_nncf_log(log, bound, float_score, final_score)
     report = AccuracyAwareResult(
@@ -150,20 +152,16 @@ def _accuracy_control(core, source: Path, full: Path, calibration: CalibrationDa
 
 def _test_figures(core, report: AccuracyAwareResult, bound: AccuracyBound, test: ValidationSet,  # noqa: ANN001
                   source: Path, full: Path, final: Path) -> None:
+    from rnopt.backends.openvino.session import outputs_on_cpu
+
     measure = bound.measure_object()
     scores = []
-    reference = _ov_outputs(core.compile_model(str(source), "CPU"), test.images)
+    reference = outputs_on_cpu(core, str(source), test.images)
     for path in (source, full, final):
-        outputs = reference if path == source else _ov_outputs(core.compile_model(str(path), "CPU"), test.images)
+        outputs = reference if path == source else outputs_on_cpu(core, str(path), test.images)
         scores.append(measure.score(outputs, test.labels, reference))
     report.test_data = test.name
     report.test_float_score, report.test_int8_score, report.test_score = scores
-
-
-def _ov_outputs(compiled, images, batch: int = 250):  # noqa: ANN001, ANN202 - openvino CompiledModel
-    import numpy as np
-
-    return np.concatenate([compiled(images[i:i + batch])[0] for i in range(0, len(images), batch)])
 
 
 def _validation_fn(measure: AccuracyMeasure, validation: ValidationSet, reference):  # noqa: ANN001, ANN202
@@ -172,8 +170,10 @@ def _validation_fn(measure: AccuracyMeasure, validation: ValidationSet, referenc
     def validate(compiled, items):  # noqa: ANN001, ANN202
         import numpy as np
 
+        from rnopt.backends.openvino.session import outputs_of
+
         index = np.asarray([item[0] for item in items])
-        outputs = _ov_outputs(compiled, validation.images[index])
+        outputs = outputs_of(compiled, validation.images[index])
         labels, ref = validation.labels[index], reference[index]
         per_item = measure.per_item(outputs, labels, ref)
         return measure.score(outputs, labels, ref), (list(per_item) if per_item is not None

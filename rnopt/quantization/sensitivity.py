@@ -32,7 +32,7 @@ from onnxruntime.quantization.qdq_loss_debug import (
 
 from rnopt.accuracy import AccuracyMeasure, ValidationSet
 from rnopt.errors import RnoptError, first_line
-from rnopt.ort_session import create_session
+from rnopt.backends.onnxruntime.session import create_session
 from rnopt.onnx_model import load_onnx
 from rnopt.results import QuantizerSensitivity, SensitivityResult
 

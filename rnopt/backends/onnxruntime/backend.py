@@ -11,7 +11,7 @@ import onnxruntime as ort
 from rnopt.backends.base import Backend, ModelFile, ModelInput, RunSettings, Session
 from rnopt.backends.onnxruntime.config import OrtConfig
 from rnopt.errors import RnoptError
-from rnopt.ort_session import DEVICE_OF_PROVIDER, available_providers, create_session
+from rnopt.backends.onnxruntime.session import DEVICE_OF_PROVIDER, available_providers, create_session
 
 
 class OrtSession(Session):

@@ -39,7 +39,7 @@ class OrtConfig(RuntimeConfig):
             raise RnoptError(f"ONNX Runtime inter-op threads must be positive, got {self.inter_op}")
 
     def deploy_code(self, device: str, precision: str | None, threads: int | None) -> DeployCode:
-        """The session rnopt measured (rnopt.ort_session.session_options), spelled out with ONNX Runtime's API."""
+        """The session rnopt measured (rnopt.backends.onnxruntime.session.session_options), spelled out with ONNX Runtime's API."""
         lines = ["options = ort.SessionOptions()",
                  f"options.graph_optimization_level = ort.GraphOptimizationLevel.{_LEVEL_NAMES[self.opt_level]}"]
         words = [f"graph optimisation {self.opt_level}"]

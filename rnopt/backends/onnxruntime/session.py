@@ -1,6 +1,7 @@
 """ONNX Runtime sessions for every part of rnopt that runs an ONNX file: the export check, the optimizer,
-output comparisons and the onnxruntime backend. Neutral ground: it imports no other rnopt runtime code,
-so conversion steps and backends can both use it without depending on each other."""
+output comparisons, sensitivity and the onnxruntime backend. The runtime's own module (no code outside
+`backends/` opens a session); it imports no other rnopt runtime code, so conversion steps and the backend can
+both use it without depending on each other."""
 from __future__ import annotations
 
 import onnxruntime as ort
@@ -43,6 +44,17 @@ def available_providers() -> list[str]:
     """rnopt's names for the execution providers this onnxruntime build has."""
     have = ort.get_available_providers()
     return [name for name, provider in PROVIDERS.items() if provider in have]
+
+
+def write_optimized(source: str, output: str, level: str) -> None:
+    """ONNX Runtime's graph optimizations at `level` applied to `source`, the graph written to `output` (ORT
+    writes it while it opens a session with `optimized_model_filepath` set)."""
+    opts = session_options(opt_level=level)
+    opts.optimized_model_filepath = output
+    try:
+        ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own exception types for unloadable graphs
+        raise RnoptError(f"onnxruntime cannot optimize {source}: {first_line(exc)}") from None
 
 
 def create_session(path: str, threads: int | None = None, provider: str = "cpu", opt_level: str = "all",

@@ -1,0 +1,113 @@
+"""Tasks on a Ray cluster (`pip install 'rnopt[ray]'`): `--cluster local` starts a private cluster on this machine
+for the length of the command; `--cluster ADDRESS` (or `$RNOPT_CLUSTER`) joins a running one whose nodes have rnopt
+and the runtimes installed.
+
+What travels is what a subprocess worker reads: the task and its specs as JSON (rnopt.execute.tasks). A node
+builds the artifacts a spec names by recipe in its own store (sha256 checked), and reads the task's data from
+the reference (a bundled set, or a path every node sees). The remote side is `rnopt.execute.worker.handle`, the
+same code a fresh subprocess runs.
+
+Timing is never shared: a timing task asks for every CPU of one node and its `rnopt-timing` resource, so nothing
+else is scheduled on that node while it runs. Memory is measured in a Ray worker process that serves that one
+call and exits (`max_calls=1`): a fresh process, as everywhere else.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from rnopt.errors import RnoptError
+from rnopt.execute.base import Executor
+from rnopt.execute.handlers import Advance, specs_of
+from rnopt.execute.process import describe, request_for
+from rnopt.execute.tasks import OUTCOMES, Outcome, Task
+from rnopt.spec import VariantSpec
+
+TIMING_RESOURCE = "rnopt-timing"  # one per node: at most one timing task on a node at a time
+CLUSTER_ENV = "RNOPT_CLUSTER"
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise RnoptError("--cluster needs Ray: pip install 'rnopt[ray]' (the default, without --cluster, runs here "
+                         "and needs no Ray)") from None
+    return ray
+
+
+def _handle(request: str) -> str:
+    """The remote side: a worker's request in, its answer out (both JSON text)."""
+    from rnopt.execute.worker import handle
+
+    try:
+        return json.dumps({"ok": handle(json.loads(request))})
+    except RnoptError as exc:  # a task's own failure comes back as its one line, not as a Ray traceback
+        return json.dumps({"error": str(exc)})
+
+
+class RayExecutor(Executor):
+    name = "ray"
+
+    def __init__(self, address: str | None = None) -> None:
+        self.address = address or os.environ.get(CLUSTER_ENV) or "local"
+        self._started = False
+        self._remote: Any = None
+
+    def run(self, task: Task, specs: Sequence[VariantSpec], advance: Advance | None = None) -> Outcome:
+        chosen = specs_of(task, specs)
+        ray = self._connect()
+        request = json.dumps(request_for(task, chosen))
+        answer = json.loads(ray.get(self._remote.options(**self.options_for(task)).remote(request)))
+        if "error" in answer:
+            raise RnoptError(f"{describe(task, chosen)} failed on the cluster: {answer['error']}")
+        if advance:
+            advance(0, f"{describe(task, chosen)}: done on the cluster")
+        return OUTCOMES[task.kind].from_dict(answer["ok"])
+
+    def options_for(self, task: Task) -> dict[str, Any]:
+        """Ray's scheduling options for `task`: a timing task gets a whole node; memory a fresh worker process."""
+        if task.kind == "time":
+            node = self.timing_node()
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            return {"num_cpus": node["Resources"]["CPU"], "resources": {TIMING_RESOURCE: 1},
+                    "scheduling_strategy": NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)}
+        if task.kind == "memory":
+            return {"num_cpus": 1, "max_calls": 1}
+        return {"num_cpus": 1}
+
+    def timing_node(self) -> dict[str, Any]:
+        """A live node that offers the timing resource (the first; `ray.nodes()` order)."""
+        nodes = [n for n in self._connect().nodes() if n.get("Alive") and TIMING_RESOURCE in n.get("Resources", {})]
+        if not nodes:
+            raise RnoptError(f"no node of the cluster {self.address} offers the {TIMING_RESOURCE} resource: start "
+                             f"each node that may time with --resources '{{\"{TIMING_RESOURCE}\": 1}}'")
+        return nodes[0]
+
+    def _connect(self) -> Any:
+        ray = _ray()
+        if not ray.is_initialized():
+            settings: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                                        "logging_level": logging.ERROR, "configure_logging": True}
+            if self.address == "local":  # a private cluster: this machine's cores, one timing slot
+                ray.init(num_cpus=os.cpu_count() or 1, resources={TIMING_RESOURCE: 1}, **settings)
+            else:
+                try:
+                    ray.init(address=self.address, **settings)
+                except (ConnectionError, RuntimeError, ValueError) as exc:
+                    raise RnoptError(f"cannot join the Ray cluster at {self.address}: {str(exc).splitlines()[0]}"
+                                     ) from None
+            self._started = True
+        if self._remote is None:
+            self._remote = ray.remote(_handle)
+        return ray
+
+    def close(self) -> None:
+        """Leave the cluster (a private local one shuts down with it)."""
+        if self._started:
+            _ray().shutdown()
+            self._started, self._remote = False, None
