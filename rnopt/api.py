@@ -254,13 +254,15 @@ def sensitivity(float_model: str | Path, int8_model: str | Path | None = None, d
 
 
 @_with_notices
-def bench(specs: list[VariantSpec], config: BenchConfig | None = None, executor: str = "inprocess",
+def bench(specs: list[VariantSpec], config: BenchConfig | None = None, executor: "str | Executor" = "inprocess",
           on_progress: Progress | None = None, scenario: str | None = None) -> Record:
-    """Time every spec; a spec that cannot run is recorded in `failures` and the others go on."""
-    from rnopt.execute import get_executor
+    """Time every spec; a spec that cannot run is recorded in `failures` and the others go on. `executor`: a
+    name in `rnopt.execute.EXECUTORS` (inprocess, subprocess, ray) or an executor."""
+    from rnopt.execute import using
 
     config = config or BenchConfig()
-    outcome = get_executor(executor).bench(specs, config, on_progress)
+    with using(executor) as runner:
+        outcome = runner.bench(specs, config, on_progress)
     warnings = artifact_warnings(specs) + summarize_warnings(outcome.results) + \
         [f"skipped {f.label}: {f.reason}" for f in outcome.failures]
     return Record("bench", warnings=warnings, specs=spec_entries(specs), scenario=scenario,
@@ -274,12 +276,13 @@ def evaluate(specs: list[VariantSpec], data: "str | ImageDataset" = "cifar10", l
     """Top-1/top-5 of every spec on labelled images; the first spec that loads is the reference. `executor`:
     where the evaluation task runs (a name in `rnopt.execute.EXECUTORS`, or an executor)."""
     from rnopt.data import load_dataset
-    from rnopt.execute import DataRef, get_executor
+    from rnopt.execute import DataRef, using
     from rnopt.execute.tasks import EvalOutcome, evaluation_task
 
     dataset = load_dataset(data) if isinstance(data, (str, Path)) else data  # bad data is told before any loading
     task = evaluation_task(specs, DataRef.of(dataset, limit), batch_size)
-    outcome = get_executor(executor).run(task, specs, _counting(on_batch))
+    with using(executor) as runner:
+        outcome = runner.run(task, specs, _counting(on_batch))
     assert isinstance(outcome, EvalOutcome)
     ran = {r.spec_id for r in outcome.section.results}
     warnings = artifact_warnings(specs) + [f"skipped {f.label}: {f.reason}" for f in outcome.failures]
@@ -331,7 +334,7 @@ def embed(spec: VariantSpec, data: str, output: str | Path, batch_size: int = 10
     existing `output` is replaced only with `force`, and never when it lies inside `data`."""
     from rnopt.data import load_dataset
     from rnopt.embedding import Embedded, write_vectors
-    from rnopt.execute import DataRef, get_executor
+    from rnopt.execute import DataRef, using
     from rnopt.execute.tasks import embedding_task
 
     check_writable_output(output, force)
@@ -339,7 +342,8 @@ def embed(spec: VariantSpec, data: str, output: str | Path, batch_size: int = 10
         raise RnoptError(f"{output} lies inside {data}, which is being embedded: choose an output path outside it")
     dataset = load_dataset(data, unlabelled_ok=True)
     task = embedding_task(spec, DataRef.of(dataset, unlabelled_ok=True), batch_size, skip_bad)
-    embedded = get_executor(executor).run(task, [spec], _counting(on_batch))
+    with using(executor) as runner:
+        embedded = runner.run(task, [spec], _counting(on_batch))
     assert isinstance(embedded, Embedded)
     with replacing(force):
         write_vectors(output, embedded)

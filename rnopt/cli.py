@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import shlex
@@ -9,7 +10,7 @@ import signal
 import sys
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -26,6 +27,7 @@ from rnopt.report.render import console, err_console, print_table, printable
 from rnopt.results import Record
 
 if TYPE_CHECKING:  # the CLI imports the runtimes only when a command needs them
+    from rnopt.execute import Executor
     from rnopt.spec import VariantSpec
 
 
@@ -371,7 +373,8 @@ def cmd_bench(args: argparse.Namespace) -> None:
                                      sweep_limit=args.sweep)
     specs = _plan(args)
     with progress.task("benchmarking") as advance:
-        record = api.bench(specs, config, args.executor, lambda note: advance(1, note), args.scenario)
+        with _executor(args) as executor:
+            record = api.bench(specs, config, executor, lambda note: advance(1, note), args.scenario)
     _require_some(record, "benchmark")
     if not args.quiet:
         print_table(bench_table(record.bench))
@@ -389,7 +392,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
     _check_outputs(args, args.json)
     specs = _plan(args, prefer_pytorch=True)
     with progress.task("evaluating", None) as advance:
-        record = api.evaluate(specs, args.data, args.limit, args.batch_size, advance)
+        with _executor(args) as executor:
+            record = api.evaluate(specs, args.data, args.limit, args.batch_size, advance, executor)
     _require_some(record, "evaluate")
     if not args.quiet and record.embeddings:
         print_table(embedding_table(record.embeddings[0]))
@@ -413,7 +417,9 @@ def cmd_embed(args: argparse.Namespace) -> None:
         raise RnoptError("rnopt embed runs one variant: give one --backend and one --precision")
     [spec] = specs
     with progress.task(f"embedding {args.data}", None) as advance:
-        record = api.embed(spec, args.data, args.output, args.batch_size, args.skip_bad, advance, force=args.force)
+        with _executor(args) as executor:
+            record = api.embed(spec, args.data, args.output, args.batch_size, args.skip_bad, advance, force=args.force,
+                               executor=executor)
     d = record.details
     if not args.quiet:
         rows = [["images", f"{d['images']:,}"], ["dimensions", str(d["dim"])],
@@ -542,6 +548,32 @@ def cmd_tune(args: argparse.Namespace) -> None:
 
 
 # ---- parser -----------------------------------------------------------------------------------------------
+
+def _add_cluster_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cluster", metavar="local|ADDRESS", default=os.environ.get("RNOPT_CLUSTER") or None,
+                   help="run the tasks on a Ray cluster (pip install 'rnopt[ray]'): local starts a private one on "
+                        "this machine for the length of the command; ADDRESS joins a running one whose nodes have "
+                        "rnopt and the runtimes (default: $RNOPT_CLUSTER; without either, everything runs here)")
+
+
+@contextlib.contextmanager
+def _executor(args: argparse.Namespace) -> Iterator["str | Executor"]:
+    """Where the command's tasks run: --executor's choice here, or the Ray cluster --cluster names (left, and a
+    private local one stopped, when the command ends)."""
+    chosen = getattr(args, "executor", "inprocess")
+    if not args.cluster:
+        yield chosen
+        return
+    if chosen != "inprocess":
+        raise RnoptError(f"--cluster runs each task on a Ray worker: leave out --executor {chosen}")
+    from rnopt.execute import RayExecutor
+
+    executor = RayExecutor(args.cluster)
+    try:
+        yield executor
+    finally:
+        executor.close()
+
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", metavar="PATH", help="checkpoint (.pt/.pth/.th/.safetensors) for a built-in name")
@@ -734,6 +766,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "comparison); subprocess: each variant in a fresh process of its own (needed to compare "
                         "--threads values, which are process-wide in PyTorch)")
     _add_bench_options(p, "1,8")
+    _add_cluster_option(p)
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("eval", parents=[common], help="top-1/top-5 accuracy; the first model is the reference")
@@ -743,6 +776,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="cifar10", help="cifar10 (bundled JPEG test set) or an ImageFolder DIR")
     p.add_argument("--limit", type=_positive_int, metavar="N", help="a fixed random subset of N images")
     p.add_argument("--batch-size", type=_positive_int, default=100)
+    _add_cluster_option(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("embed", parents=[common], help="embed a folder of images with an embedding model (.npz)")
@@ -754,6 +788,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backend_options(p, "onnxruntime for files, torch for names")
     p.add_argument("--batch-size", type=_positive_int, default=100)
     p.add_argument("--skip-bad", action="store_true", help="skip images that cannot be decoded, and list them")
+    _add_cluster_option(p)
     p.set_defaults(func=cmd_embed)
 
     p = sub.add_parser("report", parents=[common], help="merge bench/eval/run JSON files into one report")

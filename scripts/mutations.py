@@ -250,6 +250,13 @@ MUTATIONS = [
              'return f"recorded with {artifact.built_with}; built here with {here}"',
              'return f"the library versions differ (this machine: {here})"',
              ("tests/test_recipes.py::test_a_rebuild_that_cannot_give_the_same_bytes_says_why",)),
+    Mutation("cluster: memory measured in a Ray worker's own process", "rnopt/execute/cluster.py",
+             "self._connect().remote(_handle_in_fresh_process if fresh else _handle)", "self._connect().remote(_handle)",
+             ("tests/test_cluster.py::test_timing_on_the_cluster_gets_a_node_to_itself_and_memory_a_fresh_process",)),
+    Mutation("cluster: a timing task shares its node", "rnopt/execute/cluster.py",
+             'return {"num_cpus": node["Resources"]["CPU"], "resources": {TIMING_RESOURCE: 1},',
+             'return {"num_cpus": 1, "resources": {},',
+             ("tests/test_cluster.py::test_timing_on_the_cluster_gets_a_node_to_itself_and_memory_a_fresh_process",)),
 ]
 
 

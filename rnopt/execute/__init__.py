@@ -3,13 +3,19 @@ one module and one line in `EXECUTORS`. Tasks (`rnopt.execute.tasks`) are JSON: 
 reference and the kind's settings."""
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 from rnopt.errors import RnoptError
 from rnopt.execute.base import Executor, load_variant
+from rnopt.execute.cluster import RayExecutor
 from rnopt.execute.inprocess import InProcessExecutor
 from rnopt.execute.subprocess import SubprocessExecutor
 from rnopt.execute.tasks import KINDS, BenchOutcome, DataRef, EvalOutcome, OutputsOutcome, Task
 
-EXECUTORS: dict[str, type[Executor]] = {"inprocess": InProcessExecutor, "subprocess": SubprocessExecutor}
+# "ray" imports Ray only when it first runs a task (`pip install 'rnopt[ray]'`; RNOPT_CLUSTER names the cluster).
+EXECUTORS: dict[str, type[Executor]] = {"inprocess": InProcessExecutor, "subprocess": SubprocessExecutor,
+                                        "ray": RayExecutor}
 
 
 def get_executor(name: "str | Executor") -> Executor:
@@ -21,5 +27,19 @@ def get_executor(name: "str | Executor") -> Executor:
     return EXECUTORS[name]()
 
 
+@contextlib.contextmanager
+def using(executor: "str | Executor") -> Iterator[Executor]:
+    """The executor named (made here, and closed after: a private Ray cluster stops) or the one given (the
+    caller's to close)."""
+    if isinstance(executor, Executor):
+        yield executor
+        return
+    made = get_executor(executor)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
 __all__ = ["EXECUTORS", "KINDS", "BenchOutcome", "DataRef", "EvalOutcome", "Executor", "InProcessExecutor",
-           "OutputsOutcome", "SubprocessExecutor", "Task", "get_executor", "load_variant"]
+           "OutputsOutcome", "RayExecutor", "SubprocessExecutor", "Task", "get_executor", "load_variant", "using"]

@@ -48,6 +48,9 @@ class Executor(ABC):
         """Run one task on the specs it names (`specs` may hold more); a spec that fails is recorded in the
         outcome, not raised, where the kind has more than one spec."""
 
+    def close(self) -> None:
+        """Release what the executor holds (a cluster connection); nothing for a local one."""
+
     def bench(self, specs: list[VariantSpec], config: BenchConfig, on_progress: Progress | None = None) -> BenchOutcome:
         """Time every spec at every batch size of `config`; with `config.memory`, then measure each in a process
         of its own (after all timing, so that no timed run shares the machine with the probe processes)."""

@@ -1,0 +1,87 @@
+"""The Ray executor on a private local cluster (`--cluster local`): tasks shipped as JSON to Ray workers give the
+outcomes a local run gives; timing gets a node to itself; without Ray the flag says what to install."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+
+from rnopt.artifacts import artifact_for
+from rnopt.bench import BenchConfig
+from rnopt.errors import RnoptError
+from rnopt.execute import DataRef, InProcessExecutor, Task
+from rnopt.execute.tasks import embedding_task, evaluation_task
+from rnopt.spec import ArtifactSpec, VariantSpec
+
+ray = pytest.importorskip("ray", reason="the Ray extra is not installed (pip install 'rnopt[ray]')")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from rnopt.execute.cluster import RayExecutor
+
+    executor = RayExecutor("local")
+    yield executor
+    executor.close()
+
+
+@pytest.fixture(scope="module")
+def pair(fp32_onnx, int8_onnx):
+    return [VariantSpec(artifact_for(str(fp32_onnx)), "onnxruntime"),
+            VariantSpec(artifact_for(str(int8_onnx)), "onnxruntime")]
+
+
+def test_an_evaluation_on_the_cluster_equals_the_local_one(cluster, pair):
+    task = evaluation_task(pair, DataRef("cifar10", 200), 50)
+    there, here = cluster.run(task, pair), InProcessExecutor().run(task, pair)
+    assert asdict(there.section) == asdict(here.section) and not there.failures
+    assert [r.n for r in there.section.results] == [200, 200]
+
+
+def test_an_embedding_on_the_cluster_equals_the_local_one(cluster, image_folder):
+    spec = VariantSpec(artifact_for("resnet20_cifar10", head="features"), "onnxruntime")
+    task = embedding_task(spec, DataRef(str(image_folder), unlabelled_ok=True), 7)
+    there, here = cluster.run(task, [spec]), InProcessExecutor().run(task, [spec])
+    assert np.array_equal(there.vectors, here.vectors) and there.paths == here.paths
+
+
+def test_timing_on_the_cluster_gets_a_node_to_itself_and_memory_a_fresh_process(cluster, pair):
+    node = cluster.timing_node()
+    options = cluster.options_for(Task("time", (pair[0].id,)))
+    # every CPU of the node and its one timing slot: nothing else is scheduled there while it runs
+    assert options["num_cpus"] == node["Resources"]["CPU"] and options["resources"] == {"rnopt-timing": 1}
+    assert options["scheduling_strategy"].node_id == node["NodeID"]
+    outcome = cluster.bench(pair, BenchConfig([1], warmup=1, iterations=5, min_time=0, memory=True))
+    assert [r.spec_id for r in outcome.results] == [s.id for s in pair] and not outcome.failures
+    assert all(r.iterations >= 5 for r in outcome.results)
+    # memory as a fresh local process measures it (a Ray worker's own heap would hide most of it)
+    here = InProcessExecutor().measure_memory({s.id: (s, 1) for s in pair})
+    for result in outcome.results:
+        assert 0.5 < result.memory_mb / here[result.spec_id].added_mb < 2, (result.memory_mb, here[result.spec_id])
+
+
+def test_a_task_that_fails_on_the_cluster_is_one_line(cluster, tmp_path):
+    gone = VariantSpec(ArtifactSpec(str(tmp_path / "gone.onnx")), "onnxruntime")
+    with pytest.raises(RnoptError, match=r"^evaluating gone.onnx \[onnxruntime\] failed on the cluster: .*does not "
+                                         r"exist"):
+        cluster.run(evaluation_task([gone], DataRef("cifar10", 10), 10), [gone])
+
+
+def test_the_cli_runs_bench_and_eval_on_a_local_cluster(cli, tmp_path, fp32_onnx, int8_onnx):
+    r = cli("eval", fp32_onnx, int8_onnx, "--limit", "100", "--cluster", "local", "--json", tmp_path / "e.json")
+    assert r.code == 0, r.err
+    assert cli("eval", fp32_onnx, int8_onnx, "--limit", "100", "--json", tmp_path / "l.json").code == 0
+    assert json.loads((tmp_path / "e.json").read_text())["evals"] == json.loads((tmp_path / "l.json").read_text())["evals"]
+
+
+def test_without_ray_the_cluster_flag_says_what_to_install(tmp_path, fp32_onnx):
+    code = ("import sys; sys.modules['ray'] = None\n"
+            "from rnopt.cli import main\n"
+            f"sys.exit(main(['eval', {str(fp32_onnx)!r}, '--limit', '10', '--cluster', 'local']))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "--cluster needs Ray: pip install 'rnopt[ray]'" in proc.stderr
