@@ -503,7 +503,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     control = AccuracyControl(args.max_drop, args.drop_type, data=args.val_data) if args.max_drop is not None else None
     opts = RunOptions(args.model, args.weights, args.num_classes, args.labels, Path(args.output), args.data,
                       args.calib_data, args.limit, bench, args.threads, args.command_line, backends, devices,
-                      args.head or "logits", args.normalize, control)
+                      args.head or "logits", args.normalize, control, args.cluster)
     record = api.run(opts)
     out = Path(record.folder or args.output)
     if not args.quiet:
@@ -832,6 +832,7 @@ def build_parser() -> argparse.ArgumentParser:
     # The whole-pipeline default times until every median is known to +-1 % (at most 30 s per batch size):
     # fast on a quiet machine, honest on a busy one (it names what did not converge).
     _add_bench_options(p, "1,8", target_ci=1.0, max_time=30.0)
+    _add_cluster_option(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("tune", parents=[common],

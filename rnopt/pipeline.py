@@ -16,7 +16,9 @@ from rnopt.bench import BenchConfig, summarize_warnings, sweep_config
 from rnopt.data import ImageDataset, load_dataset
 from rnopt.errors import RnoptError
 from rnopt.execute.inprocess import InProcessExecutor
-from rnopt.execute.tasks import DataRef, evaluation_task
+from rnopt.execute.base import Executor
+from rnopt.execute.cluster import RayExecutor
+from rnopt.execute.tasks import DataRef, EvalOutcome, evaluation_task
 from rnopt.onnx_export import meta_for
 from rnopt.onnx_model import ModelMeta
 from rnopt.fileio import write_json
@@ -56,6 +58,7 @@ class RunOptions:
     head: str = "logits"  # features: compare the embedding model (retrieval fidelity instead of top-1)
     normalize: bool = False
     accuracy: AccuracyControl | None = None  # accuracy-aware int8 for the int8 variants (bound, validation data)
+    cluster: str | None = None  # "local" or a Ray address: timing and evaluation run as tasks there
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -183,28 +186,39 @@ def _run_steps(opts: RunOptions, backends: list[str], devices: list[str], skippe
     specs = plan_variants(model, files, backends, devices, opts.threads)
     record.specs = spec_entries(specs)
 
-    executor = InProcessExecutor(store)
-    with progress.task("loading", None), record.timing("loading the variants"):
-        executor.load(specs)
+    executor: Executor = RayExecutor(opts.cluster) if opts.cluster else InProcessExecutor(store)
+    try:
+        _time_and_evaluate(opts, record, specs, executor, dataset)
+    finally:
+        executor.close()
+    if dataset is None:
+        record.warnings.append(f"no labelled data for {loaded.name}: accuracy not measured (pass --data DIR)")
+    record.warnings = list(dict.fromkeys(record.warnings + artifact_warnings(specs)))
+    return record
+
+
+def _time_and_evaluate(opts: RunOptions, record: Record, specs: list[VariantSpec], executor: Executor,
+                       dataset: ImageDataset | None) -> None:
+    """The variants timed together (loaded first where they run in this process), then evaluated."""
+    if isinstance(executor, InProcessExecutor):
+        with progress.task("loading", None), record.timing("loading the variants"):
+            executor.load(specs)
     with progress.task("benchmarking", None) as advance, record.timing("timing"):
         outcome = executor.bench(specs, opts.bench, on_progress=lambda note: advance(1, note))
     record.bench, record.failures, record.bench_config = outcome.results, outcome.failures, opts.bench.to_dict()
     with record.timing("timing"):
         record.bench += _cuda_sweep(executor, specs, outcome.results, opts.bench)
     record.warnings += summarize_warnings(record.bench) + [f"skipped {f.label}: {f.reason}" for f in outcome.failures]
-
-    if dataset is not None:
-        ran = {r.spec_id: r.precision for r in outcome.results}
-        to_eval = eval_order([s for s in specs if s.id in ran], ran)
-        with progress.task(f"evaluating on {dataset.name}", len(dataset.subset(opts.eval_limit))) as advance, \
-                record.timing("accuracy"):
-            evaluated = executor.run(evaluation_task(to_eval, DataRef.of(dataset, opts.eval_limit), EVAL_BATCH),
-                                     to_eval, advance)
-        record.add_evaluation(evaluated.section, evaluated.failures)
-    else:
-        record.warnings.append(f"no labelled data for {loaded.name}: accuracy not measured (pass --data DIR)")
-    record.warnings = list(dict.fromkeys(record.warnings + artifact_warnings(specs)))
-    return record
+    if dataset is None:
+        return
+    ran = {r.spec_id: r.precision for r in outcome.results}
+    to_eval = eval_order([s for s in specs if s.id in ran], ran)
+    with progress.task(f"evaluating on {dataset.name}", len(dataset.subset(opts.eval_limit))) as advance, \
+            record.timing("accuracy"):
+        evaluated = executor.run(evaluation_task(to_eval, DataRef.of(dataset, opts.eval_limit), EVAL_BATCH),
+                                 to_eval, advance)
+    assert isinstance(evaluated, EvalOutcome)
+    record.add_evaluation(evaluated.section, evaluated.failures)
 
 
 def sweep_targets(specs: list[VariantSpec], ran: list[BenchResult]) -> list[VariantSpec]:
@@ -213,7 +227,7 @@ def sweep_targets(specs: list[VariantSpec], ran: list[BenchResult]) -> list[Vari
     return [s for s in specs if s.device == "cuda" and s.id in timed]
 
 
-def _cuda_sweep(executor: InProcessExecutor, specs: list[VariantSpec], ran: list[BenchResult],
+def _cuda_sweep(executor: Executor, specs: list[VariantSpec], ran: list[BenchResult],
                 config: BenchConfig) -> list[BenchResult]:
     """On a GPU the run also sweeps batch sizes (doubling until images/s stops improving) for its CUDA
     variants; the sizes already timed are not repeated."""

@@ -85,3 +85,21 @@ def test_without_ray_the_cluster_flag_says_what_to_install(tmp_path, fp32_onnx):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "--cluster needs Ray: pip install 'rnopt[ray]'" in proc.stderr
+
+
+def test_rnopt_run_times_and_evaluates_on_a_local_cluster(cli, tmp_path):
+    """The whole pipeline with its timing and evaluation as cluster tasks: every variant timed and scored, the
+    accuracy figures equal to those the same tasks give here."""
+    out = tmp_path / "reports"
+    r = cli("run", "--backend", "onnxruntime", "--limit", "200", "--iterations", "5", "--min-time", "0",
+            "--warmup", "1", "--no-memory", "--quiet", "--cluster", "local", "--output", out)
+    assert r.code == 0, r.err
+    [folder] = out.iterdir()
+    record = json.loads((folder / "report.json").read_text())
+    timed = {b["spec_id"] for b in record["bench"]}
+    assert timed == {s["id"] for s in record["specs"]} and len(timed) == 3  # fp32, fused, int8 on ORT
+    specs = [VariantSpec.from_dict(s) for s in record["specs"]]
+    scored = record["evals"][0]["results"]
+    here = InProcessExecutor().run(evaluation_task([s for s in specs if s.id in {e["spec_id"] for e in scored}],
+                                                   DataRef("cifar10", 200), 100), specs)
+    assert [(e["spec_id"], e["top1"]) for e in scored] == [(e.spec_id, e.top1) for e in here.section.results]

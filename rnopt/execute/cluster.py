@@ -13,10 +13,12 @@ its node, as everywhere else.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from rnopt.errors import RnoptError
@@ -58,6 +60,20 @@ def _handle_in_fresh_process(request: str) -> str:
         return json.dumps({"ok": run_worker(json.loads(request), "the memory task")})
     except RnoptError as exc:
         return json.dumps({"error": str(exc)})
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """File descriptor 2 pointed at /dev/null for the block (native code writes there, not to sys.stderr)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 class RayExecutor(Executor):
@@ -110,14 +126,15 @@ class RayExecutor(Executor):
         if not ray.is_initialized():
             settings: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                                         "logging_level": logging.ERROR, "configure_logging": True}
-            if self.address == "local":  # a private cluster: this machine's cores, one timing slot
-                ray.init(num_cpus=os.cpu_count() or 1, resources={TIMING_RESOURCE: 1}, **settings)
-            else:
-                try:
-                    ray.init(address=self.address, **settings)
-                except (ConnectionError, RuntimeError, ValueError) as exc:
-                    raise RnoptError(f"cannot join the Ray cluster at {self.address}: {str(exc).splitlines()[0]}"
-                                     ) from None
+            with _native_stderr_silenced():  # Ray's C++ side logs to the terminal; its errors are raised anyway
+                if self.address == "local":  # a private cluster: this machine's cores, one timing slot
+                    ray.init(num_cpus=os.cpu_count() or 1, resources={TIMING_RESOURCE: 1}, **settings)
+                else:
+                    try:
+                        ray.init(address=self.address, **settings)
+                    except (ConnectionError, RuntimeError, ValueError) as exc:
+                        raise RnoptError(f"cannot join the Ray cluster at {self.address}: "
+                                         f"{str(exc).splitlines()[0]}") from None
             self._started = True
         return ray
 
