@@ -19,65 +19,129 @@ from rnopt.results import Comparison, EmbeddingSection, EvalResult, EvalSection,
 from rnopt.retrieval import KS, fidelity, search
 
 
+@dataclass(frozen=True)
+class RanAs:
+    """What a variant ran as: what its result rows name (a row is scored from outputs, which may have been made
+    in another process)."""
+
+    label: str
+    spec_id: str
+    backend: str
+    precision: str
+    device: str
+    head: str
+
+    @classmethod
+    def of(cls, variant: Variant) -> "RanAs":
+        return cls(variant.label, variant.spec.id, variant.session.backend, variant.session.precision,
+                   variant.session.device, variant.model.head)
+
+
 @dataclass
 class _Tally:
     top1: int = 0
     top5: int = 0
 
 
-def evaluate(variants: list[Variant], dataset: ImageDataset, preprocessing: Preprocessing,
-             batch_size: int = 100, on_batch: Callable[[int], None] | None = None
-             ) -> tuple[list[EvalResult], list[Comparison]]:
-    """Run every variant on each batch (images decoded once), then score and compare with variants[0]."""
-    tallies = [_Tally() for _ in variants]
-    diffs = [OutputComparer() for _ in variants[1:]]
-    seen = 0
-    for images, labels in dataset.batches(batch_size, preprocessing):
-        logits = [_scores(v, v.session.predict(images), len(labels)) for v in variants]
-        for tally, out in zip(tallies, logits):
-            _score(tally, out, labels)
-        for diff, out in zip(diffs, logits[1:]):
+class ClassifierScore:
+    """Top-1/top-5 of every variant and each candidate's agreement with the first, accumulated batch by batch.
+    Fed the same batches in the same order, it gives the same figures bit for bit wherever the outputs came from
+    (one process, or shards of whole batches from several)."""
+
+    def __init__(self, rows: list[RanAs]) -> None:
+        self.rows = rows
+        self.tallies = [_Tally() for _ in rows]
+        self.diffs = [OutputComparer() for _ in rows[1:]]
+        self.seen = 0
+
+    def add(self, logits: list[np.ndarray], labels: np.ndarray) -> None:
+        for row, tally, out in zip(self.rows, self.tallies, logits):
+            _score(tally, _scores(row.label, out, len(labels)), labels)
+        for diff, out in zip(self.diffs, logits[1:]):
             diff.add(logits[0], out)
-        seen += len(labels)
+        self.seen += len(labels)
+
+    def section(self, dataset: str) -> EvalSection:
+        seen = self.seen
+        results = [EvalResult(row.label, t.top1 / seen, t.top5 / seen, seen, row.backend, row.precision, row.spec_id,
+                              row.device) for row, t in zip(self.rows, self.tallies)]
+        reference = self.rows[0]
+        comparisons = []
+        for row, r, comparer in zip(self.rows[1:], results[1:], self.diffs):
+            d = comparer.result()
+            comparisons.append(Comparison(reference.label, row.label, r.top1 - results[0].top1, d.top1_agreement,
+                                          d.mean_abs_diff, d.max_abs_diff, d.max_rel_diff, reference.spec_id,
+                                          row.spec_id))
+        return EvalSection(dataset, results, comparisons)
+
+
+def evaluate(variants: list[Variant], dataset: ImageDataset, preprocessing: Preprocessing,
+             batch_size: int = 100, on_batch: Callable[[int], None] | None = None) -> EvalSection:
+    """Run every variant on each batch (images decoded once), then score and compare with variants[0]."""
+    score = ClassifierScore([RanAs.of(v) for v in variants])
+    for images, labels in dataset.batches(batch_size, preprocessing):
+        score.add([v.session.predict(images) for v in variants], labels)
         if on_batch:
             on_batch(len(labels))
-    results = [EvalResult(v.label, t.top1 / seen, t.top5 / seen, seen, v.session.backend, v.session.precision,
-                          v.spec.id, v.session.device) for v, t in zip(variants, tallies)]
-    reference = variants[0]
-    comparisons = []
-    for v, r, comparer in zip(variants[1:], results[1:], diffs):
-        d = comparer.result()
-        comparisons.append(Comparison(reference.label, v.label, r.top1 - results[0].top1, d.top1_agreement,
-                                      d.mean_abs_diff, d.max_abs_diff, d.max_rel_diff, reference.spec.id, v.spec.id))
-    return results, comparisons
+    return score.section(dataset.name)
+
+
+def score_outputs(rows: list[RanAs], outputs: list[np.ndarray], labels: np.ndarray, dataset: str,
+                  batch_size: int) -> EvalSection | EmbeddingSection:
+    """The figures `evaluate_variants` gives, from every variant's outputs on the whole (aligned, limited) set,
+    in image order: fed to the same scoring in the same batches, so they are equal bit for bit."""
+    if rows[0].head == "features":
+        return score_embeddings(rows, outputs, labels, dataset)
+    score = ClassifierScore(rows)
+    for start in range(0, len(labels), batch_size):
+        score.add([out[start:start + batch_size] for out in outputs], labels[start:start + batch_size])
+    return score.section(dataset)
+
+
+def evaluation_set(variants: list[Variant], dataset: ImageDataset, limit: int | None,
+                   batch_size: int) -> tuple[ImageDataset, Preprocessing]:
+    """The images the variants are scored on (the dataset's seeded `limit`, labels aligned with the model's
+    classes) and their preprocessing, once the variants are checked to be comparable."""
+    preprocessing = variants[0].model.preprocessing
+    if any(v.model.preprocessing != preprocessing for v in variants):
+        raise RnoptError("these models expect different input preprocessing: evaluate them separately")
+    check_batch_fits(batch_size, preprocessing.crop)
+    if len({v.model.head for v in variants}) > 1:
+        raise RnoptError("some of these models output logits and some embeddings: evaluate them separately")
+    return align_labels(dataset, variants[0].model.class_names).subset(limit), preprocessing
 
 
 def evaluate_variants(variants: list[Variant], dataset: ImageDataset, limit: int | None = None, batch_size: int = 100,
                       on_batch: Callable[[int], None] | None = None) -> EvalSection | EmbeddingSection:
     """The variants (the first is the reference) on the dataset's first `limit` images, labels aligned with the
     model's classes; embedding models give an EmbeddingSection."""
-    preprocessing = variants[0].model.preprocessing
-    if any(v.model.preprocessing != preprocessing for v in variants):
-        raise RnoptError("these models expect different input preprocessing: evaluate them separately")
-    check_batch_fits(batch_size, preprocessing.crop)
-    heads = {v.model.head for v in variants}
-    if len(heads) > 1:
-        raise RnoptError("some of these models output logits and some embeddings: evaluate them separately")
-    dataset = align_labels(dataset, variants[0].model.class_names).subset(limit)
-    if heads == {"features"}:
+    dataset, preprocessing = evaluation_set(variants, dataset, limit, batch_size)
+    if variants[0].model.head == "features":
         return evaluate_embeddings(variants, dataset, preprocessing, batch_size, on_batch)
-    results, comparisons = evaluate(variants, dataset, preprocessing, batch_size, on_batch)
-    return EvalSection(dataset.name, results, comparisons)
+    return evaluate(variants, dataset, preprocessing, batch_size, on_batch)
+
+
+def predict_part(variants: list[Variant], dataset: ImageDataset, limit: int | None, batch_size: int, start: int,
+                 stop: int, on_batch: Callable[[int], None] | None = None
+                 ) -> tuple[str, list[np.ndarray], np.ndarray]:
+    """Images [start, stop) of the evaluation set (`evaluation_set`): the set's name, every variant's outputs
+    on them in order, and their labels; a shard of an evaluation that `score_outputs` puts back together."""
+    whole, preprocessing = evaluation_set(variants, dataset, limit, batch_size)
+    part = ImageDataset(whole.name, whole.class_names, whole.samples[start:stop])
+    if not len(part):
+        return whole.name, [np.zeros((0, 0), np.float32) for _ in variants], np.zeros(0, np.int64)
+    outputs, labels = embed(variants, part, preprocessing, batch_size, on_batch)
+    return whole.name, outputs, labels
 
 
 def embed(variants: list[Variant], dataset: ImageDataset, preprocessing: Preprocessing, batch_size: int = 100,
           on_batch: Callable[[int], None] | None = None) -> tuple[list[np.ndarray], np.ndarray]:
-    """Every variant's embeddings of every image (images decoded once), and the labels."""
+    """Every variant's outputs on every image (images decoded once), in image order, and the labels."""
     chunks: list[list[np.ndarray]] = [[] for _ in variants]
     labels = []
     for images, batch_labels in dataset.batches(batch_size, preprocessing):
         for chunk, v in zip(chunks, variants):
-            chunk.append(_scores(v, v.session.predict(images), len(batch_labels)))
+            chunk.append(_scores(v.label, v.session.predict(images), len(batch_labels)))
         labels.append(batch_labels)
         if on_batch:
             on_batch(len(batch_labels))
@@ -87,26 +151,30 @@ def embed(variants: list[Variant], dataset: ImageDataset, preprocessing: Preproc
 def evaluate_embeddings(variants: list[Variant], dataset: ImageDataset, preprocessing: Preprocessing,
                         batch_size: int = 100, on_batch: Callable[[int], None] | None = None) -> EmbeddingSection:
     embeddings, labels = embed(variants, dataset, preprocessing, batch_size, on_batch)
+    return score_embeddings([RanAs.of(v) for v in variants], embeddings, labels, dataset.name)
+
+
+def score_embeddings(rows: list[RanAs], embeddings: list[np.ndarray], labels: np.ndarray,
+                     dataset: str) -> EmbeddingSection:
+    """Retrieval quality of every variant's embeddings, and each candidate's fidelity to the first's."""
     found = [search(e, labels) for e in embeddings]
-    reference = variants[0]
     results = []
-    for v, e, neighbours in zip(variants, embeddings, found):
-        result = RetrievalResult(v.label, len(e), e.shape[1], {str(k): p for k, p in neighbours.precision_at.items()},
-                                 neighbours.average_precision, v.session.backend, v.session.precision,
-                                 v.session.device, v.spec.id)
-        if v is not reference:
+    for row, e, neighbours in zip(rows, embeddings, found):
+        result = RetrievalResult(row.label, len(e), e.shape[1], {str(k): p for k, p in neighbours.precision_at.items()},
+                                 neighbours.average_precision, row.backend, row.precision, row.device, row.spec_id)
+        if row is not rows[0]:
             f = fidelity(embeddings[0], e, found[0].top, neighbours.top)
-            result.reference, result.reference_id = reference.label, reference.spec.id
+            result.reference, result.reference_id = rows[0].label, rows[0].spec_id
             result.cosine_mean, result.cosine_p1, result.cosine_min = f.cosine_mean, f.cosine_p1, f.cosine_min
             result.overlap_at = {str(k): f.overlap_at[k] for k in KS}
         results.append(result)
-    return EmbeddingSection(dataset.name, results)
+    return EmbeddingSection(dataset, results)
 
 
-def _scores(variant: Variant, output: np.ndarray, rows: int) -> np.ndarray:
+def _scores(label: str, output: np.ndarray, rows: int) -> np.ndarray:
     """A classifier's output must be one score vector per image; anything else is not a classifier."""
     if output.ndim != 2 or output.shape[0] != rows or output.shape[1] < 1:
-        raise RnoptError(f"{variant.label} outputs shape {tuple(output.shape)}, not one score vector per image "
+        raise RnoptError(f"{label} outputs shape {tuple(output.shape)}, not one score vector per image "
                          f"({rows} x classes): it is not a classifier rnopt can score")
     return output
 

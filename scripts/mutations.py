@@ -257,6 +257,10 @@ MUTATIONS = [
              'return {"num_cpus": node["Resources"]["CPU"], "resources": {TIMING_RESOURCE: 1},',
              'return {"num_cpus": 1, "resources": {},',
              ("tests/test_cluster.py::test_timing_on_the_cluster_gets_a_node_to_itself_and_memory_a_fresh_process",)),
+    Mutation("cluster: an evaluation's shards merged out of image order", "rnopt/execute/handlers.py",
+             "    used = [p for p in parts if p.labels is not None and len(p.labels)]",
+             "    used = [p for p in parts if p.labels is not None and len(p.labels)][::-1]",
+             ("tests/test_tasks.py::test_an_evaluation_put_back_together_from_shards_equals_the_whole",)),
 ]
 
 

@@ -35,8 +35,12 @@ def pair(fp32_onnx, int8_onnx):
             VariantSpec(artifact_for(str(int8_onnx)), "onnxruntime")]
 
 
-def test_an_evaluation_on_the_cluster_equals_the_local_one(cluster, pair):
+def test_an_evaluation_on_the_cluster_fans_out_and_equals_the_local_one(cluster, pair):
     task = evaluation_task(pair, DataRef("cifar10", 200), 50)
+    workers = int(ray.cluster_resources()["CPU"])
+    shards = cluster.shards(task)
+    assert len(shards) == min(workers, 4) and shards[0][0] == 0 and shards[-1][1] == 200
+    assert all(stop - start == 200 // len(shards) for start, stop in shards)  # whole batches of 50
     there, here = cluster.run(task, pair), InProcessExecutor().run(task, pair)
     assert asdict(there.section) == asdict(here.section) and not there.failures
     assert [r.n for r in there.section.results] == [200, 200]

@@ -75,7 +75,7 @@ def test_each_model_is_scored_on_its_own_outputs(labelled):
     ranks_a = [0] * n  # the reference: every image right
     ranks_b = [0] * (n // 3) + [2] * (n // 3) + [7] * (n - 2 * (n // 3))  # a third top-1, two thirds top-5
     tables = [{_key(i): row for i, row in zip(images, _logits(labels, ranks))} for ranks in (ranks_a, ranks_b)]
-    results, [comparison] = evaluate([_variant("a", tables[0]), _variant("b", tables[1])], dataset, preprocessing, 7)
+    results, [comparison] = _results_and_comparisons(evaluate([_variant("a", tables[0]), _variant("b", tables[1])], dataset, preprocessing, 7))
     a, b = results
     assert (a.top1, a.top5, a.n) == (1.0, 1.0, n)
     assert b.top1 == pytest.approx((n // 3) / n) and b.top5 == pytest.approx(2 * (n // 3) / n)
@@ -283,3 +283,7 @@ def test_throughput_ties_are_found_from_the_latency_intervals():
     # tied: the better validation score wins even though b has more images/s; c is faster beyond the noise
     assert choose([a, b], "throughput", {"a": 86.0, "b": 85.0}).spec_id == "a"
     assert choose([a, b, c], "throughput", {"a": 86.0, "b": 85.0, "c": 80.0}).spec_id == "c"
+
+
+def _results_and_comparisons(section):
+    return section.results, section.comparisons

@@ -24,7 +24,7 @@ def test_bundled_sets_are_complete_and_balanced():
 def test_resnet20_float_top1_on_full_jpeg_test_set(fp32_onnx):
     """The reference figure: 81.03 % on the 10,000 bundled CIFAR-10 JPEG test images."""
     meta = read_meta(load_onnx(fp32_onnx))
-    [result], _ = evaluate([loaded_variant(fp32_onnx, "onnxruntime")], load_dataset("cifar10"), meta.preprocessing, 500)
+    [result], _ = _results_and_comparisons(evaluate([loaded_variant(fp32_onnx, "onnxruntime")], load_dataset("cifar10"), meta.preprocessing, 500))
     assert result.n == 10_000
     assert abs(result.top1 - 0.8103) <= 0.0005
     assert result.top5 > result.top1
@@ -33,7 +33,7 @@ def test_resnet20_float_top1_on_full_jpeg_test_set(fp32_onnx):
 def test_torch_and_onnx_agree_on_real_images(fp32_onnx, resnet20):
     meta = read_meta(load_onnx(fp32_onnx))
     variants = [loaded_variant("resnet20_cifar10", "torch"), loaded_variant(fp32_onnx, "onnxruntime")]
-    results, [cmp] = evaluate(variants, load_dataset("cifar10").subset(300), meta.preprocessing, 100)
+    results, [cmp] = _results_and_comparisons(evaluate(variants, load_dataset("cifar10").subset(300), meta.preprocessing, 100))
     assert results[0].top1 == results[1].top1 and cmp.agreement == 1.0 and cmp.max_abs_logit_diff < 1e-3
     assert cmp.max_rel_logit_diff < 1e-5  # relative to the largest |logit|: fp32 rounding only
     assert (cmp.reference_id, cmp.candidate_id) == (variants[0].spec.id, variants[1].spec.id)
@@ -43,7 +43,7 @@ def test_image_folder_maps_class_names_to_model_indices(image_folder, resnet20):
     data = align_labels(load_dataset(image_folder), resnet20.class_names)
     assert len(data) == 18
     assert sorted({label for label, _, _ in data.samples}) == [0, 3, 8]  # airplane, cat, ship
-    [result], _ = evaluate([loaded_variant("resnet20_cifar10", "torch")], data, resnet20.spec.preprocessing, 8)
+    [result], _ = _results_and_comparisons(evaluate([loaded_variant("resnet20_cifar10", "torch")], data, resnet20.spec.preprocessing, 8))
     assert result.n == 18 and result.top1 > 0.5
 
 
@@ -123,3 +123,7 @@ def test_a_flat_folder_labelled_as_imagenet_ships_it_is_a_labelled_dataset(tmp_p
         r = cli("eval", "resnet18", "--data", IMAGENET_SAMPLE, "--limit", "4", "--quiet", "--json",
                 tmp_path / "e.json")
         assert r.code == 0, r.err
+
+
+def _results_and_comparisons(section):
+    return section.results, section.comparisons

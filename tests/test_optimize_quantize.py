@@ -40,7 +40,7 @@ def test_quantized_model_is_qdq_per_channel_with_metadata(int8_onnx, fp32_onnx):
 def test_int8_accuracy_within_one_point_on_2000_images(fp32_onnx, int8_onnx):
     variants = [loaded_variant(p, "onnxruntime") for p in (fp32_onnx, int8_onnx)]
     data = load_dataset("cifar10").subset(2000)
-    results, [comparison] = evaluate(variants, data, read_meta(load_onnx(fp32_onnx)).preprocessing, 250)
+    results, [comparison] = _results_and_comparisons(evaluate(variants, data, read_meta(load_onnx(fp32_onnx)).preprocessing, 250))
     assert results[0].n == 2000
     assert results[0].top1 > 0.75
     assert abs(comparison.top1_delta) <= 0.01
@@ -140,3 +140,7 @@ def test_recipe_options_are_refused_where_they_do_not_apply(cli, tmp_path, fp32_
     assert r.code == 1 and "apply to the onnxruntime quantizer" in r.err and not (tmp_path / "m.xml").exists()
     r = cli("quantize", fp32_onnx, "-o", tmp_path / "m.onnx", "--method", "percentile", "--percentile", "0")
     assert r.code == 1 and "--percentile must be in (0, 100]" in r.err
+
+
+def _results_and_comparisons(section):
+    return section.results, section.comparisons

@@ -100,3 +100,23 @@ def test_no_runtime_session_is_opened_outside_the_backends():
     found = [f"{path.relative_to(root)}: {needle}" for path in root.rglob("*.py")
              if path.relative_to(root).parts[0] != "backends" for needle in opening if needle in path.read_text()]
     assert found == []
+
+
+def test_an_evaluation_put_back_together_from_shards_equals_the_whole(pair, fp32_onnx):
+    """Predict tasks over ranges of whole batches, merged, give the evaluation task's figures bit for bit (a
+    cluster fans an evaluation out this way)."""
+    from rnopt.execute.handlers import merge_predictions
+    from rnopt.execute.tasks import prediction_task
+
+    whole = evaluation_task(pair, DataRef("cifar10", 250), 50)
+    here = InProcessExecutor()
+    parts = [here.run(prediction_task(whole, start, stop), pair) for start, stop in ((0, 100), (100, 200),
+                                                                                   (200, 300))]
+    assert [len(p.labels) for p in parts] == [100, 100, 50]  # the last range runs past the end: clipped
+    merged = merge_predictions(whole, parts)
+    assert asdict(merged.section) == asdict(here.run(whole, pair).section)
+    features = [VariantSpec(artifact_for("resnet20_cifar10", head="features"), runtime) for runtime in
+                ("onnxruntime", "torch")]
+    whole = evaluation_task(features, DataRef("cifar10", 120), 40)
+    parts = [here.run(prediction_task(whole, start, stop), features) for start, stop in ((0, 80), (80, 120))]
+    assert asdict(merge_predictions(whole, parts).section) == asdict(here.run(whole, features).section)

@@ -5,7 +5,9 @@ and the runtimes installed.
 What travels is what a subprocess worker reads: the task and its specs as JSON (rnopt.execute.tasks). A node
 builds the artifacts a spec names by recipe in its own store (sha256 checked), and reads the task's data from
 the reference (a bundled set, or a path every node sees). The remote side is `rnopt.execute.worker.handle`, the
-same code a fresh subprocess runs.
+same code a fresh subprocess runs. An evaluation fans out: its images are cut into ranges of whole batches, one
+per CPU of the cluster, each a `predict` task on its own worker, and the outputs come back to be scored here by
+the code a local run scores with (counts and per-image outputs, never averages of averages: equal bit for bit).
 
 Timing is never shared: a timing task asks for every CPU of one node and its `rnopt-timing` resource, so nothing
 else is scheduled on that node while it runs. Memory is measured in a fresh process that the Ray worker starts on
@@ -16,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -23,9 +26,9 @@ from typing import Any
 
 from rnopt.errors import RnoptError
 from rnopt.execute.base import Executor
-from rnopt.execute.handlers import Advance, specs_of
+from rnopt.execute.handlers import Advance, merge_predictions, specs_of
 from rnopt.execute.process import describe, request_for
-from rnopt.execute.tasks import OUTCOMES, Outcome, Task
+from rnopt.execute.tasks import OUTCOMES, Outcome, OutputsOutcome, Task, prediction_task
 from rnopt.spec import VariantSpec
 
 TIMING_RESOURCE = "rnopt-timing"  # one per node: at most one timing task on a node at a time
@@ -86,15 +89,44 @@ class RayExecutor(Executor):
 
     def run(self, task: Task, specs: Sequence[VariantSpec], advance: Advance | None = None) -> Outcome:
         chosen = specs_of(task, specs)
-        ray = self._connect()
-        request = json.dumps(request_for(task, chosen))
-        remote = self.remote_for(task)
-        answer = json.loads(ray.get(remote.options(**self.options_for(task)).remote(request)))
-        if "error" in answer:
-            raise RnoptError(f"{describe(task, chosen)} failed on the cluster: {answer['error']}")
+        if task.kind == "evaluate":
+            shards = self.shards(task)
+            if len(shards) > 1:
+                return self._evaluate_in_shards(task, chosen, shards, advance)
+        [outcome] = self._submit([task], chosen)
         if advance:
             advance(0, f"{describe(task, chosen)}: done on the cluster")
-        return OUTCOMES[task.kind].from_dict(answer["ok"])
+        return outcome
+
+    def shards(self, task: Task) -> list[tuple[int, int]]:
+        """An evaluation's images cut into one range of whole batches per CPU of the cluster (whole batches: a
+        runtime's outputs may depend on the batch an image is in, and the merge must equal a local run)."""
+        assert task.data is not None
+        images = len(task.data.dataset().subset(task.data.limit))
+        batch = int(task.config.get("batch_size", 100))
+        workers = max(1, int(self._connect().cluster_resources().get("CPU", 1)))
+        per_shard = math.ceil(math.ceil(images / batch) / workers) * batch
+        return [(start, min(images, start + per_shard)) for start in range(0, images, per_shard)]
+
+    def _evaluate_in_shards(self, task: Task, specs: list[VariantSpec], shards: list[tuple[int, int]],
+                            advance: Advance | None) -> Outcome:
+        """Every shard a predict task on its own worker, at once; the outputs merged and scored here."""
+        parts = self._submit([prediction_task(task, start, stop) for start, stop in shards], specs)
+        if advance:
+            advance(shards[-1][1], f"{describe(task, specs)}: {len(shards)} shards done on the cluster")
+        return merge_predictions(task, [p for p in parts if isinstance(p, OutputsOutcome)])
+
+    def _submit(self, tasks: list[Task], specs: list[VariantSpec]) -> list[Outcome]:
+        """The tasks sent at once, their outcomes in order; a task's own failure is its one line."""
+        ray = self._connect()
+        refs = [self.remote_for(task).options(**self.options_for(task)).remote(json.dumps(request_for(task, specs)))
+                for task in tasks]
+        outcomes = []
+        for task, answer in zip(tasks, (json.loads(text) for text in ray.get(refs))):
+            if "error" in answer:
+                raise RnoptError(f"{describe(task, specs)} failed on the cluster: {answer['error']}")
+            outcomes.append(OUTCOMES[task.kind].from_dict(answer["ok"]))
+        return outcomes
 
     def options_for(self, task: Task) -> dict[str, Any]:
         """Ray's scheduling options for `task`: a timing task gets a whole node, others one CPU."""

@@ -5,6 +5,7 @@ calls the compute code (bench, evaluation, embedding, memory); no runtime is nam
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 
 import numpy as np
 
@@ -12,7 +13,7 @@ from rnopt.artifacts import ArtifactStore
 from rnopt.bench import BenchConfig, Variant, bench_variants
 from rnopt.embedding import embed_images, require_embedding_model
 from rnopt.errors import RnoptError, first_line
-from rnopt.evaluation import evaluate_variants
+from rnopt.evaluation import RanAs, evaluate_variants, predict_part, score_outputs
 from rnopt.execute.tasks import BenchOutcome, EvalOutcome, Outcome, OutputsOutcome, Task
 from rnopt.memory import measure_here
 from rnopt.results import Failure
@@ -57,10 +58,31 @@ def perform(task: Task, specs: Sequence[VariantSpec], load: Load, store: Artifac
         require_embedding_model(variants[0])
         return embed_images(variants[0], task.data.dataset(), batch_size, bool(task.config.get("skip_bad")),
                             lambda n: step(n))
+    if task.kind == "predict":
+        name, outputs, labels = predict_part(variants, task.data.dataset(), task.data.limit, batch_size,
+                                             int(task.config["start"]), int(task.config["stop"]), lambda n: step(n))
+        return OutputsOutcome({v.spec.id: out for v, out in zip(variants, outputs)}, failures, labels, name,
+                              {v.spec.id: asdict(RanAs.of(v)) for v in variants})
     if task.kind == "validate":
         validation = store.data.validation(task.data.reference(), variants[0].meta)
         return _outputs(variants, failures, validation.batches(batch_size), step)
     raise RnoptError(f"this executor cannot run {task.kind} tasks")
+
+
+def merge_predictions(task: Task, parts: list[OutputsOutcome]) -> EvalOutcome:
+    """An evaluation put back together from the predict tasks of its shards (in image order): every spec's
+    outputs concatenated and scored as one process scores them, so the figures equal a local run's bit for bit.
+    A spec that failed in any shard is a Failure, scored nowhere."""
+    failed = {f.spec_id: f for part in parts for f in part.failures}
+    ids = [i for i in dict.fromkeys(task.spec_ids) if i not in failed and all(i in p.outputs for p in parts)]
+    if not ids:
+        raise RnoptError(next(iter(failed.values())).reason if failed else "nothing to evaluate")
+    used = [p for p in parts if p.labels is not None and len(p.labels)]
+    outputs = [np.concatenate([p.outputs[i] for p in used]) for i in ids]
+    labels = np.concatenate([p.labels for p in used if p.labels is not None])
+    rows = [RanAs(**parts[0].ran[i]) for i in ids]
+    section = score_outputs(rows, outputs, labels, parts[0].dataset, int(task.config.get("batch_size", 100)))
+    return EvalOutcome(section, list(failed.values()))
 
 
 def _outputs(variants: list[Variant], failures: list[Failure], batches: list[np.ndarray],

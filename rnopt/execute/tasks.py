@@ -8,6 +8,8 @@ A task is a kind, the ids of the specs it runs, a data reference and the kind's 
 - `evaluate`: top-1/top-5 (or retrieval metrics) of the specs on labelled images, each compared with the first.
 - `validate`: each spec's outputs on validation images named by content (`tune` scores them; a score needs
   the float reference's outputs, so scoring stays with the caller and outputs come back whole).
+- `predict`: the specs' outputs on images [start, stop) of an evaluation set, with the labels and what each spec
+  ran as: a shard of an evaluation, put back together by the caller (`evaluation.score_outputs`, bit for bit).
 - `embed`: one spec's vectors for every image of a folder.
 - `memory`: what one spec adds to a fresh process's peak memory at one batch size.
 
@@ -36,7 +38,7 @@ from rnopt.spec import VariantSpec
 if TYPE_CHECKING:
     from rnopt.accuracy import ValidationSet  # onnx: not needed where only PyTorch runs
 
-KINDS = ("time", "evaluate", "validate", "embed", "memory")
+KINDS = ("time", "evaluate", "validate", "predict", "embed", "memory")
 
 
 @dataclass(frozen=True)
@@ -127,22 +129,31 @@ class EvalOutcome:
 
 @dataclass
 class OutputsOutcome:
-    """Each spec's outputs (a validation task's), by spec id, in image order; the specs that failed."""
+    """Each spec's outputs (a validation or predict task's), by spec id, in image order; the specs that failed.
+    A predict task also gives the labels, the evaluation set's name, and what each spec ran as."""
 
     outputs: dict[str, np.ndarray] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
+    labels: np.ndarray | None = None
+    dataset: str = ""
+    ran: dict[str, dict[str, str]] = field(default_factory=dict)  # spec id -> evaluation.RanAs fields
 
     def to_dict(self) -> dict[str, Any]:
         return {"outputs": {k: encode_array(v) for k, v in self.outputs.items()},
-                "failures": [asdict(f) for f in self.failures]}
+                "failures": [asdict(f) for f in self.failures],
+                "labels": None if self.labels is None else encode_array(self.labels), "dataset": self.dataset,
+                "ran": self.ran}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "OutputsOutcome":
+        labels = data.get("labels")
         return cls({k: decode_array(v) for k, v in data["outputs"].items()},
-                   [build(Failure, f) for f in data["failures"]])
+                   [build(Failure, f) for f in data["failures"]], None if labels is None else decode_array(labels),
+                   data.get("dataset", ""), data.get("ran", {}))
 
 
 OUTCOMES: dict[str, type] = {"time": BenchOutcome, "evaluate": EvalOutcome, "validate": OutputsOutcome,
+                             "predict": OutputsOutcome,
                              "embed": Embedded, "memory": MemoryUse}
 Outcome = BenchOutcome | EvalOutcome | OutputsOutcome | Embedded | MemoryUse
 
@@ -157,6 +168,11 @@ def validation_task(specs: Sequence[VariantSpec], validation: "ValidationSet", b
     reference = validation.reference()
     return Task("validate", tuple(s.id for s in specs), DataRef(reference["data"], reference["limit"],
                                                                 reference["sha256"]), {"batch_size": batch_size})
+
+
+def prediction_task(evaluation: Task, start: int, stop: int) -> Task:
+    """Images [start, stop) of an evaluation task's set: one shard of it."""
+    return Task("predict", evaluation.spec_ids, evaluation.data, {**evaluation.config, "start": start, "stop": stop})
 
 
 def embedding_task(spec: VariantSpec, data: DataRef, batch_size: int = 100, skip_bad: bool = False) -> Task:
