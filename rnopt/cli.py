@@ -535,7 +535,8 @@ def cmd_tune(args: argparse.Namespace) -> None:
         accuracy_aware=args.accuracy_aware, calib_data=args.calib_data,
         backends=split_list(args.backend, "backend") if args.backend is not None else None,
         devices=split_list(args.device, "device") if args.device is not None else None, threads=args.threads,
-        command=args.command_line, speed_tolerance=args.speed_tolerance, speed_only=args.speed_only)
+        command=args.command_line, speed_tolerance=args.speed_tolerance, speed_only=args.speed_only,
+        cluster=args.cluster)
     record = api.tune(opts)
     out = Path(record.folder or args.output)
     if not args.quiet:
@@ -871,6 +872,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where candidates run (default: cpu, and cuda too when a runtime can use a GPU here)")
     p.add_argument("--threads", type=_positive_int, help="intra-op threads (default: all cores)")
     _add_bench_options(p, "1", target_ci=1.0, max_time=30.0, memory=False)  # memory is not what it chooses on
+    _add_cluster_option(p)
     p.set_defaults(func=cmd_tune)
     return parser
 

@@ -25,11 +25,12 @@ from rnopt import progress
 from rnopt.accuracy import AccuracyBound, ValidationSet, default_validation_data, refuse_mixed_roles, validation_set
 from rnopt.artifacts import ArtifactStore, artifact_for
 from rnopt.backends import backend_class
-from rnopt.bench import CUDA_SWEEP_LIMIT, DEFAULT_SPEED_TOLERANCE, BenchConfig, Variant, check_batch_fits, \
+from rnopt.bench import CUDA_SWEEP_LIMIT, DEFAULT_SPEED_TOLERANCE, BenchConfig, check_batch_fits, \
     summarize_warnings, sweep_config
 from rnopt.data import load_dataset
 from rnopt.errors import RnoptError
 from rnopt.execute.base import Executor
+from rnopt.execute.cluster import RayExecutor
 from rnopt.execute.inprocess import InProcessExecutor
 from rnopt.execute.tasks import (BenchOutcome, DataRef, EvalOutcome, OutputsOutcome, evaluation_task,
                                  validation_task)
@@ -91,6 +92,7 @@ class TuneOptions:
     # DEFAULT_MIN_COSINE) on the images given, without labels: accuracy is not measured. Also chosen by itself for
     # a model without trained weights, or without labelled validation images that fit it.
     speed_only: bool = False
+    cluster: str | None = None  # "local" or a Ray address: validation, timing and test figures run as tasks there
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -196,28 +198,48 @@ def _search(opts: TuneOptions, record: Record, backends: list[str], devices: lis
     with record.timing("model files: export, fusion, int8"):
         files = _build_files(opts, backends, model, store, calibration, out, record)
     store.data.add(validation)  # the validation tasks read these images from here, by content
-    executor = InProcessExecutor(store)
-    with progress.task("loading candidates", None), record.timing("loading the variants"):
-        variants, record.failures = executor.load(plan_candidates(model, files, backends, devices, opts.objective,
-                                                                  opts.threads))
-    variants = _reference_first(variants)
+    executor: Executor = RayExecutor(opts.cluster) if opts.cluster else InProcessExecutor(store)
+    try:
+        specs, scores, files = _validated(opts, record, backends, devices, model, files, store, bound, validation,
+                                          calibration, out, executor)
+        _time_and_choose(opts, record, specs, scores, files, bound, validation, test_name, out, executor, start)
+    finally:
+        executor.close()
+
+
+def _validated(opts: TuneOptions, record: Record, backends: list[str], devices: list[str], model: ArtifactSpec,
+               files: dict[str, ArtifactSpec], store: ArtifactStore, bound: AccuracyBound, validation: ValidationSet,
+               calibration: CalibrationData, out: Path, executor: Executor
+               ) -> tuple[list[VariantSpec], dict[str, float], dict[str, ArtifactSpec]]:
+    """The candidates that ran on the validation images (the float reference first) and their scores; with
+    accuracy-aware int8 when no plain int8 candidate kept the bound (its files added)."""
+    planned = plan_candidates(model, files, backends, devices, opts.objective, opts.threads)
+    if isinstance(executor, InProcessExecutor):  # loaded ahead here (a failure comes back from validation)
+        with progress.task("loading candidates", None), record.timing("loading the variants"):
+            executor.load(planned)
     validator = Validator(validation, bound)
-    with progress.task(f"validating on {validation.name}", len(variants) * len(validation)) as advance, \
+    with progress.task(f"validating on {validation.name}", len(planned) * len(validation)) as advance, \
             record.timing("validation"):
-        scores = validator.scores(executor, variants, record.failures, advance)
-    if opts.accuracy_aware and _any_int8(variants) and not _int8_within(variants, scores, bound):
+        specs, scores = validator.scores(executor, planned, record.failures, advance)
+    if opts.accuracy_aware and _any_int8(specs) and not _int8_within(specs, scores, bound):
         with record.timing("accuracy-aware int8"):
             aware = _accuracy_aware_files(opts, files, store, bound, validation, calibration, out, record)
-        more, failed = executor.load([s for s in plan_candidates(model, aware, backends, ["cpu"], opts.objective,
-                                                                 opts.threads) if s.artifact != model])
-        record.failures += failed
-        with progress.task("validating accuracy-aware int8", len(more) * len(validation)) as advance:
-            scores |= validator.scores(executor, more, record.failures, advance)
-        variants += more
+        planned = [s for s in plan_candidates(model, aware, backends, ["cpu"], opts.objective, opts.threads)
+                   if s.artifact != model]
+        with progress.task("validating accuracy-aware int8", len(planned) * len(validation)) as advance:
+            more, more_scores = validator.scores(executor, planned, record.failures, advance)
+        specs, scores = specs + more, scores | more_scores
         files = {**files, **aware}
-    specs = [v.spec for v in variants]
+    return specs, scores, files
+
+
+def _time_and_choose(opts: TuneOptions, record: Record, specs: list[VariantSpec], scores: dict[str, float],
+                     files: dict[str, ArtifactSpec], bound: AccuracyBound, validation: ValidationSet,
+                     test_name: str | None, out: Path, executor: Executor, start: float) -> None:
+    """The candidates within the bound timed, the fastest chosen (ties: the better score), verdicts given, and
+    the final figures of the reference and the choice on the test set."""
     record.specs = spec_entries(specs)
-    reference, reference_score = variants[0].spec, scores[variants[0].spec.id]
+    reference, reference_score = specs[0], scores[specs[0].id]
     candidates = {s.id: _candidate(s, scores.get(s.id), reference_score, bound) for s in specs}
     with progress.task("timing the candidates within the bound", None) as advance, record.timing("timing"):
         outcome = time_candidates(executor, [s for s in specs if candidates[s.id].met], opts,
@@ -250,24 +272,14 @@ def _file_of(spec: VariantSpec, files: dict[str, ArtifactSpec], out: Path) -> st
     return next((str(out / name) for name, artifact in files.items() if artifact == spec.artifact), "")
 
 
-def _reference_first(variants: list[Variant]) -> list[Variant]:
-    """The float reference every drop is measured from (the first candidate that runs in fp32) first."""
-    reference = next((v for v in variants if v.session.precision == "fp32"), None)
-    if reference is None:
-        raise RnoptError("no float (fp32) candidate could run, so accuracy drops have no reference: include "
-                         "onnxruntime or torch in --backend")
-    return [reference] + [v for v in variants if v is not reference]
+def _any_int8(specs: list[VariantSpec]) -> bool:
+    return any(is_quantized(s.artifact) for s in specs)
 
 
-def _any_int8(variants: list[Variant]) -> bool:
-    return any(is_quantized(v.spec.artifact) for v in variants)
-
-
-def _int8_within(variants: list[Variant], scores: dict[str, float], bound: AccuracyBound) -> bool:
+def _int8_within(specs: list[VariantSpec], scores: dict[str, float], bound: AccuracyBound) -> bool:
     """Whether any int8 candidate kept accuracy within the bound."""
-    reference = scores[variants[0].spec.id]
-    return any(bound.met(reference, scores[v.spec.id]) for v in variants
-               if is_quantized(v.spec.artifact) and v.spec.id in scores)
+    reference = scores[specs[0].id]
+    return any(bound.met(reference, scores[s.id]) for s in specs if is_quantized(s.artifact) and s.id in scores)
 
 
 def _build_files(opts: TuneOptions, backends: list[str], model: ArtifactSpec, store: ArtifactStore,
@@ -330,21 +342,24 @@ class Validator:
     bound: AccuracyBound
     reference: np.ndarray | None = None
 
-    def scores(self, executor: Executor, variants: list[Variant], failures: list[Failure],
-               advance: Callable[..., None] | None = None) -> dict[str, float]:
-        """Each variant's score, from its outputs as the executor's validation task gives them; a variant that
-        fails to run becomes a Failure and gets no score."""
-        specs = [v.spec for v in variants]
+    def scores(self, executor: Executor, specs: list[VariantSpec], failures: list[Failure],
+               advance: Callable[..., None] | None = None) -> tuple[list[VariantSpec], dict[str, float]]:
+        """The specs that ran on the validation images (in the first call, the float reference first: the first
+        that ran in fp32) and each one's score; a spec that fails to load or run becomes a Failure."""
         outcome = executor.run(validation_task(specs, self.validation, VALIDATION_BATCH), specs, advance)
         assert isinstance(outcome, OutputsOutcome)
         failures += outcome.failures
+        ran = [s for s in specs if s.id in outcome.outputs]
         if self.reference is None:
-            self.reference = outcome.outputs.get(specs[0].id)
-            if self.reference is None:
-                raise RnoptError(f"the float reference {specs[0].label} failed on the validation images: "
-                                 f"{failures[-1].reason}")
+            reference = next((s for s in ran if outcome.ran[s.id]["precision"] == "fp32"), None)
+            if reference is None:
+                raise RnoptError("no float (fp32) candidate could run, so accuracy drops have no reference: include "
+                                 "onnxruntime or torch in --backend")
+            self.reference = outcome.outputs[reference.id]
+            ran = [reference] + [s for s in ran if s is not reference]
         measure = self.bound.measure_object()
-        return {key: measure.score(out, self.validation.labels, self.reference) for key, out in outcome.outputs.items()}
+        return ran, {key: measure.score(out, self.validation.labels, self.reference)
+                     for key, out in outcome.outputs.items()}
 
 
 def _candidate(spec: VariantSpec, score: float | None, reference: float, bound: AccuracyBound) -> Candidate:

@@ -37,8 +37,8 @@ def pair(fp32_onnx, int8_onnx):
 
 def test_an_evaluation_on_the_cluster_fans_out_and_equals_the_local_one(cluster, pair):
     task = evaluation_task(pair, DataRef("cifar10", 200), 50)
+    shards = cluster.shards(task)  # connects
     workers = int(ray.cluster_resources()["CPU"])
-    shards = cluster.shards(task)
     assert len(shards) == min(workers, 4) and shards[0][0] == 0 and shards[-1][1] == 200
     assert all(stop - start == 200 // len(shards) for start, stop in shards)  # whole batches of 50
     there, here = cluster.run(task, pair), InProcessExecutor().run(task, pair)
@@ -107,3 +107,21 @@ def test_rnopt_run_times_and_evaluates_on_a_local_cluster(cli, tmp_path):
     here = InProcessExecutor().run(evaluation_task([s for s in specs if s.id in {e["spec_id"] for e in scored}],
                                                    DataRef("cifar10", 200), 100), specs)
     assert [(e["spec_id"], e["top1"]) for e in scored] == [(e.spec_id, e.top1) for e in here.section.results]
+
+
+def test_rnopt_tune_validates_times_and_chooses_on_a_local_cluster(cli, tmp_path):
+    """tune's validation, timing and test figures as cluster tasks: every candidate's validation score equals the
+    one a search here gives (the same outputs, bit for bit); the choice is made from them."""
+    common = ("--backend", "onnxruntime", "--recipe", "minmax", "--limit", "200", "--iterations", "5",
+              "--min-time", "0.05", "--quiet")
+    reports = {}
+    for where, extra in (("cluster", ("--cluster", "local")), ("here", ())):
+        assert cli("tune", "--output", tmp_path / where, *common, *extra).code == 0
+        [folder] = (tmp_path / where).iterdir()
+        reports[where] = json.loads((folder / "report.json").read_text())
+    searches = {where: r["searches"][0] for where, r in reports.items()}
+    scores = {where: {c["spec_id"]: c["score"] for c in s["candidates"]} for where, s in searches.items()}
+    assert scores["cluster"] == scores["here"] and len(scores["cluster"]) == 3  # fp32, fused, int8 on ORT
+    assert searches["cluster"]["chosen_id"] in scores["cluster"]
+    assert {b["spec_id"] for b in reports["cluster"]["bench"]} <= set(scores["cluster"])
+    assert reports["cluster"]["evals"][0]["results"][0]["spec_id"] == searches["cluster"]["reference_id"]

@@ -92,6 +92,7 @@ def _outputs(variants: list[Variant], failures: list[Failure], batches: list[np.
     for variant in variants:
         try:
             outcome.outputs[variant.spec.id] = np.concatenate([_predict(variant, batch, step) for batch in batches])
+            outcome.ran[variant.spec.id] = asdict(RanAs.of(variant))
         except RnoptError as exc:
             outcome.failures.append(Failure(variant.spec.id, variant.spec.label, "validate", str(exc)))
     return outcome
