@@ -26,12 +26,15 @@ from rnopt.results import Record
 from rnopt.spec import ArtifactSpec, VariantSpec, spec_entries
 
 if TYPE_CHECKING:
+    import numpy as np
+
+    from rnopt.accuracy import AccuracyMeasure, ValidationSet
     from rnopt.data import ImageDataset
     from rnopt.execute import Executor
     from rnopt.quantization import AccuracyControl
     from rnopt.quantization.base import QuantRecipe
     from rnopt.progress import Listener
-    from rnopt.results import LayerCost
+    from rnopt.results import LayerCost, SensitivityResult
 
 Progress = Callable[[str], None]
 Advance = Callable[[int], None]
@@ -216,10 +219,13 @@ def _revert_costs(runtime: str, full: Path, models: list[tuple[str, Path, list[s
 def sensitivity(float_model: str | Path, int8_model: str | Path | None = None, data: str | None = None,
                 limit: int | None = None, calib_data: str | None = None, calib_size: int = 500,
                 recipe: "QuantRecipe | None" = None, measure: str | None = None, top: int = 5,
-                sqnr_images: int = 200, on_progress: Progress | None = None) -> Record:
+                sqnr_images: int = 200, on_progress: Progress | None = None,
+                executor: "str | Executor | None" = None) -> Record:
     """Per-layer int8 sensitivity of an ONNX Runtime QDQ model (quantized here from `float_model` with `recipe`
     when `int8_model` is not given): SQNR of every quantized tensor, and for the `top` worst, the accuracy
-    gained by keeping only it in float, on validation images (never the test set)."""
+    gained by keeping only it in float, on validation images (never the test set). With `executor` (a name in
+    `rnopt.execute.EXECUTORS` or an executor, a Ray cluster for one) the ground truths run there as probe tasks,
+    side by side, and the int8 model is built by its recipe where it is not given."""
     import tempfile
 
     from rnopt.accuracy import MEASURES, checked_measure, validation_set
@@ -239,7 +245,10 @@ def sensitivity(float_model: str | Path, int8_model: str | Path | None = None, d
         chosen = MEASURES[checked_measure(measure, meta)]()
         say("decoding validation images")
         validation = validation_set(meta, data, limit)
-        if int8_path is not None:  # the float model pre-processed as `rnopt quantize` does: tensor names match
+        if executor is not None:
+            result = _sensitivity_by_tasks(source, int8_path, validation, chosen, recipe, calib_data, calib_size,
+                                           sqnr_images, top, str(float_model), say, executor, Path(scratch))
+        elif int8_path is not None:  # the float model pre-processed as `rnopt quantize` does: tensor names match
             prepped = Path(scratch) / "float.onnx"
             pre_process(source, prepped)
             scorer = Scorer.for_float(chosen, validation, prepped)
@@ -251,6 +260,41 @@ def sensitivity(float_model: str | Path, int8_model: str | Path | None = None, d
                 result = analyze(prepared.float_path, prepared.build(), scorer, sqnr_images, top, str(float_model),
                                  f"int8 of {float_model} ({recipe.describe()})", say)
     return Record("sensitivity", sensitivity=[result]).capture_environment()
+
+
+def _sensitivity_by_tasks(source: Path, int8_path: Path | None, validation: "ValidationSet",
+                          measure: "AccuracyMeasure", recipe: "QuantRecipe", calib_data: str | None, calib_size: int,
+                          sqnr_images: int, top: int, float_name: str, say: Progress, executor: "str | Executor",
+                          scratch: Path) -> "SensitivityResult":
+    """Sensitivity with its ground truths as probe tasks on `executor`: the specs name the float file and the
+    int8 file (given, or built by its recipe through the artifact store, so that any worker can rebuild it)."""
+    from rnopt.artifacts import ArtifactStore
+    from rnopt.execute import using
+    from rnopt.execute.tasks import probe_task
+    from rnopt.quantization.calibration import calibration_data
+    from rnopt.quantization.sensitivity import Scorer, analyze, pre_process
+    from rnopt.recipes import quantize_step
+
+    float_spec = VariantSpec(artifact_for(str(source)), "onnxruntime")
+    if int8_path is not None:
+        int8_spec, int8_name = VariantSpec(artifact_for(str(int8_path)), "onnxruntime"), str(int8_path)
+    else:
+        say("quantizing (by recipe, through the artifact store)")
+        store = ArtifactStore()
+        calibration = calibration_data(store.model_file(float_spec.artifact).meta, calib_data, calib_size)
+        store.data.add(calibration)
+        int8_spec = VariantSpec(float_spec.artifact.then(quantize_step("onnxruntime", recipe, calibration)),
+                                "onnxruntime")
+        int8_path, int8_name = store.model_file(int8_spec.artifact).path, f"int8 of {float_name} ({recipe.describe()})"
+    prepped = scratch / "float.onnx"
+    pre_process(source, prepped)
+    scorer = Scorer.for_float(measure, validation, prepped)
+    with using(executor) as runner:
+        def probe(groups: list[list[str]]) -> list["np.ndarray"]:
+            tasks = [probe_task(int8_spec, float_spec, validation, nodes) for nodes in groups]
+            return [outcome.outputs[int8_spec.id] for outcome in runner.run_all(tasks, [int8_spec, float_spec])]
+
+        return analyze(prepped, int8_path, scorer, sqnr_images, top, float_name, int8_name, say, probe)
 
 
 @_with_notices

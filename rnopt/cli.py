@@ -263,10 +263,10 @@ def cmd_sensitivity(args: argparse.Namespace) -> None:
     from rnopt.report.tables import sensitivity_table
 
     _check_outputs(args, args.json)
-    with progress.task("sensitivity") as advance:
+    with progress.task("sensitivity") as advance, _executor(args) as executor:
         record = api.sensitivity(args.float_model, args.int8_model, args.data, args.limit, args.calib_data,
                                  args.calib_size, _recipe(args), args.measure, args.top, args.sqnr_images,
-                                 lambda note: advance(0, note))
+                                 lambda note: advance(0, note), executor if args.cluster else None)
     _show_warnings(record.warnings)
     if not args.quiet:
         print_table(sensitivity_table(record.sensitivity[0], args.rows))
@@ -748,6 +748,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="validation images the SQNR pass runs on (default 200)")
     p.add_argument("--rows", type=_positive_int, default=15, metavar="N", help="rows of the ranked table (default 15)")
     _add_recipe_options(p)
+    _add_cluster_option(p)
     p.set_defaults(func=cmd_sensitivity)
 
     sub.add_parser("backends", parents=[common], help="runtimes usable here, with devices").set_defaults(

@@ -261,6 +261,10 @@ MUTATIONS = [
              "    used = [p for p in parts if p.labels is not None and len(p.labels)]",
              "    used = [p for p in parts if p.labels is not None and len(p.labels)][::-1]",
              ("tests/test_tasks.py::test_an_evaluation_put_back_together_from_shards_equals_the_whole",)),
+    Mutation("cluster: sensitivity's probe outcomes matched to the wrong tensors", "rnopt/quantization/sensitivity.py",
+             "        for row, outputs in zip(worst, probe([row.nodes for row in worst])):",
+             "        for row, outputs in zip(worst, probe([row.nodes for row in worst])[::-1]):",
+             ("tests/test_cluster.py::test_sensitivity_probes_run_as_cluster_tasks_and_agree_with_a_local_analysis",)),
 ]
 
 

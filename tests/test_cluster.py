@@ -125,3 +125,15 @@ def test_rnopt_tune_validates_times_and_chooses_on_a_local_cluster(cli, tmp_path
     assert searches["cluster"]["chosen_id"] in scores["cluster"]
     assert {b["spec_id"] for b in reports["cluster"]["bench"]} <= set(scores["cluster"])
     assert reports["cluster"]["evals"][0]["results"][0]["spec_id"] == searches["cluster"]["reference_id"]
+
+
+def test_sensitivity_probes_run_as_cluster_tasks_and_agree_with_a_local_analysis(cli, tmp_path, fp32_onnx, int8_onnx):
+    """Each ground truth (an int8 model with one tensor's nodes kept in float) a probe task on its own worker; the
+    gains equal those the same analysis computes here."""
+    common = ("sensitivity", fp32_onnx, int8_onnx, "--limit", "100", "--top", "3", "--sqnr-images", "50",
+              "--measure", "cosine")  # continuous: every ground truth a different gain
+    assert cli(*common, "--cluster", "local", "--json", tmp_path / "cluster.json").code == 0
+    assert cli(*common, "--json", tmp_path / "here.json").code == 0
+    rows = {where: [(r["tensor"], r["score_change"]) for r in json.loads((tmp_path / f"{where}.json").read_text())
+                    ["sensitivity"][0]["layers"] if r["score_change"] is not None] for where in ("cluster", "here")}
+    assert len({gain for _, gain in rows["here"]}) == 3 and rows["cluster"] == rows["here"]

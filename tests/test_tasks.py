@@ -84,6 +84,8 @@ def test_tasks_are_checked_and_travel_as_json(pair):
         Task("train", (pair[0].id,))
     with pytest.raises(RnoptError, match="a memory task runs one spec, not 2"):
         Task("memory", tuple(s.id for s in pair), None, {"batch_size": 1})
+    with pytest.raises(RnoptError, match="a probe task names two specs: the int8 model and the float model"):
+        Task("probe", (pair[1].id,), None, {"nodes": ["Conv_0"]})
     with pytest.raises(RnoptError, match=f"names spec {pair[1].id}, which was not sent with it"):
         InProcessExecutor().run(task, pair[:1])
 

@@ -48,6 +48,10 @@ class Executor(ABC):
         """Run one task on the specs it names (`specs` may hold more); a spec that fails is recorded in the
         outcome, not raised, where the kind has more than one spec."""
 
+    def run_all(self, tasks: list[Task], specs: Sequence[VariantSpec]) -> list[Outcome]:
+        """Several tasks (a cluster runs them side by side); their outcomes in order."""
+        return [self.run(task, specs) for task in tasks]
+
     def close(self) -> None:
         """Release what the executor holds (a cluster connection); nothing for a local one."""
 

@@ -98,6 +98,10 @@ class RayExecutor(Executor):
             advance(0, f"{describe(task, chosen)}: done on the cluster")
         return outcome
 
+    def run_all(self, tasks: list[Task], specs: Sequence[VariantSpec]) -> list[Outcome]:
+        wanted = {i for task in tasks for i in task.spec_ids}
+        return self._submit(tasks, [s for s in specs if s.id in wanted])
+
     def shards(self, task: Task) -> list[tuple[int, int]]:
         """An evaluation's images cut into one range of whole batches per CPU of the cluster (whole batches: a
         runtime's outputs may depend on the batch an image is in, and the merge must equal a local run)."""

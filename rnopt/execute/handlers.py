@@ -4,8 +4,10 @@ calls the compute code (bench, evaluation, embedding, memory); no runtime is nam
 """
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 
@@ -39,6 +41,8 @@ def perform(task: Task, specs: Sequence[VariantSpec], load: Load, store: Artifac
     step = advance or (lambda n=1, note=None: None)
     if task.kind == "memory":  # measured in this process: the caller makes it a fresh one
         return measure_here(chosen[0], int(task.config["batch_size"]))
+    if task.kind == "probe":
+        return _probe(task, chosen, store)
     variants, failures = load(chosen)
     if task.kind == "time":
         outcome = BenchOutcome(failures=failures)
@@ -67,6 +71,22 @@ def perform(task: Task, specs: Sequence[VariantSpec], load: Load, store: Artifac
         validation = store.data.validation(task.data.reference(), variants[0].meta)
         return _outputs(variants, failures, validation.batches(batch_size), step)
     raise RnoptError(f"this executor cannot run {task.kind} tasks")
+
+
+def _probe(task: Task, specs: list[VariantSpec], store: ArtifactStore) -> OutputsOutcome:
+    """The int8 file with the task's nodes kept in float, on the validation images: its outputs. The float model
+    is pre-processed here as `rnopt quantize` does, so that tensor names match."""
+    from rnopt.quantization.sensitivity import pre_process, probe_outputs  # ORT's quantization tools: only here
+
+    if task.data is None:
+        raise RnoptError("a probe task needs validation data")
+    int8, float_model = (store.model_file(spec.artifact) for spec in specs)
+    validation = store.data.validation(task.data.reference(), float_model.meta)
+    with tempfile.TemporaryDirectory(prefix="rnopt-probe-") as scratch:
+        prepped = Path(scratch) / "float.onnx"
+        pre_process(float_model.path, prepped)
+        outputs = probe_outputs(prepped, int8.path, list(task.config["nodes"]), validation.images)
+    return OutputsOutcome({specs[0].id: outputs})
 
 
 def merge_predictions(task: Task, parts: list[OutputsOutcome]) -> EvalOutcome:

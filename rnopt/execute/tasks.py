@@ -12,9 +12,11 @@ A task is a kind, the ids of the specs it runs, a data reference and the kind's 
   ran as: a shard of an evaluation, put back together by the caller (`evaluation.score_outputs`, bit for bit).
 - `embed`: one spec's vectors for every image of a folder.
 - `memory`: what one spec adds to a fresh process's peak memory at one batch size.
+- `probe`: an ONNX Runtime int8 spec with some nodes kept in float (`config["nodes"]`; the second spec is the
+  float model it was quantized from), run on validation images named by content: its outputs (one of
+  sensitivity's ground truths; the caller scores them).
 
-(Sensitivity's and accuracy-aware int8's probes, an int8 file with some nodes kept in float, still run inside
-those steps, on this machine.)
+(Accuracy-aware int8's revert loop still probes inside its step, on the machine that builds it.)
 
 Each kind's outcome is a dataclass with `to_dict()`/`from_dict()`, so what a worker prints is what the
 in-process executor returns. Arrays travel as base64 .npy: outputs are compared bit for bit.
@@ -38,7 +40,7 @@ from rnopt.spec import VariantSpec
 if TYPE_CHECKING:
     from rnopt.accuracy import ValidationSet  # onnx: not needed where only PyTorch runs
 
-KINDS = ("time", "evaluate", "validate", "predict", "embed", "memory")
+KINDS = ("time", "evaluate", "validate", "predict", "embed", "memory", "probe")
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,8 @@ class Task:
             raise RnoptError(f"a {self.kind} task names no spec")
         if self.kind in ("embed", "memory") and len(self.spec_ids) != 1:
             raise RnoptError(f"a {self.kind} task runs one spec, not {len(self.spec_ids)}")
+        if self.kind == "probe" and len(self.spec_ids) != 2:
+            raise RnoptError("a probe task names two specs: the int8 model and the float model it came from")
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "spec_ids": list(self.spec_ids),
@@ -153,7 +157,7 @@ class OutputsOutcome:
 
 
 OUTCOMES: dict[str, type] = {"time": BenchOutcome, "evaluate": EvalOutcome, "validate": OutputsOutcome,
-                             "predict": OutputsOutcome,
+                             "predict": OutputsOutcome, "probe": OutputsOutcome,
                              "embed": Embedded, "memory": MemoryUse}
 Outcome = BenchOutcome | EvalOutcome | OutputsOutcome | Embedded | MemoryUse
 
@@ -173,6 +177,13 @@ def validation_task(specs: Sequence[VariantSpec], validation: "ValidationSet", b
 def prediction_task(evaluation: Task, start: int, stop: int) -> Task:
     """Images [start, stop) of an evaluation task's set: one shard of it."""
     return Task("predict", evaluation.spec_ids, evaluation.data, {**evaluation.config, "start": start, "stop": stop})
+
+
+def probe_task(int8: VariantSpec, float_model: VariantSpec, validation: "ValidationSet", nodes: list[str]) -> Task:
+    """`int8` with `nodes` kept in float, on the validation images (named by content)."""
+    reference = validation.reference()
+    return Task("probe", (int8.id, float_model.id), DataRef(reference["data"], reference["limit"],
+                                                             reference["sha256"]), {"nodes": list(nodes)})
 
 
 def embedding_task(spec: VariantSpec, data: DataRef, batch_size: int = 100, skip_bad: bool = False) -> Task:

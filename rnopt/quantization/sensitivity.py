@@ -279,6 +279,17 @@ def _add_noise_added(rows: list[QuantizerSensitivity], float_model: onnx.ModelPr
         row.noise_added = max(_noise_ratio(row.sqnr_accumulated_db) - before, 0.0)
 
 
+# Node groups to keep in float -> the outputs of the int8 model so edited, on the validation images, in order.
+Probe = Callable[[list[list[str]]], list[np.ndarray]]
+
+
+def probe_outputs(float_path: Path, int8_path: Path, nodes: list[str], images: np.ndarray) -> np.ndarray:
+    """The int8 model with `nodes` kept in float, run on `images` (one ground truth: what a probe task runs).
+    `float_path` is the pre-processed float model `int8_path` was quantized from."""
+    edited = keep_nodes_float(load_onnx(int8_path), load_onnx(float_path), nodes)
+    return run_outputs(edited.SerializeToString(), images)
+
+
 @dataclass
 class Scorer:
     """Scores models on the validation images with one accuracy measure (the float model's outputs kept as the
@@ -293,7 +304,10 @@ class Scorer:
         return cls(measure, data, run_outputs(float_model, data.images))
 
     def score(self, model: str | Path | bytes) -> float:
-        return self.measure.score(run_outputs(model, self.data.images), self.data.labels, self.reference)
+        return self.score_outputs(run_outputs(model, self.data.images))
+
+    def score_outputs(self, outputs: np.ndarray) -> float:
+        return self.measure.score(outputs, self.data.labels, self.reference)
 
     def float_score(self) -> float:
         return self.measure.score(self.reference, self.data.labels, self.reference)
@@ -324,11 +338,12 @@ def check_same_graph(float_model: onnx.ModelProto, int8_model: onnx.ModelProto, 
 
 
 def analyze(float_path: Path, int8_path: Path, scorer: Scorer, sqnr_images: int, top_k: int,
-            float_name: str, int8_name: str, on_progress: Callable[[str], None] | None = None
-            ) -> SensitivityResult:
+            float_name: str, int8_name: str, on_progress: Callable[[str], None] | None = None,
+            probe: Probe | None = None) -> SensitivityResult:
     """Both passes: SQNR of every quantized tensor over the first `sqnr_images` validation images, then the
     ground truth for the `top_k` tensors the cheap pass ranks worst (most noise added). `float_path` is the
-    pre-processed float model `int8_path` was quantized from."""
+    pre-processed float model `int8_path` was quantized from. `probe` runs the ground truths elsewhere (probe
+    tasks on an executor): given each one's nodes to keep in float, the edited int8 model's outputs."""
     float_model, int8_model = load_onnx(float_path), load_onnx(int8_path)
     check_same_graph(float_model, int8_model, int8_name)
     say = on_progress or (lambda _: None)
@@ -336,7 +351,12 @@ def analyze(float_path: Path, int8_path: Path, scorer: Scorer, sqnr_images: int,
     norms = sqnr_pass(float_path, int8_path, scorer.data.images[:sqnr_images], folded_relus(float_model, int8_model))
     layers = layer_table(float_model, int8_model, float_path, int8_path, norms)
     int8_score = scorer.score(int8_path)
-    for row in sorted(layers, key=QuantizerSensitivity.cheap_rank)[:top_k]:
+    worst = sorted(layers, key=QuantizerSensitivity.cheap_rank)[:top_k]
+    if probe is not None and worst:  # the ground truths as tasks, all at once (a cluster runs them side by side)
+        say(f"ground truth: {len(worst)} tensors, each kept in float, as tasks")
+        for row, outputs in zip(worst, probe([row.nodes for row in worst])):
+            row.score_change = scorer.score_outputs(outputs) - int8_score
+    for row in worst if probe is None else []:
         say(f"ground truth: {row.tensor} kept in float")
         reverted = keep_nodes_float(int8_model, float_model, row.nodes)
         row.score_change = scorer.score(reverted.SerializeToString()) - int8_score
