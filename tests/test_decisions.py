@@ -45,7 +45,8 @@ class _TableSession:
 
 
 def _variant(label: str, table: dict[str, np.ndarray]) -> SimpleNamespace:
-    return SimpleNamespace(label=label, session=_TableSession(table), spec=SimpleNamespace(id=f"id-{label}"))
+    return SimpleNamespace(label=label, session=_TableSession(table), spec=SimpleNamespace(id=f"id-{label}"),
+                           model=SimpleNamespace(head="logits"))
 
 
 @pytest.fixture(scope="module")
