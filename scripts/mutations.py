@@ -31,8 +31,8 @@ C = "tests/test_catalog_round2.py::"
 MUTATIONS = [
     # evaluation
     Mutation("eval: every model scored on the reference's logits", "rnopt/evaluation.py",
-             "        for tally, out in zip(tallies, logits):\n            _score(tally, out, labels)",
-             "        for tally, out in zip(tallies, logits):\n            _score(tally, logits[0], labels)",
+             "            _score(tally, _scores(row.label, out, len(labels)), labels)",
+             "            _score(tally, _scores(row.label, logits[0], len(labels)), labels)",
              (D + "test_each_model_is_scored_on_its_own_outputs",)),
     Mutation("eval: top-5 counted as top-1", "rnopt/evaluation.py",
              "tally.top5 += int((top == labels[:, None]).any(1).sum())",
@@ -257,9 +257,9 @@ MUTATIONS = [
              'return {"num_cpus": node["Resources"]["CPU"], "resources": {TIMING_RESOURCE: 1},',
              'return {"num_cpus": 1, "resources": {},',
              ("tests/test_cluster.py::test_timing_on_the_cluster_gets_a_node_to_itself_and_memory_a_fresh_process",)),
-    Mutation("cluster: an evaluation's shards merged out of image order", "rnopt/execute/handlers.py",
-             "    used = [p for p in parts if p.labels is not None and len(p.labels)]",
-             "    used = [p for p in parts if p.labels is not None and len(p.labels)][::-1]",
+    Mutation("cluster: an evaluation's shard outputs merged out of image order", "rnopt/execute/handlers.py",
+             "    outputs = [np.concatenate([p.outputs[i] for p in used]) for i in ids]",
+             "    outputs = [np.concatenate([p.outputs[i] for p in used[::-1]]) for i in ids]",
              ("tests/test_tasks.py::test_an_evaluation_put_back_together_from_shards_equals_the_whole",)),
     Mutation("cluster: sensitivity's probe outcomes matched to the wrong tensors", "rnopt/quantization/sensitivity.py",
              "        for row, outputs in zip(worst, probe([row.nodes for row in worst])):",
