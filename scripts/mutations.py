@@ -89,8 +89,8 @@ MUTATIONS = [
              "activations = [t for t in quantized_activations(int8_model) if t in norms][:10]",
              ("tests/test_int8_trust.py::test_sensitivity_finds_damage_in_two_stages",)),
     Mutation("sensitivity: ground truth for the best-ranked instead of the worst", "rnopt/quantization/sensitivity.py",
-             "    for row in sorted(layers, key=QuantizerSensitivity.cheap_rank)[:top_k]:",
-             "    for row in sorted(layers, key=QuantizerSensitivity.cheap_rank)[-top_k:]:",
+             "    worst = sorted(layers, key=QuantizerSensitivity.cheap_rank)[:top_k]",
+             "    worst = sorted(layers, key=QuantizerSensitivity.cheap_rank)[-top_k:]",
              ("tests/test_int8_trust.py::test_sensitivity_finds_damage_in_two_stages",)),
     # statistics
     Mutation("drift: flagged only when things get slower", "rnopt/bench.py",
