@@ -137,3 +137,20 @@ def test_sensitivity_probes_run_as_cluster_tasks_and_agree_with_a_local_analysis
     rows = {where: [(r["tensor"], r["score_change"]) for r in json.loads((tmp_path / f"{where}.json").read_text())
                     ["sensitivity"][0]["layers"] if r["score_change"] is not None] for where in ("cluster", "here")}
     assert len({gain for _, gain in rows["here"]}) == 3 and rows["cluster"] == rows["here"]
+
+
+def test_a_worker_that_breaks_is_one_line_not_a_ray_traceback(cluster, pair):
+    from rnopt.execute.cluster import RayExecutor
+
+    def breaks(request: str) -> str:
+        raise ValueError("the worker fell over\nand said more")
+
+    class Broken(RayExecutor):
+        def remote_for(self, task):  # noqa: ANN001, ANN202 - a worker whose code raises what no task raises
+            return self._connect().remote(breaks)
+
+    broken = Broken("local")  # joins the cluster the module started
+    with pytest.raises(RnoptError) as caught:
+        broken.run(evaluation_task(pair[:1], DataRef("cifar10", 10), 10), pair)
+    assert str(caught.value) == (f"evaluating {pair[0].label} failed on the cluster: ValueError: the worker fell "
+                                 f"over")

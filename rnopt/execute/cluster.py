@@ -24,7 +24,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from rnopt.errors import RnoptError
+from rnopt.errors import RnoptError, first_line
 from rnopt.execute.base import Executor
 from rnopt.execute.handlers import Advance, merge_predictions, specs_of
 from rnopt.execute.process import describe, request_for
@@ -125,8 +125,14 @@ class RayExecutor(Executor):
         ray = self._connect()
         refs = [self.remote_for(task).options(**self.options_for(task)).remote(json.dumps(request_for(task, specs)))
                 for task in tasks]
+        try:
+            answers = [json.loads(text) for text in ray.get(refs)]
+        except ray.exceptions.RayError as exc:  # a worker or node lost, or a bug there: in one line
+            cause = getattr(exc, "cause", None) or exc  # a task's own exception, without Ray's coloured frame
+            raise RnoptError(f"{describe(tasks[0], specs)} failed on the cluster: {type(cause).__name__}: "
+                             f"{first_line(cause, 200)}") from None
         outcomes = []
-        for task, answer in zip(tasks, (json.loads(text) for text in ray.get(refs))):
+        for task, answer in zip(tasks, answers):
             if "error" in answer:
                 raise RnoptError(f"{describe(task, specs)} failed on the cluster: {answer['error']}")
             outcomes.append(OUTCOMES[task.kind].from_dict(answer["ok"]))
