@@ -15,13 +15,11 @@ its node, as everywhere else.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
 import os
-import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from rnopt.errors import RnoptError, first_line
@@ -29,6 +27,9 @@ from rnopt.execute.base import Executor
 from rnopt.execute.handlers import Advance, merge_predictions, specs_of
 from rnopt.execute.process import describe, request_for
 from rnopt.execute.tasks import OUTCOMES, Outcome, OutputsOutcome, Task, prediction_task
+from rnopt.openvino_io import (
+    native_stderr_silenced,  # fd 2 quiet while Ray's native side starts
+)
 from rnopt.spec import VariantSpec
 
 TIMING_RESOURCE = "rnopt-timing"  # one per node: at most one timing task on a node at a time
@@ -63,20 +64,6 @@ def _handle_in_fresh_process(request: str) -> str:
         return json.dumps({"ok": run_worker(json.loads(request), "the memory task")})
     except RnoptError as exc:
         return json.dumps({"error": str(exc)})
-
-
-@contextlib.contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
-    """File descriptor 2 pointed at /dev/null for the block (native code writes there, not to sys.stderr)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 class RayExecutor(Executor):
@@ -168,7 +155,7 @@ class RayExecutor(Executor):
         if not ray.is_initialized():
             settings: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                                         "logging_level": logging.ERROR, "configure_logging": True}
-            with _native_stderr_silenced():  # Ray's C++ side logs to the terminal; its errors are raised anyway
+            with native_stderr_silenced():  # Ray's C++ side logs to the terminal; its errors are raised anyway
                 if self.address == "local":  # a private cluster: this machine's cores, one timing slot
                     ray.init(num_cpus=os.cpu_count() or 1, resources={TIMING_RESOURCE: 1}, **settings)
                 else:
