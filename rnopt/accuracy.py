@@ -26,7 +26,9 @@ MAX_VALIDATION_BYTES = 4 << 30  # decoded validation images are held in memory: 
 
 class AccuracyMeasure(ABC):
     name: ClassVar[str]
-    unit: ClassVar[str]  # what a drop is counted in
+    # Every score is a fraction (top-1 0.91, not 91); `in_points`: people read it, and bound its drop, in points
+    # (hundredths), as top-1 is usually quoted. A cosine is read as it is.
+    in_points: ClassVar[bool] = True
 
     @abstractmethod
     def score(self, outputs: np.ndarray, labels: np.ndarray, reference: np.ndarray) -> float:
@@ -38,32 +40,32 @@ class AccuracyMeasure(ABC):
 
 
 class Top1(AccuracyMeasure):
-    name, unit = "top-1", "points"
+    name = "top-1"
 
     def score(self, outputs: np.ndarray, labels: np.ndarray, reference: np.ndarray) -> float:
-        return 100.0 * float((outputs.argmax(axis=1) == labels).mean())
+        return float((outputs.argmax(axis=1) == labels).mean())
 
     def per_item(self, outputs: np.ndarray, labels: np.ndarray, reference: np.ndarray) -> np.ndarray:
-        return 100.0 * (outputs.argmax(axis=1) == labels)
+        return (outputs.argmax(axis=1) == labels).astype(np.float64)
 
 
 class RetrievalMAP(AccuracyMeasure):
     """Mean average precision of exact cosine search, every image a query, same-class images relevant."""
 
-    name, unit = "mAP", "points"
+    name = "mAP"
 
     def score(self, outputs: np.ndarray, labels: np.ndarray, reference: np.ndarray) -> float:
         found = search(outputs, labels).average_precision
         if found is None:
             raise RnoptError("mAP is undefined on these images: no image has another of its class to find; use "
                              "more images per class, or bound the mean cosine (--min-cosine)")
-        return 100.0 * float(found)
+        return float(found)
 
 
 class MeanCosine(AccuracyMeasure):
     """Mean cosine between each image's embedding and the float model's: 1 for the float model itself."""
 
-    name, unit = "cosine", ""
+    name, in_points = "cosine", False
 
     def score(self, outputs: np.ndarray, labels: np.ndarray, reference: np.ndarray) -> float:
         return float(cosines(reference, outputs).mean())
@@ -77,8 +79,9 @@ MEASURES: dict[str, type[AccuracyMeasure]] = {m.name: m for m in (Top1, Retrieva
 
 @dataclass(frozen=True)
 class AccuracyBound:
-    """How much worse than float a quantized model may be: `max_drop` in the measure's points (absolute) or in
-    % of the float model's score (relative). A minimum cosine is a drop from the float model's cosine of 1."""
+    """How much worse than float a quantized model may be, as the user states it: `max_drop` in the measure's
+    points (absolute) or in % of the float model's score (relative). A minimum cosine is a drop from the float
+    model's cosine of 1. Scores and drops themselves are fractions (`limit` is `max_drop` as one)."""
 
     measure: str = "top-1"
     max_drop: float = 1.0
@@ -101,17 +104,24 @@ class AccuracyBound:
     def measure_object(self) -> AccuracyMeasure:
         return MEASURES[self.measure]()
 
+    @property
+    def limit(self) -> float:
+        """The largest drop allowed, as a fraction: of the score (absolute) or of float's score (relative)."""
+        in_points = self.drop_type == "relative" or MEASURES[self.measure].in_points
+        return self.max_drop / 100.0 if in_points else self.max_drop
+
     def drop(self, reference: float, candidate: float) -> float:
+        """Float's score minus the candidate's (a fraction), or that relative to float's score."""
         if self.drop_type == "relative":
-            return 100.0 * (reference - candidate) / reference if reference else 0.0
+            return (reference - candidate) / reference if reference else 0.0
         return reference - candidate
 
     def score_at(self, reference: float, drop: float) -> float:
         """The score that is `drop` below `reference` (the inverse of `drop`)."""
-        return reference * (1 - drop / 100.0) if self.drop_type == "relative" else reference - drop
+        return reference * (1 - drop) if self.drop_type == "relative" else reference - drop
 
     def met(self, reference: float, candidate: float) -> bool:
-        return self.drop(reference, candidate) <= self.max_drop + 1e-9
+        return self.drop(reference, candidate) <= self.limit + 1e-12
 
     def describe(self) -> str:
         if self.measure == "cosine":

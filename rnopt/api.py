@@ -22,7 +22,7 @@ from rnopt.fileio import check_writable_output, replacing
 from rnopt.plan import artifact_warnings, plan
 from rnopt.notices import collecting
 from rnopt.progress import listening
-from rnopt.results import Record
+from rnopt.results import EmbedSummary, ModelEntry, Record, RuntimeEntry
 from rnopt.spec import ArtifactSpec, VariantSpec, spec_entries
 
 if TYPE_CHECKING:
@@ -58,12 +58,43 @@ def list_models() -> list[str]:
     return names()
 
 
-def list_runtimes() -> list[dict]:
+def list_runtimes() -> list[RuntimeEntry]:
     """Every registered runtime (built-in or added with rnopt.backends.register_runtime): its devices and
     precisions here, or why it cannot run (`rnopt backends`)."""
     from rnopt.backends import describe_backends
 
-    return describe_backends()
+    return [RuntimeEntry(**entry) for entry in describe_backends()]
+
+
+def describe_models() -> Record:
+    """Every built-in model with its size and bundled weights (`rnopt models`), as a record."""
+    from rnopt.models import MODELS, count_params_and_macs
+
+    catalog = []
+    for name, spec in MODELS.items():
+        params, macs = count_params_and_macs(spec)
+        weights = spec.weights
+        catalog.append(ModelEntry(name, spec.family, spec.preprocessing.crop, params, macs, weights is not None,
+                                  weights.jpeg_top1 if weights else None))
+    return Record("models", catalog=catalog).capture_environment()
+
+
+def describe_runtimes() -> Record:
+    """`list_runtimes()` as a record, with this machine's description (`rnopt backends`)."""
+    return Record("backends", runtimes=list_runtimes()).capture_environment()
+
+
+def compare_runs(baseline: str | Path, current: str | Path, latency_tolerance: float = 0.10,
+                 accuracy_tolerance: float = 0.005, memory_tolerance: float = 0.10, allow_missing: bool = False
+                 ) -> Record:
+    """Two runs' result files joined variant by variant (by spec id; labels for older files): every figure's
+    change and the regressions beyond tolerance and noise (tolerances as fractions: 0.05 = 5 %)."""
+    from rnopt.report.compare import compare_runs as compare
+    from rnopt.report.loading import load_results
+
+    outcome = compare(load_results([baseline]), load_results([current]), latency_tolerance, accuracy_tolerance,
+                      memory_tolerance, allow_missing)
+    return Record("compare", warnings=list(outcome.environment_differences), comparison=outcome).capture_environment()
 
 
 def artifact(model: str, weights: str | None = None, num_classes: int | None = None, labels: str | None = None,
@@ -137,15 +168,18 @@ def load_spec(path: str | Path, spec_id: str | None = None) -> VariantSpec:
     if not isinstance(payload, dict):
         raise RnoptError(f"{path} holds no spec: give a spec file or a report.json rnopt wrote")
     if "schema_version" in payload:
-        record = Record.from_dict(payload)
+        try:
+            record = Record.from_dict(payload)
+        except (TypeError, ValueError) as exc:
+            raise RnoptError(f"{path} is not a record rnopt can read ({exc})") from None
         chosen = [s.chosen_id for s in record.searches if s.chosen_id]
         wanted = spec_id or (chosen[0] if chosen else None)
-        entries = [e for e in record.specs if wanted in (None, e.get("id"))]
+        entries = [s for s in record.specs if wanted in (None, s.id)]
         if len(entries) != 1:
-            ids = ", ".join(str(e.get("id")) for e in record.specs) or "none"
+            ids = ", ".join(s.id for s in record.specs) or "none"
             raise RnoptError(f"{path}: {'no spec ' + repr(wanted) if wanted else 'several specs'} in it "
                              f"(its specs: {ids}): pick one with --id")
-        return VariantSpec.from_dict(entries[0])
+        return entries[0]
     if "artifact" in payload:
         return VariantSpec.from_dict(payload)
     if "source" in payload:
@@ -177,7 +211,7 @@ def build(spec: VariantSpec, output: str | Path, force: bool = False) -> Record:
     with replacing(force):
         store.copy_to(artifact, model)
         write_json(folder / "spec.json", spec_entries([spec])[0])
-    record = Record("build", specs=spec_entries([spec]), warnings=artifact_warnings([spec])).capture_environment()
+    record = Record("build", specs=[spec], warnings=artifact_warnings([spec])).capture_environment()
     chain = [artifact]
     while chain[-1].steps:
         chain.append(chain[-1].parent())
@@ -309,7 +343,7 @@ def bench(specs: list[VariantSpec], config: BenchConfig | None = None, executor:
         outcome = runner.bench(specs, config, on_progress)
     warnings = artifact_warnings(specs) + summarize_warnings(outcome.results) + \
         [f"skipped {f.label}: {f.reason}" for f in outcome.failures]
-    return Record("bench", warnings=warnings, specs=spec_entries(specs), scenario=scenario,
+    return Record("bench", warnings=warnings, specs=list(specs), scenario=scenario,
                   bench_config=config.to_dict(), bench=outcome.results, failures=outcome.failures).capture_environment()
 
 
@@ -330,7 +364,7 @@ def evaluate(specs: list[VariantSpec], data: "str | ImageDataset" = "cifar10", l
     assert isinstance(outcome, EvalOutcome)
     ran = {r.spec_id for r in outcome.section.results}
     warnings = artifact_warnings(specs) + [f"skipped {f.label}: {f.reason}" for f in outcome.failures]
-    record = Record("eval", warnings=warnings, specs=spec_entries([s for s in specs if s.id in ran]))
+    record = Record("eval", warnings=warnings, specs=[s for s in specs if s.id in ran])
     record.add_evaluation(outcome.section, outcome.failures)
     return record.capture_environment()
 
@@ -392,10 +426,9 @@ def embed(spec: VariantSpec, data: str, output: str | Path, batch_size: int = 10
     with replacing(force):
         write_vectors(output, embedded)
     n = len(embedded.paths)
-    details = {"output": str(output), "images": n, "dim": int(embedded.vectors.shape[1]),
-               "skipped": embedded.skipped, "images_per_s": n / embedded.inference_s if embedded.inference_s else None,
-               "images_per_s_with_decoding": n / embedded.wall_s if embedded.wall_s else None,
-               "backend": embedded.backend, "precision": embedded.precision, "batch_size": batch_size}
+    summary = EmbedSummary(str(output), n, int(embedded.vectors.shape[1]), embedded.backend, embedded.precision,
+                           batch_size, n / embedded.inference_s if embedded.inference_s else None,
+                           n / embedded.wall_s if embedded.wall_s else None, list(embedded.skipped))
     warnings = artifact_warnings([spec]) + ([f"skipped {len(embedded.skipped)} unreadable image(s)"]
                                            if embedded.skipped else [])
-    return Record("embed", warnings=warnings, specs=spec_entries([spec]), details=details).capture_environment()
+    return Record("embed", warnings=warnings, specs=[spec], embedded=summary).capture_environment()

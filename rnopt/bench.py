@@ -19,7 +19,8 @@ from rnopt.backends.base import ModelFile, ModelInput, Session
 from rnopt.environment import snapshot
 from rnopt.errors import BatchTooLarge, RnoptError
 from rnopt.machine_load import load_warning
-from rnopt.results import BenchResult, LatencyStats, check_fields
+from rnopt.results import BenchResult, LatencyStats
+from rnopt.schema import check_fields
 from rnopt.spec import VariantSpec
 from rnopt.stats import CI_METHOD, Drift, drift, median_ci, outlier_share
 

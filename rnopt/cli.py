@@ -140,25 +140,14 @@ def _show_warnings(warnings: list[str]) -> None:
 # ---- commands ---------------------------------------------------------------------------------------------
 
 def cmd_models(args: argparse.Namespace) -> None:
-    from rnopt.models import MODELS, count_params_and_macs
-    from rnopt.report.tables import Table
+    from rnopt import api
+    from rnopt.report.tables import models_table
 
     _check_outputs(args, args.json)
-    listing = []
-    for name, spec in MODELS.items():
-        params, macs = count_params_and_macs(spec)
-        w = spec.weights
-        listing.append({"name": name, "family": spec.family, "input_size": spec.preprocessing.crop,
-                        "parameters": params, "multiply_adds": macs, "bundled_weights": w is not None,
-                        "top1_cifar10_jpeg": w.jpeg_top1 if w else None})
-    rows = [[m["name"], m["family"], f"{m['input_size']}x{m['input_size']}", f"{m['parameters'] / 1e6:.2f} M",
-             f"{m['multiply_adds'] / 1e9:.3f} G", "bundled" if m["bundled_weights"] else "none",
-             f"{m['top1_cifar10_jpeg']:.2%}" if m["top1_cifar10_jpeg"] else ""] for m in listing]
+    record = api.describe_models()
     if not args.quiet:
-        print_table(Table("Models (a name without bundled weights takes --weights PATH)",
-                          ["name", "family", "input", "parameters", "multiply-adds", "trained weights",
-                           "top-1 (CIFAR-10 JPEG test set)"], rows))
-    _write_report(args, Record("models", args.command_line, details={"models": listing}).capture_environment())
+        print_table(models_table(record.catalog))
+    _write_report(args, record)
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -206,7 +195,7 @@ def cmd_optimize(args: argparse.Namespace) -> None:
 
 def cmd_quantize(args: argparse.Namespace) -> None:
     from rnopt import api
-    from rnopt.report.tables import accuracy_aware_tables, quantize_table
+    from rnopt.report.tables import accuracy_aware_tables, drop_text, quantize_table
 
     weights_file = Path(args.output).with_suffix(".bin") if args.backend == "openvino" else None
     _check_outputs(args, args.output, args.json, weights_file)
@@ -233,7 +222,7 @@ def cmd_quantize(args: argparse.Namespace) -> None:
     if aware is not None and not aware.met:
         raise RnoptError(f"the bound ({aware.bound}) was not met on {aware.data}: the best model found "
                          f"({len(aware.kept_float)} of {aware.layers_quantized} layers in float, drop "
-                         f"{aware.final_drop:.2f}) is in {args.output}")
+                         f"{drop_text(aware.final_drop, aware.measure)}) is in {args.output}")
 
 
 def _recipe(args: argparse.Namespace):  # noqa: ANN202 - a QuantRecipe (imported on use)
@@ -408,7 +397,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 def cmd_embed(args: argparse.Namespace) -> None:
     from rnopt import api
-    from rnopt.report.tables import Table
+    from rnopt.report.tables import embed_table
 
     _check_outputs(args, args.output, args.json)
     args.models = [args.model]
@@ -420,15 +409,11 @@ def cmd_embed(args: argparse.Namespace) -> None:
         with _executor(args) as executor:
             record = api.embed(spec, args.data, args.output, args.batch_size, args.skip_bad, advance, force=args.force,
                                executor=executor)
-    d = record.details
+    summary = record.embedded
+    assert summary is not None
     if not args.quiet:
-        rows = [["images", f"{d['images']:,}"], ["dimensions", str(d["dim"])],
-                ["runtime", f"{d['backend']} {d['precision']}"],
-                ["images/s (model)", f"{d['images_per_s']:,.0f}"],
-                ["images/s (with decoding)", f"{d['images_per_s_with_decoding']:,.0f}"],
-                ["skipped", str(len(d["skipped"]))]]
-        print_table(Table(f"Embedded {args.data} -> {args.output}", ["", ""], rows))
-    _show_warnings(record.warnings + [f"skipped {line}" for line in d["skipped"][:20]])
+        print_table(embed_table(summary, args.data))
+    _show_warnings(record.warnings + [f"skipped {line}" for line in summary.skipped[:20]])
     _write_report(args, record)
 
 
@@ -452,20 +437,18 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_compare_runs(args: argparse.Namespace) -> None:
-    from dataclasses import asdict
-
-    from rnopt.report.compare import compare_runs, comparison_rows_table
-    from rnopt.report.loading import load_results
+    from rnopt import api
+    from rnopt.report.compare import comparison_rows_table
 
     _check_outputs(args, args.json)
-    baseline, current = load_results([args.baseline]), load_results([args.current])
-    outcome = compare_runs(baseline, current, args.latency_tolerance / 100, args.accuracy_tolerance / 100,
-                           args.memory_tolerance / 100, args.allow_missing)
+    record = api.compare_runs(args.baseline, args.current, args.latency_tolerance / 100,
+                              args.accuracy_tolerance / 100, args.memory_tolerance / 100, args.allow_missing)
+    outcome = record.comparison
+    assert outcome is not None
     if not args.quiet:
         print_table(comparison_rows_table(outcome))
-    _show_warnings(outcome.environment_differences)
-    _write_report(args, Record("compare", args.command_line, warnings=outcome.environment_differences,
-                               details={"rows": [asdict(r) for r in outcome.rows], "regressions": outcome.regressions}).capture_environment())
+    _show_warnings(record.warnings)
+    _write_report(args, record)
     if outcome.regressions:
         raise RnoptError(f"{len(outcome.regressions)} regression(s): " + "; ".join(outcome.regressions[:3]))
     if not args.quiet:
@@ -473,19 +456,14 @@ def cmd_compare_runs(args: argparse.Namespace) -> None:
 
 
 def cmd_backends(args: argparse.Namespace) -> None:
-    from rnopt.backends import describe_backends
-    from rnopt.environment import snapshot
-    from rnopt.report.tables import Table
+    from rnopt import api
+    from rnopt.report.tables import runtimes_table
 
     _check_outputs(args, args.json)
-    env = snapshot()
-    listing = describe_backends()
-    rows = [[b["name"], ", ".join(b["devices"]) or "not usable", ", ".join(b["precisions"]), b["version"] or "",
-             b["notes"]] for b in listing]
+    record = api.describe_runtimes()
     if not args.quiet:
-        print_table(Table("Backends on this machine", ["backend", "devices", "precisions", "version", "notes"],
-                          rows, f"CPU: {env.cpu_model}; ISA: {', '.join(env.isa) or 'none detected'}"))
-    _write_report(args, Record("backends", args.command_line, details={"backends": listing}).capture_environment())
+        print_table(runtimes_table(record.runtimes, record.environment))
+    _write_report(args, record)
 
 
 def cmd_run(args: argparse.Namespace) -> None:

@@ -30,8 +30,9 @@ from rnopt.quantization import AccuracyControl
 from rnopt.quantization.base import CalibrationData, QuantRecipe
 from rnopt.recipes import optimize_step, quantize_aware_step, quantize_step
 from rnopt.quantization.calibration import calibration_data
-from rnopt.results import BenchResult, Record, check_fields
-from rnopt.spec import ArtifactSpec, Step, VariantSpec, spec_entries
+from rnopt.results import BenchResult, ModelUsed, Record
+from rnopt.schema import check_fields
+from rnopt.spec import ArtifactSpec, Step, VariantSpec
 
 DEFAULT_MODEL = "resnet20_cifar10"
 CALIB_SIZE = 500
@@ -184,7 +185,7 @@ def _run_steps(opts: RunOptions, backends: list[str], devices: list[str], skippe
     with record.timing("model files: export, fusion, int8"):
         files = _make_files(opts, backends, model, store, calibration, out, record)
     specs = plan_variants(model, files, backends, devices, opts.threads)
-    record.specs = spec_entries(specs)
+    record.specs = list(specs)
 
     executor: Executor = RayExecutor(opts.cluster) if opts.cluster else InProcessExecutor(store)
     try:
@@ -288,7 +289,6 @@ def _int8_step(opts: RunOptions, toolkit: str, meta: ModelMeta, calibration: Cal
     return quantize_aware_step(toolkit, QuantRecipe(), calibration, opts.accuracy.bound(meta), validation)
 
 
-def model_section(loaded: LoadedModel) -> dict:
-    return {"name": loaded.name, "weights": loaded.weights_source, "weights_sha256": loaded.weights_sha256,
-            "num_classes": len(loaded.class_names), "input_size": loaded.spec.preprocessing.crop,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+def model_section(loaded: LoadedModel) -> ModelUsed:
+    return ModelUsed(loaded.name, loaded.weights_source, loaded.weights_sha256, len(loaded.class_names),
+                     loaded.spec.preprocessing.crop, datetime.now(timezone.utc).isoformat(timespec="seconds"))

@@ -7,22 +7,24 @@ are joined on it, never on the display label. Schema version 2; `rnopt.report.lo
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import math
 import time
-import types
-import typing
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from rnopt.environment import Environment, snapshot
+from rnopt.schema import FRACTION, INTERVAL, LOADERS, NON_NEGATIVE, POSITIVE, RANGES, build
+from rnopt.spec import VariantSpec, spec_entries
 
 # 3: spec ids are stable (rnopt.spec.ID_SCHEME: content, no paths), so results of two runs join on them;
 # 2: ids hashed paths (results join on labels); 1: no record, no ids. rnopt.report.loading reads all three.
 # 4: a file rnopt builds is named by its recipe (source + steps; spec.ID_SCHEME 4), so ids of schema 3 and 4
 # differ for the same variant and join only within one schema.
-SCHEMA_VERSION = 4
+# 5: the same ids as 4; every accuracy figure a fraction (4 wrote tune's, accuracy-aware int8's and sensitivity's
+# in points); specs typed; no free-form "details" (each kind's own typed field). `Record.from_dict` reads 2 to 4.
+SCHEMA_VERSION = 5
+ID_SCHEMES = {3: 3, 4: 4, 5: 4}  # the spec-id scheme (rnopt.spec.ID_SCHEME) each schema's ids follow; 1, 2: paths
 
 
 @dataclass
@@ -348,15 +350,99 @@ class Failure:
 
 
 @dataclass
+class ModelUsed:
+    """The model a `rnopt run` or `tune` started from."""
+
+    name: str
+    weights: str | None = None
+    weights_sha256: str | None = None
+    num_classes: int | None = None
+    input_size: int | None = None
+    created: str = ""
+
+
+@dataclass
+class ModelEntry:
+    """One built-in model, as `rnopt models` lists it."""
+
+    name: str
+    family: str
+    input_size: int
+    parameters: int
+    multiply_adds: int
+    bundled_weights: bool
+    top1_cifar10_jpeg: float | None = None  # the bundled weights' top-1 on the CIFAR-10 JPEG test set
+
+
+@dataclass
+class RuntimeEntry:
+    """One registered runtime on this machine, as `rnopt backends` lists it."""
+
+    name: str
+    devices: list[str]
+    precisions: list[str]
+    version: str | None = None
+    notes: str = ""
+
+
+@dataclass
+class MetricChange:
+    """One figure of a variant in two runs (`rnopt compare-runs`)."""
+
+    key: str
+    metric: str
+    baseline: float | None
+    current: float | None
+    change: float | None  # latency, memory: relative (0.1 = 10 % more); accuracy: fraction (-0.01 = 1 point lost)
+    noise: float | None  # latency: relative change the noise alone could explain
+    verdict: str
+
+
+@dataclass
+class RunComparison:
+    """Two runs joined variant by variant: every figure's change, and those beyond tolerance and noise."""
+
+    rows: list[MetricChange] = field(default_factory=list)
+    regressions: list[str] = field(default_factory=list)
+    environment_differences: list[str] = field(default_factory=list)
+
+
+@dataclass
+class EmbedSummary:
+    """What `rnopt embed` wrote: the vectors file, how many, and how fast."""
+
+    output: str
+    images: int
+    dim: int
+    backend: str
+    precision: str
+    batch_size: int
+    images_per_s: float | None  # by the model alone
+    images_per_s_with_decoding: float | None
+    skipped: list[str] = field(default_factory=list)  # "path: reason" of each image left out
+
+
+@dataclass
+class MergedFrom:
+    """A report merged from several result files (`rnopt report -o x.json`): what it was merged from."""
+
+    sources: list[str] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)
+    models: list[ModelUsed] = field(default_factory=list)
+
+
+@dataclass
 class Record:
-    """What every rnopt command returns and writes as JSON: the specs it ran and its typed results."""
+    """What every rnopt command returns and writes as JSON: the specs it ran and its typed results.
+
+    Every accuracy figure in it (top-1, mAP, a validation score, a drop) is a fraction: 0.9132, never 91.32."""
 
     kind: str
     command: str = ""
     environment: Environment = field(default_factory=Environment.unrecorded)  # capture_environment() sets it
     warnings: list[str] = field(default_factory=list)
-    specs: list[dict[str, Any]] = field(default_factory=list)  # VariantSpec.to_dict() of every variant run
-    model: dict[str, Any] | None = None  # `rnopt run`: the model it started from
+    specs: list[VariantSpec] = field(default_factory=list)  # every variant run (JSON: each with its id)
+    model: ModelUsed | None = None  # `rnopt run` / `tune`: the model it started from
     exports: list[ExportResult] = field(default_factory=list)
     optimizations: list[OptimizeResult] = field(default_factory=list)
     quantizations: list[QuantizeResult] = field(default_factory=list)
@@ -368,7 +454,11 @@ class Record:
     sensitivity: list[SensitivityResult] = field(default_factory=list)  # per-layer int8 sensitivity
     embeddings: list[EmbeddingSection] = field(default_factory=list)  # embedding models: retrieval fidelity
     searches: list[SearchResult] = field(default_factory=list)  # `rnopt tune`: what it tried and chose
-    details: dict[str, Any] = field(default_factory=dict)  # listings: models, backends, compare-runs rows
+    catalog: list[ModelEntry] = field(default_factory=list)  # `rnopt models`
+    runtimes: list[RuntimeEntry] = field(default_factory=list)  # `rnopt backends`
+    comparison: RunComparison | None = None  # `rnopt compare-runs`
+    embedded: EmbedSummary | None = None  # `rnopt embed`
+    merged: MergedFrom | None = None  # `rnopt report -o x.json`
     folder: str | None = None  # `rnopt run` / `rnopt tune`: the folder holding its model files and reports
     step_times_s: dict[str, float] = field(default_factory=dict)  # `rnopt run` / `tune`: each step's wall time
 
@@ -382,7 +472,34 @@ class Record:
             self.step_times_s[step] = round(self.step_times_s.get(step, 0.0) + time.perf_counter() - start, 2)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema_version": SCHEMA_VERSION, **asdict(self)}
+        return {"schema_version": SCHEMA_VERSION, **asdict(replace(self, specs=[])), "specs": spec_entries(self.specs)}
+
+    def save(self, path: "str | Path", force: bool = False) -> Path:
+        """Write this record as JSON to `path` (atomically; an existing file is replaced only with `force`)."""
+        from rnopt.fileio import check_writable_output, replacing, write_json
+
+        check_writable_output(path, force)
+        with replacing(force):
+            write_json(path, self.to_dict())
+        return Path(path)
+
+    def to_markdown(self) -> str:
+        """This record as a Markdown report (what `rnopt report x.json -o x.md` writes)."""
+        return _render("markdown", self)
+
+    def to_html(self) -> str:
+        """This record as a self-contained HTML report, plots inlined (what `rnopt report x.json` writes)."""
+        return _render("html", self)
+
+    def spec(self, spec_id: str) -> VariantSpec:
+        """The spec of this record with id `spec_id`."""
+        from rnopt.errors import RnoptError
+
+        for spec in self.specs:
+            if spec.id == spec_id:
+                return spec
+        raise RnoptError(f"no spec {spec_id!r} in this {self.kind} record (its specs: "
+                         f"{', '.join(s.id for s in self.specs) or 'none'})")
 
     def add_step_result(self, result: "ExportResult | OptimizeResult | QuantizeResult") -> None:
         """A model-file step's own result, in the section of its kind."""
@@ -406,156 +523,109 @@ class Record:
 
     @classmethod
     def from_dict(cls, payload: dict[str, Any]) -> "Record":
+        """A record from its JSON, checked field by field; files of schema 2 to 4 are read in today's shape."""
+        version = payload.get("schema_version") if isinstance(payload, dict) else None
+        if isinstance(version, int) and not isinstance(version, bool) and 2 <= version < SCHEMA_VERSION:
+            payload = upgraded(payload, version)
         return build(cls, payload)
 
 
-
-# The ranges readers rely on: a result file may come from anywhere and say anything, so these are checked when it
-# is read (besides every field's type), and a file that breaks one is refused by name rather than crashing a
-# renderer or a division later.
-_POSITIVE, _NON_NEGATIVE, _FRACTION, _INTERVAL = "positive", "zero or more", "a fraction (0 to 1)", "interval"
-_RANGES: dict[str, dict[str, str]] = {
-    "LatencyStats": {**{f: _POSITIVE for f in ("mean", "p50", "p90", "p95", "p99", "min", "max")},
-                     "stdev": _NON_NEGATIVE},
-    "BenchResult": {"batch_size": _POSITIVE, "iterations": _POSITIVE, "throughput_ips": _POSITIVE,
-                    "streams": _POSITIVE, "threads": _NON_NEGATIVE, "p50_ci_ms": _INTERVAL, "p50_ci": _NON_NEGATIVE,
-                    "total_time_s": _NON_NEGATIVE, "rounds": _NON_NEGATIVE},
-    "EvalResult": {"top1": _FRACTION, "top5": _FRACTION, "n": _POSITIVE},
-    "Comparison": {"agreement": _FRACTION},
-    "RetrievalResult": {"n": _POSITIVE, "dim": _POSITIVE},
-    "Candidate": {"p50_ci_ms": _INTERVAL, "p50_ms": _POSITIVE, "throughput_ips": _POSITIVE, "batch_size": _POSITIVE},
-}
-MAX_DEPTH = 32  # free-form objects (settings, listings) nested deeper than this are refused
-MAX_MAGNITUDE = 1e300  # numbers beyond it (10**400 as an integer) are refused, not overflowed later
+# Renderers register themselves here when their module (rnopt.report.html, rnopt.report.markdown) is imported. This
+# module never imports them by name: results are the contract the renderers read, and nothing that computes a
+# result depends on how it is drawn.
+RENDERERS: dict[str, Callable[[Record], str]] = {}
 
 
-def build(cls: type, data: Any) -> Any:
-    """Instantiate dataclass `cls` from plain JSON data, recursing into nested dataclasses and lists; every
-    field's type and the ranges in `_RANGES` are checked (TypeError or ValueError naming the field).
+def _render(fmt: str, record: Record) -> str:
+    if fmt not in RENDERERS:
+        import importlib
 
-    Unknown keys are ignored, so files from a newer rnopt with extra fields still load.
-    """
-    if not isinstance(data, dict):
-        raise TypeError(f"{cls.__name__} expects an object, got {_shown(data)}")
-    hints = typing.get_type_hints(cls)
-    ranges = _RANGES.get(cls.__name__, {})
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name in data:
-            try:
-                kwargs[f.name] = _convert(hints[f.name], data[f.name])
-                _check_range(ranges.get(f.name), kwargs[f.name])
-            except (TypeError, ValueError) as exc:
-                raise type(exc)(f"{cls.__name__}.{f.name}: {exc}") from None
-    try:
-        return cls(**kwargs)
-    except TypeError:  # a required field left out
-        missing = [f.name for f in dataclasses.fields(cls) if f.name not in kwargs
-                   and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-        raise TypeError(f"{cls.__name__} lacks {', '.join(missing)}") from None
+        importlib.import_module(f"rnopt.report.{fmt}")  # the renderer, loaded only when a report is asked for
+    return RENDERERS[fmt](record)
 
 
-def _check_range(rule: str | None, value: Any) -> None:
-    if rule is None or value is None:
-        return
-    if rule == _INTERVAL:
-        if len(value) != 2 or not 0 <= value[0] <= value[1]:
-            raise ValueError(f"expected an interval [low, high] with 0 <= low <= high, got {_shown(value)}")
-        return
-    ok = {_POSITIVE: value > 0, _NON_NEGATIVE: value >= 0, _FRACTION: 0 <= value <= 1}[rule]
-    if not ok:
-        raise ValueError(f"expected {rule}, got {_shown(value)}")
+# What each kind of record kept in its "details" object before schema 5 typed it.
+_DETAILS = {"models": ("catalog", "models"), "backends": ("runtimes", "backends"), "embed": ("embedded", None),
+            "report": ("merged", None), "compare": ("comparison", None)}
+_IN_POINTS = ("top-1", "mAP")  # measures whose scores schema 4 and older wrote in points (91.3, not 0.913)
 
 
-def _shown(value: Any) -> str:
-    return "null" if value is None else f"{value!r:.40}"
+def upgraded(payload: dict[str, Any], version: int) -> dict[str, Any]:
+    """A record of an older schema in today's shape: its specs dropped where their ids followed another scheme,
+    its "details" in the typed field of its kind, and accuracy in points turned into fractions."""
+    payload = dict(payload)
+    if version < 4:  # ids hashed paths (2) or content before recipes (3): no spec of today rebuilds from them
+        payload["specs"] = []
+    details = payload.pop("details", None)
+    if isinstance(details, dict) and payload.get("kind") in _DETAILS:
+        name, key = _DETAILS[payload["kind"]]
+        payload[name] = details.get(key) if key else details
+    return _scores_as_fractions(payload)
 
 
-def _convert(hint: Any, value: Any, depth: int = 0) -> Any:
-    """`value` as `hint` says, checked: result files are read from anywhere, so their types are not trusted."""
-    if depth > MAX_DEPTH:
-        raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
-    if hint is Any:
-        return _free_form(value, depth)
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(hint)
-        if value is None:
-            if type(None) in args:
-                return None
-            raise TypeError("expected a value, got null")
-        inner = [a for a in args if a is not type(None)]
-        return _convert(inner[0], value, depth) if len(inner) == 1 else _free_form(value, depth)
-    if value is None:
-        raise TypeError(f"expected {_type_name(hint)}, got null")
-    if origin is list:
-        if not isinstance(value, list):
-            raise TypeError(f"expected a list, got {_shown(value)}")
-        (item,) = typing.get_args(hint)
-        return [_convert(item, v, depth + 1) for v in value]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise TypeError(f"expected an object, got {_shown(value)}")
-        _, item = typing.get_args(hint)
-        return {_convert(str, k, depth + 1): _convert(item, v, depth + 1) for k, v in value.items()}
-    if dataclasses.is_dataclass(hint):  # an instance checked itself when it was made
-        return value if isinstance(value, hint) else build(hint, value)
-    if hint in (int, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
-            raise TypeError(f"expected a finite number, got {_shown(value)}")
-        if hint is int and not isinstance(value, int):
-            raise TypeError(f"expected a whole number, got {_shown(value)}")
-        return value
-    if hint is str and not isinstance(value, str):
-        raise TypeError(f"expected text, got {_shown(value)}")
-    if hint is bool and not isinstance(value, bool):
-        raise TypeError(f"expected true or false, got {_shown(value)}")
-    return value
+def _scores_as_fractions(payload: dict[str, Any]) -> dict[str, Any]:
+    """Schema 4 and older: tune, accuracy-aware int8 and sensitivity wrote top-1 and mAP in points."""
+    def scaled(obj: Any, fields: tuple[str, ...], measure: Any, relative: bool = False) -> Any:
+        if not isinstance(obj, dict) or (measure not in _IN_POINTS and not relative):
+            return obj
+        return {k: v / 100 if k in fields and isinstance(v, (int, float)) and not isinstance(v, bool) else v
+                for k, v in obj.items()}
+
+    def each(items: Any) -> list:
+        return items if isinstance(items, list) else []
+
+    searches = []
+    for s in each(payload.get("searches")):
+        if isinstance(s, dict):
+            s = scaled(s, ("reference_score",), s.get("measure"))
+            relative = "% of float" in str(s.get("bound"))
+            s["candidates"] = [scaled(scaled(c, ("score",), s.get("measure")), ("drop",), s.get("measure"), relative)
+                               for c in each(s.get("candidates"))]
+        searches.append(s)
+    quantizations = []
+    for q in each(payload.get("quantizations")):
+        aware = q.get("accuracy_aware") if isinstance(q, dict) else None
+        if isinstance(aware, dict):
+            m, relative = aware.get("measure"), aware.get("drop_type") == "relative"
+            aware = scaled(aware, ("float_score", "int8_score", "final_score", "test_float_score", "test_int8_score",
+                                   "test_score"), m)
+            aware = scaled(aware, ("final_drop", "max_drop"), m, relative)
+            aware["steps"] = [scaled(scaled(step, ("score",), m), ("drop",), m, relative)
+                              for step in each(aware.get("steps"))]
+            q = {**q, "accuracy_aware": aware}
+        quantizations.append(q)
+    sensitivity = []
+    for r in each(payload.get("sensitivity")):
+        if isinstance(r, dict):
+            r = scaled(r, ("float_score", "int8_score"), r.get("measure"))
+            r["layers"] = [scaled(q, ("score_change",), r.get("measure")) for q in each(r.get("layers"))]
+        sensitivity.append(r)
+    return {**payload, **{k: v for k, v in (("searches", searches), ("quantizations", quantizations),
+                                            ("sensitivity", sensitivity)) if k in payload}}
 
 
-def _finite(value: int | float) -> bool:
-    try:
-        return math.isfinite(value) and abs(float(value)) <= MAX_MAGNITUDE
-    except OverflowError:  # an integer too large for a float
-        return False
-
-
-def _free_form(value: Any, depth: int) -> Any:
-    """JSON of any shape (settings, listings): only JSON's own types, finite numbers, bounded depth."""
-    if depth > MAX_DEPTH:
-        raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
-    if isinstance(value, dict):
-        return {_convert(str, k, depth + 1): _free_form(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_free_form(v, depth + 1) for v in value]
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and not _finite(value):
-        raise TypeError(f"expected a finite number, got {_shown(value)}")
-    return value
-
-
-def _type_name(hint: Any) -> str:
-    if dataclasses.is_dataclass(hint):
-        return f"an object ({hint.__name__})"
-    return {int: "a whole number", float: "a number", str: "text", bool: "true or false"}.get(hint, "a value")
-
-
-def check_fields(obj: Any) -> None:
-    """The public constructors' check (BenchConfig, RunOptions, TuneOptions, AccuracyControl, specs): every field
-    of dataclass `obj` holds its annotated type, else one RnoptError naming the field. A path field also takes
-    text, turned into a Path."""
-    from pathlib import Path
-
+def _spec_entry(entry: dict[str, Any]) -> VariantSpec:
+    """A record's spec entry; its stored id must be the one its content hashes to (a hand edit is refused)."""
     from rnopt.errors import RnoptError
 
-    hints = typing.get_type_hints(type(obj))
-    for f in dataclasses.fields(obj):
-        value, hint = getattr(obj, f.name), hints[f.name]
-        if Path in (hint, *typing.get_args(hint)) and isinstance(value, (str, Path)):
-            object.__setattr__(obj, f.name, Path(value))
-            continue
-        if dataclasses.is_dataclass(hint) and isinstance(value, hint) or typing.get_origin(hint) is Callable:
-            continue
-        try:
-            _convert(hint, value)
-        except (TypeError, ValueError) as exc:
-            raise RnoptError(f"{type(obj).__name__}.{f.name}: {exc}") from None
+    spec = VariantSpec.from_dict(entry)
+    if "id" in entry and entry["id"] != spec.id:
+        raise RnoptError(f"spec {entry['id']!r:.20} does not match its content (which hashes to {spec.id}): "
+                         f"the file was edited, or written under another id scheme")
+    return spec
+
+
+LOADERS[VariantSpec] = _spec_entry
+
+
+RANGES.update({
+    "LatencyStats": {**{f: POSITIVE for f in ("mean", "p50", "p90", "p95", "p99", "min", "max")},
+                     "stdev": NON_NEGATIVE},
+    "BenchResult": {"batch_size": POSITIVE, "iterations": POSITIVE, "throughput_ips": POSITIVE,
+                    "streams": POSITIVE, "threads": NON_NEGATIVE, "p50_ci_ms": INTERVAL, "p50_ci": NON_NEGATIVE,
+                    "total_time_s": NON_NEGATIVE, "rounds": NON_NEGATIVE},
+    "EvalResult": {"top1": FRACTION, "top5": FRACTION, "n": POSITIVE},
+    "Comparison": {"agreement": FRACTION},
+    "RetrievalResult": {"n": POSITIVE, "dim": POSITIVE},
+    "Candidate": {"p50_ci_ms": INTERVAL, "p50_ms": POSITIVE, "throughput_ips": POSITIVE, "batch_size": POSITIVE},
+})

@@ -44,8 +44,9 @@ from rnopt.quantization import QUANTIZERS, AccuracyControl, QuantRecipe
 from rnopt.recipes import optimize_step, quantize_aware_step, quantize_step
 from rnopt.quantization.base import CalibrationData
 from rnopt.quantization.calibration import calibration_data
-from rnopt.results import BenchResult, Candidate, Failure, Record, SearchResult, check_fields
-from rnopt.spec import ArtifactSpec, VariantSpec, format_suffix, spec_entries
+from rnopt.results import BenchResult, Candidate, Failure, Record, SearchResult
+from rnopt.schema import check_fields
+from rnopt.spec import ArtifactSpec, VariantSpec, format_suffix
 
 OBJECTIVES = {"latency": 1, "throughput": 32}  # objective -> its default batch size
 # The int8 recipes the search tries with ONNX Runtime's quantizer; each file also runs on OpenVINO, and NNCF's
@@ -238,7 +239,7 @@ def _time_and_choose(opts: TuneOptions, record: Record, specs: list[VariantSpec]
                      test_name: str | None, out: Path, executor: Executor, start: float) -> None:
     """The candidates within the bound timed, the fastest chosen (ties: the better score), verdicts given, and
     the final figures of the reference and the choice on the test set."""
-    record.specs = spec_entries(specs)
+    record.specs = list(specs)
     reference, reference_score = specs[0], scores[specs[0].id]
     candidates = {s.id: _candidate(s, scores.get(s.id), reference_score, bound) for s in specs}
     with progress.task("timing the candidates within the bound", None) as advance, record.timing("timing"):

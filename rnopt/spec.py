@@ -21,7 +21,7 @@ from typing import Any
 from rnopt.backends import RuntimeConfig, config_class
 from rnopt.errors import RnoptError
 from rnopt.preprocessing import HEADS
-from rnopt.results import check_fields
+from rnopt.schema import check_fields
 
 DEVICES = ("cpu", "cuda")
 # What an id hashes, versioned: 3 = content, no paths, defaults left out (rnopt 0.1's ids hashed paths);

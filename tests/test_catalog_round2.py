@@ -426,7 +426,7 @@ def test_two_files_of_one_name_join_by_their_ids(cli, hostile2, tmp_path):
     out = tmp_path / "gate.json"
     r = cli("compare-runs", hostile2 / "base.json", hostile2 / "same-label.json", "--json", out)
     assert r.code == 0, r.err
-    rows = [row for row in json.loads(out.read_text())["details"]["rows"] if row["metric"] == "p50 latency ms"]
+    rows = [row for row in json.loads(out.read_text())["comparison"]["rows"] if row["metric"] == "p50 latency ms"]
     assert sorted(row["verdict"] for row in rows) in (["new", "same"], ["new", "within noise"])
 
 

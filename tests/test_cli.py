@@ -26,7 +26,7 @@ def test_export_optimize_quantize_bench_eval_chain(cli, tmp_path):
     r = cli("export", "resnet20_cifar10", "-o", m, "--json", tmp_path / "export.json")
     assert r.code == 0, r.err
     export = json.loads((tmp_path / "export.json").read_text())
-    assert export["schema_version"] == 4 and export["kind"] == "export"
+    assert export["schema_version"] == 5 and export["kind"] == "export"
     assert [c["batch_size"] for c in export["exports"][0]["checks"]] == [1, 3]
     env = export["environment"]
     assert isinstance(env["isa"], list) and env["logical_cores"] >= 1
@@ -75,7 +75,7 @@ def test_run_end_to_end_writes_report(cli, tmp_path):
     assert r.code == 0, r.err
     [run] = list(tmp_path.iterdir())
     report = json.loads((run / "report.json").read_text())
-    assert report["kind"] == "run" and report["schema_version"] == 4
+    assert report["kind"] == "run" and report["schema_version"] == 5
     [export], [ort_int8, nncf_int8] = report["exports"], report["quantizations"]
     assert export["passed"] and ort_int8["calib_data"] == "cifar10-calib"
     models = {b["model"] for b in report["bench"]}

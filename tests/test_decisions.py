@@ -118,10 +118,11 @@ def _row(tensor: str, noise: float) -> QuantizerSensitivity:
     return QuantizerSensitivity(tensor, "activation", 0, [f"node_{tensor}"], "", 20.0, 10.0, noise)
 
 
-# Validation top-1 with these groups in float; the reference scores 85, full int8 60, the bound is 1 point.
-SCORES = {frozenset(): 60.0, frozenset({"B"}): 70.0, frozenset({"B", "C"}): 70.0,
-          frozenset({"B", "A"}): 84.5, frozenset({"A"}): 61.0, frozenset({"C"}): 60.5,
-          frozenset({"A", "C"}): 61.5, frozenset({"B", "A", "C"}): 84.6}
+# Validation top-1 (a fraction, as every score) with these groups in float; the reference scores 0.85, full int8
+# 0.60, the bound is 1 point.
+SCORES = {frozenset(): 0.60, frozenset({"B"}): 0.70, frozenset({"B", "C"}): 0.70,
+          frozenset({"B", "A"}): 0.845, frozenset({"A"}): 0.61, frozenset({"C"}): 0.605,
+          frozenset({"A", "C"}): 0.615, frozenset({"B", "A", "C"}): 0.846}
 
 
 def _scored(tried: list[frozenset]):
@@ -140,30 +141,30 @@ def test_the_most_sensitive_group_goes_back_to_float_first():
 def test_the_revert_loop_keeps_only_improving_steps_until_the_bound_holds():
     tried: list[frozenset] = []
     state, steps = revert_loop([_row("B", 2.0), _row("C", 0.5), _row("A", 0.1)], _scored(tried),
-                               AccuracyBound("top-1", 1.0), 85.0, _State([], 60.0, Path("full")), None, [])
+                               AccuracyBound("top-1", 1.0), 0.85, _State([], 0.60, Path("full")), None, [])
     # B helps (kept); C on top of B scores the same (no better: undone); A on top of B meets the bound.
     assert tried == [{"B"}, {"B", "C"}, {"B", "A"}]
     assert [(s.target, s.kept) for s in steps] == [("B", True), ("C", False), ("A", True)]
-    assert state.float_nodes == ["node_B", "node_A"] and state.score == 84.5
-    assert [s.drop for s in steps] == pytest.approx([15.0, 15.0, 0.5])
+    assert state.float_nodes == ["node_B", "node_A"] and state.score == 0.845
+    assert [s.drop for s in steps] == pytest.approx([0.15, 0.15, 0.005])
 
 
 def test_the_revert_loop_stops_at_max_steps_and_skips_excluded_nodes():
     tried: list[frozenset] = []
     state, steps = revert_loop([_row("B", 2.0), _row("C", 0.5), _row("A", 0.1)], _scored(tried),
-                               AccuracyBound("top-1", 1.0), 85.0, _State([], 60.0, Path("full")), 1, [])
-    assert len(steps) == 1 and state.score == 70.0
+                               AccuracyBound("top-1", 1.0), 0.85, _State([], 0.60, Path("full")), 1, [])
+    assert len(steps) == 1 and state.score == 0.70
     tried.clear()
     _, steps = revert_loop([_row("B", 2.0), _row("C", 0.5), _row("A", 0.1)], _scored(tried),
-                           AccuracyBound("top-1", 1.0), 85.0, _State([], 60.0, Path("full")), None, ["node_B"])
+                           AccuracyBound("top-1", 1.0), 0.85, _State([], 0.60, Path("full")), None, ["node_B"])
     assert [s.target for s in steps] == ["C", "A"] and tried == [{"C"}, {"C", "A"}]
 
 
 def test_a_bound_met_before_any_step_reverts_nothing():
     tried: list[frozenset] = []
-    state, steps = revert_loop([_row("B", 2.0)], _scored(tried), AccuracyBound("top-1", 30.0), 85.0,
-                               _State([], 60.0, Path("full")), None, [])
-    assert steps == [] and tried == [] and state.score == 60.0
+    state, steps = revert_loop([_row("B", 2.0)], _scored(tried), AccuracyBound("top-1", 30.0), 0.85,
+                               _State([], 0.60, Path("full")), None, [])
+    assert steps == [] and tried == [] and state.score == 0.60
 
 
 def test_test_figures_score_each_model_on_the_test_data():
@@ -184,17 +185,23 @@ def test_test_figures_score_each_model_on_the_test_data():
 # --- bounds and NNCF's units ---------------------------------------------------------------------------------------
 
 def test_bounds_in_both_units_and_their_inverse():
+    """The bound is given in points (or % of float's score); scores and drops are fractions."""
     absolute, relative = AccuracyBound("top-1", 2.0), AccuracyBound("top-1", 2.0, "relative")
-    assert absolute.drop(80.0, 79.0) == pytest.approx(1.0) and relative.drop(80.0, 79.0) == pytest.approx(1.25)
-    assert absolute.drop(80.0, 81.0) == pytest.approx(-1.0)  # a gain is a negative drop, never a positive one
-    assert absolute.met(80.0, 78.0) and not absolute.met(80.0, 77.9)
-    assert relative.met(80.0, 78.4) and not relative.met(80.0, 78.3)  # 2 % of 80 is 1.6 points
-    assert absolute.score_at(80.0, 1.5) == pytest.approx(78.5) and relative.score_at(80.0, 2.5) == pytest.approx(78.0)
+    assert absolute.limit == pytest.approx(0.02) and relative.limit == pytest.approx(0.02)
+    assert absolute.drop(0.80, 0.79) == pytest.approx(0.01) and relative.drop(0.80, 0.79) == pytest.approx(0.0125)
+    assert absolute.drop(0.80, 0.81) == pytest.approx(-0.01)  # a gain is a negative drop, never a positive one
+    assert absolute.met(0.80, 0.78) and not absolute.met(0.80, 0.779)
+    assert relative.met(0.80, 0.784) and not relative.met(0.80, 0.783)  # 2 % of 0.80 is 1.6 points
+    assert absolute.score_at(0.80, 0.015) == pytest.approx(0.785)
+    assert relative.score_at(0.80, 0.025) == pytest.approx(0.78)
+    cosine = AccuracyBound.min_cosine(0.99)  # a cosine is no points: its drop is bounded as it is
+    assert cosine.limit == pytest.approx(0.01) and cosine.met(1.0, 0.99) and not cosine.met(1.0, 0.9899)
 
 
-@pytest.mark.parametrize("drop_type, given, expected", [("absolute", 0.5, 0.5), ("relative", 2.0, 0.02)])
+@pytest.mark.parametrize("drop_type, given, expected", [("absolute", 0.5, 0.005), ("relative", 2.0, 0.02)])
 def test_nncf_is_given_the_bound_in_its_own_units(monkeypatch, fp32_onnx, drop_type, given, expected):
-    """NNCF takes an absolute drop in the metric's units (points here) and a relative one as a fraction."""
+    """NNCF takes an absolute drop in the metric's units (a fraction of top-1 here) and a relative one as a
+    fraction; the record holds the bound as a fraction too."""
     nncf = pytest.importorskip("nncf")
     import openvino as ov
 
@@ -219,10 +226,10 @@ def test_nncf_is_given_the_bound_in_its_own_units(monkeypatch, fp32_onnx, drop_t
     [kwargs] = calls
     assert kwargs["max_drop"] == pytest.approx(expected)
     assert kwargs["drop_type"] == (nncf.DropType.RELATIVE if drop_type == "relative" else nncf.DropType.ABSOLUTE)
-    assert report.max_drop == given and report.drop_type == drop_type
+    assert report.max_drop == pytest.approx(expected) and report.drop_type == drop_type
 
 
-@pytest.mark.parametrize("drop_type, logged, drop", [("absolute", 0.7, 0.7), ("relative", 0.007, 0.7)])
+@pytest.mark.parametrize("drop_type, logged, drop", [("absolute", 0.007, 0.007), ("relative", 0.007, 0.007)])
 def test_nncf_logged_drops_come_back_in_rnopt_units(drop_type, logged, drop):
     from rnopt.quantization.openvino import _read_nncf_log
 
@@ -232,9 +239,9 @@ def test_nncf_logged_drops_come_back_in_rnopt_units(drop_type, logged, drop):
            f"Accuracy drop with the new quantization scope is {logged}",
            "Reverted 1 operations to the floating-point precision: \n\tconv_9",
            "Accuracy drop with the new quantization scope is 0.0001"]
-    steps, layers, kept = _read_nncf_log(log, bound, 80.0, 79.99)
+    steps, layers, kept = _read_nncf_log(log, bound, 0.80, 0.7999)
     assert layers == 30 and kept == ["conv_7", "conv_9"]
-    assert steps[0].drop == pytest.approx(drop) and steps[0].score == pytest.approx(bound.score_at(80.0, drop))
+    assert steps[0].drop == pytest.approx(drop) and steps[0].score == pytest.approx(bound.score_at(0.80, drop))
 
 
 # --- timing statistics ----------------------------------------------------------------------------------------------

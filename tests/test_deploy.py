@@ -96,7 +96,7 @@ def _same(deployed: list[dict], expected: list[tuple[list[int], np.ndarray]], im
 def test_tune_leaves_a_deploy_folder_that_runs_without_rnopt(tuned, images, run_without):
     record = Record.from_dict(json.loads((tuned / "report.json").read_text()))
     search = record.searches[0]
-    spec = VariantSpec.from_dict(next(e for e in record.specs if e["id"] == search.chosen_id))
+    spec = record.spec(search.chosen_id)
     deploy = tuned / "deploy"
     model = _model_in(deploy)
     assert {"deploy.py", "deploy.md"} <= {p.name for p in deploy.iterdir()}
@@ -122,7 +122,7 @@ def test_each_runtimes_deploy_script_gives_rnopts_outputs(tuned, images, run_wit
 
     record = Record.from_dict(json.loads((tuned / "report.json").read_text()))
     search = record.searches[0]
-    specs = [VariantSpec.from_dict(e) for e in record.specs]
+    specs = record.specs
     spec = next(s for s in specs if s.runtime == runtime and s.artifact.quantized and s.artifact.file_suffix == suffix)
     search.chosen_id = spec.id
     search.chosen_file = str(tuned / spec.label.split(" ")[0])

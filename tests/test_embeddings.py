@@ -106,7 +106,7 @@ def test_embed_writes_vectors_and_names_bad_images(cli, tmp_path, feature_files,
     assert data["vectors"].shape == (18, 64) and len(data["paths"]) == 18 and "cat/broken.jpg" not in data["paths"]
     assert sorted(set(data["class_names"])) == ["airplane", "cat", "ship"]
     assert json.loads(str(data["meta"]))["model"]["head"] == "features"
-    details = json.loads((tmp_path / "e.json").read_text())["details"]
+    details = json.loads((tmp_path / "e.json").read_text())["embedded"]
     assert details["skipped"] == ["cat/broken.jpg: not a jpeg"] or details["skipped"][0].startswith("cat/broken.jpg")
     assert details["images_per_s"] > 0
     r = cli("embed", "resnet20_cifar10", folder, "-o", tmp_path / "w.npz")  # logits model: refused

@@ -206,12 +206,17 @@ def test_build_writes_a_specs_file_into_a_folder_and_refuses_to_replace_it(cli, 
     r = cli("build", tmp_path / "spec.json", "-o", out)
     assert r.code == 1 and "already exists" in r.err and (out / "model.onnx").read_bytes() == before
     # a record with several specs: one is picked by id, else the command says which there are
-    run = {"schema_version": 4, "kind": "bench", "specs": [{"id": spec.id, **spec.to_dict()},
-                                                           {"id": "other", **VariantSpec(spec.artifact.parent(),
-                                                                                         "onnxruntime").to_dict()}]}
+    other = VariantSpec(spec.artifact.parent(), "onnxruntime")
+    run = {"schema_version": 5, "kind": "bench", "specs": [{"id": spec.id, **spec.to_dict()},
+                                                           {"id": other.id, **other.to_dict()}]}
     (tmp_path / "bench.json").write_text(json.dumps(run))
     r = cli("build", tmp_path / "bench.json", "-o", tmp_path / "x")
-    assert r.code == 1 and f"several specs in it (its specs: {spec.id}, other): pick one with --id" in r.err
+    assert r.code == 1 and f"several specs in it (its specs: {spec.id}, {other.id}): pick one with --id" in r.err
     assert not (tmp_path / "x").exists()
-    assert cli("build", tmp_path / "bench.json", "--id", "other", "-o", tmp_path / "x", "--quiet").code == 0
+    assert cli("build", tmp_path / "bench.json", "--id", other.id, "-o", tmp_path / "x", "--quiet").code == 0
+    # an entry whose id is not its content's (edited by hand) is refused by name, not silently renamed
+    run["specs"][1]["id"] = "other"
+    (tmp_path / "edited.json").write_text(json.dumps(run))
+    r = cli("build", tmp_path / "edited.json", "--id", "other", "-o", tmp_path / "y")
+    assert r.code == 1 and "does not match its content" in r.err and not (tmp_path / "y").exists()
     assert "optimize" not in ";".join(model_meta(tmp_path / "x" / "model.onnx").history)

@@ -156,7 +156,7 @@ def test_slower_and_less_accurate_runs_fail_the_gate(cli, run_report, tmp_path):
     assert "regression" in r.err and "slower" in r.out and "less accurate" in r.out
     assert "environments differ (onnxruntime" in r.err
     gate = json.loads((tmp_path / "c.json").read_text())
-    assert len(gate["details"]["regressions"]) == len(payload["bench"]) + 1
+    assert len(gate["comparison"]["regressions"]) == len(payload["bench"]) + 1
     r = cli("compare-runs", tmp_path / "base.json", tmp_path / "cur.json", "--latency-tolerance", "60",
             "--accuracy-tolerance", "3")
     assert r.code == 0, r.err

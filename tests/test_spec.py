@@ -95,7 +95,7 @@ def test_bench_and_eval_join_on_spec_ids_across_commands(cli, tmp_path, fp32_onn
     assert cli("eval", fp32_onnx, int8_onnx, "--limit", "200", "--json", tmp_path / "e.json").code == 0
     bench = json.loads((tmp_path / "b.json").read_text())
     ev = json.loads((tmp_path / "e.json").read_text())
-    assert bench["schema_version"] == 4 and {s["id"] for s in ev["specs"]} <= {s["id"] for s in bench["specs"]}
+    assert bench["schema_version"] == 5 and {s["id"] for s in ev["specs"]} <= {s["id"] for s in bench["specs"]}
     from rnopt.report.headline import variant_points
 
     points = variant_points(load_results([tmp_path / "b.json", tmp_path / "e.json"]))
@@ -114,7 +114,7 @@ def test_version_1_files_still_load_render_and_gate(cli, tmp_path):
     # and a v1 file merged into a v2 one keeps all of it
     assert cli("report", V1_RUN, "-o", tmp_path / "merged.json").code == 0
     merged = Record.from_dict(json.loads((tmp_path / "merged.json").read_text()))
-    assert merged.kind == "report" and len(merged.bench) == 14 and merged.details["models"][0]["name"]
+    assert merged.kind == "report" and len(merged.bench) == 14 and merged.merged and merged.merged.models[0].name
 
 
 def test_export_checks_relative_to_the_largest_logit(cli, tmp_path):
@@ -263,7 +263,7 @@ def test_a_runtime_added_from_outside_runs_through_the_planner(tmp_path, fp32_on
         [comparison] = accuracy.evals[0].comparisons
         assert mine.backend == "numpy" and mine.n == 100 and mine.top1 == ort.top1
         assert comparison.agreement == 1.0 and comparison.max_abs_logit_diff < 1e-4
-        assert "numpy" in {entry["name"] for entry in rnopt.list_runtimes()}
+        assert "numpy" in {entry.name for entry in rnopt.list_runtimes()}
         with pytest.raises(RnoptError, match="dtype must be float32 or float64"):
             VariantSpec.build(specs[1].artifact, "numpy", dtype="int8")
     finally:

@@ -13,7 +13,8 @@ from rnopt.accuracy import AccuracyBound, checked_measure, validation_set
 from rnopt.errors import RnoptError
 from rnopt.onnx_model import ModelMeta
 from rnopt.quantization.base import CalibrationData, LayerTimer, QuantRecipe, Quantizer
-from rnopt.results import QuantizeResult, check_fields
+from rnopt.results import QuantizeResult
+from rnopt.schema import check_fields
 
 @dataclass(frozen=True)
 class Toolkit:

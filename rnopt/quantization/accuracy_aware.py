@@ -79,7 +79,7 @@ def accuracy_aware_int8(prepared: Builder, output: Path, meta: ModelMeta, bound:
     layers = quantized_layers(load_onnx(full))
     reverted_layers = [n for n in best.float_nodes if n in layers]
     report = AccuracyAwareResult(
-        "onnxruntime", bound.measure, bound.describe(), bound.max_drop, bound.drop_type, validation.name,
+        "onnxruntime", bound.measure, bound.describe(), bound.limit, bound.drop_type, validation.name,
         len(validation), reference, full_score, best.score, bound.drop(reference, best.score),
         bound.met(reference, best.score), len(layers), reverted_layers, steps,
         "ONNX Runtime runs the reverted layers in fp32")

@@ -134,7 +134,7 @@ def _accuracy_control(core, source: Path, full: Path, calibration: CalibrationDa
                     float_model, nncf.Dataset([image[None] for image in calibration.images]),
                     nncf.Dataset([(i,) for i in range(len(validation))]),
                     _validation_fn(measure, validation, reference),
-                    max_drop=bound.max_drop / 100 if relative else bound.max_drop,
+                    max_drop=bound.limit,  # fractions, as the validation function's scores
                     drop_type=nncf.DropType.RELATIVE if relative else nncf.DropType.ABSOLUTE,
                     subset_size=len(calibration), advanced_accuracy_restorer_parameters=advanced)
         except Exception as exc:
@@ -143,7 +143,7 @@ def _accuracy_control(core, source: Path, full: Path, calibration: CalibrationDa
                                 validation.labels, reference)
     steps, layers, kept = _read_nncf_log(log, bound, float_score, final_score)
     report = AccuracyAwareResult(
-        "openvino", bound.measure, bound.describe(), bound.max_drop, bound.drop_type, validation.name,
+        "openvino", bound.measure, bound.describe(), bound.limit, bound.drop_type, validation.name,
         len(validation), float_score, full_score, final_score, bound.drop(float_score, final_score),
         bound.met(float_score, final_score), layers or _quantized_ops(core.read_model(str(full))), kept, steps,
         _float_layers_run_as(core))
@@ -215,8 +215,7 @@ def _read_nncf_log(records: list[str], bound: AccuracyBound, float_score: float,
             names = [line.strip() for line in message.splitlines()[1:] if line.strip()]
             steps.append(RevertStep(len(steps) + 1, names[0] if names else "", names, float("nan"), float("nan"), True))
         elif steps and (drop := _logged_drop(message)) is not None:
-            scale = 100.0 if bound.drop_type == "relative" else 1.0
-            steps[-1].drop = drop * scale
+            steps[-1].drop = drop  # a fraction, as rnopt's
             steps[-1].score = bound.score_at(float_score, steps[-1].drop)
         elif "were reverted back to the floating-point precision" in message:
             final = [line.strip() for line in message.splitlines()[1:] if line.strip()]

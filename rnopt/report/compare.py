@@ -11,33 +11,14 @@ counts when it exceeds the tolerance and MEMORY_FLOOR_MB.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 from rnopt.errors import RnoptError
 from rnopt.report.loading import ReportData
-from rnopt.results import BenchResult, EvalResult, RetrievalResult
+from rnopt.results import BenchResult, EvalResult, MetricChange, RetrievalResult, RunComparison
 from rnopt.report.tables import Table
 
 NOISE_SIGMAS = 3.0
 MEMORY_FLOOR_MB = 2.0
-
-
-@dataclass
-class Change:
-    key: str
-    metric: str
-    baseline: float | None
-    current: float | None
-    change: float | None  # latency, memory: relative (0.1 = 10 % more); accuracy: fraction (-0.01 = 1 point lost)
-    noise: float | None  # latency: relative change the noise alone could explain
-    verdict: str
-
-
-@dataclass
-class Outcome:
-    rows: list[Change] = field(default_factory=list)
-    regressions: list[str] = field(default_factory=list)
-    environment_differences: list[str] = field(default_factory=list)
 
 
 def _key(r: BenchResult, by_id: bool = False) -> tuple:
@@ -59,7 +40,7 @@ def latency_noise(base: BenchResult, cur: BenchResult) -> float:
     return NOISE_SIGMAS * math.hypot(_relative_se(base), _relative_se(cur))
 
 
-def latency_verdict(base: BenchResult, cur: BenchResult, tolerance: float) -> Change:
+def latency_verdict(base: BenchResult, cur: BenchResult, tolerance: float) -> MetricChange:
     change = cur.latency_ms.p50 / base.latency_ms.p50 - 1
     noise = latency_noise(base, cur)
     if abs(change) <= tolerance:
@@ -68,10 +49,10 @@ def latency_verdict(base: BenchResult, cur: BenchResult, tolerance: float) -> Ch
         verdict = "within noise"
     else:
         verdict = "slower" if change > 0 else "faster"
-    return Change(_label(cur), "p50 latency ms", base.latency_ms.p50, cur.latency_ms.p50, change, noise, verdict)
+    return MetricChange(_label(cur), "p50 latency ms", base.latency_ms.p50, cur.latency_ms.p50, change, noise, verdict)
 
 
-def memory_verdict(base: BenchResult, cur: BenchResult, tolerance: float) -> Change | None:
+def memory_verdict(base: BenchResult, cur: BenchResult, tolerance: float) -> MetricChange | None:
     if base.memory_mb is None or cur.memory_mb is None:
         return None
     change = cur.memory_mb / base.memory_mb - 1 if base.memory_mb > 0 else 0.0
@@ -79,7 +60,7 @@ def memory_verdict(base: BenchResult, cur: BenchResult, tolerance: float) -> Cha
         verdict = "same"
     else:
         verdict = "more memory" if change > 0 else "less memory"
-    return Change(_label(cur), "memory MB", base.memory_mb, cur.memory_mb, change, None, verdict)
+    return MetricChange(_label(cur), "memory MB", base.memory_mb, cur.memory_mb, change, None, verdict)
 
 
 def _label(r: BenchResult) -> str:
@@ -88,14 +69,14 @@ def _label(r: BenchResult) -> str:
 
 def compare_runs(baseline: ReportData, current: ReportData, latency_tolerance: float = 0.10,
                  accuracy_tolerance: float = 0.005, memory_tolerance: float = 0.10,
-                 allow_missing: bool = False) -> Outcome:
+                 allow_missing: bool = False) -> RunComparison:
     """Every change, and the regressions among them. A gate that cannot compare fails: no result in the
     current run, no variant in common, a non-finite figure, or (unless `allow_missing`) a variant missing."""
     for name, value in (("latency", latency_tolerance), ("accuracy", accuracy_tolerance),
                         ("memory", memory_tolerance)):
         if not (math.isfinite(value) and value >= 0):
             raise RnoptError(f"--{name}-tolerance must be a finite number of zero or more, got {value * 100:g}")
-    outcome = Outcome(environment_differences=environment_differences(baseline, current))
+    outcome = RunComparison(environment_differences=environment_differences(baseline, current))
     by_id = baseline.stable_ids and baseline.id_scheme == current.id_scheme and \
         all(r.spec_id for r in baseline.bench + current.bench)
     base, cur = _by_key(baseline.bench, "baseline", by_id), _by_key(current.bench, "current", by_id)
@@ -105,7 +86,7 @@ def compare_runs(baseline: ReportData, current: ReportData, latency_tolerance: f
             row = latency_verdict(base[key], cur[key], latency_tolerance)
         else:
             present = cur.get(key) or base[key]
-            row = Change(_label(present), "p50 latency ms", base[key].latency_ms.p50 if key in base else None,
+            row = MetricChange(_label(present), "p50 latency ms", base[key].latency_ms.p50 if key in base else None,
                          cur[key].latency_ms.p50 if key in cur else None, None, None,
                          "new" if key in cur else "missing")
         outcome.rows.append(row)
@@ -140,7 +121,7 @@ def _comparable(data: ReportData) -> bool:
 
 
 def _refuse_what_cannot_be_compared(baseline: ReportData, current: ReportData, base: dict, cur: dict,
-                                    outcome: Outcome) -> None:
+                                    outcome: RunComparison) -> None:
     if not _comparable(baseline):
         outcome.regressions.append("the baseline holds no timing or accuracy results (an export or quantize file?): "
                                    "nothing to compare")
@@ -159,7 +140,7 @@ def _variant(result: EvalResult | RetrievalResult, by_id: bool) -> str:
     return result.spec_id if by_id and result.spec_id else result.model
 
 
-def _compare_accuracy(baseline: ReportData, current: ReportData, tolerance: float, outcome: Outcome,
+def _compare_accuracy(baseline: ReportData, current: ReportData, tolerance: float, outcome: RunComparison,
                       by_id: bool = False) -> None:
     base = {(e.dataset, _variant(r, by_id)): r.top1 for e in baseline.evals for r in e.results}
     for section in current.evals:
@@ -172,13 +153,13 @@ def _compare_accuracy(baseline: ReportData, current: ReportData, tolerance: floa
                 continue
             change = r.top1 - before
             verdict = "same" if abs(change) <= tolerance else ("less accurate" if change < 0 else "more accurate")
-            row = Change(f"{r.model} | {section.dataset}", "top-1", before, r.top1, change, None, verdict)
+            row = MetricChange(f"{r.model} | {section.dataset}", "top-1", before, r.top1, change, None, verdict)
             outcome.rows.append(row)
             if verdict == "less accurate":
                 outcome.regressions.append(f"{row.key} lost {-change * 100:.2f} points of top-1")
 
 
-def _compare_retrieval(baseline: ReportData, current: ReportData, tolerance: float, outcome: Outcome,
+def _compare_retrieval(baseline: ReportData, current: ReportData, tolerance: float, outcome: RunComparison,
                        by_id: bool = False) -> None:
     """Embedding models: mAP on the same images, with the accuracy tolerance (in points, as top-1)."""
     base = {(e.dataset, _variant(r, by_id)): r.map for e in baseline.embeddings for r in e.results}
@@ -189,7 +170,7 @@ def _compare_retrieval(baseline: ReportData, current: ReportData, tolerance: flo
                 continue
             change = r.map - before
             verdict = "same" if abs(change) <= tolerance else ("less accurate" if change < 0 else "more accurate")
-            row = Change(f"{r.model} | {section.dataset}", "mAP", before, r.map, change, None, verdict)
+            row = MetricChange(f"{r.model} | {section.dataset}", "mAP", before, r.map, change, None, verdict)
             outcome.rows.append(row)
             if verdict == "less accurate":
                 outcome.regressions.append(f"{row.key} lost {-change * 100:.2f} points of mAP")
@@ -207,8 +188,8 @@ def environment_differences(baseline: ReportData, current: ReportData) -> list[s
     return [f"environments differ ({d}): the comparison may reflect the machine, not the change" for d in diffs]
 
 
-def comparison_rows_table(outcome: Outcome) -> Table:
-    def fmt(row: Change, value: float | None) -> str:
+def comparison_rows_table(outcome: RunComparison) -> Table:
+    def fmt(row: MetricChange, value: float | None) -> str:
         if value is None:
             return ""
         return {"p50 latency ms": f"{value:.3f}", "memory MB": f"{value:,.1f}"}.get(row.metric, f"{value:.2%}")

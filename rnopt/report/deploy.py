@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 from rnopt.backends.base import DeployCode
+from rnopt.report.tables import drop_text, score_text
 from rnopt.fileio import write_text
 from rnopt.results import Candidate, Record, SearchResult
 from rnopt.spec import VariantSpec
@@ -101,7 +102,7 @@ def write_deploy(record: Record, out: Path) -> Path | None:
     search = record.searches[0] if record.searches else None
     if search is None or not search.chosen_id:
         return None
-    spec = next(VariantSpec.from_dict(e) for e in record.specs if e.get("id") == search.chosen_id)
+    spec = record.spec(search.chosen_id)
     assert spec.config is not None
     code = spec.config.deploy_code(spec.device, spec.precision, spec.threads)
     if code is None or not search.chosen_file:
@@ -142,7 +143,7 @@ def _guide(record: Record, search: SearchResult, spec: VariantSpec, code: Deploy
         f"for the {search.objective} objective at batch {search.batch_size}: {_why(chosen, search)}.", "",
         f"- Bound: {search.bound}, measured on {search.data} ({search.images} validation images; the test set "
         f"chose nothing).",
-        f"- Float reference: {search.reference}, {search.measure} {search.reference_score:.4g}.",
+        f"- Float reference: {search.reference}, {search.measure} {score_text(search.reference_score, search.measure)}.",
         f"- Machine: {env.cpu_model}, {env.logical_cores} logical cores ({', '.join(env.isa) or 'no listed ISA'})"
         + (f", GPU {env.gpu}" if env.gpu else "") + ".",
         f"- Settings measured, and set by deploy.py: {code.settings}.",
@@ -159,5 +160,6 @@ def _guide(record: Record, search: SearchResult, spec: VariantSpec, code: Deploy
 def _why(chosen: Candidate, search: SearchResult) -> str:
     speed = (f"{chosen.throughput_ips:,.0f} images/s" if search.objective == "throughput" and chosen.throughput_ips
              else f"median {chosen.p50_ms:.3f} ms" if chosen.p50_ms else "timed")
-    score = f"{search.measure} {chosen.score:.4g} (drop {chosen.drop:+.3g})" if chosen.score is not None else ""
+    score = (f"{search.measure} {score_text(chosen.score, search.measure)} (drop "
+             f"{drop_text(chosen.drop or 0.0, search.measure)})" if chosen.score is not None else "")
     return f"{speed}, {score}".rstrip(", ")

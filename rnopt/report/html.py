@@ -4,8 +4,9 @@ from __future__ import annotations
 from html import escape
 
 from rnopt.report.document import Bullets, Code, Heading, Paragraph, Plot, build_document
-from rnopt.report.loading import ReportData
+from rnopt.report.loading import ReportData, from_record
 from rnopt.report.tables import Table
+from rnopt.results import RENDERERS
 
 CSS = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 1200px;
@@ -57,3 +58,6 @@ def to_html(data: ReportData) -> str:
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             f"<title>{escape(data.title)}</title><style>{CSS}</style></head>\n<body>\n{body}\n</body></html>\n")
+
+
+RENDERERS["html"] = lambda record: to_html(from_record(record))  # Record.to_html()

@@ -22,6 +22,9 @@ from rnopt.results import (
     EmbeddingSection,
     EvalSection,
     ExportResult,
+    ID_SCHEMES,
+    MergedFrom,
+    ModelUsed,
     OptimizeResult,
     QuantizeResult,
     Record,
@@ -31,7 +34,7 @@ from rnopt.results import (
 )
 
 KINDS = ("export", "optimize", "quantize", "sensitivity", "bench", "eval", "run", "tune", "report", "build")
-READABLE_VERSIONS = (1, 2, 3, SCHEMA_VERSION)
+READABLE_VERSIONS = (1, 2, 3, 4, SCHEMA_VERSION)
 MAX_RESULT_BYTES = 256 * 2**20  # a default `rnopt run` writes under 1 MiB, with every timed sample
 
 
@@ -41,7 +44,7 @@ class ReportData:
     environments: list[Environment] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    models: list[dict[str, Any]] = field(default_factory=list)
+    models: list[ModelUsed] = field(default_factory=list)
     exports: list[ExportResult] = field(default_factory=list)
     optimizations: list[OptimizeResult] = field(default_factory=list)
     quantizations: list[QuantizeResult] = field(default_factory=list)
@@ -61,7 +64,7 @@ class ReportData:
 
     @property
     def title(self) -> str:
-        names = [m["name"] for m in self.models] or sorted({r.model for r in self.bench})[:3]
+        names = [m.name for m in self.models] or sorted({r.model for r in self.bench})[:3]
         return "rnopt report: " + (", ".join(names) if names else "results")
 
     def merge(self, other: "ReportData") -> None:
@@ -87,20 +90,21 @@ def from_payload(payload: dict[str, Any], source: str) -> ReportData:
     try:
         if version == 1:
             return _sections(payload, kind, source)
-        data = _from_record(Record.from_dict(payload), source)
-        data.id_scheme = version if version >= 3 else None  # schema 3 wrote id scheme 3, schema 4 scheme 4
+        data = from_record(Record.from_dict(payload), source)
+        data.id_scheme = ID_SCHEMES.get(version)
         return data
     except (TypeError, KeyError, ValueError, AttributeError) as exc:
         raise RnoptError(f"{source} is a malformed rnopt {kind} file ({type(exc).__name__}: {exc})") from None
 
 
-def _from_record(record: Record, source: str) -> ReportData:
-    """A version-2 file: one typed record (a merged report keeps its sources' commands and models)."""
-    merged = record.details if record.kind == "report" else {}
-    return ReportData(sources=[source], environments=[record.environment],
-                      commands=list(merged.get("commands", [record.command] if record.command else [])),
+def from_record(record: Record, source: str = "") -> ReportData:
+    """One typed record (a file of schema 2 or later, or a record in memory) as report data; a merged report keeps
+    its sources' commands and models."""
+    merged = record.merged
+    return ReportData(sources=[source] if source else [], environments=[record.environment],
+                      commands=list(merged.commands if merged else [record.command] if record.command else []),
                       warnings=list(record.warnings),
-                      models=list(merged.get("models", [record.model] if record.model else [])),
+                      models=list(merged.models if merged else [record.model] if record.model else []),
                       exports=list(record.exports), optimizations=list(record.optimizations),
                       quantizations=list(record.quantizations), bench=list(record.bench), evals=list(record.evals),
                       embeddings=list(record.embeddings), sensitivity=list(record.sensitivity),
@@ -114,7 +118,7 @@ def to_record(data: ReportData, command: str = "") -> Record:
                   optimizations=list(data.optimizations), quantizations=list(data.quantizations),
                   bench=list(data.bench), evals=list(data.evals), embeddings=list(data.embeddings),
                   sensitivity=list(data.sensitivity), searches=list(data.searches),
-                  details={"sources": data.sources, "commands": data.commands, "models": data.models})
+                  merged=MergedFrom(list(data.sources), list(data.commands), list(data.models)))
 
 
 def _sections(payload: dict[str, Any], kind: str, source: str) -> ReportData:
@@ -134,14 +138,14 @@ def _sections(payload: dict[str, Any], kind: str, source: str) -> ReportData:
         data.evals.append(_eval_section(payload))
     elif kind == "report":  # a merged report written by `rnopt report -o x.json`: lists of each section
         data.commands = list(payload.get("commands", data.commands))
-        data.models.extend(payload.get("models", []))
+        data.models.extend(build(ModelUsed, m) for m in payload.get("models", []))
         data.exports.extend(build(ExportResult, r) for r in payload.get("exports", []))
         data.optimizations.extend(build(OptimizeResult, r) for r in payload.get("optimizations", []))
         data.quantizations.extend(build(QuantizeResult, r) for r in payload.get("quantizations", []))
         data.bench.extend(build(BenchResult, r) for r in payload["bench"]["results"])
         data.evals.extend(_eval_section(e) for e in payload.get("evals", []))
     else:  # run: one of each section
-        data.models.append(payload["model"])
+        data.models.append(build(ModelUsed, payload["model"]))
         for key, (cls, target) in sections.items():
             if payload.get(key):
                 target.append(build(cls, payload[key]))

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from rnopt.report.document import Bullets, Code, Heading, Paragraph, Plot, build_document
-from rnopt.report.loading import ReportData
+from rnopt.report.loading import ReportData, from_record
 from rnopt.report.render import markdown_table, markdown_text, printable
 from rnopt.report.tables import Table
+from rnopt.results import RENDERERS
 
 
 def to_markdown(data: ReportData) -> str:
@@ -24,3 +25,6 @@ def to_markdown(data: ReportData) -> str:
         elif isinstance(block, Plot):
             continue  # plots live in the HTML report
     return "\n".join(parts)
+
+
+RENDERERS["markdown"] = lambda record: to_markdown(from_record(record))  # Record.to_markdown()

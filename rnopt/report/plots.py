@@ -178,7 +178,8 @@ def sensitivity_bars(result: SensitivityResult, worst: int = 3) -> str | None:
     ax.set_xticks(list(x), [q.tensor for q in rows], rotation=90, fontsize=6)
     for i, q in enumerate(rows):
         if q.score_change is not None:
-            ax.annotate(f"{q.score_change:+.1f}", (i, q.noise_added), ha="center", va="bottom", fontsize=6)
+            change = q.score_change if result.measure == "cosine" else q.score_change * 100  # points
+            ax.annotate(f"{change:+.1f}", (i, q.noise_added), ha="center", va="bottom", fontsize=6)
     local = ax.twinx()
     local.plot(list(x), [q.sqnr_db for q in rows], color="#7f7f7f", linewidth=0.8, marker=".", markersize=3)
     local.set_ylabel("local SQNR, dB (grey)")

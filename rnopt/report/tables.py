@@ -10,7 +10,10 @@ from rnopt.results import (
     AccuracyAwareResult,
     BenchResult,
     Candidate,
+    EmbedSummary,
     EmbeddingSection,
+    ModelEntry,
+    RuntimeEntry,
     Comparison,
     EvalResult,
     EvalSection,
@@ -140,14 +143,19 @@ def quantize_table(result: QuantizeResult) -> Table:
     return Table(f"Quantized {result.input} -> {result.output}", ["setting", "value"], rows)
 
 
-def _score(value: float | None, measure: str) -> str:
+def score_text(value: float | None, measure: str) -> str:
+    """A score (a fraction in every record) as people read it: top-1 and mAP in points ("91.32"), a cosine as is."""
     if value is None:
         return ""
-    return f"{value:.4f}" if measure == "cosine" else f"{value:.2f}"
+    return f"{value:.4f}" if measure == "cosine" else f"{value * 100:.2f}"
 
 
-def _drop(value: float, measure: str, unit: str = "") -> str:
-    return f"{value:+.4f}" if measure == "cosine" else f"{value:+.2f}{unit}"
+def drop_text(value: float, measure: str, unit: str = "") -> str:
+    """A drop (a fraction: of the score, or of float's score when relative) in the same reading as `score_text`."""
+    return f"{value:+.4f}" if measure == "cosine" else f"{value * 100:+.2f}{unit}"
+
+
+_score, _drop = score_text, drop_text
 
 
 def accuracy_aware_tables(aware: AccuracyAwareResult) -> list[Table]:
@@ -220,7 +228,7 @@ def sensitivity_table(result: SensitivityResult, rows: int = 15) -> Table:
     body = [[q.tensor, q.kind, q.module, f"{q.sqnr_db:.1f}",
              "" if q.sqnr_accumulated_db is None else f"{q.sqnr_accumulated_db:.1f}",
              "" if q.noise_added is None else f"{q.noise_added:.3g}",
-             "" if q.score_change is None else f"{q.score_change:+.2f}", ", ".join(q.nodes)]
+             "" if q.score_change is None else drop_text(q.score_change, m), ", ".join(q.nodes)]
             for q in result.ranked()[:rows]]
     caption = (f"{m} on {result.data}: float {_score(result.float_score, m)}, int8 {_score(result.int8_score, m)}. "
                f"SQNR on {result.images} images (dB, higher is better; local: this quantizer's own error, "
@@ -326,3 +334,30 @@ def environment_table(env: Environment) -> Table:
     if env.gpu:
         rows.append(["GPU", env.gpu])
     return Table("Environment", ["", ""], rows)
+
+
+def models_table(catalog: list[ModelEntry]) -> Table:
+    rows = [[m.name, m.family, f"{m.input_size}x{m.input_size}", f"{m.parameters / 1e6:.2f} M",
+             f"{m.multiply_adds / 1e9:.3f} G", "bundled" if m.bundled_weights else "none",
+             f"{m.top1_cifar10_jpeg:.2%}" if m.top1_cifar10_jpeg else ""] for m in catalog]
+    return Table("Models (a name without bundled weights takes --weights PATH)",
+                 ["name", "family", "input", "parameters", "multiply-adds", "trained weights",
+                  "top-1 (CIFAR-10 JPEG test set)"], rows)
+
+
+def runtimes_table(runtimes: list[RuntimeEntry], env: Environment) -> Table:
+    rows = [[r.name, ", ".join(r.devices) or "not usable", ", ".join(r.precisions), r.version or "", r.notes]
+            for r in runtimes]
+    return Table("Backends on this machine", ["backend", "devices", "precisions", "version", "notes"], rows,
+                 f"CPU: {env.cpu_model}; ISA: {', '.join(env.isa) or 'none detected'}")
+
+
+def embed_table(summary: EmbedSummary, data: str) -> Table:
+    def rate(value: float | None) -> str:
+        return "" if value is None else f"{value:,.0f}"
+
+    rows = [["images", f"{summary.images:,}"], ["dimensions", str(summary.dim)],
+            ["runtime", f"{summary.backend} {summary.precision}"], ["images/s (model)", rate(summary.images_per_s)],
+            ["images/s (with decoding)", rate(summary.images_per_s_with_decoding)],
+            ["skipped", str(len(summary.skipped))]]
+    return Table(f"Embedded {data} -> {summary.output}", ["", ""], rows)
