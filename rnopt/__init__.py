@@ -12,14 +12,15 @@ The public Python API (the CLI is a thin layer over it):
 `AccuracyControl`), `sensitivity`, `bench`, `evaluate`, `embed`, `run` (with `RunOptions`) and `tune` (the search,
 with `TuneOptions`) do the work and return `Record`s. Everything else is internal.
 """
-from rnopt.api import (artifact, bench, build, embed, evaluate, export, list_models, list_runtimes, load_spec, optimize,
-                       plan, quantize, run, sensitivity, tune)
+from rnopt.api import (artifact, bench, build, compare_runs, describe_models, describe_runtimes, embed, evaluate, export,
+                       list_models, list_runtimes, load_spec, optimize, plan, quantize, run, sensitivity, tune)
 from rnopt.bench import BenchConfig
 from rnopt.errors import RnoptError
 from rnopt.results import Record
 from rnopt.spec import ArtifactSpec, VariantSpec
 
-__all__ = ["ArtifactSpec", "BenchConfig", "Record", "RnoptError", "VariantSpec", "artifact", "bench", "build", "embed",
+__all__ = ["ArtifactSpec", "BenchConfig", "Record", "RnoptError", "VariantSpec", "artifact", "bench", "build",
+           "compare_runs", "describe_models", "describe_runtimes", "embed",
            "evaluate", "export", "list_models", "list_runtimes", "load_spec", "optimize", "plan", "quantize", "run",
            "sensitivity", "tune",
            "AccuracyControl", "RunOptions",

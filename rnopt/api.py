@@ -401,7 +401,8 @@ def _listening(on_progress: "Listener | None") -> contextlib.AbstractContextMana
     return listening(on_progress) if on_progress is not None else contextlib.nullcontext()
 
 
-__all__ = ["BenchConfig", "Record", "VariantSpec", "ArtifactSpec", "artifact", "bench", "build", "embed", "evaluate",
+__all__ = ["BenchConfig", "Record", "VariantSpec", "ArtifactSpec", "artifact", "bench", "build", "compare_runs",
+           "describe_models", "describe_runtimes", "embed", "evaluate",
            "export", "list_models", "load_spec", "list_runtimes", "optimize", "plan", "quantize", "run", "sensitivity", "tune"]
 
 

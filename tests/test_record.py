@@ -110,3 +110,24 @@ def test_results_and_compute_code_never_import_a_renderer():
             "('html', 'markdown', 'document', 'plots')])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_rnopt_report_renders_every_kind_rnopt_writes(cli, tmp_path):
+    from rnopt.report.loading import KINDS
+    from rnopt.results import EmbedSummary, MetricChange, RunComparison
+
+    files = {"models": rnopt.api.describe_models(), "backends": rnopt.api.describe_runtimes(),
+             "compare": Record("compare", comparison=RunComparison(
+                 [MetricChange("m [onnxruntime]", "top-1", 0.91, 0.89, -0.02, None, "less accurate")],
+                 ["m [onnxruntime] lost 2.00 points of top-1"])),
+             "embed": Record("embed", embedded=EmbedSummary("vectors.npz", 12, 64, "onnxruntime", "fp32", 8, 300.0,
+                                                            120.0, ["bad.jpg: not an image"]))}
+    assert set(files) <= set(KINDS)
+    for kind, record in files.items():
+        record.save(tmp_path / f"{kind}.json")
+    r = cli("report", *[tmp_path / f"{kind}.json" for kind in files], "-o", tmp_path / "all.md")
+    assert r.code == 0, r.err
+    text = (tmp_path / "all.md").read_text()
+    assert "resnet20_cifar10" in text and "onnxruntime" in text  # the catalog and the runtimes
+    assert "less accurate" in text and "lost 2.00 points of top-1" in text  # the comparison and its regression
+    assert "vectors.npz" in text and "300" in text  # the embedding summary

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rnopt.report import plots, tables
+from rnopt.report.compare import comparison_rows_table
 from rnopt.report.headline import recommend, variant_points
 from rnopt.report.loading import ReportData
 from rnopt.report.tables import Table
@@ -189,6 +190,17 @@ def _tables(data: ReportData) -> list[Block]:
             out += tables.accuracy_aware_tables(q.accuracy_aware)
     for result in data.sensitivity:
         out += [Heading("Int8 sensitivity per layer"), tables.sensitivity_table(result, 25), Paragraph(TUNING_NOTE)]
+    for summary in data.embedded:
+        out += [Heading("Embedded"), tables.embed_table(summary, summary.output)]
+    for comparison in data.comparisons:
+        out += [Heading("Run comparison"), comparison_rows_table(comparison)]
+        if comparison.regressions:
+            out += [Paragraph("Regressions beyond tolerance and noise:"), Bullets(comparison.regressions, "warnings")]
+    if data.catalog:
+        out += [Heading("Models"), tables.models_table(data.catalog)]
+    if data.runtimes:
+        environment = data.environments[0] if data.environments else None
+        out += [Heading("Runtimes"), tables.runtimes_table(data.runtimes, environment)]
     return out
 
 

@@ -20,20 +20,25 @@ from rnopt.results import (
     Comparison,
     EvalResult,
     EmbeddingSection,
+    EmbedSummary,
     EvalSection,
     ExportResult,
     ID_SCHEMES,
     MergedFrom,
+    ModelEntry,
     ModelUsed,
     OptimizeResult,
     QuantizeResult,
     Record,
+    RunComparison,
+    RuntimeEntry,
     SearchResult,
     SensitivityResult,
     build,
 )
 
-KINDS = ("export", "optimize", "quantize", "sensitivity", "bench", "eval", "run", "tune", "report", "build")
+KINDS = ("export", "optimize", "quantize", "sensitivity", "bench", "eval", "run", "tune", "report", "build", "embed",
+         "models", "backends", "compare")  # every kind rnopt writes
 READABLE_VERSIONS = (1, 2, 3, 4, SCHEMA_VERSION)
 MAX_RESULT_BYTES = 256 * 2**20  # a default `rnopt run` writes under 1 MiB, with every timed sample
 
@@ -54,6 +59,10 @@ class ReportData:
     sensitivity: list[SensitivityResult] = field(default_factory=list)
     searches: list[SearchResult] = field(default_factory=list)
     step_times: list[dict[str, float]] = field(default_factory=list)  # per run or tune read: each step's seconds
+    catalog: list[ModelEntry] = field(default_factory=list)  # `rnopt models`
+    runtimes: list[RuntimeEntry] = field(default_factory=list)  # `rnopt backends`
+    comparisons: list[RunComparison] = field(default_factory=list)  # `rnopt compare-runs`
+    embedded: list[EmbedSummary] = field(default_factory=list)  # `rnopt embed`
     # The id scheme every file read shares (schema 3: ids of content; 4: files rnopt builds named by recipe), or
     # None (schema 1 and 2 ids hashed paths; or files of two schemes): results join on ids only when it is set.
     id_scheme: int | None = None
@@ -108,7 +117,10 @@ def from_record(record: Record, source: str = "") -> ReportData:
                       exports=list(record.exports), optimizations=list(record.optimizations),
                       quantizations=list(record.quantizations), bench=list(record.bench), evals=list(record.evals),
                       embeddings=list(record.embeddings), sensitivity=list(record.sensitivity),
-                      searches=list(record.searches), step_times=[record.step_times_s] if record.step_times_s else [])
+                      searches=list(record.searches), step_times=[record.step_times_s] if record.step_times_s else [],
+                      catalog=list(record.catalog), runtimes=list(record.runtimes),
+                      comparisons=[record.comparison] if record.comparison else [],
+                      embedded=[record.embedded] if record.embedded else [])
 
 
 def to_record(data: ReportData, command: str = "") -> Record:
@@ -117,7 +129,10 @@ def to_record(data: ReportData, command: str = "") -> Record:
     return Record("report", command, environment, warnings=list(data.warnings), exports=list(data.exports),
                   optimizations=list(data.optimizations), quantizations=list(data.quantizations),
                   bench=list(data.bench), evals=list(data.evals), embeddings=list(data.embeddings),
-                  sensitivity=list(data.sensitivity), searches=list(data.searches),
+                  sensitivity=list(data.sensitivity), searches=list(data.searches), catalog=list(data.catalog),
+                  runtimes=list(data.runtimes),
+                  comparison=data.comparisons[0] if len(data.comparisons) == 1 else None,
+                  embedded=data.embedded[0] if len(data.embedded) == 1 else None,
                   merged=MergedFrom(list(data.sources), list(data.commands), list(data.models)))
 
 

@@ -345,11 +345,11 @@ def models_table(catalog: list[ModelEntry]) -> Table:
                   "top-1 (CIFAR-10 JPEG test set)"], rows)
 
 
-def runtimes_table(runtimes: list[RuntimeEntry], env: Environment) -> Table:
+def runtimes_table(runtimes: list[RuntimeEntry], env: Environment | None) -> Table:
     rows = [[r.name, ", ".join(r.devices) or "not usable", ", ".join(r.precisions), r.version or "", r.notes]
             for r in runtimes]
     return Table("Backends on this machine", ["backend", "devices", "precisions", "version", "notes"], rows,
-                 f"CPU: {env.cpu_model}; ISA: {', '.join(env.isa) or 'none detected'}")
+                 f"CPU: {env.cpu_model}; ISA: {', '.join(env.isa) or 'none detected'}" if env else "")
 
 
 def embed_table(summary: EmbedSummary, data: str) -> Table:
