@@ -24,7 +24,7 @@ from rnopt.fileio import check_writable_output, replacing
 from rnopt.plan import PRECISIONS, split_list
 from rnopt.console import ProgressBars
 from rnopt.report.render import console, err_console, print_table, printable
-from rnopt.results import Record
+from rnopt.results import Record, invoked_as
 
 if TYPE_CHECKING:  # the CLI imports the runtimes only when a command needs them
     from rnopt.execute import Executor
@@ -480,7 +480,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         raise RnoptError("--val-data applies to accuracy-aware int8: add --max-drop P")
     control = AccuracyControl(args.max_drop, args.drop_type, data=args.val_data) if args.max_drop is not None else None
     opts = RunOptions(args.model, args.weights, args.num_classes, args.labels, Path(args.output), args.data,
-                      args.calib_data, args.limit, bench, args.threads, args.command_line, backends, devices,
+                      args.calib_data, args.limit, bench, args.threads, backends, devices,
                       args.head or "logits", args.normalize, control, args.cluster)
     record = api.run(opts)
     out = Path(record.folder or args.output)
@@ -513,7 +513,7 @@ def cmd_tune(args: argparse.Namespace) -> None:
         accuracy_aware=args.accuracy_aware, calib_data=args.calib_data,
         backends=split_list(args.backend, "backend") if args.backend is not None else None,
         devices=split_list(args.device, "device") if args.device is not None else None, threads=args.threads,
-        command=args.command_line, speed_tolerance=args.speed_tolerance, speed_only=args.speed_only,
+        speed_tolerance=args.speed_tolerance, speed_only=args.speed_only,
         cluster=args.cluster)
     record = api.tune(opts)
     out = Path(record.folder or args.output)
@@ -867,7 +867,7 @@ def main(argv: list[str] | None = None) -> int:
     previous = _handle_termination()
     try:
         with replacing(bool(getattr(args, "force", False))), warnings.catch_warnings(), \
-                progress.listening(None if args.quiet else ProgressBars()):
+                progress.listening(None if args.quiet else ProgressBars()), invoked_as(args.command_line):
             warnings.showwarning = _show_library_warning
             func(args)
         _show_notices()

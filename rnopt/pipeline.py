@@ -53,7 +53,6 @@ class RunOptions:
     eval_limit: int | None = None
     bench: BenchConfig = field(default_factory=BenchConfig)
     threads: int | None = None
-    command: str = ""
     backends: list[str] | None = None  # None: every one of RUN_BACKENDS whose runtime is installed
     devices: list[str] | None = None  # None: the CPU, and CUDA too when a chosen runtime can use it here
     head: str = "logits"  # features: compare the embedding model (retrieval fidelity instead of top-1)
@@ -180,7 +179,7 @@ def _run_steps(opts: RunOptions, backends: list[str], devices: list[str], skippe
                store: ArtifactStore, dataset: ImageDataset | None, calibration: CalibrationData,
                out: Path) -> Record:
     loaded = store.loaded(model)
-    record = Record("run", opts.command, warnings=list(loaded.warnings) + skipped,
+    record = Record("run", warnings=list(loaded.warnings) + skipped,
                     model=model_section(loaded)).capture_environment()
     with record.timing("model files: export, fusion, int8"):
         files = _make_files(opts, backends, model, store, calibration, out, record)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field, replace
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -438,7 +439,7 @@ class Record:
     Every accuracy figure in it (top-1, mAP, a validation score, a drop) is a fraction: 0.9132, never 91.32."""
 
     kind: str
-    command: str = ""
+    command: str = field(default_factory=lambda: _INVOKED_AS.get())  # the command line, where one ran it
     environment: Environment = field(default_factory=Environment.unrecorded)  # capture_environment() sets it
     warnings: list[str] = field(default_factory=list)
     specs: list[VariantSpec] = field(default_factory=list)  # every variant run (JSON: each with its id)
@@ -528,6 +529,21 @@ class Record:
         if isinstance(version, int) and not isinstance(version, bool) and 2 <= version < SCHEMA_VERSION:
             payload = upgraded(payload, version)
         return build(cls, payload)
+
+
+# The command line that invoked the library (set by the CLI around its call; empty for a plain API call): the records
+# made meanwhile say what made them, so the API's verbs need no `command` parameter.
+_INVOKED_AS: ContextVar[str] = ContextVar("rnopt_invoked_as", default="")
+
+
+@contextlib.contextmanager
+def invoked_as(command: str) -> Iterator[None]:
+    """Records made inside the block carry `command` (what `rnopt ...` the user typed)."""
+    token = _INVOKED_AS.set(command)
+    try:
+        yield
+    finally:
+        _INVOKED_AS.reset(token)
 
 
 # Renderers register themselves here when their module (rnopt.report.html, rnopt.report.markdown) is imported. This

@@ -85,7 +85,6 @@ class TuneOptions:
     backends: list[str] | None = None  # None: every installed runtime `rnopt run` compares
     devices: list[str] | None = None  # None: the CPU, and CUDA too where a chosen runtime can use it
     threads: int | None = None
-    command: str = ""
     # Candidates within this many % of the fastest count as fast as it: the best validation score among them wins,
     # so a choice between files a few % apart does not flip from run to run (OpenVINO's int8 files: within 8 %).
     speed_tolerance: float = DEFAULT_SPEED_TOLERANCE
@@ -144,7 +143,7 @@ def tune(opts: TuneOptions, render: Render = write_record) -> tuple[Record, Path
     with progress.task("reading calibration images", CALIB_SIZE) as advance:
         calibration = calibration_data(meta, calib_source, CALIB_SIZE, advance)
     with run_folder(opts.output, f"{loaded.name}-tune") as out:
-        record = Record("tune", opts.command, warnings=list(loaded.warnings) + skipped + not_on_cuda,
+        record = Record("tune", warnings=list(loaded.warnings) + skipped + not_on_cuda,
                         model=model_section(loaded)).capture_environment()
         if why_speed_only:
             record.warnings.append(f"speed only: accuracy was not measured ({why_speed_only}); each candidate's "

@@ -76,6 +76,7 @@ def test_run_end_to_end_writes_report(cli, tmp_path):
     [run] = list(tmp_path.iterdir())
     report = json.loads((run / "report.json").read_text())
     assert report["kind"] == "run" and report["schema_version"] == 5
+    assert report["command"].startswith("rnopt run --output")  # the report.json written inside the run says it too
     [export], [ort_int8, nncf_int8] = report["exports"], report["quantizations"]
     assert export["passed"] and ort_int8["calib_data"] == "cifar10-calib"
     models = {b["model"] for b in report["bench"]}

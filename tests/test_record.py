@@ -131,3 +131,17 @@ def test_rnopt_report_renders_every_kind_rnopt_writes(cli, tmp_path):
     assert "resnet20_cifar10" in text and "onnxruntime" in text  # the catalog and the runtimes
     assert "less accurate" in text and "lost 2.00 points of top-1" in text  # the comparison and its regression
     assert "vectors.npz" in text and "300" in text  # the embedding summary
+
+
+def test_the_command_line_reaches_records_without_a_parameter():
+    from rnopt.results import invoked_as
+
+    assert Record("bench").command == ""  # a plain API call
+    with invoked_as("rnopt bench m.onnx"):
+        assert Record("bench").command == "rnopt bench m.onnx"
+    assert Record("bench").command == ""
+    import inspect
+
+    for verb in ("export", "optimize", "quantize", "bench", "evaluate", "embed", "sensitivity", "build"):
+        assert "command" not in inspect.signature(getattr(rnopt, verb)).parameters
+    assert "command" not in {f for f in rnopt.RunOptions.__dataclass_fields__} | set(rnopt.TuneOptions.__dataclass_fields__)
