@@ -183,7 +183,14 @@ def load_spec(path: str | Path, spec_id: str | None = None) -> VariantSpec:
     if "artifact" in payload:
         return VariantSpec.from_dict(payload)
     if "source" in payload:
-        return VariantSpec.from_dict({"artifact": payload, "runtime": "onnxruntime"})
+        from rnopt.plan import default_runtime
+        from rnopt.spec import artifact_from_dict
+
+        try:
+            artifact = artifact_from_dict(payload)
+        except TypeError as exc:
+            raise RnoptError(f"{path} is not an artifact spec ({exc})") from None
+        return VariantSpec(artifact, default_runtime(artifact))
     raise RnoptError(f"{path} holds no spec (no \"artifact\" or \"source\" key): give a spec or a report.json")
 
 

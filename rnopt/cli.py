@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, NoReturn
 from rich.markup import escape
 
 from rnopt import progress
-from rnopt.backends.torch.config import COMPILE_MODES
 from rnopt.bench import CUDA_SWEEP_LIMIT, DEFAULT_SPEED_TOLERANCE
 from rnopt.errors import Interrupted, RnoptError, first_line
 from rnopt.fileio import check_writable_output, replacing
@@ -197,13 +196,19 @@ def cmd_quantize(args: argparse.Namespace) -> None:
     from rnopt import api
     from rnopt.report.tables import accuracy_aware_tables, drop_text, quantize_table
 
-    weights_file = Path(args.output).with_suffix(".bin") if args.backend == "openvino" else None
+    from rnopt.quantization import QUANTIZERS
+    from rnopt.spec import format_suffix
+
+    toolkit = QUANTIZERS[args.backend]
+    writes_ir = format_suffix(toolkit.format) == ".xml"  # an IR's weights lie beside it, in a .bin
+    weights_file = Path(args.output).with_suffix(".bin") if writes_ir else None
     _check_outputs(args, args.output, args.json, weights_file)
     recipe = _recipe(args)
-    if args.backend == "openvino" and recipe != type(recipe)():
+    if not toolkit.takes_recipes and recipe != type(recipe)():
+        recipe_takers = ", ".join(name for name, t in QUANTIZERS.items() if t.takes_recipes)
         raise RnoptError("--method, --percentile, --per-tensor, --symmetric-activations, --weight-type, "
-                         "--activation-type, --reduce-range, --exclude and --range apply to the onnxruntime "
-                         "quantizer; NNCF chooses its own")
+                         f"--activation-type, --reduce-range, --exclude and --range apply to the {recipe_takers} "
+                         f"quantizer; {args.backend}'s chooses its own")
     control = _accuracy_control(args)
     with progress.task("calibrating", args.calib_size if control is None else None) as advance:
         record = api.quantize(args.input, args.output, args.backend, args.calib_data, args.calib_size, recipe,
@@ -272,43 +277,65 @@ def _range(text: str) -> tuple[str, float, float]:
     return name.strip(), low, high
 
 
+def _add_runtime_flags(p: argparse.ArgumentParser) -> None:
+    """Every registered runtime's own flags, generated from its config's fields (`rnopt.backends.base.option`):
+    their help, choices and defaults are declared once, in the runtime's own module."""
+    from rnopt.backends import config_class, runtime_names
+
+    for runtime in runtime_names():
+        for f in config_class(runtime).flags():
+            meta, dest = f.metadata, f"{runtime}.{f.name}"  # default None: a flag left out is told from one given
+            if isinstance(f.default, bool) and f.default:
+                p.add_argument(meta["flag"], dest=dest, choices=["on", "off"], help=meta["help"])
+            elif isinstance(f.default, bool):
+                p.add_argument(meta["flag"], dest=dest, action="store_const", const=True, help=meta["help"])
+            elif meta["choices"]:
+                p.add_argument(meta["flag"], dest=dest, choices=list(meta["choices"]), help=meta["help"])
+            else:
+                p.add_argument(meta["flag"], dest=dest, type=_positive_int, metavar=meta["metavar"],
+                               help=meta["help"])
+
+
 def _runtime_options(args: argparse.Namespace) -> dict[str, dict]:
-    """Each runtime's own options from the command line; a runtime reads only its own."""
-    return {"onnxruntime": {"opt_level": args.ort_opt_level, "provider": args.ort_provider,
-                            "spinning": args.ort_spin == "on", "inter_op": args.ort_inter_op},
-            "openvino": {"hint": args.hint},
-            "torch": {"channels_last": args.channels_last, "compile": args.compile, "cuda_graphs": args.cuda_graphs,
-                      "compile_mode": args.compile_mode, "autocast": args.autocast}}
+    """The runtime flags the user gave, by runtime: a runtime reads only its own."""
+    from rnopt.backends import config_class, runtime_names
+
+    given: dict[str, dict] = {}
+    for runtime in runtime_names():
+        for f in config_class(runtime).flags():
+            value = getattr(args, f"{runtime}.{f.name}", None)
+            if value is not None:
+                given.setdefault(runtime, {})[f.name] = value == "on" if value in ("on", "off") else value
+    return given
 
 
 def _plan(args: argparse.Namespace, prefer_pytorch: bool = False) -> list[VariantSpec]:
     """The specs a bench or eval command line asks for: every model x backend x precision."""
     from rnopt import api
+    from rnopt.backends import config_class, runtime_names
     from rnopt.plan import default_runtime, plan
 
     artifacts = [api.artifact(m, args.weights, args.num_classes, args.labels, args.head, args.normalize)
                  for m in args.models]
     runtimes = split_list(args.backend, "backend") if args.backend else None
-    options = _runtime_options(args)
+    given = _runtime_options(args)
+    objective = getattr(args, "objective_implied", None)  # a scenario's (offline: throughput), below the user's flags
+    options = {runtime: {**(config_class(runtime).for_objective(objective) if objective else {}), **given.get(runtime, {})}
+               for runtime in runtime_names()}
     specs = plan(artifacts, runtimes, args.precision, args.device, args.threads, options,
                  lambda artifact: default_runtime(artifact, prefer_pytorch))
-    _refuse_unused_options(options, {s.runtime for s in specs}, getattr(args, "implied_options", set()))
+    _refuse_unused_options(given, {s.runtime for s in specs})
     return specs
 
 
-_FLAGS = {"opt_level": "--ort-opt-level", "provider": "--ort-provider", "spinning": "--ort-spin",
-          "inter_op": "--ort-inter-op", "hint": "--hint", "channels_last": "--channels-last", "compile": "--compile",
-          "cuda_graphs": "--cuda-graphs", "compile_mode": "--compile-mode", "autocast": "--autocast"}
-
-
-def _refuse_unused_options(options: dict[str, dict], runtimes: set[str], implied: set[str]) -> None:
+def _refuse_unused_options(given: dict[str, dict], runtimes: set[str]) -> None:
     """A runtime's own flag given where that runtime does not run would be silently ignored: refused instead."""
     from rnopt.backends import config_class
 
-    for runtime, values in options.items():
-        changed = [name for name in config_class(runtime).from_dict(values).changed() if name not in implied]
-        if changed and runtime not in runtimes:
-            flags = ", ".join(_FLAGS.get(name, name) for name in changed)
+    for runtime, values in given.items():
+        if values and runtime not in runtimes:
+            by_name = {f.name: f.metadata["flag"] for f in config_class(runtime).flags()}
+            flags = ", ".join(by_name[name] for name in values)
             raise RnoptError(f"{flags} applies to {runtime}, which this command does not run (it runs "
                              f"{', '.join(sorted(runtimes))}): add {runtime} to --backend, or drop {flags}")
 
@@ -349,8 +376,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
             raise RnoptError("--scenario single-stream times batch 1 only: leave out --batch-size (or drop --scenario)")
         args.batch_size = [1]
     elif args.scenario == "offline":
-        args.hint = "throughput"
-        args.implied_options = {"hint"}  # the scenario's, for OpenVINO where it runs: not a flag the user gave
+        args.objective_implied = "throughput"  # each runtime's throughput options (OpenVINO's hint), unless given
         if args.device == "cuda" and not args.batch_size_given and args.sweep is None:
             args.sweep = CUDA_SWEEP_LIMIT  # a GPU's peak needs batches far beyond 32: find it
         args.batch_size = args.batch_size if args.batch_size_given else [1, 8, 32]
@@ -565,32 +591,15 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_backend_options(p: argparse.ArgumentParser, default: str) -> None:
-    p.add_argument("--backend", metavar="NAME[,NAME...]", help=f"onnxruntime, openvino, torch (default: {default})")
+    from rnopt.backends import runtime_names
+
+    p.add_argument("--backend", metavar="NAME[,NAME...]", help=f"{', '.join(runtime_names())} (default: {default})")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--precision", type=_precision_list, metavar="P[,P...]",
-                   help=f"{', '.join(PRECISIONS)}; a comma list compares them side by side. OpenVINO: inference "
-                        "precision hint; torch: autocast dtype, or tf32 convolutions on CUDA (default: the model's own)")
+                   help=f"{', '.join(PRECISIONS)}; a comma list compares them side by side (default: the model's own; "
+                        "what each runtime can run here: rnopt backends)")
     p.add_argument("--threads", type=_positive_int, help="intra-op threads (default: all cores)")
-    p.add_argument("--hint", choices=["latency", "throughput"], default="latency", help="OpenVINO performance hint")
-    p.add_argument("--ort-opt-level", choices=["disable", "basic", "extended", "all"], default="all")
-    p.add_argument("--ort-provider", choices=["cpu", "cuda", "tensorrt"], help="ONNX Runtime execution provider")
-    p.add_argument("--ort-spin", choices=["on", "off"], default="on",
-                   help="ONNX Runtime worker threads spin between calls (default on: faster, busier CPU)")
-    p.add_argument("--ort-inter-op", type=_positive_int, metavar="N",
-                   help="ONNX Runtime inter-op threads: run independent branches in parallel (default: sequential)")
-    p.add_argument("--channels-last", action="store_true", help="torch: channels_last memory format")
-    p.add_argument("--compile", action="store_true",
-                   help="torch: torch.compile (inductor), its compile time counted as load time; on CUDA add "
-                        "--cuda-graphs, or kernel launches dominate")
-    p.add_argument("--compile-mode", choices=list(COMPILE_MODES), default="default",
-                   help="torch.compile mode (default: default). max-autotune times kernel choices while compiling: "
-                        "minutes for a ResNet-50 (not finished after 280 s on an H200), rarely faster than cuDNN. "
-                        "reduce-overhead and max-autotune add inductor's own CUDA graphs; with --cuda-graphs, "
-                        "max-autotune leaves them out and reduce-overhead is refused")
-    p.add_argument("--autocast", action="store_true",
-                   help="torch fp16/bf16 by autocast over fp32 weights (for comparison); default: a real fp16/bf16 "
-                        "model, BatchNorm folded, weights converted once")
-    p.add_argument("--cuda-graphs", action="store_true", help="torch on CUDA: replay a captured CUDA graph")
+    _add_runtime_flags(p)
 
 
 def _add_recipe_options(p: argparse.ArgumentParser) -> None:
@@ -665,6 +674,8 @@ def _add_bench_options(p: argparse.ArgumentParser, batch_default: str, target_ci
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from rnopt.backends import runtime_names
+
     parser = _Parser(prog="rnopt", description="Export, fuse, quantize, benchmark and evaluate PyTorch ResNets.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     common = _Parser(add_help=False)
@@ -703,8 +714,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", metavar="IN.onnx")
     p.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
     _add_recipe_options(p)
-    p.add_argument("--backend", choices=["onnxruntime", "openvino"], default="onnxruntime",
-                   help="onnxruntime: QDQ .onnx; openvino: NNCF, writes OpenVINO IR (.xml + .bin)")
+    from rnopt.quantization import QUANTIZERS
+
+    p.add_argument("--backend", choices=list(QUANTIZERS), default=next(iter(QUANTIZERS)),
+                   help="the quantizer: " + "; ".join(f"{name} writes {toolkit.format}" for name, toolkit in
+                                                      QUANTIZERS.items()) + f" (default {next(iter(QUANTIZERS))})")
     g = p.add_argument_group("accuracy-aware int8 (layers go back to float until the bound holds on validation "
                              "images; exits 1, keeping the best model found, when it cannot)")
     _add_bound_options(g, "e.g. 0.5")
@@ -735,7 +749,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", parents=[common], help="time models on one or more runtimes")
     p.add_argument("models", nargs="+", metavar="MODEL", help=".onnx/.xml files or built-in names")
     _add_model_options(p)
-    _add_backend_options(p, "onnxruntime (names are exported on the fly)")
+    _add_backend_options(p, "the first registered runtime that loads the model; names are exported on the fly")
     p.add_argument("--scenario", choices=list(SCENARIOS), help="; ".join(f"{k}: {v}" for k, v in SCENARIOS.items()))
     p.add_argument("--sweep", type=_positive_int, metavar="MAX",
                    help="double the batch size from 1 (or --batch-size N) while images/s improves by 3 %%, up to MAX "
@@ -752,7 +766,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", parents=[common], help="top-1/top-5 accuracy; the first model is the reference")
     p.add_argument("models", nargs="+", metavar="MODEL", help=".onnx/.xml files or built-in names")
     _add_model_options(p)
-    _add_backend_options(p, "onnxruntime for files, torch for names")
+    _add_backend_options(p, "the first registered runtime that loads the model")
     p.add_argument("--data", default="cifar10", help="cifar10 (bundled JPEG test set) or an ImageFolder DIR")
     p.add_argument("--limit", type=_positive_int, metavar="N", help="a fixed random subset of N images")
     p.add_argument("--batch-size", type=_positive_int, default=100)
@@ -765,7 +779,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", metavar="DIR", help="a folder of images (flat or one sub-folder per class), or cifar10")
     p.add_argument("-o", "--output", required=True, metavar="OUT.npz")
     _add_model_options(p)
-    _add_backend_options(p, "onnxruntime for files, torch for names")
+    _add_backend_options(p, "the first registered runtime that loads the model")
     p.add_argument("--batch-size", type=_positive_int, default=100)
     p.add_argument("--skip-bad", action="store_true", help="skip images that cannot be decoded, and list them")
     _add_cluster_option(p)
@@ -806,7 +820,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --max-drop: validation images (default: the bundled cifar10-val for CIFAR models)")
     p.add_argument("--threads", type=_positive_int, help="intra-op threads (default: all cores)")
     p.add_argument("--backend", metavar="NAME[,NAME...]",
-                   help="runtimes to compare: torch, onnxruntime, openvino (default: those installed)")
+                   help=f"runtimes to compare: {', '.join(runtime_names())} (default: those installed)")
     p.add_argument("--device", metavar="cpu|cuda|cpu,cuda",
                    help="where to run the variants (default: cpu, and cuda too when a runtime can use a GPU here)")
     # The whole-pipeline default times until every median is known to +-1 % (at most 30 s per batch size):
@@ -846,7 +860,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="accuracy-aware int8: at most N revert steps per toolkit")
     p.add_argument("--calib-data", metavar="DIR|cifar10-calib", help="calibration images (default: bundled for CIFAR)")
     p.add_argument("--backend", metavar="NAME[,NAME...]",
-                   help="runtimes to search: torch, onnxruntime, openvino (default: those installed)")
+                   help=f"runtimes to search: {', '.join(runtime_names())} (default: those installed)")
     p.add_argument("--device", metavar="cpu|cuda|cpu,cuda",
                    help="where candidates run (default: cpu, and cuda too when a runtime can use a GPU here)")
     p.add_argument("--threads", type=_positive_int, help="intra-op threads (default: all cores)")

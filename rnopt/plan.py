@@ -7,7 +7,7 @@ from typing import Any
 
 from rnopt.backends import BACKEND_NAMES, RuntimeConfig, backend_class, config_class, runtime_names
 from rnopt.errors import RnoptError
-from rnopt.spec import DEVICES, ArtifactSpec, VariantSpec, format_suffix
+from rnopt.spec import DEVICES, IN_FRAMEWORK, ArtifactSpec, VariantSpec, format_suffix
 
 PRECISIONS = ("fp32", "bf16", "fp16", "int8", "tf32")
 
@@ -36,7 +36,7 @@ def default_runtime(artifact: ArtifactSpec, prefer_pytorch: bool = False) -> str
     """The runtime a command uses for `artifact` when none is named: the first registered one that loads its
     format (a built-in name: its ONNX export), or with `prefer_pytorch` one that runs the model in PyTorch itself
     (eval's reference). Read from what runtimes declare (`RuntimeConfig.loads`), never from their names."""
-    formats = [f for f in artifact.formats if prefer_pytorch or f != "torch"]
+    formats = [f for f in artifact.formats if prefer_pytorch or f != IN_FRAMEWORK]
     for fmt in formats:
         for runtime in runtime_names():
             if fmt in config_class(runtime).loads:
@@ -75,7 +75,7 @@ def plan(artifacts: list[ArtifactSpec], runtimes: list[str] | None = None, preci
 # The runtimes `rnopt run` and `rnopt tune` compare by default: the built-in ones (a runtime registered from
 # outside runs where it is asked for by name).
 # PyTorch-model runtimes first: the speed reference.
-RUN_RUNTIMES: tuple[str, ...] = tuple(sorted(BACKEND_NAMES, key=lambda r: "torch" not in config_class(r).loads))
+RUN_RUNTIMES: tuple[str, ...] = tuple(sorted(BACKEND_NAMES, key=lambda r: IN_FRAMEWORK not in config_class(r).loads))
 
 
 def loaded_formats(runtimes: Iterable[str]) -> set[str]:
@@ -123,7 +123,7 @@ def plan_variants(model: ArtifactSpec, files: dict[str, ArtifactSpec], runtimes:
     PyTorch-model runtimes come first (the speed reference) with `speed_reference_first`, else last (a search
     measures accuracy drops from the first float ONNX variant).
     """
-    ordered = sorted(runtimes, key=lambda r: ("torch" in config_class(r).loads) != speed_reference_first)
+    ordered = sorted(runtimes, key=lambda r: (IN_FRAMEWORK in config_class(r).loads) != speed_reference_first)
     plain = next((r for r in runtime_names() if "onnx" in config_class(r).loads), None)  # labels without [runtime]
     float_name = next((name for name, artifact in files.items() if artifact == model), model.name)
     specs: list[VariantSpec] = []
@@ -131,10 +131,10 @@ def plan_variants(model: ArtifactSpec, files: dict[str, ArtifactSpec], runtimes:
         config = config_class(runtime)
         options = config.for_objective(objective) if objective else {}
         title = config.title or runtime
-        if "torch" in config.loads:
+        if IN_FRAMEWORK in config.loads:
             specs.append(VariantSpec.build(model, runtime, threads=threads, label=f"{model.name} ({title})", **options))
         for name, artifact in files.items():
-            if not (set(artifact.formats) & set(config.loads)) - {"torch"}:
+            if not (set(artifact.formats) & set(config.loads)) - {IN_FRAMEWORK}:
                 continue
             label = name if runtime == plain else f"{name} [{runtime}]"
             specs.append(VariantSpec.build(artifact, runtime, threads=threads, label=label, **options))
@@ -144,7 +144,7 @@ def plan_variants(model: ArtifactSpec, files: dict[str, ArtifactSpec], runtimes:
     for runtime in ordered if "cuda" in devices else []:
         config = config_class(runtime)
         for variant, settings in config.cuda_variants.items() if can_use_cuda(runtime) else ():
-            if "torch" in config.loads:
+            if IN_FRAMEWORK in config.loads:
                 label = f"{model.name} ({config.title or runtime} CUDA {variant})"
             else:
                 label = f"{float_name} [{runtime} cuda{' ' + variant if variant else ''}]"
@@ -177,7 +177,7 @@ def eval_order(specs: list[VariantSpec], ran: dict[str, str] | None = None) -> l
 
 
 def _runs_pytorch_models(spec: VariantSpec) -> bool:
-    return "torch" in config_class(spec.runtime).loads
+    return IN_FRAMEWORK in config_class(spec.runtime).loads
 
 
 def artifact_warnings(specs: list[VariantSpec]) -> list[str]:

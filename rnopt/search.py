@@ -46,7 +46,7 @@ from rnopt.quantization.base import CalibrationData
 from rnopt.quantization.calibration import calibration_data
 from rnopt.results import BenchResult, Candidate, Failure, Record, SearchResult
 from rnopt.schema import check_fields
-from rnopt.spec import ArtifactSpec, VariantSpec, format_suffix
+from rnopt.spec import IN_FRAMEWORK, ArtifactSpec, VariantSpec, format_suffix
 
 OBJECTIVES = {"latency": 1, "throughput": 32}  # objective -> its default batch size
 # The int8 recipes the search tries with ONNX Runtime's quantizer; each file also runs on OpenVINO, and NNCF's
@@ -267,7 +267,7 @@ def _time_and_choose(opts: TuneOptions, record: Record, specs: list[VariantSpec]
 
 def _file_of(spec: VariantSpec, files: dict[str, ArtifactSpec], out: Path) -> str:
     """The run folder's copy of the file `spec` loads ("" for a PyTorch variant, which loads no file)."""
-    if "torch" in backend_class(spec.runtime).formats:
+    if IN_FRAMEWORK in backend_class(spec.runtime).formats:
         return ""
     return next((str(out / name) for name, artifact in files.items() if artifact == spec.artifact), "")
 

@@ -33,7 +33,8 @@ ID_SCHEME = 4
 STEP_OPS = ("optimize", "quantize", "quantize-aware")
 # What a runtime loads (`RuntimeConfig.loads`) and an artifact is: a built-in model in PyTorch, ONNX, ONNX holding
 # ONNX Runtime's own fused operators (what its offline optimizer writes), an OpenVINO IR.
-ARTIFACT_FORMATS = ("torch", "onnx", "onnx-ort", "openvino-ir")
+IN_FRAMEWORK = "torch"  # the format of a built-in model run in the framework it is defined in
+ARTIFACT_FORMATS = (IN_FRAMEWORK, "onnx", "onnx-ort", "openvino-ir")
 _SUFFIXES = {"openvino-ir": ".xml"}  # every other file format is a .onnx
 DATA_KEYS = ("calibration", "validation")
 
@@ -147,7 +148,7 @@ class ArtifactSpec:
             last = self.steps[-1]
             return ("onnx-ort",) if last.op == "optimize" else (last.settings.get("format", "onnx"),)
         if not self.is_file:
-            return ("torch", "onnx")
+            return (IN_FRAMEWORK, "onnx")
         if self.source.endswith(".xml"):
             return ("openvino-ir",)
         return ("onnx-ort",) if "optimize" in (self.recipe or "") else ("onnx",)
@@ -217,11 +218,7 @@ class VariantSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "VariantSpec":
         try:
-            fields = dict(data["artifact"])
-            if not isinstance(fields.get("steps", []), list):
-                raise TypeError("artifact.steps must be a list of steps")
-            fields["steps"] = tuple(Step.from_dict(step) for step in fields.get("steps", []))
-            artifact = ArtifactSpec(**fields)
+            artifact = artifact_from_dict(data["artifact"])
             config = config_class(data["runtime"]).from_dict(data.get("config") or {})
             return cls(artifact, data["runtime"], data.get("device", "cpu"), data.get("precision"),
                        data.get("threads"), config, data.get("label", ""))
@@ -270,6 +267,15 @@ def _path_digest(path: str | None) -> str | None:
         return hashlib.sha256(Path(path).read_bytes()).hexdigest()
     except OSError:
         return path
+
+
+def artifact_from_dict(data: dict[str, Any]) -> ArtifactSpec:
+    """An artifact spec from its JSON (`artifact_fields`); TypeError where it is not one."""
+    fields = dict(data)
+    if not isinstance(fields.get("steps", []), list):
+        raise TypeError("artifact.steps must be a list of steps")
+    fields["steps"] = tuple(Step.from_dict(step) for step in fields.get("steps", []))
+    return ArtifactSpec(**fields)
 
 
 def artifact_fields(artifact: ArtifactSpec) -> dict[str, Any]:

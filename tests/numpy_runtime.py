@@ -11,13 +11,13 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from rnopt.backends.base import Backend, ModelFile, ModelInput, RunSettings, RuntimeConfig, Session
+from rnopt.backends.base import Backend, ModelFile, ModelInput, RunSettings, RuntimeConfig, Session, option
 from rnopt.errors import RnoptError
 
 
 @dataclass(frozen=True)
 class NumpyConfig(RuntimeConfig):
-    dtype: str = "float32"  # the accumulation type
+    dtype: str = option("float32", "--numpy-dtype", "the NumPy runtime's accumulation type", ("float32", "float64"))
 
     def __post_init__(self) -> None:
         if self.dtype not in ("float32", "float64"):

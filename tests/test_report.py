@@ -62,7 +62,9 @@ def test_headline_recommends_fast_variant_within_accuracy_budget(run_report):
     fastest_ok = min((r for r in data.bench if r.batch_size == 1 and r.model != "resnet20_cifar10 (PyTorch)"),
                      key=lambda r: r.latency_ms.p50)
     assert h.variant.latency_ms.p50 == fastest_ok.latency_ms.p50
-    assert h.speedup_vs_torch > 1
+    speedups = {base.runtime: base.speedup for base in h.baselines}
+    assert speedups["torch"] > 1  # against every runtime's first fp32 variant, its own runtime's too, by name
+    assert set(speedups) == {r.backend for r in data.bench if r.precision == "fp32"}
 
 
 def test_report_merges_bench_and_eval_files(cli, tmp_path, fp32_onnx, int8_onnx):

@@ -243,7 +243,7 @@ def test_version_2_files_still_load_render_and_gate(cli, tmp_path):
     assert cli("compare-runs", v2, v2).code == 0  # joined on labels: its ids hashed paths
 
 
-def test_a_runtime_added_from_outside_runs_through_the_planner(tmp_path, fp32_onnx):
+def test_a_runtime_added_from_outside_runs_through_the_planner(tmp_path, fp32_onnx, cli):
     """One module (tests/numpy_runtime.py) and one registration: bench and eval take it like a built-in one."""
     import rnopt
     from numpy_runtime import tiny_model
@@ -266,6 +266,15 @@ def test_a_runtime_added_from_outside_runs_through_the_planner(tmp_path, fp32_on
         assert "numpy" in {entry.name for entry in rnopt.list_runtimes()}
         with pytest.raises(RnoptError, match="dtype must be float32 or float64"):
             VariantSpec.build(specs[1].artifact, "numpy", dtype="int8")
+        # its flag comes from its config, on the command line as on a built-in runtime, with nothing added to rnopt
+        r = cli("eval", tiny, "--backend", "onnxruntime,numpy", "--numpy-dtype", "float64", "--limit", "20",
+                "--json", tmp_path / "e.json")
+        assert r.code == 0, r.err
+        configs = {s["runtime"]: s["config"] for s in json.loads((tmp_path / "e.json").read_text())["specs"]}
+        assert configs["numpy"] == {"dtype": "float64"}
+        assert "--numpy-dtype" in cli("eval", "--help").out
+        r = cli("eval", tiny, "--backend", "onnxruntime", "--numpy-dtype", "float64", "--limit", "20")
+        assert r.code == 1 and "--numpy-dtype applies to numpy, which this command does not run" in r.err
     finally:
         RUNTIMES.pop("numpy", None)
 
@@ -284,3 +293,22 @@ def test_the_default_runtime_follows_what_runtimes_load(fp32_onnx, tmp_path, cli
             "--no-memory", "--json", tmp_path / "b.json")
     assert r.code == 0, r.err
     assert {row["backend"] for row in json.loads((tmp_path / "b.json").read_text())["bench"]} == {"openvino"}
+
+
+def test_no_runtime_is_named_outside_the_registries_and_its_own_modules():
+    """The planner, the pipeline, the search, the CLI and the headline decide from what runtimes declare: a runtime's
+    registry name as a string in their code (not in comments or help) would be a decision keyed on its name."""
+    import io
+    import tokenize
+
+    import rnopt
+    from rnopt.backends import runtime_names
+
+    root = Path(rnopt.__file__).parent
+    names = {repr(n) for n in runtime_names()} | {f'"{n}"' for n in runtime_names()}
+    for module in ("cli.py", "plan.py", "pipeline.py", "search.py", "report/headline.py", "report/document.py"):
+        source = (root / module).read_text()
+        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+        for token in tokens:
+            assert not (token.type == tokenize.STRING and token.string in names), \
+                f"{module}:{token.start[0]} names runtime {token.string}"

@@ -36,6 +36,15 @@ class DeployCode:
     settings: str  # the same settings in words, for deploy.md
 
 
+def option(default: Any, flag: str, help: str, choices: tuple[str, ...] | None = None,
+           metavar: str | None = None) -> Any:
+    """A runtime config field that is also a command-line flag: the CLI generates the flag from it (its help, its
+    choices, its default), so a runtime's options are declared once, in its own module. A bool that defaults to
+    True is given as `FLAG on|off`; one that defaults to False as a bare `FLAG`; an optional int as `FLAG N`."""
+    return dataclasses.field(default=default, metadata={"flag": flag, "help": help, "choices": choices,
+                                                        "metavar": metavar})
+
+
 @dataclass(frozen=True)
 class RuntimeConfig:
     """A runtime's own options, typed; each runtime subclasses it beside its backend and validates itself.
@@ -58,6 +67,11 @@ class RuntimeConfig:
     def for_objective(cls, objective: str) -> dict[str, Any]:
         """The options that suit a search objective (latency or throughput); {}: the defaults do."""
         return {}
+
+    @classmethod
+    def flags(cls) -> list[dataclasses.Field]:
+        """Its fields that are command-line flags (declared with `option`)."""
+        return [f for f in dataclasses.fields(cls) if "flag" in f.metadata]
 
     def deploy_code(self, device: str, precision: str | None, threads: int | None) -> DeployCode | None:
         """The runtime's own code for this variant (None: it cannot run outside rnopt, e.g. a model in PyTorch)."""

@@ -66,10 +66,8 @@ def headline_text(data: ReportData) -> str | None:
     r = h.variant
     parts = [f"Recommended: {r.model} on {r.runtime}, median {r.latency_ms.p50:.3f} ms {tables.ci_cell(r)} "
              f"at batch {r.batch_size}".replace("  ", " ")]
-    if h.speedup_vs_torch:
-        parts.append(f"{tables.ratio_cell(h.speedup_vs_torch, h.torch_interval)} as fast as PyTorch fp32")
-    if h.speedup_vs_ort_fp32:
-        parts.append(f"{tables.ratio_cell(h.speedup_vs_ort_fp32, h.ort_interval)} as fast as ONNX Runtime fp32")
+    for base in h.baselines:
+        parts.append(f"{tables.ratio_cell(base.speedup, base.interval)} as fast as {base.runtime} fp32")
     if h.top1 is not None:
         delta = f", {h.top1_delta * 100:+.2f} points vs the float reference" if h.top1_delta is not None else ""
         parts.append(f"{h.metric} {h.top1:.2%}{delta}")

@@ -1,7 +1,7 @@
 """Which variant to ship: the fastest one whose accuracy stays within budget of the float reference."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rnopt.report.loading import ReportData
 from rnopt.report.tables import speedup_interval
@@ -11,16 +11,23 @@ ACCURACY_BUDGET = 0.01  # top-1 may drop this much (1 point) for a variant to be
 
 
 @dataclass
+class Baseline:
+    """The recommended variant against one runtime's fp32 variant: how many times as fast, and that ratio's 95 %
+    interval (from the two medians' intervals)."""
+
+    runtime: str
+    speedup: float
+    interval: tuple[float, float] | None
+
+
+@dataclass
 class Headline:
     variant: BenchResult
-    speedup_vs_torch: float | None
-    speedup_vs_ort_fp32: float | None
     top1: float | None
     top1_delta: float | None
     reason: str
     metric: str = "top-1"  # the accuracy measure: top-1 for classifiers, mAP for embedding models
-    torch_interval: tuple[float, float] | None = None  # the speed-ups' intervals, from the medians' 95 % intervals
-    ort_interval: tuple[float, float] | None = None
+    baselines: list[Baseline] = field(default_factory=list)  # each other runtime's first fp32 variant, as timed
 
 
 @dataclass
@@ -76,15 +83,12 @@ def recommend(data: ReportData, budget: float = ACCURACY_BUDGET) -> Headline | N
     else:
         best = min(points, key=lambda p: p.result.latency_ms.p50)
         reason = "fastest variant (accuracy not measured: evaluate before shipping)"
-    torch_base, ort_base = _fp32_base(points, "torch"), _fp32_base(points, "onnxruntime")
-    return Headline(best.result, _ratio(torch_base, best.result), _ratio(ort_base, best.result), best.top1,
-                    best.top1_delta, reason, points[0].metric, torch_base and speedup_interval(torch_base, best.result),
-                    ort_base and speedup_interval(ort_base, best.result))
+    bases = [_fp32_base(points, runtime) for runtime in dict.fromkeys(p.result.backend for p in points)]
+    baselines = [Baseline(base.backend, base.latency_ms.p50 / best.result.latency_ms.p50,
+                          speedup_interval(base, best.result)) for base in bases if base and base is not best.result]
+    return Headline(best.result, best.top1, best.top1_delta, reason, points[0].metric, baselines)
 
 
-def _fp32_base(points: list[VariantPoint], backend: str) -> BenchResult | None:
-    return next((p.result for p in points if p.result.backend == backend and p.result.precision == "fp32"), None)
-
-
-def _ratio(base: BenchResult | None, best: BenchResult) -> float | None:
-    return base.latency_ms.p50 / best.latency_ms.p50 if base else None
+def _fp32_base(points: list[VariantPoint], runtime: str) -> BenchResult | None:
+    """A runtime's first fp32 variant (in the order they were timed): what a user of that runtime starts from."""
+    return next((p.result for p in points if p.result.backend == runtime and p.result.precision == "fp32"), None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from rnopt.backends.base import DeployCode, RuntimeConfig
+from rnopt.backends.base import DeployCode, RuntimeConfig, option
 from rnopt.errors import RnoptError
 
 OPT_LEVELS = ("disable", "basic", "extended", "all")
@@ -17,13 +17,17 @@ _PROVIDER_NAMES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider
 
 @dataclass(frozen=True)
 class OrtConfig(RuntimeConfig):
-    opt_level: str = "all"  # graph optimization at load time
-    provider: str | None = None  # execution provider; None: the one for the spec's device
+    opt_level: str = option("all", "--ort-opt-level", "ONNX Runtime's graph optimization at load time "
+                            "(default all)", OPT_LEVELS)
+    provider: str | None = option(None, "--ort-provider", "ONNX Runtime execution provider (default: the one for "
+                                  "--device)", PROVIDERS)
     # ORT's idle worker threads spin for a while after each call: that saves wake-up time (ResNet-20
     # batch 1: 0.46 ms with, 0.83 ms without, on 2 cores). The bench harness pauses between variants so
     # the spinning does not reach the next one.
-    spinning: bool = True
-    inter_op: int | None = None  # threads for independent branches (parallel execution mode)
+    spinning: bool = option(True, "--ort-spin", "ONNX Runtime worker threads spin between calls (default on: "
+                            "faster, busier CPU)")
+    inter_op: int | None = option(None, "--ort-inter-op", "ONNX Runtime inter-op threads: run independent branches "
+                                  "in parallel (default: sequential)", metavar="N")
     title: ClassVar[str] = "ONNX Runtime"
     loads: ClassVar[tuple[str, ...]] = ("onnx", "onnx-ort")  # its own fused operators too
     cuda_variants: ClassVar[dict[str, dict[str, Any]]] = {"": {"provider": "cuda"}}

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from rnopt.backends.base import DeployCode, RuntimeConfig
+from rnopt.backends.base import DeployCode, RuntimeConfig, option
 from rnopt.errors import RnoptError
 
 PERFORMANCE_HINTS = ("latency", "throughput")
@@ -13,7 +13,8 @@ _PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}  # rnopt's nam
 
 @dataclass(frozen=True)
 class OpenVinoConfig(RuntimeConfig):
-    hint: str = "latency"  # PERFORMANCE_HINT: throughput keeps several requests in flight
+    hint: str = option("latency", "--hint", "OpenVINO performance hint (default latency; throughput keeps several "
+                       "requests in flight)", PERFORMANCE_HINTS)
     runs_model_precision: ClassVar[bool] = False  # None: OpenVINO's own default (bf16 where the CPU has it)
     title: ClassVar[str] = "OpenVINO"
     loads: ClassVar[tuple[str, ...]] = ("onnx", "openvino-ir")  # not ONNX Runtime's fused operators
