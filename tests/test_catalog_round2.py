@@ -414,9 +414,9 @@ def test_a_failed_run_leaves_no_folder_it_made(tmp_path):
 def test_library_warnings_show_control_characters(cli, monkeypatch):
     import warnings
 
-    import rnopt.cli
+    import rnopt.cli.models
 
-    monkeypatch.setattr(rnopt.cli, "cmd_models", lambda args: warnings.warn("font \x1b[31mred\x1b[0m missing"))
+    monkeypatch.setattr(rnopt.cli.models, "run", lambda args: warnings.warn("font \x1b[31mred\x1b[0m missing"))
     r = cli("models")
     assert r.code == 0 and "\x1b" not in r.err and "warning: font \\x1b[31mred" in r.err
 

@@ -306,7 +306,8 @@ def test_no_runtime_is_named_outside_the_registries_and_its_own_modules():
 
     root = Path(rnopt.__file__).parent
     names = {repr(n) for n in runtime_names()} | {f'"{n}"' for n in runtime_names()}
-    for module in ("cli.py", "plan.py", "pipeline.py", "search.py", "report/headline.py", "report/document.py"):
+    modules = [p.relative_to(root) for p in sorted((root / "cli").glob("*.py"))]
+    for module in [*modules, "plan.py", "pipeline.py", "search.py", "report/headline.py", "report/document.py"]:
         source = (root / module).read_text()
         tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
         for token in tokens:
