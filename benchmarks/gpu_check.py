@@ -36,7 +36,7 @@ from rnopt.plan import plan, split_list  # noqa: E402
 from rnopt.report.render import markdown_table  # noqa: E402
 from rnopt.report.tables import Table, bench_table  # noqa: E402
 from rnopt.results import BenchResult, Record  # noqa: E402
-from rnopt.spec import ArtifactSpec, VariantSpec, spec_entries  # noqa: E402
+from rnopt.spec import ArtifactSpec, VariantSpec  # noqa: E402
 
 # Largest |logit difference| allowed against CPU fp32, as a fraction of the largest |logit|.
 # IEEE fp32 differs from the CPU only in summation order; tf32 keeps 10 mantissa bits, fp16 10, bf16 7.
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
 
         command = "python benchmarks/gpu_check.py " + " ".join(argv or sys.argv[1:])
         write_json(args.json, Record("bench", command, warnings=summarize_warnings(run.results),
-                                     specs=spec_entries(run.specs), bench_config=run.config.to_dict(),
+                                     specs=list(run.specs), bench_config=run.config.to_dict(),
                                      bench=run.results).to_dict())
         print(f"wrote {args.json}")
     failed = [c.label for c in run.checks if not c.passed]

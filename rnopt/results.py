@@ -463,6 +463,11 @@ class Record:
     folder: str | None = None  # `rnopt run` / `rnopt tune`: the folder holding its model files and reports
     step_times_s: dict[str, float] = field(default_factory=dict)  # `rnopt run` / `tune`: each step's wall time
 
+    def __post_init__(self) -> None:
+        wrong = [type(s).__name__ for s in self.specs if not isinstance(s, VariantSpec)]
+        if wrong:  # a dict here would only fail when the record is written, far from the mistake
+            raise TypeError(f"Record.specs holds VariantSpecs, got {wrong[0]}")
+
     @contextlib.contextmanager
     def timing(self, step: str) -> Iterator[None]:
         """Record how long the block took as `step` (added to what that step already took)."""
