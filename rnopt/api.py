@@ -10,12 +10,13 @@ over these functions.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rnopt.artifacts import artifact_for
+from rnopt.artifacts import ArtifactStore, artifact_for
 from rnopt.bench import BenchConfig, summarize_warnings
 from rnopt.errors import RnoptError
 from rnopt.fileio import check_writable_output, replacing
@@ -113,25 +114,48 @@ def export(model: str, output: str | Path, weights: str | None = None, num_class
            labels: str | None = None, opset: int | None = None, static_batch: int | None = None,
            rtol: float | None = None, atol: float | None = None, head: str = "logits",
            normalize: bool = False, force: bool = False) -> Record:
-    """Export a model to ONNX and check it against PyTorch; an existing `output` is replaced only with `force`."""
+    """Export a model to ONNX and check it against PyTorch; an existing `output` is replaced only with `force`.
+
+    Built through the artifact store (the same recipe is exported once, and `rnopt run`'s export is this one),
+    except with a tolerance of its own or a fixed batch above 1, which no recipe names: then exported here."""
     from rnopt.models import create_model
     from rnopt.onnx_export import RTOL, export_model
 
     check_writable_output(output, force)
+    if rtol is None and atol is None and static_batch in (None, 1):
+        artifact = dataclasses.replace(artifact_for(model, weights, num_classes, labels, head, opset, normalize),
+                                       dynamic_batch=static_batch is None)
+        store = ArtifactStore()
+        loaded = store.loaded(artifact)
+        result = _built_into(store, artifact, output, force)
+        return Record("export", warnings=list(loaded.warnings), exports=[result]).capture_environment()
     loaded = create_model(model, weights, num_classes, labels, head, normalize)
     with replacing(force):
         result = export_model(loaded, output, opset, static_batch, rtol or RTOL, atol)
     return Record("export", warnings=list(loaded.warnings), exports=[result]).capture_environment()
 
 
+def _built_into(store: ArtifactStore, artifact: ArtifactSpec, output: str | Path, force: bool,
+                source: str | Path | None = None) -> Any:
+    """The artifact built by its recipe (or taken from the cache) and copied to `output`; its step's result, naming
+    the user's files (`source`, `output`) rather than the cache's."""
+    store.model_file(artifact)  # built before anything is written: a failed build leaves no output
+    with replacing(force):
+        store.copy_to(artifact, Path(output))
+    paths = {"output": str(output)} | ({"input": str(source)} if source is not None else {})
+    return dataclasses.replace(store.results[artifact].result, **paths)
+
+
 @_with_notices
 def optimize(source: str | Path, output: str | Path, level: str = "extended", force: bool = False) -> Record:
-    """ONNX Runtime's offline fusion; an existing `output` is replaced only with `force`."""
-    from rnopt.fusion import optimize_model
+    """ONNX Runtime's offline fusion, built through the artifact store (fused once per file and level); an existing
+    `output` is replaced only with `force`."""
+    from rnopt.recipes import optimize_step
 
     _check_output(source, output, force)
-    with replacing(force):
-        return Record("optimize", optimizations=[optimize_model(source, output, level)]).capture_environment()
+    artifact = artifact_for(str(source)).then(optimize_step(level))
+    return Record("optimize", optimizations=[_built_into(ArtifactStore(), artifact, output, force, source)]
+                  ).capture_environment()
 
 
 @_with_notices
@@ -146,11 +170,38 @@ def quantize(source: str | Path, output: str | Path, toolkit: str = "onnxruntime
 
     _check_output(source, output, force)
     recipe = QuantRecipe(recipe) if isinstance(recipe, str) else recipe
+    if control is None:  # plain int8 is a recipe step: built through the artifact store
+        return Record("quantize", quantizations=[_quantized_by_recipe(source, output, toolkit, calib_data,
+                                                                      calib_size, recipe, on_batch, force)]
+                      ).capture_environment()
+    # Accuracy-aware int8 runs here: its untuned test figures and the latency of its reverts are the verb's own
+    # (they need the revert loop's intermediate models), not part of the file's recipe.
     timer = (lambda full, models: _revert_costs(toolkit, full, models)) if time_reverts else None
     with replacing(force):
         result = quantize_file(source, output, toolkit, calib_data, calib_size, recipe, on_batch, control,
                                on_progress, timer)
     return Record("quantize", quantizations=[result]).capture_environment()
+
+
+def _quantized_by_recipe(source: str | Path, output: str | Path, toolkit: str, calib_data: str | None,
+                         calib_size: int, recipe: "QuantRecipe", on_batch: Advance | None, force: bool) -> Any:
+    from rnopt.onnx_model import open_float_model
+    from rnopt.quantization import QUANTIZERS, get_quantizer
+    from rnopt.quantization.calibration import calibration_data
+    from rnopt.recipes import DataSource, quantize_step
+    from rnopt.spec import format_suffix
+
+    if toolkit not in QUANTIZERS:
+        get_quantizer(toolkit)  # the one-line error naming the quantizers
+    _, _, _, meta = open_float_model(source, output, "quantize")  # refuses an int8 input before calibrating
+    if format_suffix(QUANTIZERS[toolkit].format) == ".xml" and Path(output).suffix != ".xml":
+        raise RnoptError(f"the {toolkit} quantizer writes an OpenVINO IR: the output must end in .xml (the weights "
+                         f"go beside it as .bin), got {output}")
+    artifact = artifact_for(str(source))
+    calibration = calibration_data(meta, calib_data, calib_size, on_batch)
+    store = ArtifactStore(data=DataSource())
+    store.data.add(calibration)
+    return _built_into(store, artifact.then(quantize_step(toolkit, recipe, calibration)), output, force, source)
 
 
 def load_spec(path: str | Path, spec_id: str | None = None) -> VariantSpec:

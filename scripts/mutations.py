@@ -83,6 +83,16 @@ MUTATIONS = [
     Mutation("NNCF: a logged drop scaled to points", "rnopt/quantization/openvino.py",
              "steps[-1].drop = drop  # a fraction, as rnopt's", "steps[-1].drop = drop * 100",
              (D + "test_nncf_logged_drops_come_back_in_rnopt_units",)),
+    # the explicit verbs through the store
+    Mutation("store: optimize fused beside the store, as before recipes", "rnopt/api.py",
+             "    artifact = artifact_for(str(source)).then(optimize_step(level))\n",
+             "    from rnopt.fusion import optimize_model\n    with replacing(force):\n        return Record("
+             "\"optimize\", optimizations=[optimize_model(source, output, level)])\n",
+             ("tests/test_recipes.py::test_the_explicit_verbs_build_their_files_through_the_store",)),
+    Mutation("calibration: histogram methods fed a short last batch", "rnopt/quantization/onnxruntime.py",
+             "    return next(size for size in range(min(CALIB_BATCH, images), 0, -1) if images % size == 0)",
+             "    return CALIB_BATCH",
+             ("tests/test_recipes.py::test_the_explicit_verbs_build_their_files_through_the_store",)),
     # one typed record (issue "recipe artifacts" item 5)
     Mutation("record: schema-4 scores left in points", "rnopt/results.py",
              "    return _scores_as_fractions(payload)", "    return payload",

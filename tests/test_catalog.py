@@ -305,9 +305,20 @@ def _hidden_files(folder: Path) -> set[str]:
 
 # ---- interruptions ---------------------------------------------------------------------------------------
 
-def _start(*argv: str, cwd: Path) -> subprocess.Popen:
+def _start(*argv: str, cwd: Path, cache: Path | None = None) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)} | ({"RNOPT_CACHE_DIR": str(cache)} if cache else {})
     return subprocess.Popen([sys.executable, "-m", "rnopt", *argv], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def building_in(cache: Path) -> bool:
+    """Whether the artifact store is building an entry (its scratch folder, renamed in when whole) in `cache`."""
+    return any((cache / "artifacts").glob(".*"))
+
+
+def no_entry_in(cache: Path) -> bool:
+    """The cache holds no entry, whole or half-built."""
+    return not any((cache / "artifacts").iterdir()) if (cache / "artifacts").exists() else True
 
 
 def _wait_for(condition, proc: subprocess.Popen, timeout: float = 240) -> None:
@@ -361,8 +372,11 @@ def _workers(parent: int) -> list[str]:
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_export_interrupted_leaves_no_temporary_file(tmp_path, signum):
-    proc = _start("export", "resnet20_cifar10", "-o", str(tmp_path / "m.onnx"), "--quiet", cwd=tmp_path)
-    _wait_for(lambda: list(tmp_path.glob(".m.onnx.*.tmp")), proc)
+    """The export is built through the artifact store, in an empty cache here: interrupted while it builds, it
+    leaves neither a file beside the output nor a cache entry."""
+    cache = tmp_path / "cache"
+    proc = _start("export", "resnet20_cifar10", "-o", str(tmp_path / "m.onnx"), "--quiet", cwd=tmp_path, cache=cache)
+    _wait_for(lambda: building_in(cache), proc)
     code, err = _stop(proc, signum)
     assert code == EXPECTED[signum][0] and EXPECTED[signum][1] in err, err
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == ["cache"] and no_entry_in(cache)

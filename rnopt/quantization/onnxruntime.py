@@ -204,10 +204,19 @@ def _calibrate(model: Path, ranges: Path, calibration: CalibrationData, recipe: 
     with contextlib.redirect_stdout(io.StringIO()):
         calibrator = create_calibrator(model, None, augmented_model_path=str(scratch / "augmented.onnx"),
                                        calibrate_method=METHODS[recipe.method], extra_options=options)
-        batches = calibration.batches(CALIB_BATCH)
+        batches = calibration.batches(_batch_size(recipe.method, len(calibration)))
         for start in range(0, len(batches), STRIDE_BATCHES):
             calibrator.collect_data(_ImageReader(batches[start:start + STRIDE_BATCHES], input_name, on_batch))
         save_tensors_data(calibrator.compute_data(), ranges)
+
+
+def _batch_size(method: str, images: int) -> int:
+    """CALIB_BATCH; for the histogram methods (entropy, percentile), the largest size up to it that divides the
+    images evenly: ORT's histogram collector stacks every batch's outputs into one array, and a shorter last batch
+    made that fail ("inhomogeneous shape": --calib-size 64 or 128 with batches of 50)."""
+    if method == "minmax":
+        return CALIB_BATCH
+    return next(size for size in range(min(CALIB_BATCH, images), 0, -1) if images % size == 0)
 
 
 def _range_overrides(model: onnx.ModelProto, ranges: tuple[tuple[str, float, float], ...]) -> dict[str, list]:
