@@ -197,11 +197,11 @@ def test_the_headline_says_why_the_chosen_one_won():
     from rnopt.results import SearchResult
 
     def search(chosen: str) -> ReportData:
-        candidates = [Candidate("a", "a.onnx", 85.5, -0.1, True, 0.51, [0.50, 0.52], 1960.0),
-                      Candidate("b", "b.onnx", 85.0, 0.4, True, 0.50, [0.49, 0.51], 2000.0),
-                      Candidate("c", "c.onnx", 70.0, 15.4, False)]
+        candidates = [Candidate("a", "a.onnx", 0.855, -0.001, True, 0.51, [0.50, 0.52], 1960.0),  # fractions
+                      Candidate("b", "b.onnx", 0.850, 0.004, True, 0.50, [0.49, 0.51], 2000.0),
+                      Candidate("c", "c.onnx", 0.700, 0.154, False)]
         return ReportData(searches=[SearchResult("latency", 1, "top-1 drop ≤ 1 points", "top-1", "cifar10-val", 5000,
-                                                 "m.onnx", "r", 85.4, candidates, chosen)])
+                                                 "m.onnx", "r", 0.854, candidates, chosen)])
 
     assert ("a.onnx, median 0.510 ms at batch 1; top-1 gain 0.10 on cifar10-val (validation) against the bound "
             "top-1 drop ≤ 1 points. Of the 2 candidates within the bound, out of 3 tried: as fast as the fastest "
