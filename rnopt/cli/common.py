@@ -344,13 +344,18 @@ def _add_bound_options(p: argparse.ArgumentParser | argparse._ArgumentGroup, max
 
 
 def _add_bench_options(p: argparse.ArgumentParser, batch_default: str, target_ci: float | None = None,
-                       max_time: float = 60.0, memory: bool = True) -> None:
+                       max_time: float | None = None, memory: bool = True) -> None:
+    """The timing flags; their defaults are BenchConfig's (a command's own where it passes one)."""
+    from rnopt.bench import BenchConfig
+
+    defaults = BenchConfig()
+    max_time = defaults.max_time if max_time is None else max_time
     p.add_argument("--batch-size", type=_int_list, metavar="N[,N...]",
                    help=f"batch sizes to time (default {batch_default})")
     p.set_defaults(batch_size_default=_int_list(batch_default))
-    p.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
-    p.add_argument("--iterations", type=_positive_int, help="timed runs, at least (default 50)")
-    p.add_argument("--min-time", type=float, metavar="S", help="timed seconds, at least (default 1)")
+    p.add_argument("--warmup", type=int, default=defaults.warmup, help=f"untimed runs first (default {defaults.warmup})")
+    p.add_argument("--iterations", type=_positive_int, help=f"timed runs, at least (default {defaults.iterations})")
+    p.add_argument("--min-time", type=float, metavar="S", help=f"timed seconds, at least (default {defaults.min_time:g})")
     p.set_defaults(adaptive_ci=target_ci)
     p.add_argument("--target-ci", type=float, metavar="PCT",
                    help="keep timing in interleaved rounds until every median's 95%% interval is within +-PCT %% "
