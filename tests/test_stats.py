@@ -96,9 +96,9 @@ def test_a_competitor_started_half_way_is_named_as_drift(fp32_onnx, int8_onnx):
 def test_target_ci_stops_as_soon_as_every_interval_is_narrow_enough(fp32_onnx, int8_onnx):
     loose = BenchConfig([1], warmup=2, iterations=5, min_time=30.0, target_ci=0.5, max_time=30.0)
     outcome = InProcessExecutor().bench(_specs(fp32_onnx, int8_onnx), loose)
-    # +-50 % is reached at once: the minimum of 3 rounds, not the 30 s that --min-time alone would take
-    assert [r.rounds for r in outcome.results] == [3, 3] and all(r.converged for r in outcome.results)
-    assert all(r.total_time_s < 5 for r in outcome.results)
+    # +-50 % is reached within a few rounds (3 on a quiet machine; more when another job shares the cores), not
+    # the 30 s that --min-time alone would take
+    assert all(r.rounds >= 3 and r.converged and r.total_time_s < 10 for r in outcome.results)
     impossible = BenchConfig([1], warmup=2, iterations=5, target_ci=1e-9, max_time=1.0)
     outcome = InProcessExecutor().bench(_specs(fp32_onnx, int8_onnx), impossible)
     assert all(r.converged is False for r in outcome.results)
@@ -132,5 +132,6 @@ def test_bench_json_records_the_interval_and_the_rounds(cli, tmp_path, fp32_onnx
     low, high = res["p50_ci_ms"]
     half_width = (high - low) / 2 / res["latency_ms"]["p50"]
     assert low <= res["latency_ms"]["p50"] <= high and res["p50_ci"] == pytest.approx(half_width, rel=1e-6)
-    assert res["rounds"] == 3 and res["converged"] is True and "order statistics" in res["ci_method"]
+    assert res["rounds"] >= 3 and res["converged"] is True and "order statistics" in res["ci_method"]
+    assert res["total_time_s"] < 10  # stopped by the target, not by --max-time (60 s)
     assert "p50 95% CI" in r.out and f"±{res['p50_ci']:.1%}" in r.out
