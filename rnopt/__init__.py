@@ -8,39 +8,39 @@ The public Python API (the CLI is a thin layer over it):
     accuracy = rnopt.evaluate(specs, data="cifar10", limit=500)                      # -> rnopt.Record
     timing.to_dict()                                                                 # the JSON the CLI writes
 
-`artifact`, `plan`, `VariantSpec` name variants; `export`, `optimize`, `quantize` (accuracy-aware with an
+`artifact`, `plan`, `VariantSpec` name variants; `export`, `optimize`, `quantize` (each with its typed config:
+`ExportConfig`, `OptimizeConfig`, `QuantizeConfig` with a `QuantRecipe` and, for accuracy-aware int8, an
 `AccuracyControl`), `sensitivity`, `bench`, `evaluate`, `embed`, `run` (with `RunOptions`) and `tune` (the search,
 with `TuneOptions`) do the work and return `Record`s. Everything else is internal.
 """
 from rnopt.api import (artifact, bench, build, compare_runs, describe_models, describe_runtimes, embed, evaluate, export,
-                       list_models, list_runtimes, load_spec, optimize, plan, quantize, run, sensitivity, tune)
+                       list_models, list_runtimes, load_spec, merge_results, optimize, plan, quantize, run,
+                       sensitivity, tune)
+from rnopt.artifacts import ModelOptions
 from rnopt.bench import BenchConfig
 from rnopt.errors import RnoptError
 from rnopt.results import Record
 from rnopt.spec import ArtifactSpec, VariantSpec
 
-__all__ = ["ArtifactSpec", "BenchConfig", "Record", "RnoptError", "VariantSpec", "artifact", "bench", "build",
-           "compare_runs", "describe_models", "describe_runtimes", "embed",
-           "evaluate", "export", "list_models", "list_runtimes", "load_spec", "optimize", "plan", "quantize", "run",
+__all__ = ["ArtifactSpec", "BenchConfig", "ModelOptions", "Record", "RnoptError", "VariantSpec", "artifact", "bench",
+           "build", "compare_runs", "describe_models", "describe_runtimes", "embed", "evaluate", "export",
+           "list_models", "list_runtimes", "load_spec", "merge_results", "optimize", "plan", "quantize", "run",
            "sensitivity", "tune",
-           "AccuracyControl", "RunOptions",
+           "AccuracyControl", "ExportConfig", "OptimizeConfig", "QuantizeConfig", "QuantRecipe", "RunOptions",
            "TuneOptions"]
+
+# Imported on first use: their modules pull in ONNX and the quantizers, which `import rnopt` does not need.
+_LAZY = {"RunOptions": "rnopt.pipeline", "TuneOptions": "rnopt.search", "AccuracyControl": "rnopt.quantization",
+         "QuantRecipe": "rnopt.quantization.base", "ExportConfig": "rnopt.recipes", "OptimizeConfig": "rnopt.recipes",
+         "QuantizeConfig": "rnopt.recipes"}
 
 # No submodule shares a verb's name (rnopt/evaluation.py, onnx_export.py, fusion.py, quantization/,
 # embedding.py, search.py): importing one would replace the function of that name in this package.
 
 
-def __getattr__(name: str):  # noqa: ANN202 - RunOptions lives with the pipeline, imported on first use
-    if name == "RunOptions":
-        from rnopt.pipeline import RunOptions
+def __getattr__(name: str):  # noqa: ANN202 - a config class, imported on first use
+    if name in _LAZY:
+        import importlib
 
-        return RunOptions
-    if name == "TuneOptions":
-        from rnopt.search import TuneOptions
-
-        return TuneOptions
-    if name == "AccuracyControl":  # the quantizers' module imports onnxruntime: only on use
-        from rnopt.quantization import AccuracyControl
-
-        return AccuracyControl
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'rnopt' has no attribute {name!r}")

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rnopt.artifacts import ArtifactStore, artifact_for
+from rnopt.artifacts import ArtifactStore, ModelOptions, artifact_for
 from rnopt.bench import BenchConfig, summarize_warnings
 from rnopt.errors import RnoptError
 from rnopt.fileio import check_writable_output, replacing
@@ -32,8 +32,8 @@ if TYPE_CHECKING:
     from rnopt.accuracy import AccuracyMeasure, ValidationSet
     from rnopt.data import ImageDataset
     from rnopt.execute import Executor
-    from rnopt.quantization import AccuracyControl
     from rnopt.quantization.base import QuantRecipe
+    from rnopt.recipes import ExportConfig, OptimizeConfig, QuantizeConfig
     from rnopt.progress import Listener
     from rnopt.results import LayerCost, SensitivityResult
 
@@ -98,40 +98,46 @@ def compare_runs(baseline: str | Path, current: str | Path, latency_tolerance: f
     return Record("compare", warnings=list(outcome.environment_differences), comparison=outcome).capture_environment()
 
 
-def artifact(model: str, weights: str | None = None, num_classes: int | None = None, labels: str | None = None,
-             head: str | None = None, normalize: bool = False) -> ArtifactSpec:
-    """A built-in model name (with optional weights) or a .onnx / .xml file, as an artifact spec.
+def merge_results(paths: list[str | Path]) -> Record:
+    """Result files rnopt wrote (any kind, any schema it reads), merged into one record of kind "report":
+    `record.to_html()`, `to_markdown()` or `save()` write the merged report."""
+    from rnopt.report.loading import load_results, to_record
 
-    `head="features"` (with `normalize` for L2-normalised vectors) makes a built-in name an embedding model.
-    """
+    return to_record(load_results(paths))
+
+
+def artifact(model: str, options: ModelOptions | None = None) -> ArtifactSpec:
+    """A built-in model name (with its weights, classes and head from `options`) or a .onnx / .xml file, as an
+    artifact spec. `ModelOptions(head="features")` (with `normalize` for L2-normalised vectors) makes a built-in
+    name an embedding model."""
     if not isinstance(model, (str, Path)):
         raise RnoptError(f"artifact() takes a built-in model name or a model file path, got {model!r:.40}")
-    return artifact_for(str(model), weights, num_classes, labels, head, normalize=normalize)
+    return (options or ModelOptions()).artifact(str(model))
 
 
 @_with_notices
-def export(model: str, output: str | Path, weights: str | None = None, num_classes: int | None = None,
-           labels: str | None = None, opset: int | None = None, static_batch: int | None = None,
-           rtol: float | None = None, atol: float | None = None, head: str = "logits",
-           normalize: bool = False, force: bool = False) -> Record:
+def export(model: str, output: str | Path, source: ModelOptions | None = None, config: "ExportConfig | None" = None,
+           force: bool = False) -> Record:
     """Export a model to ONNX and check it against PyTorch; an existing `output` is replaced only with `force`.
 
     Built through the artifact store (the same recipe is exported once, and `rnopt run`'s export is this one),
     except with a tolerance of its own or a fixed batch above 1, which no recipe names: then exported here."""
     from rnopt.models import create_model
     from rnopt.onnx_export import RTOL, export_model
+    from rnopt.recipes import ExportConfig
 
+    source, config = source or ModelOptions(), config or ExportConfig()
     check_writable_output(output, force)
-    if rtol is None and atol is None and static_batch in (None, 1):
-        artifact = dataclasses.replace(artifact_for(model, weights, num_classes, labels, head, opset, normalize),
-                                       dynamic_batch=static_batch is None)
+    if config.is_recipe:
+        artifact = dataclasses.replace(source.artifact(model, config.opset), dynamic_batch=config.static_batch is None)
         store = ArtifactStore()
         loaded = store.loaded(artifact)
         result = _built_into(store, artifact, output, force)
         return Record("export", warnings=list(loaded.warnings), exports=[result]).capture_environment()
-    loaded = create_model(model, weights, num_classes, labels, head, normalize)
+    loaded = create_model(model, source.weights, source.num_classes, source.labels, source.head or "logits",
+                          source.normalize)
     with replacing(force):
-        result = export_model(loaded, output, opset, static_batch, rtol or RTOL, atol)
+        result = export_model(loaded, output, config.opset, config.static_batch, config.rtol or RTOL, config.atol)
     return Record("export", warnings=list(loaded.warnings), exports=[result]).capture_environment()
 
 
@@ -147,61 +153,60 @@ def _built_into(store: ArtifactStore, artifact: ArtifactSpec, output: str | Path
 
 
 @_with_notices
-def optimize(source: str | Path, output: str | Path, level: str = "extended", force: bool = False) -> Record:
+def optimize(source: str | Path, output: str | Path, config: OptimizeConfig | None = None,
+             force: bool = False) -> Record:
     """ONNX Runtime's offline fusion, built through the artifact store (fused once per file and level); an existing
     `output` is replaced only with `force`."""
-    from rnopt.recipes import optimize_step
+    from rnopt.recipes import OptimizeConfig, optimize_step
 
+    config = config or OptimizeConfig()
     _check_output(source, output, force)
-    artifact = artifact_for(str(source)).then(optimize_step(level))
+    artifact = artifact_for(str(source)).then(optimize_step(config.level))
     return Record("optimize", optimizations=[_built_into(ArtifactStore(), artifact, output, force, source)]
                   ).capture_environment()
 
 
 @_with_notices
-def quantize(source: str | Path, output: str | Path, toolkit: str = "onnxruntime", calib_data: str | None = None,
-             calib_size: int = 500, recipe: "QuantRecipe | str" = "minmax", on_batch: Advance | None = None,
-             control: "AccuracyControl | None" = None, on_progress: Progress | None = None,
-             time_reverts: bool = True, force: bool = False) -> Record:
-    """int8 with `toolkit`; `recipe` is a QuantRecipe, or just a calibration method's name. With `control`,
-    accuracy-aware: layers go back to float until its bound holds on the validation data (the result's
-    `accuracy_aware` says how; with `time_reverts`, what the float layers cost in latency)."""
-    from rnopt.quantization import QuantRecipe, quantize_file
+def quantize(source: str | Path, output: str | Path, config: QuantizeConfig | None = None,
+             on_batch: Advance | None = None, on_progress: Progress | None = None, force: bool = False) -> Record:
+    """int8 as `config` says (toolkit, calibration, recipe). With `config.control`, accuracy-aware: layers go back
+    to float until its bound holds on the validation data (the result's `accuracy_aware` says how; with
+    `config.time_reverts`, what the float layers cost in latency)."""
+    from rnopt.quantization import quantize_file
+    from rnopt.recipes import QuantizeConfig
 
+    config = config or QuantizeConfig()
     _check_output(source, output, force)
-    recipe = QuantRecipe(recipe) if isinstance(recipe, str) else recipe
-    if control is None:  # plain int8 is a recipe step: built through the artifact store
-        return Record("quantize", quantizations=[_quantized_by_recipe(source, output, toolkit, calib_data,
-                                                                      calib_size, recipe, on_batch, force)]
+    if config.control is None:  # plain int8 is a recipe step: built through the artifact store
+        return Record("quantize", quantizations=[_quantized_by_recipe(source, output, config, on_batch, force)]
                       ).capture_environment()
     # Accuracy-aware int8 runs here: its untuned test figures and the latency of its reverts are the verb's own
     # (they need the revert loop's intermediate models), not part of the file's recipe.
-    timer = (lambda full, models: _revert_costs(toolkit, full, models)) if time_reverts else None
+    timer = (lambda full, models: _revert_costs(config.toolkit, full, models)) if config.time_reverts else None
     with replacing(force):
-        result = quantize_file(source, output, toolkit, calib_data, calib_size, recipe, on_batch, control,
-                               on_progress, timer)
+        result = quantize_file(source, output, config.toolkit, config.calib_data, config.calib_size, config.recipe,
+                               on_batch, config.control, on_progress, timer)
     return Record("quantize", quantizations=[result]).capture_environment()
 
 
-def _quantized_by_recipe(source: str | Path, output: str | Path, toolkit: str, calib_data: str | None,
-                         calib_size: int, recipe: "QuantRecipe", on_batch: Advance | None, force: bool) -> Any:
+def _quantized_by_recipe(source: str | Path, output: str | Path, config: QuantizeConfig, on_batch: Advance | None,
+                         force: bool) -> Any:
     from rnopt.onnx_model import open_float_model
-    from rnopt.quantization import QUANTIZERS, get_quantizer
+    from rnopt.quantization import QUANTIZERS
     from rnopt.quantization.calibration import calibration_data
     from rnopt.recipes import DataSource, quantize_step
     from rnopt.spec import format_suffix
 
-    if toolkit not in QUANTIZERS:
-        get_quantizer(toolkit)  # the one-line error naming the quantizers
     _, _, _, meta = open_float_model(source, output, "quantize")  # refuses an int8 input before calibrating
-    if format_suffix(QUANTIZERS[toolkit].format) == ".xml" and Path(output).suffix != ".xml":
-        raise RnoptError(f"the {toolkit} quantizer writes an OpenVINO IR: the output must end in .xml (the weights "
-                         f"go beside it as .bin), got {output}")
+    if format_suffix(QUANTIZERS[config.toolkit].format) == ".xml" and Path(output).suffix != ".xml":
+        raise RnoptError(f"the {config.toolkit} quantizer writes an OpenVINO IR: the output must end in .xml (the "
+                         f"weights go beside it as .bin), got {output}")
     artifact = artifact_for(str(source))
-    calibration = calibration_data(meta, calib_data, calib_size, on_batch)
+    calibration = calibration_data(meta, config.calib_data, config.calib_size, on_batch)
     store = ArtifactStore(data=DataSource())
     store.data.add(calibration)
-    return _built_into(store, artifact.then(quantize_step(toolkit, recipe, calibration)), output, force, source)
+    step = quantize_step(config.toolkit, config.recipe, calibration)
+    return _built_into(store, artifact.then(step), output, force, source)
 
 
 def load_spec(path: str | Path, spec_id: str | None = None) -> VariantSpec:

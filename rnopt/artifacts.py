@@ -24,7 +24,9 @@ from rnopt.environment import cpu_kernels
 from rnopt.errors import RnoptError, first_line
 from rnopt.fileio import atomic_path, readable_file, sha256_of, write_text
 from rnopt.notices import notice
+from rnopt.options import option
 from rnopt.results import ExportResult, OptimizeResult, QuantizeResult, build
+from rnopt.schema import check_fields
 from rnopt.spec import artifact_fields
 
 if TYPE_CHECKING:  # recipes, ONNX and quantizers are imported where a file is opened or built: PyTorch alone runs
@@ -59,6 +61,28 @@ def is_model_name(arg: str) -> bool:
     from rnopt.models.registry import MODELS
 
     return arg in MODELS
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """What makes a built-in model name one model: its weights, classes and head (a model file holds its own)."""
+
+    weights: str | None = option(None, "--weights", "checkpoint (.pt/.pth/.th/.safetensors) for a built-in name",
+                                 metavar="PATH")
+    num_classes: int | None = option(None, "--num-classes", "classes of the checkpoint (default: read from it)",
+                                     metavar="N")
+    labels: str | None = option(None, "--labels", "class names, one per line", metavar="FILE")
+    head: str | None = option(None, "--head", "logits (default: the classifier), or features: the backbone up to "
+                              "global average pooling, an embedding model for image search (64-d CIFAR, 512-d "
+                              "ResNet-18/34, 2048-d ResNet-50+)", ("logits", "features"))
+    normalize: bool = option(False, "--normalize", "with --head features: L2-normalised embeddings")
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+    def artifact(self, model: str, opset: int | None = None) -> ArtifactSpec:
+        """The artifact `model` (a built-in name, or a .onnx / .xml file) names with these options."""
+        return artifact_for(model, self.weights, self.num_classes, self.labels, self.head, opset, self.normalize)
 
 
 def artifact_for(arg: str, weights: str | None = None, num_classes: int | None = None, labels: str | None = None,

@@ -10,7 +10,7 @@ import math
 import resource
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,6 +19,7 @@ from rnopt.backends.base import ModelFile, ModelInput, Session
 from rnopt.environment import snapshot
 from rnopt.errors import BatchTooLarge, RnoptError
 from rnopt.machine_load import load_warning
+from rnopt.options import option, positive_ints
 from rnopt.results import BenchResult, LatencyStats
 from rnopt.schema import check_fields
 from rnopt.spec import VariantSpec
@@ -49,15 +50,23 @@ BLOCK_TIME_S = 0.1
 
 @dataclass
 class BenchConfig:
-    batch_sizes: list[int] = field(default_factory=lambda: [1, 8])
-    warmup: int = 10
-    iterations: int = 50
-    min_time: float = 1.0  # seconds of timed runs per variant and batch size, at least
-    memory: bool = False  # also measure each variant's memory in a process of its own (a few seconds each)
+    batch_sizes: list[int] = option(flag="--batch-size", help="batch sizes to time (default {default})",
+                                    metavar="N[,N...]", factory=lambda: [1, 8], parse=positive_ints)
+    warmup: int = option(10, "--warmup", "untimed runs first (default {default})", metavar="N", parse=int)
+    iterations: int = option(50, "--iterations", "timed runs, at least (default {default})", metavar="N")
+    # seconds of timed runs per variant and batch size, at least
+    min_time: float = option(1.0, "--min-time", "timed seconds, at least (default {default})", metavar="S")
+    # also measure each variant's memory in a process of its own (a few seconds each)
+    memory: bool = option(False, "--memory", "measure each variant's memory in a process of its own, a few seconds "
+                          "each (default {default})", negatable=True)
     # Adaptive length: keep running rounds until every median's 95 % interval is within +-target_ci
     # (0.01 = 1 %), or max_time seconds per batch size have passed; min_time then no longer applies.
-    target_ci: float | None = None
-    max_time: float = 60.0
+    target_ci: float | None = option(None, "--target-ci", "keep timing in interleaved rounds until every median's "
+                                     "95%% interval is within +-PCT %% (or --max-time passes); replaces --min-time; "
+                                     "0 turns it off (default: {default}, unless --iterations or --min-time is "
+                                     "given)", metavar="PCT", scale=0.01)
+    max_time: float = option(60.0, "--max-time", "with --target-ci: stop after S seconds per batch size, naming what "
+                             "did not converge (default {default})", metavar="S")
     # Offline batch sweep: per variant, double the batch from batch_sizes[0] while images/s improves by at
     # least SWEEP_MIN_GAIN, up to sweep_limit or until a batch does not fit (None: the listed sizes only).
     sweep_limit: int | None = None
@@ -79,9 +88,17 @@ class BenchConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "BenchConfig":
         return cls(**data)
+
+
+# `rnopt run`'s timing: until every median is known to +-1 % (at most 30 s per batch size), fast on a quiet machine
+# and honest on a busy one (it names what did not converge); memory in a process per variant.
+RUN_BENCH = BenchConfig(target_ci=0.01, max_time=30.0, memory=True)
+# `rnopt tune`'s: the same, at the objective's batch size (set by the search); memory is not what it chooses on.
+TUNE_BENCH = BenchConfig(batch_sizes=[1], target_ci=0.01, max_time=30.0)
 
 
 @dataclass

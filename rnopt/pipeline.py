@@ -12,7 +12,7 @@ from rnopt import progress
 from rnopt.accuracy import ValidationSet, default_validation_data, validation_set
 from rnopt.artifacts import ArtifactStore, artifact_for
 from rnopt.backends import backend_class, config_class
-from rnopt.bench import BenchConfig, summarize_warnings, sweep_config
+from rnopt.bench import RUN_BENCH, BenchConfig, summarize_warnings, sweep_config
 from rnopt.data import ImageDataset, load_dataset
 from rnopt.errors import RnoptError
 from rnopt.execute.inprocess import InProcessExecutor
@@ -51,7 +51,7 @@ class RunOptions:
     data: str | None = None  # accuracy data; default: the bundled CIFAR-10 test set for CIFAR models
     calib_data: str | None = None
     eval_limit: int | None = None
-    bench: BenchConfig = field(default_factory=BenchConfig)
+    bench: BenchConfig = field(default_factory=lambda: replace(RUN_BENCH))
     threads: int | None = None
     backends: list[str] | None = None  # None: every one of RUN_BACKENDS whose runtime is installed
     devices: list[str] | None = None  # None: the CPU, and CUDA too when a chosen runtime can use it here

@@ -25,7 +25,7 @@ from rnopt import progress
 from rnopt.accuracy import AccuracyBound, ValidationSet, default_validation_data, refuse_mixed_roles, validation_set
 from rnopt.artifacts import ArtifactStore, artifact_for
 from rnopt.backends import backend_class
-from rnopt.bench import CUDA_SWEEP_LIMIT, DEFAULT_SPEED_TOLERANCE, BenchConfig, check_batch_fits, \
+from rnopt.bench import CUDA_SWEEP_LIMIT, DEFAULT_SPEED_TOLERANCE, TUNE_BENCH, BenchConfig, check_batch_fits, \
     summarize_warnings, sweep_config
 from rnopt.data import load_dataset
 from rnopt.errors import RnoptError
@@ -104,7 +104,7 @@ class TuneOptions:
         if unknown:
             raise RnoptError(f"unknown recipe {', '.join(unknown)}: choose from {', '.join(SEARCH_RECIPES)}")
         if self.bench is None:
-            self.bench = BenchConfig(batch_sizes=[OBJECTIVES[self.objective]], target_ci=0.01, max_time=30.0)
+            self.bench = replace(TUNE_BENCH, batch_sizes=[OBJECTIVES[self.objective]])
         if len(self.bench.batch_sizes) != 1:
             raise RnoptError("rnopt tune optimises at one batch size: give one --batch-size")
         if self.sweep is not None and self.objective != "throughput":

@@ -289,6 +289,21 @@ MUTATIONS = [
              "        for row, outputs in zip(worst, probe([row.nodes for row in worst])):",
              "        for row, outputs in zip(worst, probe([row.nodes for row in worst])[::-1]):",
              ("tests/test_cluster.py::test_sensitivity_probes_run_as_cluster_tasks_and_agree_with_a_local_analysis",)),
+    # options generated from the configs
+    Mutation("options: a percentage flag not scaled to its fraction field", "rnopt/cli/common.py",
+             '            value = value * f.metadata["scale"]', "            pass",
+             ("tests/test_options.py::test_the_timing_flags_set_the_fields_with_their_units",)),
+    Mutation("options: a repeated flag keeps only its last value", "rnopt/cli/common.py",
+             "            items = [x for v in value for x in (v if isinstance(v, list) else [v])]",
+             "            items = value[-1] if isinstance(value[-1], list) else value[-1:]",
+             ("tests/test_options.py::test_a_quantize_command_line_gives_the_config_the_api_takes",)),
+    Mutation("options: a negating flag sets its field to the default", "rnopt/cli/common.py",
+             '            p.add_argument(meta["flag"], action="store_const", const=not default, **common)',
+             '            p.add_argument(meta["flag"], action="store_const", const=default, **common)',
+             ("tests/test_options.py::test_a_quantize_command_line_gives_the_config_the_api_takes",)),
+    Mutation("options: rnopt run's timing defaults drift from the API's", "rnopt/cli/run.py",
+             "    _add_bench_options(p, RUN_BENCH)", "    _add_bench_options(p, TUNE_BENCH)",
+             ("tests/test_options.py::test_no_flag_given_means_the_apis_defaults",)),
 ]
 
 

@@ -11,7 +11,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from rnopt.backends.base import Backend, ModelFile, ModelInput, RunSettings, RuntimeConfig, Session, option
+from rnopt.backends.base import Backend, ModelFile, ModelInput, RunSettings, RuntimeConfig, Session
+from rnopt.options import option
 from rnopt.errors import RnoptError
 
 

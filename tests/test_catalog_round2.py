@@ -254,7 +254,7 @@ def test_the_api_refuses_to_overwrite_unless_forced(tmp_path, fp32_onnx):
     with pytest.raises(RnoptError, match="already exists"):
         rnopt.optimize(fp32_onnx, out)
     with pytest.raises(RnoptError, match="already exists"):
-        rnopt.quantize(fp32_onnx, out, calib_size=10)
+        rnopt.quantize(fp32_onnx, out, rnopt.QuantizeConfig(calib_size=10))
     assert out.read_text() == "the user's file"
     rnopt.export("resnet20_cifar10", out, force=True)
     assert out.read_bytes()[:2] != b"th"
@@ -263,7 +263,7 @@ def test_the_api_refuses_to_overwrite_unless_forced(tmp_path, fp32_onnx):
 
 
 def test_the_api_embed_refuses_to_overwrite_unless_forced(tmp_path, image_folder):
-    spec = rnopt.plan([rnopt.artifact("resnet20_cifar10", head="features")], ["onnxruntime"])[0]
+    spec = rnopt.plan([rnopt.artifact("resnet20_cifar10", rnopt.ModelOptions(head="features"))], ["onnxruntime"])[0]
     out = tmp_path / "v.npz"
     out.write_text("the user's file")
     with pytest.raises(RnoptError, match="already exists"):

@@ -52,12 +52,12 @@ def test_a_model_compared_with_itself_agrees_fully_and_a_damaged_copy_does_not()
 
 @pytest.fixture(scope="module")
 def feature_files(tmp_path_factory):
-    from rnopt import api
+    from rnopt import ModelOptions, QuantizeConfig, api
 
     folder = tmp_path_factory.mktemp("features")
     fp32, int8 = folder / "f.onnx", folder / "f.int8.onnx"
-    api.export("resnet20_cifar10", fp32, head="features")
-    api.quantize(fp32, int8, calib_size=200)
+    api.export("resnet20_cifar10", fp32, ModelOptions(head="features"))
+    api.quantize(fp32, int8, QuantizeConfig(calib_size=200))
     return fp32, int8
 
 
@@ -81,9 +81,9 @@ def test_a_classifier_checkpoint_exports_as_features_and_the_file_says_so(tmp_pa
 
     meta = read_meta(load_onnx(feature_files[0]))
     assert (meta.head, meta.embedding_dim, meta.normalize) == ("features", 64, False)
-    from rnopt import api
+    from rnopt import ModelOptions, api
 
-    api.export("resnet20_cifar10", tmp_path / "n.onnx", head="features", normalize=True)
+    api.export("resnet20_cifar10", tmp_path / "n.onnx", ModelOptions(head="features", normalize=True))
     from rnopt.backends.onnxruntime.session import create_session, run_once
 
     out = run_once(create_session(str(tmp_path / "n.onnx")), np.ones((3, 3, 32, 32), np.float32))

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 import numpy as np
 
 from rnopt.errors import RnoptError
+from rnopt.options import flag_fields
 from rnopt.preprocessing import Preprocessing
 
 if TYPE_CHECKING:  # types only: importing them would pull in onnx or torch, which some runtimes do not need
@@ -34,15 +35,6 @@ class DeployCode:
     imports: str
     load: list[str]  # lines of `load()`'s body; MODEL and CROP are defined by the script
     settings: str  # the same settings in words, for deploy.md
-
-
-def option(default: Any, flag: str, help: str, choices: tuple[str, ...] | None = None,
-           metavar: str | None = None) -> Any:
-    """A runtime config field that is also a command-line flag: the CLI generates the flag from it (its help, its
-    choices, its default), so a runtime's options are declared once, in its own module. A bool that defaults to
-    True is given as `FLAG on|off`; one that defaults to False as a bare `FLAG`; an optional int as `FLAG N`."""
-    return dataclasses.field(default=default, metadata={"flag": flag, "help": help, "choices": choices,
-                                                        "metavar": metavar})
 
 
 @dataclass(frozen=True)
@@ -70,8 +62,8 @@ class RuntimeConfig:
 
     @classmethod
     def flags(cls) -> list[dataclasses.Field]:
-        """Its fields that are command-line flags (declared with `option`)."""
-        return [f for f in dataclasses.fields(cls) if "flag" in f.metadata]
+        """Its fields that are command-line flags (declared with `rnopt.options.option`)."""
+        return flag_fields(cls)
 
     def deploy_code(self, device: str, precision: str | None, threads: int | None) -> DeployCode | None:
         """The runtime's own code for this variant (None: it cannot run outside rnopt, e.g. a model in PyTorch)."""

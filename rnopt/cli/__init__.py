@@ -55,9 +55,6 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     args.command_line = "rnopt " + shlex.join(argv)
-    if hasattr(args, "batch_size_default"):
-        args.batch_size_given = args.batch_size is not None
-        args.batch_size = args.batch_size or args.batch_size_default
     func: Callable[[argparse.Namespace], None] = args.func
     previous = _handle_termination()
     try:

@@ -11,6 +11,7 @@ from rnopt.cli.common import (
     _add_bench_options,
     _add_cluster_option,
     _add_model_options,
+    _batch_sizes_given,
     _bench_config,
     _check_outputs,
     _executor,
@@ -34,20 +35,22 @@ def run(args: argparse.Namespace) -> None:
     from rnopt.report.tables import bench_table
 
     _check_outputs(args, args.json)
+    given_batches = _batch_sizes_given(args)
+    config = _bench_config(args)
     if args.scenario == "single-stream":
-        if args.batch_size_given and args.batch_size != [1]:
+        if given_batches and config.batch_sizes != [1]:
             raise RnoptError("--scenario single-stream times batch 1 only: leave out --batch-size (or drop --scenario)")
-        args.batch_size = [1]
+        config = dataclasses.replace(config, batch_sizes=[1])
     elif args.scenario == "offline":
         args.objective_implied = "throughput"  # each runtime's throughput options (OpenVINO's hint), unless given
-        if args.device == "cuda" and not args.batch_size_given and args.sweep is None:
+        if args.device == "cuda" and not given_batches and args.sweep is None:
             args.sweep = CUDA_SWEEP_LIMIT  # a GPU's peak needs batches far beyond 32: find it
-        args.batch_size = args.batch_size if args.batch_size_given else [1, 8, 32]
-    config = _bench_config(args)
+        if not given_batches:
+            config = dataclasses.replace(config, batch_sizes=[1, 8, 32])
     if args.sweep is not None:
-        if len(args.batch_size) > 1 and args.batch_size_given:
+        if len(config.batch_sizes) > 1 and given_batches:
             raise RnoptError("--sweep doubles from one batch size: give at most one --batch-size (the start)")
-        config = dataclasses.replace(config, batch_sizes=args.batch_size[:1] if args.batch_size_given else [1],
+        config = dataclasses.replace(config, batch_sizes=config.batch_sizes[:1] if given_batches else [1],
                                      sweep_limit=args.sweep)
     specs = _plan(args)
     with progress.task("benchmarking") as advance:
@@ -77,6 +80,8 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
                    help="inprocess: all variants in this process, timed in interleaved rounds (default, the fair "
                         "comparison); subprocess: each variant in a fresh process of its own (needed to compare "
                         "--threads values, which are process-wide in PyTorch)")
-    _add_bench_options(p, "1,8")
+    from rnopt.bench import BenchConfig
+
+    _add_bench_options(p, BenchConfig(memory=True))
     _add_cluster_option(p)
     p.set_defaults(func=run)

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from rich.markup import escape
 
+from rnopt.artifacts import ModelOptions
 from rnopt.errors import RnoptError
 from rnopt.fileio import check_writable_output
+from rnopt.options import positive_int, positive_ints
 from rnopt.plan import PRECISIONS, split_list
 from rnopt.report.render import console, err_console, printable
 from rnopt.results import Record
@@ -30,21 +33,7 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        return [_positive_int(part) for part in split_list(text, "integer")]
-    except RnoptError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+_positive_int, _int_list = positive_int, positive_ints
 
 
 def _precision_list(text: str) -> list[str]:
@@ -131,65 +120,111 @@ def _show_warnings(warnings: list[str]) -> None:
 def _recipe(args: argparse.Namespace):  # noqa: ANN202 - a QuantRecipe (imported on use)
     from rnopt.quantization import QuantRecipe
 
-    return QuantRecipe(args.method, args.percentile, not args.per_tensor, args.symmetric_activations,
-                       args.weight_type, args.activation_type, args.reduce_range,
-                       tuple(p for item in args.exclude or [] for p in split_list(item, "node name")),
-                       tuple(args.range or []))
+    return QuantRecipe(**config_values(args, QuantRecipe, "recipe."))
 
 
-def _accuracy_control(args: argparse.Namespace):  # noqa: ANN202 - an AccuracyControl or None
+def _accuracy_control(args: argparse.Namespace, default_max_drop: float | None = None):  # noqa: ANN202
+    """The AccuracyControl the bound flags give (None: no bound given and no default, so not accuracy-aware)."""
+    from rnopt.options import flag_fields
     from rnopt.quantization import AccuracyControl
 
-    if args.max_drop is None and args.min_cosine is None:
-        for flag in ("data", "test_data", "limit", "max_steps"):
-            if getattr(args, flag) is not None:
-                raise RnoptError(f"--{flag.replace('_', '-')} applies to accuracy-aware int8: add --max-drop P "
-                                 f"(or --min-cosine C)")
-        return None
-    return AccuracyControl(args.max_drop, args.drop_type, args.min_cosine, args.measure, args.data, args.test_data,
-                           args.limit, args.max_steps)
+    given = config_values(args, AccuracyControl, "bound.")
+    if "max_drop" not in given and "min_cosine" not in given:
+        if default_max_drop is None:
+            flags = {f.name: f.metadata["flag"] for f in flag_fields(AccuracyControl)}
+            for name in given:
+                raise RnoptError(f"{flags[name]} applies to accuracy-aware int8: add --max-drop P (or --min-cosine C)")
+            return None
+        given["max_drop"] = default_max_drop
+    return AccuracyControl(**given)
 
 
-def _range(text: str) -> tuple[str, float, float]:
-    """TENSOR=MIN,MAX for --range."""
-    name, _, bounds = text.partition("=")
-    try:
-        low, high = (float(b) for b in bounds.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected TENSOR=MIN,MAX (e.g. relu_3=0,6), got {text!r}") from None
-    return name.strip(), low, high
+def _model_options(args: argparse.Namespace) -> ModelOptions:
+    return ModelOptions(**config_values(args, ModelOptions, "model."))
+
+
+def _quantize_options(args: argparse.Namespace) -> dict:
+    """The calibration flags given (--calib-data, --calib-size, a quantize's --backend), as QuantizeConfig fields."""
+    from rnopt.recipes import QuantizeConfig
+
+    return config_values(args, QuantizeConfig, "quantize.")
+
+
+def add_config_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, prefix: str = "",
+                     defaults: object | None = None, skip: tuple[str, ...] = (), only: tuple[str, ...] = (),
+                     notes: dict[str, str] | None = None) -> None:
+    """The flags of config class `cls`, generated from its fields (`rnopt.options.option`): their names, help and
+    choices are declared once, beside the field. Each flag's dest is `prefix + field name`, and it defaults to None
+    so that a flag left out is told from one given (`config_values`). `defaults`: the command's own default config,
+    shown in the help; `notes`: a command's words added to a flag's help."""
+    from rnopt.options import field_default, flag_fields, shown_default
+
+    for f in flag_fields(cls):
+        if f.name in skip or (only and f.name not in only):
+            continue
+        meta, default = f.metadata, field_default(f)
+        shown = shown_default(f, getattr(defaults, f.name) if defaults is not None else default)
+        text = meta["help"].replace("{default}", shown) + (f"; {notes[f.name]}" if f.name in (notes or {}) else "")
+        common = {"dest": prefix + f.name, "help": text, "default": None}
+        if meta["negate"]:
+            p.add_argument(meta["flag"], action="store_const", const=not default, **common)
+        elif f.type == "bool | None" or meta["negatable"]:
+            p.add_argument(meta["flag"], action=argparse.BooleanOptionalAction, **common)
+        elif isinstance(default, bool) and default:
+            p.add_argument(meta["flag"], choices=["on", "off"], **common)
+        elif isinstance(default, bool):
+            p.add_argument(meta["flag"], action="store_const", const=True, **common)
+        elif isinstance(default, tuple):
+            p.add_argument(meta["flag"], action="append", type=meta["parse"] or str, metavar=meta["metavar"],
+                           **common)
+        elif meta["choices"]:
+            p.add_argument(meta["flag"], choices=list(meta["choices"]), **common)
+        else:
+            p.add_argument(meta["flag"], type=meta["parse"] or _scalar_type(f.type), metavar=meta["metavar"],
+                           **common)
+
+
+def _scalar_type(annotation: str) -> Callable[[str], object]:
+    return _positive_int if "int" in annotation else float if "float" in annotation else str
+
+
+def config_values(args: argparse.Namespace, cls: type, prefix: str = "") -> dict:
+    """The flags of `cls` the user gave, as its field values (on/off as bools, repeated flags as one tuple or
+    list, a scaled flag scaled)."""
+    from rnopt.options import field_default, flag_fields
+
+    given = {}
+    for f in flag_fields(cls):
+        value = getattr(args, prefix + f.name, None)
+        if value is None:
+            continue
+        if value in ("on", "off"):
+            value = value == "on"
+        elif isinstance(value, list):  # a repeatable flag: each value may itself be a list (a comma list)
+            items = [x for v in value for x in (v if isinstance(v, list) else [v])]
+            default = field_default(f)
+            value = type(default)(items) if isinstance(default, (list, tuple)) else items
+        elif f.metadata["scale"] is not None:
+            value = value * f.metadata["scale"]
+        given[f.name] = value
+    return given
 
 
 def _add_runtime_flags(p: argparse.ArgumentParser) -> None:
-    """Every registered runtime's own flags, generated from its config's fields (`rnopt.backends.base.option`):
-    their help, choices and defaults are declared once, in the runtime's own module."""
+    """Every registered runtime's own flags, generated from its config's fields: declared once, in the runtime's
+    own module."""
     from rnopt.backends import config_class, runtime_names
 
     for runtime in runtime_names():
-        for f in config_class(runtime).flags():
-            meta, dest = f.metadata, f"{runtime}.{f.name}"  # default None: a flag left out is told from one given
-            if isinstance(f.default, bool) and f.default:
-                p.add_argument(meta["flag"], dest=dest, choices=["on", "off"], help=meta["help"])
-            elif isinstance(f.default, bool):
-                p.add_argument(meta["flag"], dest=dest, action="store_const", const=True, help=meta["help"])
-            elif meta["choices"]:
-                p.add_argument(meta["flag"], dest=dest, choices=list(meta["choices"]), help=meta["help"])
-            else:
-                p.add_argument(meta["flag"], dest=dest, type=_positive_int, metavar=meta["metavar"],
-                               help=meta["help"])
+        add_config_flags(p, config_class(runtime), prefix=f"{runtime}.")
 
 
 def _runtime_options(args: argparse.Namespace) -> dict[str, dict]:
     """The runtime flags the user gave, by runtime: a runtime reads only its own."""
     from rnopt.backends import config_class, runtime_names
 
-    given: dict[str, dict] = {}
-    for runtime in runtime_names():
-        for f in config_class(runtime).flags():
-            value = getattr(args, f"{runtime}.{f.name}", None)
-            if value is not None:
-                given.setdefault(runtime, {})[f.name] = value == "on" if value in ("on", "off") else value
-    return given
+    given = {runtime: config_values(args, config_class(runtime), prefix=f"{runtime}.") for runtime in runtime_names()}
+    return {runtime: values for runtime, values in given.items() if values}
 
 
 def _plan(args: argparse.Namespace, prefer_pytorch: bool = False) -> list[VariantSpec]:
@@ -198,8 +233,7 @@ def _plan(args: argparse.Namespace, prefer_pytorch: bool = False) -> list[Varian
     from rnopt.backends import config_class, runtime_names
     from rnopt.plan import default_runtime, plan
 
-    artifacts = [api.artifact(m, args.weights, args.num_classes, args.labels, args.head, args.normalize)
-                 for m in args.models]
+    artifacts = [api.artifact(m, _model_options(args)) for m in args.models]
     runtimes = split_list(args.backend, "backend") if args.backend else None
     given = _runtime_options(args)
     objective = getattr(args, "objective_implied", None)  # a scenario's (offline: throughput), below the user's flags
@@ -231,16 +265,21 @@ def _require_some(record: Record, what: str) -> None:
         raise RnoptError(f"nothing to {what}")
 
 
-def _bench_config(args: argparse.Namespace):  # noqa: ANN202 - a BenchConfig (imported on use)
+def _bench_config(args: argparse.Namespace, **command_defaults: object):  # noqa: ANN202 - a BenchConfig
+    """The timing config: the command's defaults (`_add_bench_options`, then `command_defaults`) under the flags
+    given. A fixed length (--iterations or --min-time) turns the default adaptive length off; --target-ci 0 too."""
     from rnopt.bench import BenchConfig
 
-    fixed_length = args.iterations is not None or args.min_time is not None
-    target_ci = args.target_ci if args.target_ci is not None else (None if fixed_length else args.adaptive_ci)
-    target = target_ci / 100 if target_ci else None  # 0: off
-    defaults = BenchConfig()
-    return BenchConfig(args.batch_size, args.warmup, args.iterations or defaults.iterations,
-                       defaults.min_time if args.min_time is None else args.min_time, args.memory, target,
-                       args.max_time)
+    given = config_values(args, BenchConfig, "bench.")
+    if ("iterations" in given or "min_time" in given) and "target_ci" not in given:
+        given["target_ci"] = None
+    if given.get("target_ci") == 0:
+        given["target_ci"] = None
+    return dataclasses.replace(args.bench_defaults, **{**command_defaults, **given})
+
+
+def _batch_sizes_given(args: argparse.Namespace) -> bool:
+    return getattr(args, "bench.batch_sizes", None) is not None
 
 
 # ---- parser -----------------------------------------------------------------------------------------------
@@ -272,13 +311,7 @@ def _executor(args: argparse.Namespace) -> Iterator["str | Executor"]:
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weights", metavar="PATH", help="checkpoint (.pt/.pth/.th/.safetensors) for a built-in name")
-    p.add_argument("--head", choices=["logits", "features"],
-                   help="logits (default: the classifier), or features: the backbone up to global average pooling, "
-                        "an embedding model for image search (64-d CIFAR, 512-d ResNet-18/34, 2048-d ResNet-50+)")
-    p.add_argument("--normalize", action="store_true", help="with --head features: L2-normalised embeddings")
-    p.add_argument("--num-classes", type=_positive_int, help="classes of the checkpoint (default: read from it)")
-    p.add_argument("--labels", metavar="FILE", help="class names, one per line")
+    add_config_flags(p, ModelOptions, "model.")
 
 
 def _add_backend_options(p: argparse.ArgumentParser, default: str) -> None:
@@ -293,78 +326,32 @@ def _add_backend_options(p: argparse.ArgumentParser, default: str) -> None:
     _add_runtime_flags(p)
 
 
-def _add_recipe_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--calib-data", metavar="DIR|cifar10-calib", help="calibration images (default: bundled for CIFAR)")
-    p.add_argument("--calib-size", type=_positive_int, default=500, metavar="N")
-    p.add_argument("--method", choices=["minmax", "entropy", "percentile"], default="minmax",
-                   help="activation ranges: minmax (the whole observed range; default), entropy (the range that "
-                        "loses least information; clips rare outliers), percentile (keeps --percentile %% of values)")
-    p.add_argument("--percentile", type=float, default=99.999, metavar="P",
-                   help="with --method percentile: the share of activation values kept (default 99.999)")
-    p.add_argument("--per-tensor", action="store_true",
-                   help="one scale per weight tensor instead of per output channel (smaller, usually less accurate)")
-    p.add_argument("--symmetric-activations", action="store_true",
-                   help="activation ranges centred on zero (some accelerators need it; wastes half the range "
-                        "after a ReLU)")
-    p.add_argument("--weight-type", choices=["s8", "u8"], default="s8", help="weights' int8 type (default s8)")
-    p.add_argument("--activation-type", choices=["s8", "u8"], default="u8",
-                   help="activations' int8 type (default u8: ResNet activations after ReLU are non-negative)")
-    p.add_argument("--reduce-range", action=argparse.BooleanOptionalAction, default=None,
-                   help="7-bit weights, so int8 arithmetic cannot saturate (default: on exactly on CPUs without "
-                        "VNNI/AMX, and said so)")
-    p.add_argument("--exclude", action="append", metavar="NAME|PATTERN[,...]",
-                   help="keep these nodes in float (names or fnmatch patterns, e.g. '/conv1/*' or '*Gemm*'); "
-                        "repeatable")
-    p.add_argument("--range", type=_range, action="append", metavar="TENSOR=MIN,MAX",
-                   help="set one activation's int8 range by hand instead of calibrating it (a tensor name from "
-                        "`rnopt sensitivity`); repeatable")
+def _add_recipe_options(p: argparse.ArgumentParser, toolkit: bool = False) -> None:
+    """Calibration and the int8 recipe, from QuantizeConfig and QuantRecipe; `toolkit`: --backend picks the
+    quantizer too."""
+    from rnopt.quantization import QuantRecipe
+    from rnopt.recipes import QuantizeConfig
+
+    add_config_flags(p, QuantizeConfig, "quantize.", skip=() if toolkit else ("toolkit",))
+    add_config_flags(p, QuantRecipe, "recipe.")
 
 
 def _add_validation_options(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    p.add_argument("--data", metavar="DIR|cifar10-val",
-                   help="validation images every decision is tuned on (default: the bundled cifar10-val, 5,000 "
-                        "CIFAR-10 train images; never the test set)")
-    p.add_argument("--limit", type=_positive_int, metavar="N", help="a fixed, seeded subset of N validation images")
-    p.add_argument("--measure", choices=["top-1", "mAP", "cosine"],
-                   help="accuracy measure (default: top-1 for classifiers, mAP for embedding models)")
+    from rnopt.quantization import AccuracyControl
+
+    add_config_flags(p, AccuracyControl, "bound.", only=("data", "limit", "measure"))
 
 
 def _add_bound_options(p: argparse.ArgumentParser | argparse._ArgumentGroup, max_drop_note: str) -> None:
     """The accuracy bound (quantize --max-drop, tune), the validation images it holds on, and the test data."""
-    p.add_argument("--max-drop", type=float, metavar="P",
-                   help="the largest accuracy drop allowed vs float on the validation images, in points of the "
-                        f"measure (top-1 %%, or mAP for embedding models); {max_drop_note}")
-    p.add_argument("--drop-type", choices=["absolute", "relative"], default="absolute",
-                   help="absolute: points; relative: %% of the float model's score (default absolute)")
-    p.add_argument("--min-cosine", type=float, metavar="C",
-                   help="embedding models: the mean cosine to the float model's embeddings must stay >= C")
-    _add_validation_options(p)
-    p.add_argument("--test-data", metavar="DIR|cifar10",
-                   help="the untuned final figures (default: the bundled CIFAR-10 test set for CIFAR models)")
+    from rnopt.quantization import AccuracyControl
+
+    add_config_flags(p, AccuracyControl, "bound.", notes={"max_drop": max_drop_note})
 
 
-def _add_bench_options(p: argparse.ArgumentParser, batch_default: str, target_ci: float | None = None,
-                       max_time: float | None = None, memory: bool = True) -> None:
-    """The timing flags; their defaults are BenchConfig's (a command's own where it passes one)."""
+def _add_bench_options(p: argparse.ArgumentParser, defaults: object) -> None:
+    """The timing flags, generated from BenchConfig; `defaults` (a BenchConfig) is the command's own."""
     from rnopt.bench import BenchConfig
 
-    defaults = BenchConfig()
-    max_time = defaults.max_time if max_time is None else max_time
-    p.add_argument("--batch-size", type=_int_list, metavar="N[,N...]",
-                   help=f"batch sizes to time (default {batch_default})")
-    p.set_defaults(batch_size_default=_int_list(batch_default))
-    p.add_argument("--warmup", type=int, default=defaults.warmup, help=f"untimed runs first (default {defaults.warmup})")
-    p.add_argument("--iterations", type=_positive_int, help=f"timed runs, at least (default {defaults.iterations})")
-    p.add_argument("--min-time", type=float, metavar="S", help=f"timed seconds, at least (default {defaults.min_time:g})")
-    p.set_defaults(adaptive_ci=target_ci)
-    p.add_argument("--target-ci", type=float, metavar="PCT",
-                   help="keep timing in interleaved rounds until every median's 95%% interval is within +-PCT %% "
-                        "(or --max-time passes); replaces --min-time; 0 turns it off (default: "
-                        + (f"{target_ci:g}, unless --iterations or --min-time is given)" if target_ci else "off)"))
-    p.add_argument("--max-time", type=float, default=max_time, metavar="S",
-                   help=f"with --target-ci: stop after S seconds per batch size, naming what did not converge "
-                        f"(default {max_time:g})")
-    p.add_argument("--memory", action=argparse.BooleanOptionalAction, default=memory,
-                   help="measure each variant's memory in a process of its own, a few seconds each (default "
-                        f"{'on' if memory else 'off'})")
-
+    add_config_flags(p, BenchConfig, "bench.", defaults, skip=("sweep_limit",))
+    p.set_defaults(bench_defaults=defaults)

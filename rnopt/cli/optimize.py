@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from rnopt.cli.common import _check_outputs, _show_warnings, _write_report
+from rnopt.cli.common import _check_outputs, _show_warnings, _write_report, add_config_flags, config_values
+from rnopt.recipes import OptimizeConfig
 from rnopt.report.render import print_table
 
 
@@ -12,7 +13,8 @@ def run(args: argparse.Namespace) -> None:
     from rnopt.report.tables import optimize_table
 
     _check_outputs(args, args.output, args.json)
-    record = api.optimize(args.input, args.output, args.level, force=args.force)
+    record = api.optimize(args.input, args.output, OptimizeConfig(**config_values(args, OptimizeConfig)),
+                          force=args.force)
     _show_warnings(record.warnings)
     if not args.quiet:
         print_table(optimize_table(record.optimizations[0]))
@@ -23,5 +25,5 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p = sub.add_parser("optimize", parents=[common], help="fuse operators with ONNX Runtime's graph optimizer")
     p.add_argument("input", metavar="IN.onnx")
     p.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
-    p.add_argument("--level", choices=["basic", "extended"], default="extended")
+    add_config_flags(p, OptimizeConfig)
     p.set_defaults(func=run)

@@ -9,19 +9,16 @@ from rnopt.report.render import console
 
 
 def run(args: argparse.Namespace) -> None:
+    from rnopt import api
     from rnopt.fileio import write_json, write_text
-    from rnopt.report.html import to_html
-    from rnopt.report.loading import load_results, to_record
-    from rnopt.report.markdown import to_markdown
 
     _check_outputs(args, args.output, args.json)
-    data = load_results(args.results)
+    merged = api.merge_results(args.results)
     fmt = args.format or {".md": "md", ".json": "json"}.get(Path(args.output).suffix, "html")
-    merged = to_record(data, args.command_line)
     if fmt == "json":
         write_json(args.output, merged.to_dict())
     else:
-        write_text(args.output, to_html(data) if fmt == "html" else to_markdown(data))
+        write_text(args.output, merged.to_html() if fmt == "html" else merged.to_markdown())
     _write_report(args, merged)
     if not args.quiet:
         console.print(f"wrote {args.output} ({fmt}) from {len(args.results)} file(s)")

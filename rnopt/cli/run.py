@@ -10,9 +10,13 @@ from rnopt.cli.common import (
     _add_model_options,
     _bench_config,
     _check_outputs,
+    _model_options,
+    _quantize_options,
     _positive_int,
     _show_warnings,
     _write_report,
+    add_config_flags,
+    config_values,
 )
 from rnopt.errors import RnoptError
 from rnopt.plan import split_list
@@ -29,12 +33,15 @@ def run(args: argparse.Namespace) -> None:
     bench = _bench_config(args)
     backends = split_list(args.backend, "backend") if args.backend is not None else None
     devices = split_list(args.device, "device") if args.device is not None else None
-    if args.max_drop is None and args.val_data is not None:
-        raise RnoptError("--val-data applies to accuracy-aware int8: add --max-drop P")
-    control = AccuracyControl(args.max_drop, args.drop_type, data=args.val_data) if args.max_drop is not None else None
-    opts = RunOptions(args.model, args.weights, args.num_classes, args.labels, Path(args.output), args.data,
-                      args.calib_data, args.limit, bench, args.threads, backends, devices,
-                      args.head or "logits", args.normalize, control, args.cluster)
+    bound = config_values(args, AccuracyControl, "bound.")
+    if "max_drop" not in bound and (args.val_data is not None or "drop_type" in bound):
+        raise RnoptError(f"{'--val-data' if args.val_data is not None else '--drop-type'} applies to accuracy-aware "
+                         f"int8: add --max-drop P")
+    control = AccuracyControl(**bound, data=args.val_data) if "max_drop" in bound else None
+    model = _model_options(args)
+    opts = RunOptions(args.model, model.weights, model.num_classes, model.labels, Path(args.output), args.data,
+                      _quantize_options(args).get("calib_data"), args.limit, bench, args.threads, backends, devices,
+                      model.head or "logits", model.normalize, control, args.cluster)
     record = api.run(opts)
     out = Path(record.folder or args.output)
     if not args.quiet:
@@ -46,19 +53,19 @@ def run(args: argparse.Namespace) -> None:
 
 def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     from rnopt.backends import runtime_names
+    from rnopt.bench import RUN_BENCH
+    from rnopt.quantization import AccuracyControl
+    from rnopt.recipes import QuantizeConfig
 
     p = sub.add_parser("run", parents=[common], help="the whole pipeline, with a report")
     p.add_argument("--model", default="resnet20_cifar10")
     _add_model_options(p)
     p.add_argument("--output", default="reports", metavar="DIR", help="reports go to DIR/<model>-<time>/")
     p.add_argument("--data", help="accuracy data (default: cifar10 for CIFAR models)")
-    p.add_argument("--calib-data", metavar="DIR")
+    add_config_flags(p, QuantizeConfig, "quantize.", only=("calib_data",))
     p.add_argument("--limit", type=_positive_int, metavar="N", help="evaluate on a subset of N images")
-    p.add_argument("--max-drop", type=float, metavar="P",
-                   help="accuracy-aware int8: the int8 variants keep layers in float until the drop vs float is "
-                        "at most P points on validation images (see rnopt quantize --max-drop)")
-    p.add_argument("--drop-type", choices=["absolute", "relative"], default="absolute",
-                   help="with --max-drop: points, or %% of the float model's score")
+    add_config_flags(p, AccuracyControl, "bound.", only=("max_drop", "drop_type"),
+                     notes={"max_drop": "accuracy-aware int8 for the int8 variants (see rnopt quantize --max-drop)"})
     p.add_argument("--val-data", metavar="DIR|cifar10-val",
                    help="with --max-drop: validation images (default: the bundled cifar10-val for CIFAR models)")
     p.add_argument("--threads", type=_positive_int, help="intra-op threads (default: all cores)")
@@ -66,8 +73,6 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
                    help=f"runtimes to compare: {', '.join(runtime_names())} (default: those installed)")
     p.add_argument("--device", metavar="cpu|cuda|cpu,cuda",
                    help="where to run the variants (default: cpu, and cuda too when a runtime can use a GPU here)")
-    # The whole-pipeline default times until every median is known to +-1 % (at most 30 s per batch size):
-    # fast on a quiet machine, honest on a busy one (it names what did not converge).
-    _add_bench_options(p, "1,8", target_ci=1.0, max_time=30.0)
+    _add_bench_options(p, RUN_BENCH)
     _add_cluster_option(p)
     p.set_defaults(func=run)

@@ -11,21 +11,28 @@ from rnopt.cli.common import (
     _check_outputs,
     _executor,
     _positive_int,
+    _quantize_options,
     _recipe,
     _show_warnings,
     _write_report,
+    config_values,
 )
 from rnopt.report.render import print_table
 
 
 def run(args: argparse.Namespace) -> None:
     from rnopt import api
+    from rnopt.quantization import AccuracyControl
+    from rnopt.recipes import QuantizeConfig
     from rnopt.report.tables import sensitivity_table
 
     _check_outputs(args, args.json)
     with progress.task("sensitivity") as advance, _executor(args) as executor:
-        record = api.sensitivity(args.float_model, args.int8_model, args.data, args.limit, args.calib_data,
-                                 args.calib_size, _recipe(args), args.measure, args.top, args.sqnr_images,
+        validation = config_values(args, AccuracyControl, "bound.")
+        calibration = QuantizeConfig(**_quantize_options(args))
+        record = api.sensitivity(args.float_model, args.int8_model, validation.get("data"), validation.get("limit"),
+                                 calibration.calib_data, calibration.calib_size,
+                                 _recipe(args), validation.get("measure"), args.top, args.sqnr_images,
                                  lambda note: advance(0, note), executor if args.cluster else None)
     _show_warnings(record.warnings)
     if not args.quiet:

@@ -10,11 +10,15 @@ from rnopt.cli.common import (
     _add_bound_options,
     _add_cluster_option,
     _add_model_options,
+    _accuracy_control,
     _bench_config,
     _check_outputs,
+    _model_options,
     _positive_int,
+    _quantize_options,
     _show_warnings,
     _write_report,
+    add_config_flags,
 )
 from rnopt.plan import split_list
 from rnopt.report.render import console, print_table
@@ -22,24 +26,19 @@ from rnopt.report.render import console, print_table
 
 def run(args: argparse.Namespace) -> None:
     from rnopt import api
-    from rnopt.quantization import AccuracyControl
     from rnopt.report.document import search_headline
     from rnopt.report.loading import from_payload
     from rnopt.report.tables import run_summary_table, search_table
     from rnopt.search import OBJECTIVES, TuneOptions
 
     _check_outputs(args, args.json)
-    if not args.batch_size_given:
-        args.batch_size = [OBJECTIVES[args.objective]]
-    bench = _bench_config(args)
-    max_drop = 1.0 if args.max_drop is None and args.min_cosine is None else args.max_drop
-    control = AccuracyControl(max_drop, args.drop_type, args.min_cosine, args.measure, args.data, args.test_data,
-                              args.limit, args.max_steps)
+    bench = _bench_config(args, batch_sizes=[OBJECTIVES[args.objective]])
+    model = _model_options(args)
     opts = TuneOptions(
-        args.model, args.weights, args.num_classes, args.labels, args.head or "logits", args.normalize,
-        Path(args.output), control, args.objective, bench, sweep=args.sweep,
+        args.model, model.weights, model.num_classes, model.labels, model.head or "logits", model.normalize,
+        Path(args.output), _accuracy_control(args, default_max_drop=1.0), args.objective, bench, sweep=args.sweep,
         recipes=split_list(args.recipe, "recipe") if args.recipe is not None else None,
-        accuracy_aware=args.accuracy_aware, calib_data=args.calib_data,
+        accuracy_aware=args.accuracy_aware, calib_data=_quantize_options(args).get("calib_data"),
         backends=split_list(args.backend, "backend") if args.backend is not None else None,
         devices=split_list(args.device, "device") if args.device is not None else None, threads=args.threads,
         speed_tolerance=args.speed_tolerance, speed_only=args.speed_only,
@@ -57,6 +56,8 @@ def run(args: argparse.Namespace) -> None:
 
 def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     from rnopt.backends import runtime_names
+    from rnopt.bench import TUNE_BENCH
+    from rnopt.recipes import QuantizeConfig
 
     p = sub.add_parser("tune", parents=[common],
                        help="search: the fastest variant whose accuracy on validation images stays within a bound")
@@ -85,14 +86,12 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
                    help="when every int8 candidate is over the bound, also try int8 with the most sensitive layers "
                         "back in float until the bound holds (ONNX Runtime from the first --recipe, and NNCF; "
                         "default on)")
-    p.add_argument("--max-steps", type=_positive_int, metavar="N",
-                   help="accuracy-aware int8: at most N revert steps per toolkit")
-    p.add_argument("--calib-data", metavar="DIR|cifar10-calib", help="calibration images (default: bundled for CIFAR)")
+    add_config_flags(p, QuantizeConfig, "quantize.", only=("calib_data",))
     p.add_argument("--backend", metavar="NAME[,NAME...]",
                    help=f"runtimes to search: {', '.join(runtime_names())} (default: those installed)")
     p.add_argument("--device", metavar="cpu|cuda|cpu,cuda",
                    help="where candidates run (default: cpu, and cuda too when a runtime can use a GPU here)")
     p.add_argument("--threads", type=_positive_int, help="intra-op threads (default: all cores)")
-    _add_bench_options(p, "1", target_ci=1.0, max_time=30.0, memory=False)  # memory is not what it chooses on
+    _add_bench_options(p, TUNE_BENCH)
     _add_cluster_option(p)
     p.set_defaults(func=run)

@@ -9,12 +9,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from rnopt.accuracy import AccuracyBound, checked_measure, validation_set
+from rnopt.accuracy import MEASURES, AccuracyBound, checked_measure, validation_set
 from rnopt.errors import RnoptError
 from rnopt.onnx_model import ModelMeta
+from rnopt.options import option
 from rnopt.quantization.base import CalibrationData, LayerTimer, QuantRecipe, Quantizer
 from rnopt.results import QuantizeResult
 from rnopt.schema import check_fields
+
 
 @dataclass(frozen=True)
 class Toolkit:
@@ -52,14 +54,22 @@ def get_quantizer(name: str) -> Quantizer:
 class AccuracyControl:
     """Accuracy-aware int8: the bound, and the data it is tuned on (never the test set) and reported on."""
 
-    max_drop: float | None = None  # in the measure's points (absolute) or % of float's score (relative)
-    drop_type: str = "absolute"
-    min_cosine: float | None = None  # embedding models: a bound on the mean cosine to the float embeddings
-    measure: str | None = None  # default: top-1 for classifiers, mAP for embedding models
-    data: str | None = None  # validation images (default: the bundled cifar10-val for CIFAR models)
-    test_data: str | None = None  # final figures (default: the bundled test set for CIFAR models)
-    limit: int | None = None  # a seeded subset of the validation images
-    max_steps: int | None = None
+    # In the measure's points (absolute) or % of float's score (relative).
+    max_drop: float | None = option(None, "--max-drop", "the largest accuracy drop allowed vs float on the validation "
+                                    "images, in points of the measure (top-1 %%, or mAP for embedding models)",
+                                    metavar="P")
+    drop_type: str = option("absolute", "--drop-type", "absolute: points; relative: %% of the float model's score "
+                            "(default absolute)", ("absolute", "relative"))
+    min_cosine: float | None = option(None, "--min-cosine", "embedding models: the mean cosine to the float model's "
+                                      "embeddings must stay >= C", metavar="C")
+    measure: str | None = option(None, "--measure", "accuracy measure (default: top-1 for classifiers, mAP for "
+                                 "embedding models)", tuple(MEASURES))
+    data: str | None = option(None, "--data", "validation images every decision is tuned on (default: the bundled "
+                              "cifar10-val, 5,000 CIFAR-10 train images; never the test set)", metavar="DIR|cifar10-val")
+    test_data: str | None = option(None, "--test-data", "the untuned final figures (default: the bundled CIFAR-10 "
+                                   "test set for CIFAR models)", metavar="DIR|cifar10")
+    limit: int | None = option(None, "--limit", "a fixed, seeded subset of N validation images", metavar="N")
+    max_steps: int | None = option(None, "--max-steps", "stop after N revert steps (default: none)", metavar="N")
 
     def __post_init__(self) -> None:
         check_fields(self)

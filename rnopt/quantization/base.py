@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rnopt.accuracy import AccuracyBound, ValidationSet, content_sha256
+from rnopt.options import names_list, option, tensor_range
 from rnopt.results import LayerCost, QuantizeResult
 
 
@@ -26,15 +27,29 @@ INT8_TYPES = ("s8", "u8")
 class QuantRecipe:
     """How to quantize; each toolkit reads the fields it supports and refuses the others."""
 
-    method: str = "minmax"  # calibration: minmax, entropy, percentile (ONNX Runtime)
-    percentile: float = 99.999  # with method percentile: the share of activation values the range keeps
-    per_channel: bool = True  # one weight scale per output channel (per tensor: one per weight)
-    symmetric_activations: bool = False  # activation ranges centred on zero
-    weight_type: str = "s8"
-    activation_type: str = "u8"
-    reduce_range: bool | None = None  # 7-bit weights; None: on exactly where the CPU has no VNNI/AMX
-    exclude: tuple[str, ...] = ()  # node names or fnmatch patterns kept in float
-    ranges: tuple[tuple[str, float, float], ...] = ()  # (tensor, min, max): a range set by hand, not calibrated
+    method: str = option("minmax", "--method", "activation ranges: minmax (the whole observed range; default), "
+                         "entropy (the range that loses least information; clips rare outliers), percentile (keeps "
+                         "--percentile %% of values)", ("minmax", "entropy", "percentile"))
+    percentile: float = option(99.999, "--percentile", "with --method percentile: the share of activation values "
+                               "kept (default 99.999)", metavar="P")
+    per_channel: bool = option(True, "--per-tensor", "one scale per weight tensor instead of per output channel "
+                               "(smaller, usually less accurate)", negate=True)
+    symmetric_activations: bool = option(False, "--symmetric-activations", "activation ranges centred on zero "
+                                         "(some accelerators need it; wastes half the range after a ReLU)")
+    weight_type: str = option("s8", "--weight-type", "weights' int8 type (default s8)", INT8_TYPES)
+    activation_type: str = option("u8", "--activation-type", "activations' int8 type (default u8: ResNet "
+                                  "activations after ReLU are non-negative)", INT8_TYPES)
+    # None: on exactly where the CPU has no VNNI/AMX
+    reduce_range: bool | None = option(None, "--reduce-range", "7-bit weights, so int8 arithmetic cannot saturate "
+                                       "(default: on exactly on CPUs without VNNI/AMX, and said so)")
+    exclude: tuple[str, ...] = option((), "--exclude", "keep these nodes in float (names or fnmatch patterns, e.g. "
+                                      "'/conv1/*' or '*Gemm*'); repeatable", metavar="NAME|PATTERN[,...]",
+                                      parse=names_list)
+    # (tensor, min, max): a range set by hand, not calibrated
+    ranges: tuple[tuple[str, float, float], ...] = option((), "--range", "set one activation's int8 range by hand "
+                                                          "instead of calibrating it (a tensor name from `rnopt "
+                                                          "sensitivity`); repeatable", metavar="TENSOR=MIN,MAX",
+                                                          parse=tensor_range)
 
     def __post_init__(self) -> None:
         from rnopt.errors import RnoptError

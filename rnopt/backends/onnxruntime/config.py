@@ -4,8 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from rnopt.backends.base import DeployCode, RuntimeConfig, option
+from rnopt.backends.base import DeployCode, RuntimeConfig
 from rnopt.errors import RnoptError
+from rnopt.options import option
 
 OPT_LEVELS = ("disable", "basic", "extended", "all")
 PROVIDERS = ("cpu", "cuda", "tensorrt")

@@ -4,8 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from rnopt.backends.base import DeployCode, RuntimeConfig, option
+from rnopt.backends.base import DeployCode, RuntimeConfig
 from rnopt.errors import RnoptError
+from rnopt.options import option
 
 PERFORMANCE_HINTS = ("latency", "throughput")
 _PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}  # rnopt's name -> INFERENCE_PRECISION_HINT

@@ -4,8 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from rnopt.backends.base import RuntimeConfig, option
+from rnopt.backends.base import RuntimeConfig
 from rnopt.errors import RnoptError
+from rnopt.options import option
 
 # torch.compile modes: reduce-overhead adds CUDA graphs inside inductor; max-autotune benchmarks kernel
 # choices while compiling (on an H200 it had not finished ResNet-50 after 280 s, and cuDNN won anyway) and

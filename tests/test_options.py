@@ -1,0 +1,80 @@
+"""The command line's options are generated from the API's typed configs: one declaration per option, so a flag
+sets exactly the config field the API takes, and a command's defaults are the API's."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from rnopt.artifacts import ModelOptions
+from rnopt.bench import RUN_BENCH, TUNE_BENCH, BenchConfig
+from rnopt.cli import build_parser
+from rnopt.cli.common import _accuracy_control, _bench_config, _model_options, _quantize_options, _recipe, config_values
+from rnopt.errors import RnoptError
+from rnopt.options import flag_fields
+from rnopt.quantization import AccuracyControl, QuantRecipe
+from rnopt.recipes import ExportConfig, OptimizeConfig, QuantizeConfig
+
+
+def parse(*argv: str):
+    return build_parser().parse_args(list(argv))
+
+
+@pytest.mark.parametrize("command, classes", [
+    ("export", (ModelOptions, ExportConfig)),
+    ("optimize", (OptimizeConfig,)),
+    ("quantize", (QuantizeConfig, QuantRecipe, AccuracyControl)),
+    ("bench", (ModelOptions, BenchConfig)),
+    ("tune", (ModelOptions, BenchConfig, AccuracyControl)),
+])
+def test_every_option_a_config_declares_is_a_flag_of_the_commands_that_take_it(command, classes, capsys):
+    with pytest.raises(SystemExit):
+        parse(command, "--help")
+    shown = capsys.readouterr().out
+    flags = [f.metadata["flag"] for cls in classes for f in flag_fields(cls) if f.name != "sweep_limit"]
+    assert flags and [flag for flag in flags if flag not in shown] == []
+
+
+def test_a_quantize_command_line_gives_the_config_the_api_takes():
+    args = parse("quantize", "m.onnx", "-o", "q.onnx", "--backend", "openvino", "--calib-size", "64",
+                 "--per-tensor", "--method", "percentile", "--percentile", "99.9", "--no-reduce-range",
+                 "--exclude", "/conv1/*,*Gemm*", "--exclude", "/layer3/*", "--range", "relu_3=0,6",
+                 "--max-drop", "0.5", "--drop-type", "relative", "--limit", "100")
+    config = QuantizeConfig(**_quantize_options(args), recipe=_recipe(args), control=_accuracy_control(args))
+    assert config == QuantizeConfig(
+        toolkit="openvino", calib_size=64,
+        recipe=QuantRecipe("percentile", 99.9, per_channel=False, reduce_range=False,
+                           exclude=("/conv1/*", "*Gemm*", "/layer3/*"), ranges=(("relu_3", 0.0, 6.0),)),
+        control=AccuracyControl(max_drop=0.5, drop_type="relative", limit=100))
+
+
+def test_no_flag_given_means_the_apis_defaults():
+    args = parse("quantize", "m.onnx", "-o", "q.onnx")
+    assert QuantizeConfig(**_quantize_options(args), recipe=_recipe(args), control=_accuracy_control(args)) \
+        == QuantizeConfig()
+    assert ExportConfig(**config_values(parse("export", "resnet20_cifar10", "-o", "m.onnx"), ExportConfig,
+                                        "export.")) == ExportConfig()
+    assert OptimizeConfig(**config_values(parse("optimize", "m.onnx", "-o", "f.onnx"), OptimizeConfig)) \
+        == OptimizeConfig()
+    assert _model_options(parse("bench", "resnet20_cifar10")) == ModelOptions()
+    # each command's timing defaults are the API's (`rnopt.run` and `rnopt.tune` time as the commands do)
+    assert _bench_config(parse("run")) == RUN_BENCH
+    assert _bench_config(parse("tune")) == TUNE_BENCH
+    assert _bench_config(parse("bench", "m.onnx")) == BenchConfig(memory=True)
+
+
+def test_the_timing_flags_set_the_fields_with_their_units():
+    config = _bench_config(parse("run", "--batch-size", "1,4", "--warmup", "0", "--target-ci", "5", "--max-time",
+                                 "12", "--no-memory"))
+    assert config == dataclasses.replace(RUN_BENCH, batch_sizes=[1, 4], warmup=0, target_ci=0.05, max_time=12.0,
+                                         memory=False)
+    # a fixed length asked for turns the default adaptive length off, as does --target-ci 0
+    assert _bench_config(parse("run", "--iterations", "20")).target_ci is None
+    assert _bench_config(parse("run", "--target-ci", "0")).target_ci is None
+
+
+def test_a_bound_flag_without_a_bound_is_refused_by_name():
+    with pytest.raises(RnoptError, match="--limit applies to accuracy-aware int8"):
+        _accuracy_control(parse("quantize", "m.onnx", "-o", "q.onnx", "--limit", "10"))
+    # tune always has a bound: 1 point unless one is given
+    assert _accuracy_control(parse("tune"), default_max_drop=1.0) == AccuracyControl(max_drop=1.0)
