@@ -85,9 +85,9 @@ MUTATIONS = [
              (D + "test_nncf_logged_drops_come_back_in_rnopt_units",)),
     # the explicit verbs through the store
     Mutation("store: optimize fused beside the store, as before recipes", "rnopt/api.py",
-             "    artifact = artifact_for(str(source)).then(optimize_step(level))\n",
+             "    artifact = artifact_for(str(source)).then(optimize_step(config.level))\n",
              "    from rnopt.fusion import optimize_model\n    with replacing(force):\n        return Record("
-             "\"optimize\", optimizations=[optimize_model(source, output, level)])\n",
+             "\"optimize\", optimizations=[optimize_model(source, output, config.level)])\n",
              ("tests/test_recipes.py::test_the_explicit_verbs_build_their_files_through_the_store",)),
     Mutation("calibration: histogram methods fed a short last batch", "rnopt/quantization/onnxruntime.py",
              "    return next(size for size in range(min(CALIB_BATCH, images), 0, -1) if images % size == 0)",
@@ -162,8 +162,8 @@ MUTATIONS = [
              "        if not dest.is_file():\n            raise", "        if False:\n            raise",
              (C + "test_catalog_round2[json-over-a-fifo]",)),
     Mutation("API: export overwrites without force", "rnopt/api.py",
-             "    check_writable_output(output, force)\n    if rtol is None",
-             "    force = True\n    check_writable_output(output, force)\n    if rtol is None",
+             "    check_writable_output(output, force)\n    if config.is_recipe",
+             "    force = True\n    check_writable_output(output, force)\n    if config.is_recipe",
              (C + "test_the_api_refuses_to_overwrite_unless_forced",)),
     Mutation("result files: ranges not checked", "rnopt/schema.py",
              "                _check_range(ranges.get(f.name), kwargs[f.name])\n", "",
