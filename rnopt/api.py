@@ -10,6 +10,7 @@ over these functions.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import functools
 from collections.abc import Callable
@@ -35,7 +36,8 @@ if TYPE_CHECKING:
     from rnopt.quantization.base import QuantRecipe
     from rnopt.recipes import ExportConfig, OptimizeConfig, QuantizeConfig
     from rnopt.progress import Listener
-    from rnopt.results import LayerCost, SensitivityResult
+    from rnopt.onnx_model import ModelMeta
+    from rnopt.results import AccuracyAwareResult, LayerCost, QuantizeResult, SensitivityResult
 
 Progress = Callable[[str], None]
 Advance = Callable[[int], None]
@@ -172,41 +174,69 @@ def quantize(source: str | Path, output: str | Path, config: QuantizeConfig | No
     """int8 as `config` says (toolkit, calibration, recipe). With `config.control`, accuracy-aware: layers go back
     to float until its bound holds on the validation data (the result's `accuracy_aware` says how; with
     `config.time_reverts`, what the float layers cost in latency)."""
-    from rnopt.quantization import quantize_file
     from rnopt.recipes import QuantizeConfig
 
     config = config or QuantizeConfig()
     _check_output(source, output, force)
-    if config.control is None:  # plain int8 is a recipe step: built through the artifact store
-        return Record("quantize", quantizations=[_quantized_by_recipe(source, output, config, on_batch, force)]
-                      ).capture_environment()
-    # Accuracy-aware int8 runs here: its untuned test figures and the latency of its reverts are the verb's own
-    # (they need the revert loop's intermediate models), not part of the file's recipe.
-    timer = (lambda full, models: _revert_costs(config.toolkit, full, models)) if config.time_reverts else None
-    with replacing(force):
-        result = quantize_file(source, output, config.toolkit, config.calib_data, config.calib_size, config.recipe,
-                               on_batch, config.control, on_progress, timer)
-    return Record("quantize", quantizations=[result]).capture_environment()
+    return Record("quantize", quantizations=[_quantized_by_recipe(source, output, config, on_batch, on_progress, force)]
+                  ).capture_environment()
 
 
 def _quantized_by_recipe(source: str | Path, output: str | Path, config: QuantizeConfig, on_batch: Advance | None,
-                         force: bool) -> Any:
+                         on_progress: Progress | None, force: bool) -> QuantizeResult:
+    """int8 (accuracy-aware with `config.control`) built through the artifact store and copied to `output`."""
     from rnopt.onnx_model import open_float_model
     from rnopt.quantization import QUANTIZERS
     from rnopt.quantization.calibration import calibration_data
-    from rnopt.recipes import DataSource, quantize_step
+    from rnopt.recipes import DataSource, quantize_aware_step, quantize_step
     from rnopt.spec import format_suffix
 
     _, _, _, meta = open_float_model(source, output, "quantize")  # refuses an int8 input before calibrating
     if format_suffix(QUANTIZERS[config.toolkit].format) == ".xml" and Path(output).suffix != ".xml":
         raise RnoptError(f"the {config.toolkit} quantizer writes an OpenVINO IR: the output must end in .xml (the "
                          f"weights go beside it as .bin), got {output}")
-    artifact = artifact_for(str(source))
+    model = artifact_for(str(source))
     calibration = calibration_data(meta, config.calib_data, config.calib_size, on_batch)
     store = ArtifactStore(data=DataSource())
     store.data.add(calibration)
-    step = quantize_step(config.toolkit, config.recipe, calibration)
-    return _built_into(store, artifact.then(step), output, force, source)
+    full = model.then(quantize_step(config.toolkit, config.recipe, calibration))
+    if config.control is None:
+        return _built_into(store, full, output, force, source)
+    from rnopt.accuracy import validation_set
+
+    bound = config.control.bound(meta)
+    validation = validation_set(meta, config.control.data, config.control.limit)
+    store.data.add(validation)
+    aware = model.then(quantize_aware_step(config.toolkit, config.recipe, calibration, bound, validation,
+                                           config.control.max_steps))
+    final = store.model_file(aware).path
+    report = copy.deepcopy(store.results[aware].result.accuracy_aware)  # the store keeps its own
+    # Nothing reverted: the model written is full int8 (no need to build that too).
+    full_int8 = store.model_file(full).path if report.kept_float else final
+    _measure_reverts(report, config, meta, Path(source), full_int8, final, on_progress or (lambda _: None))
+    result = _built_into(store, aware, output, force, source)
+    return dataclasses.replace(result, accuracy_aware=report)
+
+
+def _measure_reverts(report: AccuracyAwareResult, config: QuantizeConfig, meta: ModelMeta, source: Path,
+                     full_int8: Path, final: Path, say: Progress) -> None:
+    """What the recipe's result does not hold: the untuned figures of float, full int8 and the model written on
+    the test data, and (with `config.time_reverts`) what the layers put back in float cost in latency."""
+    import tempfile
+
+    from rnopt.accuracy import validation_set
+    from rnopt.quantization import get_quantizer
+
+    quantizer, test_name = get_quantizer(config.toolkit), config.control.test_set(meta)
+    if test_name:
+        test = validation_set(meta, test_name, allow_test=True)
+        say(f"final figures on the untuned test data ({len(test)} images)")
+        quantizer.untuned_figures(report, config.control.bound(meta), test, source, full_int8, final)
+    if config.time_reverts and report.kept_float:
+        say("timing the reverted layers against full int8")
+        with tempfile.TemporaryDirectory(prefix="rnopt-reverts-") as scratch:
+            reverted = quantizer.reverted_models(report, source, full_int8, final, Path(scratch))
+            report.layer_costs = _revert_costs(config.toolkit, full_int8, reverted)
 
 
 def load_spec(path: str | Path, spec_id: str | None = None) -> VariantSpec:

@@ -19,7 +19,7 @@ from rnopt.bench import NOISY_CI, is_drift, result_warnings, summarize_warnings
 from rnopt.data import load_dataset
 from rnopt.evaluation import evaluate, evaluate_embeddings
 from rnopt.preprocessing import Preprocessing
-from rnopt.quantization.accuracy_aware import _State, revert_loop, revert_order, untuned_figures
+from rnopt.quantization.accuracy_aware import _State, revert_loop, revert_order
 from rnopt.results import AccuracyAwareResult, BenchResult, LatencyStats, QuantizerSensitivity
 from rnopt.retrieval import search
 from rnopt.search import choose, overlaps, tied_with_fastest
@@ -168,18 +168,28 @@ def test_a_bound_met_before_any_step_reverts_nothing():
 
 
 def test_test_figures_score_each_model_on_the_test_data():
-    class Scorer:  # scores by the model path: float 80, full int8 60, the written model 79
-        def float_score(self) -> float:
-            return 80.0
+    from rnopt.accuracy import ValidationSet
+    from rnopt.quantization.base import Quantizer
 
-        def score(self, path: Path) -> float:
-            return {"full": 60.0, "final": 79.0}[str(path)]
+    labels = np.arange(5)
+    right = {"float": 4, "full": 2, "final": 3}  # images each file gets right, of 5
 
-    report = AccuracyAwareResult("onnxruntime", "top-1", "", 1, "absolute", "val", 10, 85, 60, 84.5, 0.5, True, 3, [])
-    untuned_figures(report, "test", Scorer(), Path("full"), Path("final"))
-    assert (report.test_float_score, report.test_int8_score, report.test_score) == (80.0, 60.0, 79.0)
-    untuned_figures(report, "test", Scorer(), Path("full"), Path("full"))  # nothing reverted: the written is full int8
-    assert report.test_score == 60.0
+    class Files(Quantizer):  # each model file's outputs on the test images: one-hot, right on the first k
+        name, suffix = "files", ".onnx"
+        quantize = quantize_accuracy_aware = None  # not what this test runs
+
+        def outputs(self, model: Path, images: np.ndarray) -> np.ndarray:
+            predicted = np.where(labels < right[str(model)], labels, (labels + 1) % 5)
+            return np.eye(5, dtype=np.float32)[predicted]
+
+    test = ValidationSet("test", np.zeros((5, 3, 4, 4), np.float32), labels)
+    report = AccuracyAwareResult("onnxruntime", "top-1", "", 1, "absolute", "val", 10, 0.85, 0.6, 0.845, 0.005, True,
+                                 3, [])
+    Files().untuned_figures(report, AccuracyBound("top-1", 1.0), test, Path("float"), Path("full"), Path("final"))
+    assert (report.test_data, report.test_float_score, report.test_int8_score, report.test_score) == \
+        ("test", 0.8, 0.4, 0.6)
+    Files().untuned_figures(report, AccuracyBound("top-1", 1.0), test, Path("float"), Path("full"), Path("full"))
+    assert report.test_score == 0.4  # nothing reverted: the written model is full int8
 
 
 # --- bounds and NNCF's units ---------------------------------------------------------------------------------------

@@ -223,8 +223,9 @@ def test_build_writes_a_specs_file_into_a_folder_and_refuses_to_replace_it(cli, 
 
 
 def test_the_explicit_verbs_build_their_files_through_the_store(cli, tmp_path, monkeypatch, fp32_onnx):
-    """export, optimize and quantize are recipe steps: each file is built once into the store and copied out, so
-    a second command with the same recipe copies the same bytes, and the copies name the user's files."""
+    """export, optimize and quantize (accuracy-aware too) are recipe steps: each file is built once into the store
+    and copied out, so a second command with the same recipe copies the same bytes, and the copies name the
+    user's files."""
     cache = tmp_path / "cache"
     monkeypatch.setenv("RNOPT_CACHE_DIR", str(cache))
 
@@ -253,3 +254,15 @@ def test_the_explicit_verbs_build_their_files_through_the_store(cli, tmp_path, m
     assert len(entries()) == 4
     r = cli("quantize", tmp_path / "q1.onnx", "-o", tmp_path / "qq.onnx", *args)
     assert r.code == 1 and "already quantized" in r.err and not (tmp_path / "qq.onnx").exists() and len(entries()) == 4
+    # accuracy-aware int8 too: built once by its recipe (the bound, the validation images by content), its
+    # untuned test figures measured on the files afterwards
+    aware = [*args, "--max-drop", "50", "--limit", "100"]
+    for name in ("a1", "a2"):
+        r = cli("quantize", fp32_onnx, "-o", tmp_path / f"{name}.onnx", *aware, "--json", tmp_path / f"{name}.json")
+        assert r.code == 0, r.err
+    assert (tmp_path / "a1.onnx").read_bytes() == (tmp_path / "a2.onnx").read_bytes() and len(entries()) == 5
+    report = json.loads((tmp_path / "a2.json").read_text())["quantizations"][0]["accuracy_aware"]
+    assert report["met"] and report["images"] == 100 and report["test_data"] == "cifar10"
+    # nothing reverted: the model written is full int8; ResNet-20 scores 0.81 in float on the JPEG test set
+    assert report["test_score"] == report["test_int8_score"] == pytest.approx(report["test_float_score"], abs=0.02)
+    assert report["test_float_score"] == pytest.approx(0.81, abs=0.01)

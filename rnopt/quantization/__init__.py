@@ -9,11 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from rnopt.accuracy import MEASURES, AccuracyBound, checked_measure, validation_set
+from rnopt.accuracy import MEASURES, AccuracyBound, checked_measure
 from rnopt.errors import RnoptError
 from rnopt.onnx_model import ModelMeta
 from rnopt.options import option
-from rnopt.quantization.base import CalibrationData, LayerTimer, QuantRecipe, Quantizer
+from rnopt.quantization.base import CalibrationData, QuantRecipe, Quantizer
 from rnopt.results import QuantizeResult
 from rnopt.schema import check_fields
 
@@ -93,25 +93,15 @@ class AccuracyControl:
 
 def quantize_file(source: str | Path, output: str | Path, toolkit: str = "onnxruntime", calib_data: str | None = None,
                   calib_size: int = 500, recipe: QuantRecipe = QuantRecipe(),
-                  on_batch: Callable[[int], None] | None = None, control: AccuracyControl | None = None,
-                  on_progress: Callable[[str], None] | None = None, time_layers: LayerTimer | None = None
-                  ) -> QuantizeResult:
-    """Quantize one float ONNX file with `toolkit`, calibrating on `calib_data` (default: bundled CIFAR); with
-    `control`, accuracy-aware: layers go back to float until the bound holds on the validation data."""
+                  on_batch: Callable[[int], None] | None = None) -> QuantizeResult:
+    """Plain int8 of one float ONNX file with `toolkit`, calibrating on `calib_data` (default: bundled CIFAR), written
+    here and now (`rnopt.quantize` builds it through the artifact store instead, and accuracy-aware int8 too)."""
     from rnopt.onnx_model import model_meta
     from rnopt.quantization.calibration import calibration_data
 
     quantizer = get_quantizer(toolkit)
-    meta = model_meta(source)
-    if control is None:
-        return quantizer.quantize(source, output, calibration_data(meta, calib_data, calib_size), recipe, on_batch)
-    bound = control.bound(meta)
-    validation = validation_set(meta, control.data, control.limit)
-    test_name = control.test_set(meta)
-    test = validation_set(meta, test_name, allow_test=True) if test_name else None
-    calibration = calibration_data(meta, calib_data, calib_size, on_batch)
-    return quantizer.quantize_accuracy_aware(source, output, calibration, recipe, bound, validation, test,
-                                             control.max_steps, on_progress, time_layers)
+    calibration = calibration_data(model_meta(source), calib_data, calib_size, on_batch)
+    return quantizer.quantize(source, output, calibration, recipe, on_batch)
 
 
 __all__ = ["QUANTIZERS", "Toolkit", "AccuracyControl", "CalibrationData", "QuantRecipe", "Quantizer", "get_quantizer",

@@ -24,7 +24,7 @@ import onnx
 
 from rnopt.accuracy import AccuracyBound, ValidationSet
 from rnopt.onnx_model import ModelMeta, load_onnx
-from rnopt.quantization.base import LayerTimer
+from rnopt.quantization.base import RevertedModel
 from rnopt.quantization.sensitivity import Scorer, folded_relus, keep_nodes_float, layer_table, sqnr_pass
 from rnopt.results import AccuracyAwareResult, QuantizeResult, QuantizerSensitivity, RevertStep
 
@@ -60,12 +60,11 @@ class Builder(Protocol):
 
 
 def accuracy_aware_int8(prepared: Builder, output: Path, meta: ModelMeta, bound: AccuracyBound,
-                        validation: ValidationSet, test: ValidationSet | None = None, max_steps: int | None = None,
-                        on_progress: Callable[[str], None] | None = None, time_layers: LayerTimer | None = None,
-                        start: float | None = None) -> QuantizeResult:
+                        validation: ValidationSet, max_steps: int | None = None,
+                        on_progress: Callable[[str], None] | None = None, start: float | None = None
+                        ) -> QuantizeResult:
     """Write the int8 model that meets `bound` on `validation` (or the best found) to `output`, with every
-    step in its result. `test`: the untuned data whose figures the result also reports. `time_layers`:
-    times the final model and single-group reverts against the full int8 model (bench, in the API layer)."""
+    step in its result."""
     say = on_progress or (lambda _: None)
     start = time.perf_counter() if start is None else start
     say(f"validating float and int8 on {len(validation)} images")
@@ -83,13 +82,6 @@ def accuracy_aware_int8(prepared: Builder, output: Path, meta: ModelMeta, bound:
         len(validation), reference, full_score, best.score, bound.drop(reference, best.score),
         bound.met(reference, best.score), len(layers), reverted_layers, steps,
         "ONNX Runtime runs the reverted layers in fp32")
-    if test is not None:
-        say(f"final figures on the untuned test data ({len(test)} images)")
-        untuned_figures(report, test.name, Scorer.for_float(bound.measure_object(), test, prepared.float_path), full,
-                     best.path)
-    if time_layers and best.float_nodes:
-        say("timing the reverted layers against full int8")
-        report.layer_costs = time_layers(full, _timed_models(edits, steps, best))
     result = prepared.write(best.path, output, meta, [*prepared.excluded, *best.float_nodes], start,
                             f"; accuracy-aware ({bound.describe()} on {validation.name}): "
                             f"{len(reverted_layers)} of {len(layers)} layers float")
@@ -155,20 +147,15 @@ def revert_loop(ranked: list[QuantizerSensitivity], try_float: Callable[[list[st
     return state, steps
 
 
-def untuned_figures(report: AccuracyAwareResult, test_name: str, scorer: Scorer, full: Path, final: Path) -> None:
-    """The untuned figures: float, full int8 and the model written, each scored by `scorer` on the test data."""
-    report.test_data = test_name
-    report.test_float_score = scorer.float_score()
-    report.test_int8_score = scorer.score(full)
-    report.test_score = scorer.score(final) if final != full else report.test_int8_score
-
-
 MAX_TIMED_GROUPS = 10
 
 
-def _timed_models(edits: _Editor, steps: list[RevertStep], best: _State) -> list[tuple[str, Path, list[str]]]:
-    """The final model, and full int8 with each kept group alone in float (at most MAX_TIMED_GROUPS)."""
-    models = [("final", best.path, best.float_nodes)]
-    for step in [s for s in steps if s.kept and s.nodes != best.float_nodes][:MAX_TIMED_GROUPS]:
+def reverted_groups(report: AccuracyAwareResult, float_path: Path, full: Path, final: Path,
+                    scratch: Path) -> list[RevertedModel]:
+    """The model written, and full int8 with each group the loop kept in float alone in float (at most
+    MAX_TIMED_GROUPS). `float_path`: the pre-processed float model `full` was quantized from."""
+    edits = _Editor(float_path, full, scratch)
+    models: list[RevertedModel] = [("final", final, report.kept_float)]
+    for step in [s for s in report.steps if s.kept and s.nodes != report.kept_float][:MAX_TIMED_GROUPS]:
         models.append((f"only {step.target}", edits.with_float(step.nodes), step.nodes))
     return models

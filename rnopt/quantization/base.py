@@ -17,7 +17,7 @@ import numpy as np
 
 from rnopt.accuracy import AccuracyBound, ValidationSet, content_sha256
 from rnopt.options import names_list, option, tensor_range
-from rnopt.results import LayerCost, QuantizeResult
+from rnopt.results import AccuracyAwareResult, QuantizeResult
 
 
 INT8_TYPES = ("s8", "u8")
@@ -118,8 +118,8 @@ class CalibrationData:
         return [self.images[i:i + size] for i in range(0, len(self.images), size)]
 
 
-# times models with some layers in float against the full int8 model: (full int8, [(label, file, float nodes)])
-LayerTimer = Callable[[Path, list[tuple[str, Path, list[str]]]], list[LayerCost]]
+# A model with some layers in float, timed against the full int8 model: (label, file, its float nodes).
+RevertedModel = tuple[str, Path, list[str]]
 
 
 class Quantizer(ABC):
@@ -142,8 +142,31 @@ class Quantizer(ABC):
     @abstractmethod
     def quantize_accuracy_aware(self, source: str | Path, output: str | Path, calibration: CalibrationData,
                                 recipe: QuantRecipe, bound: AccuracyBound, validation: ValidationSet,
-                                test: ValidationSet | None = None, max_steps: int | None = None,
-                                on_progress: Callable[[str], None] | None = None,
-                                time_layers: LayerTimer | None = None) -> QuantizeResult:
+                                max_steps: int | None = None, on_progress: Callable[[str], None] | None = None
+                                ) -> QuantizeResult:
         """Write the int8 model that meets `bound` on `validation` (or the best found), every step in the result's
-        `accuracy_aware`; `test` gives the untuned final figures, `time_layers` the latency cost of the reverts."""
+        `accuracy_aware`: what a recipe step builds (`rnopt.recipes`). The untuned test figures and the latency of
+        the reverts are measured afterwards on the files (`untuned_figures`, `reverted_models`)."""
+
+    @abstractmethod
+    def outputs(self, model: Path, images: np.ndarray) -> np.ndarray:
+        """The first output of a model file (the float ONNX source, or an int8 file this toolkit wrote) on every
+        image, run as this toolkit's runtime deploys it."""
+
+    def untuned_figures(self, report: AccuracyAwareResult, bound: AccuracyBound, test: ValidationSet, source: Path,
+                        full: Path, final: Path) -> None:
+        """Float (`source`), full int8 and the model written, each scored with the bound's measure on `test`, the
+        data no decision was tuned on."""
+        measure = bound.measure_object()
+        reference = self.outputs(source, test.images)
+        full_score = measure.score(self.outputs(full, test.images), test.labels, reference)
+        report.test_data = test.name
+        report.test_float_score = measure.score(reference, test.labels, reference)
+        report.test_int8_score = full_score
+        report.test_score = (measure.score(self.outputs(final, test.images), test.labels, reference)
+                             if final != full else full_score)
+
+    def reverted_models(self, report: AccuracyAwareResult, source: Path, full: Path, final: Path,
+                        scratch: Path) -> list[RevertedModel]:
+        """The models whose latency against full int8 says what the reverts cost: the model written."""
+        return [("final", final, report.kept_float)]

@@ -30,9 +30,9 @@ from rnopt.accuracy import AccuracyBound, ValidationSet
 from rnopt.errors import RnoptError, first_line
 from rnopt.fileio import atomic_path
 from rnopt.onnx_model import ModelMeta, load_onnx, open_float_model, save_onnx, write_meta
-from rnopt.quantization.accuracy_aware import accuracy_aware_int8
-from rnopt.quantization.base import CalibrationData, LayerTimer, QuantRecipe, Quantizer
-from rnopt.results import QuantizeResult
+from rnopt.quantization.accuracy_aware import accuracy_aware_int8, reverted_groups
+from rnopt.quantization.base import CalibrationData, QuantRecipe, Quantizer, RevertedModel
+from rnopt.results import AccuracyAwareResult, QuantizeResult
 
 METHODS = {
     "minmax": CalibrationMethod.MinMax,
@@ -169,14 +169,27 @@ class OrtStaticQuantizer(Quantizer):
 
     def quantize_accuracy_aware(self, source: str | Path, output: str | Path, calibration: CalibrationData,
                                 recipe: QuantRecipe, bound: AccuracyBound, validation: ValidationSet,
-                                test: ValidationSet | None = None, max_steps: int | None = None,
-                                on_progress: Callable[[str], None] | None = None,
-                                time_layers: LayerTimer | None = None) -> QuantizeResult:
+                                max_steps: int | None = None, on_progress: Callable[[str], None] | None = None
+                                ) -> QuantizeResult:
         source, output, meta = open_for_quantization(source, output, recipe)
         start = time.perf_counter()
         with PreparedQuantization(source, calibration, recipe) as prepared:
-            return accuracy_aware_int8(prepared, output, meta, bound, validation, test, max_steps, on_progress,
-                                       time_layers, start)
+            return accuracy_aware_int8(prepared, output, meta, bound, validation, max_steps, on_progress, start)
+
+    def outputs(self, model: Path, images: np.ndarray) -> np.ndarray:
+        from rnopt.quantization.sensitivity import run_outputs
+
+        return run_outputs(model, images)
+
+    def reverted_models(self, report: AccuracyAwareResult, source: Path, full: Path, final: Path,
+                        scratch: Path) -> list[RevertedModel]:
+        """The model written, and full int8 with each group the loop kept in float alone in float (at most
+        MAX_TIMED_GROUPS): which revert costs what."""
+        from rnopt.quantization.sensitivity import pre_process
+
+        float_path = scratch / "float.onnx"  # pre-processed as the int8 model's source was: its node names
+        pre_process(source, float_path)
+        return reverted_groups(report, float_path, full, final, scratch)
 
 
 def open_for_quantization(source: str | Path, output: str | Path, recipe: QuantRecipe) -> tuple[Path, Path, ModelMeta]:

@@ -17,11 +17,13 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
 from rnopt.accuracy import AccuracyBound, AccuracyMeasure, ValidationSet
 from rnopt.errors import RnoptError, first_line
 from rnopt.fileio import move_into_place
 from rnopt.onnx_model import open_float_model, read_ir_meta
-from rnopt.quantization.base import CalibrationData, LayerTimer, QuantRecipe, Quantizer
+from rnopt.quantization.base import CalibrationData, QuantRecipe, Quantizer
 from rnopt.results import AccuracyAwareResult, QuantizeResult, RevertStep
 
 
@@ -75,9 +77,8 @@ class NncfQuantizer(Quantizer):
 
     def quantize_accuracy_aware(self, source: str | Path, output: str | Path, calibration: CalibrationData,
                                 recipe: QuantRecipe, bound: AccuracyBound, validation: ValidationSet,
-                                test: ValidationSet | None = None, max_steps: int | None = None,
-                                on_progress: Callable[[str], None] | None = None,
-                                time_layers: LayerTimer | None = None) -> QuantizeResult:
+                                max_steps: int | None = None, on_progress: Callable[[str], None] | None = None
+                                ) -> QuantizeResult:
         """int8 IR meeting `bound` on `validation`, by `nncf.quantize_with_accuracy_control`; what NNCF reverted
         (it reports it only in its log) is read back from its log records."""
         import openvino as ov
@@ -87,7 +88,7 @@ class NncfQuantizer(Quantizer):
             raise RnoptError(f"OpenVINO IR output must end in .xml (the weights go beside it as .bin), got {output}")
         source, output = Path(source), Path(output)
         with tempfile.TemporaryDirectory(prefix="rnopt-nncf-") as scratch:  # nothing reaches `output` until the end
-            full, final = Path(scratch) / "full.xml", Path(scratch) / "final.xml"
+            full = Path(scratch) / "full.xml"
             result = self.quantize(source, full, calibration, recipe)  # full int8: the baseline of the report
             core = ov.Core()
             model, report = _accuracy_control(core, source, full, calibration, bound, validation, max_steps, say)
@@ -95,17 +96,17 @@ class NncfQuantizer(Quantizer):
             meta.history[-1] += (f"; accuracy-aware ({bound.describe()} on {validation.name}): "
                                  f"{len(report.kept_float)} of {report.layers_quantized} layers float")
             model.set_rt_info(json.dumps(asdict(meta)), "rnopt")
-            ov.save_model(model, str(final), compress_to_fp16=False)
-            if test is not None:
-                say(f"final figures on the untuned test data ({len(test)} images)")
-                _test_figures(core, report, bound, test, source, full, final)
-            if time_layers and report.kept_float:
-                say("timing the reverted layers against full int8")
-                report.layer_costs = time_layers(full, [("final", final, report.kept_float)])
             _save_ir_atomically(ov, model, output)  # scratch is on /tmp: save beside the output, then move
         result.output, result.accuracy_aware, result.excluded = str(output), report, report.kept_float
         result.size_after_bytes = output.stat().st_size + output.with_suffix(".bin").stat().st_size
         return result
+
+    def outputs(self, model: Path, images: np.ndarray) -> np.ndarray:
+        import openvino as ov
+
+        from rnopt.backends.openvino.session import outputs_on_cpu
+
+        return outputs_on_cpu(ov.Core(), str(model), images)
 
 
 def _accuracy_control(core, source: Path, full: Path, calibration: CalibrationData,  # noqa: ANN001
@@ -148,20 +149,6 @@ def _accuracy_control(core, source: Path, full: Path, calibration: CalibrationDa
         bound.met(float_score, final_score), layers or _quantized_ops(core.read_model(str(full))), kept, steps,
         _float_layers_run_as(core))
     return model, report
-
-
-def _test_figures(core, report: AccuracyAwareResult, bound: AccuracyBound, test: ValidationSet,  # noqa: ANN001
-                  source: Path, full: Path, final: Path) -> None:
-    from rnopt.backends.openvino.session import outputs_on_cpu
-
-    measure = bound.measure_object()
-    scores = []
-    reference = outputs_on_cpu(core, str(source), test.images)
-    for path in (source, full, final):
-        outputs = reference if path == source else outputs_on_cpu(core, str(path), test.images)
-        scores.append(measure.score(outputs, test.labels, reference))
-    report.test_data = test.name
-    report.test_float_score, report.test_int8_score, report.test_score = scores
 
 
 def _validation_fn(measure: AccuracyMeasure, validation: ValidationSet, reference):  # noqa: ANN001, ANN202
