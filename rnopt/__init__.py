@@ -10,7 +10,7 @@ The public Python API (the CLI is a thin layer over it):
 
 `artifact`, `plan`, `VariantSpec` name variants; `export`, `optimize`, `quantize` (each with its typed config:
 `ExportConfig`, `OptimizeConfig`, `QuantizeConfig` with a `QuantRecipe` and, for accuracy-aware int8, an
-`AccuracyControl`), `sensitivity`, `bench`, `evaluate`, `embed`, `run` (with `RunOptions`) and `tune` (the search,
+`AccuracyControl`), `sensitivity` (`SensitivityConfig`), `bench`, `evaluate`, `embed`, `run` (with `RunOptions`) and `tune` (the search,
 with `TuneOptions`) do the work and return `Record`s. Everything else is internal.
 """
 from rnopt.api import (artifact, bench, build, compare_runs, describe_models, describe_runtimes, embed, evaluate, export,
@@ -27,12 +27,12 @@ __all__ = ["ArtifactSpec", "BenchConfig", "ModelOptions", "Record", "RnoptError"
            "list_models", "list_runtimes", "load_spec", "merge_results", "optimize", "plan", "quantize", "run",
            "sensitivity", "tune",
            "AccuracyControl", "ExportConfig", "OptimizeConfig", "QuantizeConfig", "QuantRecipe", "RunOptions",
-           "TuneOptions"]
+           "SensitivityConfig", "TuneOptions"]
 
 # Imported on first use: their modules pull in ONNX and the quantizers, which `import rnopt` does not need.
 _LAZY = {"RunOptions": "rnopt.pipeline", "TuneOptions": "rnopt.search", "AccuracyControl": "rnopt.quantization",
          "QuantRecipe": "rnopt.quantization.base", "ExportConfig": "rnopt.recipes", "OptimizeConfig": "rnopt.recipes",
-         "QuantizeConfig": "rnopt.recipes"}
+         "QuantizeConfig": "rnopt.recipes", "SensitivityConfig": "rnopt.recipes"}
 
 # No submodule shares a verb's name (rnopt/evaluation.py, onnx_export.py, fusion.py, quantization/,
 # embedding.py, search.py): importing one would replace the function of that name in this package.

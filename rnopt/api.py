@@ -33,8 +33,7 @@ if TYPE_CHECKING:
     from rnopt.accuracy import AccuracyMeasure, ValidationSet
     from rnopt.data import ImageDataset
     from rnopt.execute import Executor
-    from rnopt.quantization.base import QuantRecipe
-    from rnopt.recipes import ExportConfig, OptimizeConfig, QuantizeConfig
+    from rnopt.recipes import ExportConfig, OptimizeConfig, QuantizeConfig, SensitivityConfig
     from rnopt.progress import Listener
     from rnopt.onnx_model import ModelMeta
     from rnopt.results import AccuracyAwareResult, LayerCost, QuantizeResult, SensitivityResult
@@ -343,38 +342,34 @@ def _revert_costs(runtime: str, full: Path, models: list[tuple[str, Path, list[s
 
 
 @_with_notices
-def sensitivity(float_model: str | Path, int8_model: str | Path | None = None, data: str | None = None,
-                limit: int | None = None, calib_data: str | None = None, calib_size: int = 500,
-                recipe: "QuantRecipe | None" = None, measure: str | None = None, top: int = 5,
-                sqnr_images: int = 200, on_progress: Progress | None = None,
+def sensitivity(float_model: str | Path, int8_model: str | Path | None = None,
+                config: "SensitivityConfig | None" = None, on_progress: Progress | None = None,
                 executor: "str | Executor | None" = None) -> Record:
-    """Per-layer int8 sensitivity of an ONNX Runtime QDQ model (quantized here from `float_model` with `recipe`
-    when `int8_model` is not given): SQNR of every quantized tensor, and for the `top` worst, the accuracy
-    gained by keeping only it in float, on validation images (never the test set). With `executor` (a name in
-    `rnopt.execute.EXECUTORS` or an executor, a Ray cluster for one) the ground truths run there as probe tasks,
-    side by side, and the int8 model is built by its recipe where it is not given."""
+    """Per-layer int8 sensitivity of an ONNX Runtime QDQ model (quantized here from `float_model` with
+    `config.recipe` when `int8_model` is not given): SQNR of every quantized tensor, and for the `config.top` worst,
+    the accuracy gained by keeping only it in float, on validation images (never the test set). With `executor` (a
+    name in `rnopt.execute.EXECUTORS` or an executor, a Ray cluster for one) the ground truths run there as probe
+    tasks, side by side, and the int8 model is built by its recipe where it is not given."""
     import tempfile
 
     from rnopt.accuracy import MEASURES, checked_measure, validation_set
     from rnopt.fileio import readable_file
-    from rnopt.quantization.base import QuantRecipe
     from rnopt.quantization.calibration import calibration_data
     from rnopt.quantization.onnxruntime import PreparedQuantization, open_for_quantization
     from rnopt.quantization.sensitivity import Scorer, analyze, pre_process
+    from rnopt.recipes import SensitivityConfig
 
-    if top < 0 or sqnr_images <= 0:
-        raise RnoptError("--top must be zero or more and --sqnr-images positive")
-    say = on_progress or (lambda _: None)
-    recipe = recipe or QuantRecipe()
+    config = config or SensitivityConfig()
+    say, recipe, top, sqnr_images = on_progress or (lambda _: None), config.recipe, config.top, config.sqnr_images
     int8_path = readable_file(int8_model, "int8 model") if int8_model is not None else None
     with tempfile.TemporaryDirectory(prefix="rnopt-sensitivity-") as scratch:
         source, _, meta = open_for_quantization(float_model, Path(scratch) / "unused.onnx", recipe)
-        chosen = MEASURES[checked_measure(measure, meta)]()
+        chosen = MEASURES[checked_measure(config.measure, meta)]()
         say("decoding validation images")
-        validation = validation_set(meta, data, limit)
+        validation = validation_set(meta, config.data, config.limit)
         if executor is not None:
-            result = _sensitivity_by_tasks(source, int8_path, validation, chosen, recipe, calib_data, calib_size,
-                                           sqnr_images, top, str(float_model), say, executor, Path(scratch))
+            result = _sensitivity_by_tasks(source, int8_path, validation, chosen, config, str(float_model), say,
+                                           executor, Path(scratch))
         elif int8_path is not None:  # the float model pre-processed as `rnopt quantize` does: tensor names match
             prepped = Path(scratch) / "float.onnx"
             pre_process(source, prepped)
@@ -382,7 +377,8 @@ def sensitivity(float_model: str | Path, int8_model: str | Path | None = None, d
             result = analyze(prepped, int8_path, scorer, sqnr_images, top, str(float_model), str(int8_model), say)
         else:
             say("quantizing")
-            with PreparedQuantization(source, calibration_data(meta, calib_data, calib_size), recipe) as prepared:
+            calibration = calibration_data(meta, config.calib_data, config.calib_size)
+            with PreparedQuantization(source, calibration, recipe) as prepared:
                 scorer = Scorer.for_float(chosen, validation, prepared.float_path)
                 result = analyze(prepared.float_path, prepared.build(), scorer, sqnr_images, top, str(float_model),
                                  f"int8 of {float_model} ({recipe.describe()})", say)
@@ -390,9 +386,8 @@ def sensitivity(float_model: str | Path, int8_model: str | Path | None = None, d
 
 
 def _sensitivity_by_tasks(source: Path, int8_path: Path | None, validation: "ValidationSet",
-                          measure: "AccuracyMeasure", recipe: "QuantRecipe", calib_data: str | None, calib_size: int,
-                          sqnr_images: int, top: int, float_name: str, say: Progress, executor: "str | Executor",
-                          scratch: Path) -> "SensitivityResult":
+                          measure: "AccuracyMeasure", config: "SensitivityConfig", float_name: str, say: Progress,
+                          executor: "str | Executor", scratch: Path) -> "SensitivityResult":
     """Sensitivity with its ground truths as probe tasks on `executor`: the specs name the float file and the
     int8 file (given, or built by its recipe through the artifact store, so that any worker can rebuild it)."""
     from rnopt.artifacts import ArtifactStore
@@ -402,13 +397,15 @@ def _sensitivity_by_tasks(source: Path, int8_path: Path | None, validation: "Val
     from rnopt.quantization.sensitivity import Scorer, analyze, pre_process
     from rnopt.recipes import quantize_step
 
+    recipe = config.recipe
     float_spec = VariantSpec(artifact_for(str(source)), "onnxruntime")
     if int8_path is not None:
         int8_spec, int8_name = VariantSpec(artifact_for(str(int8_path)), "onnxruntime"), str(int8_path)
     else:
         say("quantizing (by recipe, through the artifact store)")
         store = ArtifactStore()
-        calibration = calibration_data(store.model_file(float_spec.artifact).meta, calib_data, calib_size)
+        calibration = calibration_data(store.model_file(float_spec.artifact).meta, config.calib_data,
+                                       config.calib_size)
         store.data.add(calibration)
         int8_spec = VariantSpec(float_spec.artifact.then(quantize_step("onnxruntime", recipe, calibration)),
                                 "onnxruntime")
@@ -421,7 +418,7 @@ def _sensitivity_by_tasks(source: Path, int8_path: Path | None, validation: "Val
             tasks = [probe_task(int8_spec, float_spec, validation, nodes) for nodes in groups]
             return [outcome.outputs[int8_spec.id] for outcome in runner.run_all(tasks, [int8_spec, float_spec])]
 
-        return analyze(prepped, int8_path, scorer, sqnr_images, top, float_name, int8_name, say, probe)
+        return analyze(prepped, int8_path, scorer, config.sqnr_images, config.top, float_name, int8_name, say, probe)
 
 
 @_with_notices

@@ -18,7 +18,7 @@ from rnopt.accuracy import AccuracyBound, ValidationSet, validation_set
 from rnopt.backends.base import ModelFile
 from rnopt.errors import RnoptError
 from rnopt.onnx_model import ModelMeta
-from rnopt.options import option
+from rnopt.options import option, option_like
 from rnopt.quantization import QUANTIZERS, AccuracyControl, get_quantizer
 from rnopt.quantization.base import CalibrationData, QuantRecipe
 from rnopt.quantization.calibration import calibration_data
@@ -83,6 +83,29 @@ class QuantizeConfig:
             get_quantizer(self.toolkit)  # the one-line error naming the quantizers
         if self.calib_size <= 0:
             raise RnoptError(f"calib_size must be positive, got {self.calib_size}")
+
+
+@dataclass(frozen=True)
+class SensitivityConfig:
+    """`rnopt sensitivity`: the validation images and measure, how many ground truths, and (when no int8 model is
+    given) how the int8 model is made."""
+
+    data: str | None = option_like(AccuracyControl, "data")
+    limit: int | None = option_like(AccuracyControl, "limit")
+    measure: str | None = option_like(AccuracyControl, "measure")
+    top: int = option(5, "--top", "ground truth for the K tensors with the lowest SQNR: the accuracy gained by "
+                      "keeping only that one in float, on all validation images (default {default}; 0: SQNR only)",
+                      metavar="K", parse=int)
+    sqnr_images: int = option(200, "--sqnr-images", "validation images the SQNR pass runs on (default {default})",
+                              metavar="N")
+    calib_data: str | None = option_like(QuantizeConfig, "calib_data")
+    calib_size: int = option_like(QuantizeConfig, "calib_size")
+    recipe: QuantRecipe = field(default_factory=QuantRecipe)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if self.top < 0 or self.sqnr_images <= 0:
+            raise RnoptError("--top must be zero or more and --sqnr-images positive")
 
 
 def optimize_step(level: str = "extended") -> Step:

@@ -13,7 +13,7 @@ from rnopt.cli.common import _accuracy_control, _bench_config, _model_options, _
 from rnopt.errors import RnoptError
 from rnopt.options import flag_fields
 from rnopt.quantization import AccuracyControl, QuantRecipe
-from rnopt.recipes import ExportConfig, OptimizeConfig, QuantizeConfig
+from rnopt.recipes import ExportConfig, OptimizeConfig, QuantizeConfig, SensitivityConfig
 
 
 def parse(*argv: str):
@@ -24,6 +24,7 @@ def parse(*argv: str):
     ("export", (ModelOptions, ExportConfig)),
     ("optimize", (OptimizeConfig,)),
     ("quantize", (QuantizeConfig, QuantRecipe, AccuracyControl)),
+    ("sensitivity", (SensitivityConfig, QuantRecipe)),
     ("bench", (ModelOptions, BenchConfig)),
     ("tune", (ModelOptions, BenchConfig, AccuracyControl)),
 ])

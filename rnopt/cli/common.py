@@ -326,20 +326,13 @@ def _add_backend_options(p: argparse.ArgumentParser, default: str) -> None:
     _add_runtime_flags(p)
 
 
-def _add_recipe_options(p: argparse.ArgumentParser, toolkit: bool = False) -> None:
-    """Calibration and the int8 recipe, from QuantizeConfig and QuantRecipe; `toolkit`: --backend picks the
-    quantizer too."""
+def _add_recipe_options(p: argparse.ArgumentParser) -> None:
+    """The quantizer, calibration and the int8 recipe, from QuantizeConfig and QuantRecipe."""
     from rnopt.quantization import QuantRecipe
     from rnopt.recipes import QuantizeConfig
 
-    add_config_flags(p, QuantizeConfig, "quantize.", skip=() if toolkit else ("toolkit",))
+    add_config_flags(p, QuantizeConfig, "quantize.")
     add_config_flags(p, QuantRecipe, "recipe.")
-
-
-def _add_validation_options(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    from rnopt.quantization import AccuracyControl
-
-    add_config_flags(p, AccuracyControl, "bound.", only=("data", "limit", "measure"))
 
 
 def _add_bound_options(p: argparse.ArgumentParser | argparse._ArgumentGroup, max_drop_note: str) -> None:

@@ -60,7 +60,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p = sub.add_parser("quantize", parents=[common], help="int8 static quantization (ONNX Runtime QDQ, or NNCF)")
     p.add_argument("input", metavar="IN.onnx")
     p.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
-    _add_recipe_options(p, toolkit=True)
+    _add_recipe_options(p)
     g = p.add_argument_group("accuracy-aware int8 (layers go back to float until the bound holds on validation "
                              "images; exits 1, keeping the best model found, when it cannot)")
     _add_bound_options(g, "e.g. 0.5")
