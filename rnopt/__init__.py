@@ -30,9 +30,9 @@ __all__ = ["ArtifactSpec", "BenchConfig", "ModelOptions", "Record", "RnoptError"
            "SensitivityConfig", "TuneOptions"]
 
 # Imported on first use: their modules pull in ONNX and the quantizers, which `import rnopt` does not need.
-_LAZY = {"RunOptions": "rnopt.pipeline", "TuneOptions": "rnopt.search", "AccuracyControl": "rnopt.quantization",
-         "QuantRecipe": "rnopt.quantization.base", "ExportConfig": "rnopt.recipes", "OptimizeConfig": "rnopt.recipes",
-         "QuantizeConfig": "rnopt.recipes", "SensitivityConfig": "rnopt.recipes"}
+_LAZY = {"AccuracyControl": "rnopt.quantization", "QuantRecipe": "rnopt.quantization.base",
+         **{name: "rnopt.configs" for name in ("ExportConfig", "OptimizeConfig", "QuantizeConfig", "SensitivityConfig",
+                                               "RunOptions", "TuneOptions")}}
 
 # No submodule shares a verb's name (rnopt/evaluation.py, onnx_export.py, fusion.py, quantization/,
 # embedding.py, search.py): importing one would replace the function of that name in this package.

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from rnopt.accuracy import AccuracyMeasure, ValidationSet
     from rnopt.data import ImageDataset
     from rnopt.execute import Executor
-    from rnopt.recipes import ExportConfig, OptimizeConfig, QuantizeConfig, SensitivityConfig
+    from rnopt.configs import ExportConfig, OptimizeConfig, QuantizeConfig, SensitivityConfig
     from rnopt.progress import Listener
     from rnopt.onnx_model import ModelMeta
     from rnopt.results import AccuracyAwareResult, LayerCost, QuantizeResult, SensitivityResult
@@ -125,7 +125,7 @@ def export(model: str, output: str | Path, source: ModelOptions | None = None, c
     except with a tolerance of its own or a fixed batch above 1, which no recipe names: then exported here."""
     from rnopt.models import create_model
     from rnopt.onnx_export import RTOL, export_model
-    from rnopt.recipes import ExportConfig
+    from rnopt.configs import ExportConfig
 
     source, config = source or ModelOptions(), config or ExportConfig()
     check_writable_output(output, force)
@@ -158,7 +158,8 @@ def optimize(source: str | Path, output: str | Path, config: OptimizeConfig | No
              force: bool = False) -> Record:
     """ONNX Runtime's offline fusion, built through the artifact store (fused once per file and level); an existing
     `output` is replaced only with `force`."""
-    from rnopt.recipes import OptimizeConfig, optimize_step
+    from rnopt.configs import OptimizeConfig
+    from rnopt.recipes import optimize_step
 
     config = config or OptimizeConfig()
     _check_output(source, output, force)
@@ -173,7 +174,7 @@ def quantize(source: str | Path, output: str | Path, config: QuantizeConfig | No
     """int8 as `config` says (toolkit, calibration, recipe). With `config.control`, accuracy-aware: layers go back
     to float until its bound holds on the validation data (the result's `accuracy_aware` says how; with
     `config.time_reverts`, what the float layers cost in latency)."""
-    from rnopt.recipes import QuantizeConfig
+    from rnopt.configs import QuantizeConfig
 
     config = config or QuantizeConfig()
     _check_output(source, output, force)
@@ -357,7 +358,7 @@ def sensitivity(float_model: str | Path, int8_model: str | Path | None = None,
     from rnopt.quantization.calibration import calibration_data
     from rnopt.quantization.onnxruntime import PreparedQuantization, open_for_quantization
     from rnopt.quantization.sensitivity import Scorer, analyze, pre_process
-    from rnopt.recipes import SensitivityConfig
+    from rnopt.configs import SensitivityConfig
 
     config = config or SensitivityConfig()
     say, recipe, top, sqnr_images = on_progress or (lambda _: None), config.recipe, config.top, config.sqnr_images

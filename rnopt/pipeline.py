@@ -4,7 +4,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -12,7 +12,8 @@ from rnopt import progress
 from rnopt.accuracy import ValidationSet, default_validation_data, validation_set
 from rnopt.artifacts import ArtifactStore, artifact_for
 from rnopt.backends import backend_class, config_class
-from rnopt.bench import RUN_BENCH, BenchConfig, summarize_warnings, sweep_config
+from rnopt.bench import BenchConfig, summarize_warnings, sweep_config
+from rnopt.configs import RunOptions
 from rnopt.data import ImageDataset, load_dataset
 from rnopt.errors import RnoptError
 from rnopt.execute.inprocess import InProcessExecutor
@@ -26,42 +27,16 @@ from rnopt.notices import collecting
 from rnopt.models.registry import LoadedModel
 from rnopt.plan import RUN_RUNTIMES, artifact_warnings, can_use_cuda, eval_order, int8_files, loaded_formats, \
     plan_variants
-from rnopt.quantization import AccuracyControl
 from rnopt.quantization.base import CalibrationData, QuantRecipe
 from rnopt.recipes import optimize_step, quantize_aware_step, quantize_step
 from rnopt.quantization.calibration import calibration_data
 from rnopt.results import BenchResult, ModelUsed, Record
-from rnopt.schema import check_fields
 from rnopt.spec import ArtifactSpec, Step, VariantSpec
 
-DEFAULT_MODEL = "resnet20_cifar10"
 CALIB_SIZE = 500
 EVAL_BATCH = 250  # large batches amortise per-call overhead: the full test set in seconds
 RUN_BACKENDS = RUN_RUNTIMES
 RUN_DEVICES = ("cpu", "cuda")
-
-
-@dataclass
-class RunOptions:
-    model: str = DEFAULT_MODEL
-    weights: str | None = None
-    num_classes: int | None = None
-    labels: str | None = None
-    output: Path = Path("reports")
-    data: str | None = None  # accuracy data; default: the bundled CIFAR-10 test set for CIFAR models
-    calib_data: str | None = None
-    eval_limit: int | None = None
-    bench: BenchConfig = field(default_factory=lambda: replace(RUN_BENCH))
-    threads: int | None = None
-    backends: list[str] | None = None  # None: every one of RUN_BACKENDS whose runtime is installed
-    devices: list[str] | None = None  # None: the CPU, and CUDA too when a chosen runtime can use it here
-    head: str = "logits"  # features: compare the embedding model (retrieval fidelity instead of top-1)
-    normalize: bool = False
-    accuracy: AccuracyControl | None = None  # accuracy-aware int8 for the int8 variants (bound, validation data)
-    cluster: str | None = None  # "local" or a Ray address: timing and evaluation run as tasks there
-
-    def __post_init__(self) -> None:
-        check_fields(self)
 
 
 def run_dir(base: Path, model: str) -> Path:

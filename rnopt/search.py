@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +25,9 @@ from rnopt import progress
 from rnopt.accuracy import AccuracyBound, ValidationSet, default_validation_data, refuse_mixed_roles, validation_set
 from rnopt.artifacts import ArtifactStore, artifact_for
 from rnopt.backends import backend_class
-from rnopt.bench import CUDA_SWEEP_LIMIT, DEFAULT_SPEED_TOLERANCE, TUNE_BENCH, BenchConfig, check_batch_fits, \
+from rnopt.bench import CUDA_SWEEP_LIMIT, check_batch_fits, \
     summarize_warnings, sweep_config
+from rnopt.configs import SEARCH_RECIPES, TuneOptions
 from rnopt.data import load_dataset
 from rnopt.errors import RnoptError
 from rnopt.execute.base import Executor
@@ -37,81 +38,19 @@ from rnopt.execute.tasks import (BenchOutcome, DataRef, EvalOutcome, OutputsOutc
 from rnopt.notices import collecting
 from rnopt.onnx_export import meta_for
 from rnopt.onnx_model import ModelMeta
-from rnopt.pipeline import DEFAULT_MODEL, EVAL_BATCH, Render, build_into, model_section, run_backends, run_devices, \
+from rnopt.pipeline import EVAL_BATCH, Render, build_into, model_section, run_backends, run_devices, \
     run_folder, write_record
 from rnopt.plan import artifact_warnings, int8_files, is_quantized, loaded_formats, plan_variants
-from rnopt.quantization import QUANTIZERS, AccuracyControl, QuantRecipe
+from rnopt.quantization import QUANTIZERS, QuantRecipe
 from rnopt.recipes import optimize_step, quantize_aware_step, quantize_step
 from rnopt.quantization.base import CalibrationData
 from rnopt.quantization.calibration import calibration_data
 from rnopt.results import BenchResult, Candidate, Failure, Record, SearchResult
-from rnopt.schema import check_fields
 from rnopt.spec import IN_FRAMEWORK, ArtifactSpec, VariantSpec, format_suffix
 
-OBJECTIVES = {"latency": 1, "throughput": 32}  # objective -> its default batch size
-# The int8 recipes the search tries with ONNX Runtime's quantizer; each file also runs on OpenVINO, and NNCF's
-# own int8 joins them where NNCF is installed.
-SEARCH_RECIPES: dict[str, QuantRecipe] = {
-    "minmax": QuantRecipe(),
-    "entropy": QuantRecipe(method="entropy"),
-    "percentile": QuantRecipe(method="percentile"),
-    "per-tensor": QuantRecipe(per_channel=False),
-}
 CALIB_SIZE = 500
 VALIDATION_BATCH = 250
 FLOAT_FILES = ("model.onnx", "model.fused.onnx")
-
-
-@dataclass
-class TuneOptions:
-    model: str = DEFAULT_MODEL
-    weights: str | None = None
-    num_classes: int | None = None
-    labels: str | None = None
-    head: str = "logits"
-    normalize: bool = False
-    output: Path = Path("reports")
-    control: AccuracyControl = field(default_factory=lambda: AccuracyControl(max_drop=1.0))
-    objective: str = "latency"
-    # None: `rnopt run`'s adaptive timing (each median to +-1 %, at most 30 s) at the objective's batch size
-    bench: BenchConfig | None = None
-    # With the throughput objective: double each candidate's batch from the objective's batch up to `sweep` while
-    # images/s still improves, and judge each at its peak (None: CUDA candidates up to CUDA_SWEEP_LIMIT, as
-    # `rnopt run` does on a GPU; CPU candidates at the one batch size).
-    sweep: int | None = None
-    recipes: list[str] | None = None  # None: every one of SEARCH_RECIPES
-    accuracy_aware: bool = True  # when every int8 candidate is over the bound: int8 with some layers in float
-    calib_data: str | None = None
-    backends: list[str] | None = None  # None: every installed runtime `rnopt run` compares
-    devices: list[str] | None = None  # None: the CPU, and CUDA too where a chosen runtime can use it
-    threads: int | None = None
-    # Candidates within this many % of the fastest count as fast as it: the best validation score among them wins,
-    # so a choice between files a few % apart does not flip from run to run (OpenVINO's int8 files: within 8 %).
-    speed_tolerance: float = DEFAULT_SPEED_TOLERANCE
-    # Bound candidates by how closely their outputs follow the float model's (mean cosine, `control.min_cosine` or
-    # DEFAULT_MIN_COSINE) on the images given, without labels: accuracy is not measured. Also chosen by itself for
-    # a model without trained weights, or without labelled validation images that fit it.
-    speed_only: bool = False
-    cluster: str | None = None  # "local" or a Ray address: validation, timing and test figures run as tasks there
-
-    def __post_init__(self) -> None:
-        check_fields(self)
-        if not 0 <= self.speed_tolerance < 100:
-            raise RnoptError(f"--speed-tolerance is a percentage in [0, 100), got {self.speed_tolerance:g}")
-        if self.objective not in OBJECTIVES:
-            raise RnoptError(f"unknown objective {self.objective!r}: choose one of {', '.join(OBJECTIVES)}")
-        unknown = [r for r in self.recipes or [] if r not in SEARCH_RECIPES]
-        if unknown:
-            raise RnoptError(f"unknown recipe {', '.join(unknown)}: choose from {', '.join(SEARCH_RECIPES)}")
-        if self.bench is None:
-            self.bench = replace(TUNE_BENCH, batch_sizes=[OBJECTIVES[self.objective]])
-        if len(self.bench.batch_sizes) != 1:
-            raise RnoptError("rnopt tune optimises at one batch size: give one --batch-size")
-        if self.sweep is not None and self.objective != "throughput":
-            raise RnoptError("--sweep finds the batch size with the most images/s: add --objective throughput")
-        if self.sweep is not None and self.sweep < self.bench.batch_sizes[0]:
-            raise RnoptError(f"--sweep {self.sweep} is below the batch size it starts from "
-                             f"({self.bench.batch_sizes[0]})")
 
 
 def tune(opts: TuneOptions, render: Render = write_record) -> tuple[Record, Path]:
@@ -490,5 +429,5 @@ def _test_figures(record: Record, specs: list[VariantSpec], test_name: str, exec
     record.add_evaluation(evaluated.section, evaluated.failures)
 
 
-__all__ = ["OBJECTIVES", "SEARCH_RECIPES", "TuneOptions", "Validator", "choose", "plan_candidates",
+__all__ = ["Validator", "choose", "plan_candidates",
            "tune"]

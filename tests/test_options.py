@@ -3,6 +3,7 @@ sets exactly the config field the API takes, and a command's defaults are the AP
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -13,7 +14,7 @@ from rnopt.cli.common import _accuracy_control, _bench_config, _model_options, _
 from rnopt.errors import RnoptError
 from rnopt.options import flag_fields
 from rnopt.quantization import AccuracyControl, QuantRecipe
-from rnopt.recipes import ExportConfig, OptimizeConfig, QuantizeConfig, SensitivityConfig
+from rnopt.configs import ExportConfig, OptimizeConfig, QuantizeConfig, RunOptions, SensitivityConfig, TuneOptions
 
 
 def parse(*argv: str):
@@ -26,7 +27,8 @@ def parse(*argv: str):
     ("quantize", (QuantizeConfig, QuantRecipe, AccuracyControl)),
     ("sensitivity", (SensitivityConfig, QuantRecipe)),
     ("bench", (ModelOptions, BenchConfig)),
-    ("tune", (ModelOptions, BenchConfig, AccuracyControl)),
+    ("run", (RunOptions, BenchConfig)),
+    ("tune", (TuneOptions, BenchConfig, AccuracyControl)),
 ])
 def test_every_option_a_config_declares_is_a_flag_of_the_commands_that_take_it(command, classes, capsys):
     with pytest.raises(SystemExit):
@@ -79,3 +81,23 @@ def test_a_bound_flag_without_a_bound_is_refused_by_name():
         _accuracy_control(parse("quantize", "m.onnx", "-o", "q.onnx", "--limit", "10"))
     # tune always has a bound: 1 point unless one is given
     assert _accuracy_control(parse("tune"), default_max_drop=1.0) == AccuracyControl(max_drop=1.0)
+
+
+def test_run_and_tune_command_lines_give_the_options_the_api_takes():
+    from rnopt.cli.run import run_options
+    from rnopt.cli.tune import tune_options
+
+    assert run_options(parse("run")) == RunOptions()
+    assert tune_options(parse("tune")) == TuneOptions()
+    options = run_options(parse("run", "--model", "resnet56_cifar10", "--limit", "500", "--backend", "onnxruntime,torch",
+                                "--max-drop", "0.5", "--val-data", "val/", "--head", "features", "--output", "out"))
+    assert options == RunOptions("resnet56_cifar10", output=Path("out"), eval_limit=500,
+                                 backends=["onnxruntime", "torch"], head="features",
+                                 accuracy=AccuracyControl(max_drop=0.5, data="val/"))
+    options = tune_options(parse("tune", "--objective", "throughput", "--recipe", "minmax,entropy",
+                                 "--no-accuracy-aware", "--speed-tolerance", "3", "--min-cosine", "0.98"))
+    assert options == TuneOptions(objective="throughput", recipes=["minmax", "entropy"], accuracy_aware=False,
+                                  speed_tolerance=3.0, control=AccuracyControl(min_cosine=0.98))
+    assert options.bench.batch_sizes == [32]  # the objective's batch
+    with pytest.raises(RnoptError, match="--val-data applies to accuracy-aware int8"):
+        run_options(parse("run", "--val-data", "val/"))

@@ -17,7 +17,8 @@ from rnopt.artifacts import artifact_for
 from rnopt.models import create_model
 from rnopt.results import BenchResult, Candidate, Failure, LatencyStats
 from rnopt.bench import CUDA_SWEEP_LIMIT
-from rnopt.search import TuneOptions, choose, give_verdicts, plan_candidates, sweep_limit
+from rnopt.configs import TuneOptions
+from rnopt.search import choose, give_verdicts, plan_candidates, sweep_limit
 from rnopt.spec import Step, VariantSpec
 
 QUICK = ("--backend", "onnxruntime", "--recipe", "minmax", "--limit", "300", "--iterations", "5",

@@ -145,24 +145,25 @@ def _model_options(args: argparse.Namespace) -> ModelOptions:
 
 def _quantize_options(args: argparse.Namespace) -> dict:
     """The calibration flags given (--calib-data, --calib-size, a quantize's --backend), as QuantizeConfig fields."""
-    from rnopt.recipes import QuantizeConfig
+    from rnopt.configs import QuantizeConfig
 
     return config_values(args, QuantizeConfig, "quantize.")
 
 
 def add_config_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, prefix: str = "",
                      defaults: object | None = None, skip: tuple[str, ...] = (), only: tuple[str, ...] = (),
-                     notes: dict[str, str] | None = None) -> None:
+                     notes: dict[str, str] | None = None, renamed: dict[str, str] | None = None) -> None:
     """The flags of config class `cls`, generated from its fields (`rnopt.options.option`): their names, help and
     choices are declared once, beside the field. Each flag's dest is `prefix + field name`, and it defaults to None
     so that a flag left out is told from one given (`config_values`). `defaults`: the command's own default config,
-    shown in the help; `notes`: a command's words added to a flag's help."""
+    shown in the help; `notes`: a command's words added to a flag's help; `renamed`: a field's flag where the
+    command names it otherwise (`rnopt run --val-data`: its --data is the test data)."""
     from rnopt.options import field_default, flag_fields, shown_default
 
     for f in flag_fields(cls):
         if f.name in skip or (only and f.name not in only):
             continue
-        meta, default = f.metadata, field_default(f)
+        meta, default = {**f.metadata, "flag": (renamed or {}).get(f.name, f.metadata["flag"])}, field_default(f)
         shown = shown_default(f, getattr(defaults, f.name) if defaults is not None else default)
         text = meta["help"].replace("{default}", shown) + (f"; {notes[f.name]}" if f.name in (notes or {}) else "")
         common = {"dest": prefix + f.name, "help": text, "default": None}
@@ -329,7 +330,7 @@ def _add_backend_options(p: argparse.ArgumentParser, default: str) -> None:
 def _add_recipe_options(p: argparse.ArgumentParser) -> None:
     """The quantizer, calibration and the int8 recipe, from QuantizeConfig and QuantRecipe."""
     from rnopt.quantization import QuantRecipe
-    from rnopt.recipes import QuantizeConfig
+    from rnopt.configs import QuantizeConfig
 
     add_config_flags(p, QuantizeConfig, "quantize.")
     add_config_flags(p, QuantRecipe, "recipe.")

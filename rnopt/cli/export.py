@@ -13,7 +13,7 @@ from rnopt.cli.common import (
     add_config_flags,
     config_values,
 )
-from rnopt.recipes import ExportConfig
+from rnopt.configs import ExportConfig
 from rnopt.report.render import print_table
 
 

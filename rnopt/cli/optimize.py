@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from rnopt.cli.common import _check_outputs, _show_warnings, _write_report, add_config_flags, config_values
-from rnopt.recipes import OptimizeConfig
+from rnopt.configs import OptimizeConfig
 from rnopt.report.render import print_table
 
 

@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> None:
     from rnopt import api
     from rnopt.options import flag_fields
     from rnopt.quantization import QUANTIZERS
-    from rnopt.recipes import QuantizeConfig
+    from rnopt.configs import QuantizeConfig
     from rnopt.report.tables import accuracy_aware_tables, drop_text, quantize_table
     from rnopt.spec import format_suffix
 

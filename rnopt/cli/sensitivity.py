@@ -20,7 +20,7 @@ from rnopt.report.render import print_table
 
 def run(args: argparse.Namespace) -> None:
     from rnopt import api
-    from rnopt.recipes import SensitivityConfig
+    from rnopt.configs import SensitivityConfig
     from rnopt.report.tables import sensitivity_table
 
     _check_outputs(args, args.json)
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> None:
 
 def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     from rnopt.quantization import QuantRecipe
-    from rnopt.recipes import SensitivityConfig
+    from rnopt.configs import SensitivityConfig
 
     p = sub.add_parser("sensitivity", parents=[common],
                        help="per-layer int8 sensitivity: SQNR of every quantized tensor, and the accuracy gained by "
