@@ -5,7 +5,7 @@ The public Python API (the CLI is a thin layer over it):
     import rnopt
     specs = rnopt.plan([rnopt.artifact("resnet20_cifar10")], runtimes=["onnxruntime", "torch"])
     timing = rnopt.bench(specs, rnopt.BenchConfig(batch_sizes=[1], min_time=0.2))   # -> rnopt.Record
-    accuracy = rnopt.evaluate(specs, data="cifar10", limit=500)                      # -> rnopt.Record
+    accuracy = rnopt.evaluate(specs, rnopt.EvalConfig(limit=500))                   # -> rnopt.Record
     timing.to_dict()                                                                 # the JSON the CLI writes
 
 `artifact`, `plan`, `VariantSpec` name variants; `export`, `optimize`, `quantize` (each with its typed config:
@@ -26,13 +26,14 @@ __all__ = ["ArtifactSpec", "BenchConfig", "ModelOptions", "Record", "RnoptError"
            "build", "compare_runs", "describe_models", "describe_runtimes", "embed", "evaluate", "export",
            "list_models", "list_runtimes", "load_spec", "merge_results", "optimize", "plan", "quantize", "run",
            "sensitivity", "tune",
-           "AccuracyControl", "ExportConfig", "OptimizeConfig", "QuantizeConfig", "QuantRecipe", "RunOptions",
+           "AccuracyControl", "EmbedConfig", "EvalConfig", "ExportConfig", "PlanConfig", "OptimizeConfig", "QuantizeConfig", "QuantRecipe", "RunOptions",
            "SensitivityConfig", "TuneOptions"]
 
 # Imported on first use: their modules pull in ONNX and the quantizers, which `import rnopt` does not need.
 _LAZY = {"AccuracyControl": "rnopt.quantization", "QuantRecipe": "rnopt.quantization.base",
-         **{name: "rnopt.configs" for name in ("ExportConfig", "OptimizeConfig", "QuantizeConfig", "SensitivityConfig",
-                                               "RunOptions", "TuneOptions")}}
+         **{name: "rnopt.configs" for name in ("EmbedConfig", "EvalConfig", "ExportConfig", "OptimizeConfig",
+                                               "PlanConfig", "QuantizeConfig", "RunOptions", "SensitivityConfig",
+                                               "TuneOptions")}}
 
 # No submodule shares a verb's name (rnopt/evaluation.py, onnx_export.py, fusion.py, quantization/,
 # embedding.py, search.py): importing one would replace the function of that name in this package.

@@ -5,7 +5,7 @@ over these functions.
     import rnopt
     specs = rnopt.plan([rnopt.artifact("resnet20_cifar10")], runtimes=["onnxruntime", "torch"])
     timing = rnopt.bench(specs, rnopt.BenchConfig(batch_sizes=[1], min_time=0.2))
-    accuracy = rnopt.evaluate(specs, data="cifar10", limit=500)
+    accuracy = rnopt.evaluate(specs, rnopt.EvalConfig(data="cifar10", limit=500))
 """
 from __future__ import annotations
 
@@ -31,9 +31,9 @@ if TYPE_CHECKING:
     import numpy as np
 
     from rnopt.accuracy import AccuracyMeasure, ValidationSet
-    from rnopt.data import ImageDataset
     from rnopt.execute import Executor
-    from rnopt.configs import ExportConfig, OptimizeConfig, QuantizeConfig, SensitivityConfig
+    from rnopt.configs import (EmbedConfig, EvalConfig, ExportConfig, OptimizeConfig, QuantizeConfig,
+                               SensitivityConfig)
     from rnopt.progress import Listener
     from rnopt.onnx_model import ModelMeta
     from rnopt.results import AccuracyAwareResult, LayerCost, QuantizeResult, SensitivityResult
@@ -439,17 +439,18 @@ def bench(specs: list[VariantSpec], config: BenchConfig | None = None, executor:
 
 
 @_with_notices
-def evaluate(specs: list[VariantSpec], data: "str | ImageDataset" = "cifar10", limit: int | None = None,
-             batch_size: int = 100, on_batch: Advance | None = None, executor: "str | Executor" = "inprocess"
-             ) -> Record:
-    """Top-1/top-5 of every spec on labelled images; the first spec that loads is the reference. `executor`:
-    where the evaluation task runs (a name in `rnopt.execute.EXECUTORS`, or an executor)."""
+def evaluate(specs: list[VariantSpec], config: "EvalConfig | None" = None, on_batch: Advance | None = None,
+             executor: "str | Executor" = "inprocess") -> Record:
+    """Top-1/top-5 of every spec on the labelled images `config` names; the first spec that loads is the reference.
+    `executor`: where the evaluation task runs (a name in `rnopt.execute.EXECUTORS`, or an executor)."""
+    from rnopt.configs import EvalConfig
     from rnopt.data import load_dataset
     from rnopt.execute import DataRef, using
     from rnopt.execute.tasks import EvalOutcome, evaluation_task
 
-    dataset = load_dataset(data) if isinstance(data, (str, Path)) else data  # bad data is told before any loading
-    task = evaluation_task(specs, DataRef.of(dataset, limit), batch_size)
+    config = config or EvalConfig()
+    dataset = load_dataset(config.data)  # bad data is told before any loading
+    task = evaluation_task(specs, DataRef.of(dataset, config.limit), config.batch_size)
     with using(executor) as runner:
         outcome = runner.run(task, specs, _counting(on_batch))
     assert isinstance(outcome, EvalOutcome)
@@ -498,20 +499,22 @@ __all__ = ["BenchConfig", "Record", "VariantSpec", "ArtifactSpec", "artifact", "
 
 
 @_with_notices
-def embed(spec: VariantSpec, data: str, output: str | Path, batch_size: int = 100, skip_bad: bool = False,
+def embed(spec: VariantSpec, data: str, output: str | Path, config: "EmbedConfig | None" = None,
           on_batch: Advance | None = None, force: bool = False, executor: "str | Executor" = "inprocess") -> Record:
     """Embed a folder of images (or a bundled set) with one variant of an embedding model into a .npz; an
     existing `output` is replaced only with `force`, and never when it lies inside `data`."""
+    from rnopt.configs import EmbedConfig
     from rnopt.data import load_dataset
     from rnopt.embedding import Embedded, write_vectors
     from rnopt.execute import DataRef, using
     from rnopt.execute.tasks import embedding_task
 
+    config = config or EmbedConfig()
     check_writable_output(output, force)
     if Path(data).is_dir() and Path(output).exists() and Path(output).resolve().is_relative_to(Path(data).resolve()):
         raise RnoptError(f"{output} lies inside {data}, which is being embedded: choose an output path outside it")
     dataset = load_dataset(data, unlabelled_ok=True)
-    task = embedding_task(spec, DataRef.of(dataset, unlabelled_ok=True), batch_size, skip_bad)
+    task = embedding_task(spec, DataRef.of(dataset, unlabelled_ok=True), config.batch_size, config.skip_bad)
     with using(executor) as runner:
         embedded = runner.run(task, [spec], _counting(on_batch))
     assert isinstance(embedded, Embedded)
@@ -519,7 +522,7 @@ def embed(spec: VariantSpec, data: str, output: str | Path, batch_size: int = 10
         write_vectors(output, embedded)
     n = len(embedded.paths)
     summary = EmbedSummary(str(output), n, int(embedded.vectors.shape[1]), embedded.backend, embedded.precision,
-                           batch_size, n / embedded.inference_s if embedded.inference_s else None,
+                           config.batch_size, n / embedded.inference_s if embedded.inference_s else None,
                            n / embedded.wall_s if embedded.wall_s else None, list(embedded.skipped))
     warnings = artifact_warnings([spec]) + ([f"skipped {len(embedded.skipped)} unreadable image(s)"]
                                            if embedded.skipped else [])

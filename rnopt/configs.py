@@ -6,6 +6,7 @@ Light on purpose (no PyTorch, no runtime): the CLI reads these to build its pars
 """
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,70 @@ class SensitivityConfig:
         check_fields(self)
         if self.top < 0 or self.sqnr_images <= 0:
             raise RnoptError("--top must be zero or more and --sqnr-images positive")
+
+
+# ---- the spec verbs: which variants (`rnopt.plan`), and how `evaluate` and `embed` read their images -------------
+
+def precision_list(text: str) -> list[str]:
+    """`fp32,int8` -> ["fp32", "int8"], each a precision rnopt knows."""
+    from rnopt.plan import PRECISIONS
+
+    names = list(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [n for n in names if n not in PRECISIONS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown precision {', '.join(unknown) or text!r}: choose from "
+                                         f"{', '.join(PRECISIONS)}")
+    return names
+
+
+def _runtime_list() -> str:
+    from rnopt.backends import runtime_names  # the registry: names only, no runtime imported
+
+    return ", ".join(runtime_names())
+
+
+@dataclass(frozen=True)
+class PlanConfig:
+    """Which variants of each model `rnopt.plan` makes: on which runtimes, at which precisions, where, on how many
+    threads (each runtime's own options come from its config)."""
+
+    runtimes: list[str] | None = option(None, "--backend", f"runtimes: {_runtime_list()}", metavar="NAME[,NAME...]",
+                                        parse=names_list)
+    precisions: list[str] | None = option(None, "--precision", "a comma list compares precisions side by side "
+                                          "(default: the model's own; what each runtime can run here: rnopt "
+                                          "backends)", metavar="P[,P...]", parse=precision_list)
+    device: str = option("cpu", "--device", "cpu or cuda (default {default})", metavar="cpu|cuda")
+    threads: int | None = option(None, "--threads", "intra-op threads (default: all cores)", metavar="N")
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """`rnopt.evaluate`: the labelled images, a seeded subset of them, and the batch each variant runs."""
+
+    data: str = option("cifar10", "--data", "cifar10 (bundled JPEG test set) or an ImageFolder DIR (default {default})")
+    limit: int | None = option(None, "--limit", "a fixed random subset of N images", metavar="N")
+    batch_size: int = option(100, "--batch-size", "images per call (default {default})", metavar="N")
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if self.batch_size <= 0 or (self.limit is not None and self.limit <= 0):
+            raise RnoptError("batch_size and limit must be positive")
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    """`rnopt.embed`: the batch, and whether images that cannot be decoded are skipped (and listed)."""
+
+    batch_size: int = option(100, "--batch-size", "images per call (default {default})", metavar="N")
+    skip_bad: bool = option(False, "--skip-bad", "skip images that cannot be decoded, and list them")
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if self.batch_size <= 0:
+            raise RnoptError("batch_size must be positive")
 
 
 # ---- the whole pipeline and the search ------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ SCRIPT = textwrap.dedent("""
         spec = rnopt.plan([rnopt.artifact(str(out / f"m{n}.onnx"))], ["onnxruntime"])
         rnopt.optimize(out / f"m{n}.onnx", out / f"f{n}.onnx")
         rnopt.quantize(out / f"m{n}.onnx", out / f"q{n}.onnx", rnopt.QuantizeConfig(calib_size=20))
-        rnopt.evaluate(spec, limit=20)
+        rnopt.evaluate(spec, rnopt.EvalConfig(limit=20))
         rnopt.bench(spec, rnopt.BenchConfig(batch_sizes=[1], warmup=1, iterations=3, min_time=0, memory=False))
         for verb in %r:
             assert callable(getattr(rnopt, verb)), (verb, getattr(rnopt, verb))

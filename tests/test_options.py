@@ -14,7 +14,8 @@ from rnopt.cli.common import _accuracy_control, _bench_config, _model_options, _
 from rnopt.errors import RnoptError
 from rnopt.options import flag_fields
 from rnopt.quantization import AccuracyControl, QuantRecipe
-from rnopt.configs import ExportConfig, OptimizeConfig, QuantizeConfig, RunOptions, SensitivityConfig, TuneOptions
+from rnopt.configs import (EmbedConfig, EvalConfig, ExportConfig, OptimizeConfig, PlanConfig, QuantizeConfig, RunOptions,
+                           SensitivityConfig, TuneOptions)
 
 
 def parse(*argv: str):
@@ -26,7 +27,9 @@ def parse(*argv: str):
     ("optimize", (OptimizeConfig,)),
     ("quantize", (QuantizeConfig, QuantRecipe, AccuracyControl)),
     ("sensitivity", (SensitivityConfig, QuantRecipe)),
-    ("bench", (ModelOptions, BenchConfig)),
+    ("bench", (ModelOptions, PlanConfig, BenchConfig)),
+    ("eval", (ModelOptions, PlanConfig, EvalConfig)),
+    ("embed", (ModelOptions, PlanConfig, EmbedConfig)),
     ("run", (RunOptions, BenchConfig)),
     ("tune", (TuneOptions, BenchConfig, AccuracyControl)),
 ])
@@ -101,3 +104,13 @@ def test_run_and_tune_command_lines_give_the_options_the_api_takes():
     assert options.bench.batch_sizes == [32]  # the objective's batch
     with pytest.raises(RnoptError, match="--val-data applies to accuracy-aware int8"):
         run_options(parse("run", "--val-data", "val/"))
+
+
+def test_which_variants_and_how_they_are_evaluated_come_from_the_configs():
+    args = parse("eval", "m.onnx", "--backend", "onnxruntime,torch", "--precision", "fp32,bf16", "--threads", "2",
+                 "--limit", "300", "--batch-size", "50")
+    assert PlanConfig(**config_values(args, PlanConfig)) == PlanConfig(["onnxruntime", "torch"], ["fp32", "bf16"],
+                                                                       threads=2)
+    assert EvalConfig(**config_values(args, EvalConfig)) == EvalConfig(limit=300, batch_size=50)
+    assert EvalConfig(**config_values(parse("eval", "m.onnx"), EvalConfig)) == EvalConfig()
+    assert PlanConfig(**config_values(parse("bench", "m.onnx"), PlanConfig)) == PlanConfig()

@@ -258,7 +258,7 @@ def test_a_runtime_added_from_outside_runs_through_the_planner(tmp_path, fp32_on
         timing = rnopt.bench(specs, BenchConfig([1, 4], warmup=1, iterations=5, min_time=0))
         assert {(r.backend, r.batch_size) for r in timing.bench} == {(rt, b) for rt in ("onnxruntime", "numpy")
                                                                      for b in (1, 4)}
-        accuracy = rnopt.evaluate(specs, data="cifar10", limit=100)
+        accuracy = rnopt.evaluate(specs, rnopt.EvalConfig(limit=100))
         [ort, mine] = accuracy.evals[0].results
         [comparison] = accuracy.evals[0].comparisons
         assert mine.backend == "numpy" and mine.n == 100 and mine.top1 == ort.top1

@@ -16,12 +16,12 @@ from rnopt.cli.common import (
     _check_outputs,
     _executor,
     _plan,
-    _positive_int,
     _require_some,
     _show_warnings,
     _write_report,
 )
 from rnopt.errors import RnoptError
+from rnopt.options import positive_int
 from rnopt.report.render import console, print_table
 
 SCENARIOS = {"single-stream": "batch 1, one query at a time; headline: p90 latency",
@@ -72,7 +72,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     _add_model_options(p)
     _add_backend_options(p, "the first registered runtime that loads the model; names are exported on the fly")
     p.add_argument("--scenario", choices=list(SCENARIOS), help="; ".join(f"{k}: {v}" for k, v in SCENARIOS.items()))
-    p.add_argument("--sweep", type=_positive_int, metavar="MAX",
+    p.add_argument("--sweep", type=positive_int, metavar="MAX",
                    help="double the batch size from 1 (or --batch-size N) while images/s improves by 3 %%, up to MAX "
                         "or the first batch that does not fit; every size is reported (default on CUDA with "
                         f"--scenario offline: {CUDA_SWEEP_LIMIT})")

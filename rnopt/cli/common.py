@@ -15,8 +15,7 @@ from rich.markup import escape
 from rnopt.artifacts import ModelOptions
 from rnopt.errors import RnoptError
 from rnopt.fileio import check_writable_output
-from rnopt.options import positive_int, positive_ints
-from rnopt.plan import PRECISIONS, split_list
+from rnopt.options import positive_int
 from rnopt.report.render import console, err_console, printable
 from rnopt.results import Record
 
@@ -33,16 +32,6 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-_positive_int, _int_list = positive_int, positive_ints
-
-
-def _precision_list(text: str) -> list[str]:
-    names = split_list(text) if text.strip(", ") else []
-    unknown = [n for n in names if n not in PRECISIONS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown precision {', '.join(unknown) or text!r}: choose from "
-                                         f"{', '.join(PRECISIONS)}")
-    return names
 
 
 # Options whose values are written, never read: everything else that names an existing path is an input.
@@ -186,7 +175,7 @@ def add_config_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup, cls: 
 
 
 def _scalar_type(annotation: str) -> Callable[[str], object]:
-    return _positive_int if "int" in annotation else float if "float" in annotation else str
+    return positive_int if "int" in annotation else float if "float" in annotation else str
 
 
 def config_values(args: argparse.Namespace, cls: type, prefix: str = "") -> dict:
@@ -232,15 +221,16 @@ def _plan(args: argparse.Namespace, prefer_pytorch: bool = False) -> list[Varian
     """The specs a bench or eval command line asks for: every model x backend x precision."""
     from rnopt import api
     from rnopt.backends import config_class, runtime_names
+    from rnopt.configs import PlanConfig
     from rnopt.plan import default_runtime, plan
 
     artifacts = [api.artifact(m, _model_options(args)) for m in args.models]
-    runtimes = split_list(args.backend, "backend") if args.backend else None
+    chosen = PlanConfig(**config_values(args, PlanConfig))
     given = _runtime_options(args)
     objective = getattr(args, "objective_implied", None)  # a scenario's (offline: throughput), below the user's flags
     options = {runtime: {**(config_class(runtime).for_objective(objective) if objective else {}),
                          **given.get(runtime, {})} for runtime in runtime_names()}
-    specs = plan(artifacts, runtimes, args.precision, args.device, args.threads, options,
+    specs = plan(artifacts, chosen.runtimes, chosen.precisions, chosen.device, chosen.threads, options,
                  lambda artifact: default_runtime(artifact, prefer_pytorch))
     _refuse_unused_options(given, {s.runtime for s in specs})
     return specs
@@ -316,14 +306,10 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_backend_options(p: argparse.ArgumentParser, default: str) -> None:
-    from rnopt.backends import runtime_names
+    """Which variants (PlanConfig), and every runtime's own flags."""
+    from rnopt.configs import PlanConfig
 
-    p.add_argument("--backend", metavar="NAME[,NAME...]", help=f"{', '.join(runtime_names())} (default: {default})")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--precision", type=_precision_list, metavar="P[,P...]",
-                   help=f"{', '.join(PRECISIONS)}; a comma list compares them side by side (default: the model's own; "
-                        "what each runtime can run here: rnopt backends)")
-    p.add_argument("--threads", type=_positive_int, help="intra-op threads (default: all cores)")
+    add_config_flags(p, PlanConfig, notes={"runtimes": f"default: {default}"})
     _add_runtime_flags(p)
 
 

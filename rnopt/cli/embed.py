@@ -11,11 +11,13 @@ from rnopt.cli.common import (
     _check_outputs,
     _executor,
     _plan,
-    _positive_int,
     _show_warnings,
     _write_report,
+    add_config_flags,
+    config_values,
 )
 from rnopt.errors import RnoptError
+from rnopt.configs import EmbedConfig
 from rnopt.report.render import print_table
 
 
@@ -31,7 +33,8 @@ def run(args: argparse.Namespace) -> None:
     [spec] = specs
     with progress.task(f"embedding {args.data}", None) as advance:
         with _executor(args) as executor:
-            record = api.embed(spec, args.data, args.output, args.batch_size, args.skip_bad, advance, force=args.force,
+            record = api.embed(spec, args.data, args.output, EmbedConfig(**config_values(args, EmbedConfig)), advance,
+                               force=args.force,
                                executor=executor)
     summary = record.embedded
     assert summary is not None
@@ -49,7 +52,6 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("-o", "--output", required=True, metavar="OUT.npz")
     _add_model_options(p)
     _add_backend_options(p, "the first registered runtime that loads the model")
-    p.add_argument("--batch-size", type=_positive_int, default=100)
-    p.add_argument("--skip-bad", action="store_true", help="skip images that cannot be decoded, and list them")
+    add_config_flags(p, EmbedConfig)
     _add_cluster_option(p)
     p.set_defaults(func=run)

@@ -11,11 +11,13 @@ from rnopt.cli.common import (
     _check_outputs,
     _executor,
     _plan,
-    _positive_int,
     _require_some,
     _show_warnings,
     _write_report,
+    add_config_flags,
+    config_values,
 )
+from rnopt.configs import EvalConfig
 from rnopt.report.render import print_table
 
 
@@ -27,7 +29,7 @@ def run(args: argparse.Namespace) -> None:
     specs = _plan(args, prefer_pytorch=True)
     with progress.task("evaluating", None) as advance:
         with _executor(args) as executor:
-            record = api.evaluate(specs, args.data, args.limit, args.batch_size, advance, executor)
+            record = api.evaluate(specs, EvalConfig(**config_values(args, EvalConfig)), advance, executor)
     _require_some(record, "evaluate")
     if not args.quiet and record.embeddings:
         print_table(embedding_table(record.embeddings[0]))
@@ -45,8 +47,6 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("models", nargs="+", metavar="MODEL", help=".onnx/.xml files or built-in names")
     _add_model_options(p)
     _add_backend_options(p, "the first registered runtime that loads the model")
-    p.add_argument("--data", default="cifar10", help="cifar10 (bundled JPEG test set) or an ImageFolder DIR")
-    p.add_argument("--limit", type=_positive_int, metavar="N", help="a fixed random subset of N images")
-    p.add_argument("--batch-size", type=_positive_int, default=100)
+    add_config_flags(p, EvalConfig)
     _add_cluster_option(p)
     p.set_defaults(func=run)
