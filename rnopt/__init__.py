@@ -26,13 +26,13 @@ __all__ = ["ArtifactSpec", "BenchConfig", "ModelOptions", "Record", "RnoptError"
            "build", "compare_runs", "describe_models", "describe_runtimes", "embed", "evaluate", "export",
            "list_models", "list_runtimes", "load_spec", "merge_results", "optimize", "plan", "quantize", "run",
            "sensitivity", "tune",
-           "AccuracyControl", "EmbedConfig", "EvalConfig", "ExportConfig", "PlanConfig", "OptimizeConfig", "QuantizeConfig", "QuantRecipe", "RunOptions",
+           "AccuracyControl", "CompareConfig", "EmbedConfig", "EvalConfig", "ExportConfig", "PlanConfig", "OptimizeConfig", "QuantizeConfig", "QuantRecipe", "RunOptions",
            "SensitivityConfig", "TuneOptions"]
 
 # Imported on first use: their modules pull in ONNX and the quantizers, which `import rnopt` does not need.
 _LAZY = {"AccuracyControl": "rnopt.quantization", "QuantRecipe": "rnopt.quantization.base",
          **{name: "rnopt.configs" for name in ("EmbedConfig", "EvalConfig", "ExportConfig", "OptimizeConfig",
-                                               "PlanConfig", "QuantizeConfig", "RunOptions", "SensitivityConfig",
+                                               "PlanConfig", "QuantizeConfig", "RunOptions", "SensitivityConfig", "CompareConfig",
                                                "TuneOptions")}}
 
 # No submodule shares a verb's name (rnopt/evaluation.py, onnx_export.py, fusion.py, quantization/,

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from rnopt.accuracy import AccuracyMeasure, ValidationSet
     from rnopt.execute import Executor
-    from rnopt.configs import (EmbedConfig, EvalConfig, ExportConfig, OptimizeConfig, QuantizeConfig,
+    from rnopt.configs import (CompareConfig, EmbedConfig, EvalConfig, ExportConfig, OptimizeConfig, QuantizeConfig,
                                SensitivityConfig)
     from rnopt.progress import Listener
     from rnopt.onnx_model import ModelMeta
@@ -86,16 +86,16 @@ def describe_runtimes() -> Record:
     return Record("backends", runtimes=list_runtimes()).capture_environment()
 
 
-def compare_runs(baseline: str | Path, current: str | Path, latency_tolerance: float = 0.10,
-                 accuracy_tolerance: float = 0.005, memory_tolerance: float = 0.10, allow_missing: bool = False
-                 ) -> Record:
+def compare_runs(baseline: str | Path, current: str | Path, config: "CompareConfig | None" = None) -> Record:
     """Two runs' result files joined variant by variant (by spec id; labels for older files): every figure's
-    change and the regressions beyond tolerance and noise (tolerances as fractions: 0.05 = 5 %)."""
+    change and the regressions beyond `config`'s tolerances and the noise."""
+    from rnopt.configs import CompareConfig
     from rnopt.report.compare import compare_runs as compare
     from rnopt.report.loading import load_results
 
-    outcome = compare(load_results([baseline]), load_results([current]), latency_tolerance, accuracy_tolerance,
-                      memory_tolerance, allow_missing)
+    config = config or CompareConfig()
+    outcome = compare(load_results([baseline]), load_results([current]), config.latency_tolerance,
+                      config.accuracy_tolerance, config.memory_tolerance, config.allow_missing)
     return Record("compare", warnings=list(outcome.environment_differences), comparison=outcome).capture_environment()
 
 

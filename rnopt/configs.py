@@ -164,6 +164,23 @@ class EmbedConfig:
             raise RnoptError("batch_size must be positive")
 
 
+@dataclass(frozen=True)
+class CompareConfig:
+    """`rnopt.compare_runs`: how much each figure may move before it counts as a regression (fractions)."""
+
+    latency_tolerance: float = option(0.10, "--latency-tolerance", "median latency may grow this much (default "
+                                      "{default} %%)", metavar="PCT", scale=0.01)
+    accuracy_tolerance: float = option(0.005, "--accuracy-tolerance", "top-1 may drop this many points (default "
+                                       "{default})", metavar="POINTS", scale=0.01)
+    memory_tolerance: float = option(0.10, "--memory-tolerance", "memory per variant may grow this much, and 2 MB "
+                                     "(default {default} %%)", metavar="PCT", scale=0.01)
+    allow_missing: bool = option(False, "--allow-missing", "a variant of the baseline missing from the current run "
+                                 "is not a failure")
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
 # ---- the whole pipeline and the search ------------------------------------------------------------------------------
 
 DEFAULT_MODEL = "resnet20_cifar10"

@@ -14,7 +14,7 @@ from rnopt.cli.common import _accuracy_control, _bench_config, _model_options, _
 from rnopt.errors import RnoptError
 from rnopt.options import flag_fields
 from rnopt.quantization import AccuracyControl, QuantRecipe
-from rnopt.configs import (EmbedConfig, EvalConfig, ExportConfig, OptimizeConfig, PlanConfig, QuantizeConfig, RunOptions,
+from rnopt.configs import (CompareConfig, EmbedConfig, EvalConfig, ExportConfig, OptimizeConfig, PlanConfig, QuantizeConfig, RunOptions,
                            SensitivityConfig, TuneOptions)
 
 
@@ -114,3 +114,10 @@ def test_which_variants_and_how_they_are_evaluated_come_from_the_configs():
     assert EvalConfig(**config_values(args, EvalConfig)) == EvalConfig(limit=300, batch_size=50)
     assert EvalConfig(**config_values(parse("eval", "m.onnx"), EvalConfig)) == EvalConfig()
     assert PlanConfig(**config_values(parse("bench", "m.onnx"), PlanConfig)) == PlanConfig()
+
+
+def test_compare_runs_tolerances_are_given_in_percent_and_points_and_kept_as_fractions():
+    args = parse("compare-runs", "a.json", "b.json", "--latency-tolerance", "25", "--accuracy-tolerance", "1")
+    assert CompareConfig(**config_values(args, CompareConfig)) == CompareConfig(latency_tolerance=0.25,
+                                                                              accuracy_tolerance=0.01)
+    assert CompareConfig(**config_values(parse("compare-runs", "a.json", "b.json"), CompareConfig)) == CompareConfig()
