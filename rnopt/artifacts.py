@@ -208,11 +208,14 @@ class ArtifactStore:
         return open_model_file(path)
 
     def _exported(self, artifact: ArtifactSpec) -> ModelFile:
-        from rnopt.onnx_export import export_model
+        def export(path: Path) -> ExportResult:
+            # PyTorch is imported only to export: a cached export (what a runtime's worker or a memory probe
+            # loads) costs no 3.5 s torch import, which would also count in a probe of an ONNX variant.
+            from rnopt.onnx_export import export_model
 
-        loaded = self.loaded(artifact)
-        return self._entry(artifact, "export", lambda path: export_model(
-            loaded, path, artifact.opset, None if artifact.dynamic_batch else 1))
+            return export_model(self.loaded(artifact), path, artifact.opset, None if artifact.dynamic_batch else 1)
+
+        return self._entry(artifact, "export", export)
 
     def _built(self, artifact: ArtifactSpec) -> ModelFile:
         from rnopt.recipes import run_step

@@ -293,6 +293,10 @@ MUTATIONS = [
              "        full_score = measure.score(self.outputs(full, test.images), test.labels, reference)",
              "        full_score = measure.score(self.outputs(final, test.images), test.labels, reference)",
              (D + "test_test_figures_score_each_model_on_the_test_data",)),
+    Mutation("store: a cached export imports PyTorch again", "rnopt/artifacts.py",
+             "        def export(path: Path) -> ExportResult:\n",
+             "        import torch  # noqa: F401\n\n        def export(path: Path) -> ExportResult:\n",
+             ("tests/test_spec.py::test_a_built_in_models_cached_export_loads_on_onnx_runtime_without_torch",)),
     # options generated from the configs
     Mutation("options: a percentage flag not scaled to its fraction field", "rnopt/cli/common.py",
              '            value = value * f.metadata["scale"]', "            pass",

@@ -171,6 +171,18 @@ def test_the_onnx_runtimes_load_without_torch():
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
 
 
+def test_a_built_in_models_cached_export_loads_on_onnx_runtime_without_torch(tmp_path):
+    """Once exported, a built-in model's ONNX file is a cache entry: a worker or a memory probe that runs it on ONNX
+    Runtime imports no PyTorch (3.5 s here, and part of the memory it would report)."""
+    spec = VariantSpec(artifact_for("resnet20_cifar10"), "onnxruntime")
+    InProcessExecutor().load([spec])  # exported into the suite's cache
+    code = ("import json, sys; from rnopt.spec import VariantSpec; from rnopt.execute import InProcessExecutor; "
+            f"InProcessExecutor().load([VariantSpec.from_dict(json.loads({json.dumps(json.dumps(spec.to_dict()))}))]); "
+            "print(sorted(m for m in sys.modules if m == 'torch'))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
+
+
 # ---- stable ids (schema 3): what a variant is, wherever it lies ----------------------------------------------------
 
 def test_the_same_bytes_in_two_folders_or_under_another_name_have_one_id(tmp_path, fp32_onnx):
