@@ -94,9 +94,11 @@ class BenchConfig:
         return cls(**data)
 
 
-# `rnopt run`'s timing: until every median is known to +-1 % (at most 30 s per batch size), fast on a quiet machine
-# and honest on a busy one (it names what did not converge); memory in a process per variant.
-RUN_BENCH = BenchConfig(target_ci=0.01, max_time=30.0, memory=True)
+# `rnopt run`'s timing: until every median is known to +-2 % (NOISY_CI: what the report calls precise), at most
+# 10 s per batch size, naming what did not converge; memory in a process per variant. +-1 % and 30 s made the
+# default run 159 s here, 60 s of it spent waiting for PyTorch's medians, which a busy 2-core host keeps at
+# +-2-5 % however long it runs (benchmarks/README.md). `rnopt tune` still times to +-1 %: it chooses on them.
+RUN_BENCH = BenchConfig(target_ci=NOISY_CI, max_time=10.0, memory=True)
 # `rnopt tune`'s: the same, at the objective's batch size (set by the search); memory is not what it chooses on.
 TUNE_BENCH = BenchConfig(batch_sizes=[1], target_ci=0.01, max_time=30.0)
 
