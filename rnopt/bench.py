@@ -46,6 +46,8 @@ SETTLE_S = 0.05
 BLOCK_WARMUP = 2
 BLOCK_ITERATIONS = 5
 BLOCK_TIME_S = 0.1
+SWEEP_MIN_GAIN = 0.03  # a doubled batch must raise images/s by 3 % for the sweep to go on
+CUDA_SWEEP_LIMIT = 4096  # where a GPU's offline sweep stops at the latest
 
 
 @dataclass
@@ -69,7 +71,10 @@ class BenchConfig:
                              "did not converge (default {default})", metavar="S")
     # Offline batch sweep: per variant, double the batch from batch_sizes[0] while images/s improves by at
     # least SWEEP_MIN_GAIN, up to sweep_limit or until a batch does not fit (None: the listed sizes only).
-    sweep_limit: int | None = None
+    sweep_limit: int | None = option(None, "--sweep", "double the batch size from 1 (or --batch-size N) while "
+                                     "images/s improves by 3 %%, up to MAX or the first batch that does not fit; "
+                                     "every size is reported (default on CUDA with --scenario offline: "
+                                     f"{CUDA_SWEEP_LIMIT})", metavar="MAX")
 
     def __post_init__(self) -> None:
         times = (self.min_time, self.max_time, self.target_ci or 1.0)  # named as the flags, before the type check
@@ -182,8 +187,6 @@ def check_batch_fits(batch: int, input_size: int, what: str = "--batch-size") ->
 
 # `rnopt tune`: candidates within this many % of the fastest count as fast as it (then accuracy decides)
 DEFAULT_SPEED_TOLERANCE = 5.0
-SWEEP_MIN_GAIN = 0.03  # a doubled batch must raise images/s by 3 % for the sweep to go on
-CUDA_SWEEP_LIMIT = 4096  # where a GPU's offline sweep stops at the latest
 
 
 def bench_variants(variants: list[Variant], config: BenchConfig,

@@ -21,7 +21,6 @@ from rnopt.cli.common import (
     _write_report,
 )
 from rnopt.errors import RnoptError
-from rnopt.options import positive_int
 from rnopt.report.render import console, print_table
 
 SCENARIOS = {"single-stream": "batch 1, one query at a time; headline: p90 latency",
@@ -37,21 +36,22 @@ def run(args: argparse.Namespace) -> None:
     _check_outputs(args, args.json)
     given_batches = _batch_sizes_given(args)
     config = _bench_config(args)
+    sweep = config.sweep_limit
     if args.scenario == "single-stream":
         if given_batches and config.batch_sizes != [1]:
             raise RnoptError("--scenario single-stream times batch 1 only: leave out --batch-size (or drop --scenario)")
         config = dataclasses.replace(config, batch_sizes=[1])
     elif args.scenario == "offline":
         args.objective_implied = "throughput"  # each runtime's throughput options (OpenVINO's hint), unless given
-        if args.device == "cuda" and not given_batches and args.sweep is None:
-            args.sweep = CUDA_SWEEP_LIMIT  # a GPU's peak needs batches far beyond 32: find it
+        if args.device == "cuda" and not given_batches and sweep is None:
+            sweep = CUDA_SWEEP_LIMIT  # a GPU's peak needs batches far beyond 32: find it
         if not given_batches:
             config = dataclasses.replace(config, batch_sizes=[1, 8, 32])
-    if args.sweep is not None:
+    if sweep is not None:
         if len(config.batch_sizes) > 1 and given_batches:
             raise RnoptError("--sweep doubles from one batch size: give at most one --batch-size (the start)")
         config = dataclasses.replace(config, batch_sizes=config.batch_sizes[:1] if given_batches else [1],
-                                     sweep_limit=args.sweep)
+                                     sweep_limit=sweep)
     specs = _plan(args)
     with progress.task("benchmarking") as advance:
         with _executor(args) as executor:
@@ -72,16 +72,12 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     _add_model_options(p)
     _add_backend_options(p, "the first registered runtime that loads the model; names are exported on the fly")
     p.add_argument("--scenario", choices=list(SCENARIOS), help="; ".join(f"{k}: {v}" for k, v in SCENARIOS.items()))
-    p.add_argument("--sweep", type=positive_int, metavar="MAX",
-                   help="double the batch size from 1 (or --batch-size N) while images/s improves by 3 %%, up to MAX "
-                        "or the first batch that does not fit; every size is reported (default on CUDA with "
-                        f"--scenario offline: {CUDA_SWEEP_LIMIT})")
     p.add_argument("--executor", choices=["inprocess", "subprocess"], default="inprocess",
                    help="inprocess: all variants in this process, timed in interleaved rounds (default, the fair "
                         "comparison); subprocess: each variant in a fresh process of its own (needed to compare "
                         "--threads values, which are process-wide in PyTorch)")
     from rnopt.bench import BenchConfig
 
-    _add_bench_options(p, BenchConfig(memory=True))
+    _add_bench_options(p, BenchConfig(memory=True), sweep=True)
     _add_cluster_option(p)
     p.set_defaults(func=run)

@@ -329,9 +329,10 @@ def _add_bound_options(p: argparse.ArgumentParser | argparse._ArgumentGroup, max
     add_config_flags(p, AccuracyControl, "bound.", notes={"max_drop": max_drop_note})
 
 
-def _add_bench_options(p: argparse.ArgumentParser, defaults: object) -> None:
-    """The timing flags, generated from BenchConfig; `defaults` (a BenchConfig) is the command's own."""
+def _add_bench_options(p: argparse.ArgumentParser, defaults: object, sweep: bool = False) -> None:
+    """The timing flags, generated from BenchConfig; `defaults` (a BenchConfig) is the command's own. `sweep`:
+    the batch sweep's flag too (`rnopt tune` has its own, per candidate)."""
     from rnopt.bench import BenchConfig
 
-    add_config_flags(p, BenchConfig, "bench.", defaults, skip=("sweep_limit",))
+    add_config_flags(p, BenchConfig, "bench.", defaults, skip=() if sweep else ("sweep_limit",))
     p.set_defaults(bench_defaults=defaults)
