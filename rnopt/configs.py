@@ -7,6 +7,7 @@ Light on purpose (no PyTorch, no runtime): the CLI reads these to build its pars
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -178,6 +179,10 @@ class CompareConfig:
                                  "is not a failure")
 
     def __post_init__(self) -> None:
+        for name in ("latency", "accuracy", "memory"):  # named as the flags: the CLI gives them in % or points
+            value = getattr(self, f"{name}_tolerance")
+            if isinstance(value, (int, float)) and not (math.isfinite(value) and value >= 0):
+                raise RnoptError(f"--{name}-tolerance must be a finite number of zero or more, got {value * 100:g}")
         check_fields(self)
 
 
