@@ -121,3 +121,11 @@ def test_compare_runs_tolerances_are_given_in_percent_and_points_and_kept_as_fra
     assert CompareConfig(**config_values(args, CompareConfig)) == CompareConfig(latency_tolerance=0.25,
                                                                               accuracy_tolerance=0.01)
     assert CompareConfig(**config_values(parse("compare-runs", "a.json", "b.json"), CompareConfig)) == CompareConfig()
+
+
+def test_a_generated_output_option_is_not_read_as_an_input(tmp_path):
+    """run's --output (dest run.output) is where it writes: a --json inside it is no file of a folder it reads."""
+    from rnopt.cli.common import _inputs
+
+    files, folders = _inputs(parse("run", "--output", str(tmp_path), "--val-data", str(tmp_path / "val")))
+    assert tmp_path not in folders and files == []

@@ -43,7 +43,7 @@ def _inputs(args: argparse.Namespace) -> tuple[list[Path], list[Path]]:
     files a model keeps beside it): no output may be one of those files or lie inside one of those folders."""
     values: list[str] = []
     for key, value in vars(args).items():
-        if key in _OUTPUT_OPTIONS or key.startswith("_"):
+        if key.rsplit(".", 1)[-1] in _OUTPUT_OPTIONS or key.startswith("_"):  # "run.output" is run's --output
             continue
         for item in value if isinstance(value, (list, tuple)) else [value]:
             if isinstance(item, (str, Path)) and str(item) and "\0" not in str(item):
