@@ -248,9 +248,13 @@ class RunOptions:
 class TuneOptions:
     """`rnopt tune`: the fastest variant whose accuracy on validation images stays within a bound."""
 
-    model: str = option(DEFAULT_MODEL, "--model", "a built-in name or a .onnx / .xml file (default {default})",
-                        metavar="NAME|FILE")
-    weights: str | None = _model_option("weights")
+    # Several names, comma-separated: each searched against its own float reference, then all on one front
+    model: str = option(DEFAULT_MODEL, "--model", "a built-in name, or several (comma-separated: each searched, then "
+                        "their finalists timed together on one accuracy/speed front; default {default})",
+                        metavar="NAME[,NAME...]")
+    weights: str | None = _model_option("weights", help="a checkpoint (.pt/.pth/.th) for the model; with several "
+                                        "models, one per model, comma-separated in the same order (an empty entry: "
+                                        "that model's bundled weights)")
     num_classes: int | None = _model_option("num_classes")
     labels: str | None = _model_option("labels")
     head: str = _model_option("head", default="logits")
@@ -306,6 +310,20 @@ class TuneOptions:
             raise RnoptError(f"unknown recipe {', '.join(unknown)}: choose from {', '.join(SEARCH_RECIPES)}")
         if self.bench is None:
             self.bench = replace(TUNE_BENCH, batch_sizes=[OBJECTIVES[self.objective]])
+        self.each_model()  # a bad --model/--weights pair fails here
+
+    def each_model(self) -> list["TuneOptions"]:
+        """One TuneOptions per model of `--model a,b` (with its own `--weights` entry); itself for one model."""
+        names = self.model.split(",")
+        if len(names) == 1:
+            return [self]
+        if any(not n.strip() for n in names) or len(set(names)) != len(names):
+            raise RnoptError(f"--model {self.model}: give distinct model names separated by commas")
+        weights = self.weights.split(",") if self.weights is not None else [""] * len(names)
+        if len(weights) != len(names):
+            raise RnoptError(f"--weights gives {len(weights)} checkpoints for {len(names)} models: give one per "
+                             f"model, comma-separated in --model's order (an empty entry: the bundled weights)")
+        return [replace(self, model=n.strip(), weights=w.strip() or None) for n, w in zip(names, weights)]
         if len(self.bench.batch_sizes) != 1:
             raise RnoptError("rnopt tune optimises at one batch size: give one --batch-size")
         if self.sweep is not None and self.objective != "throughput":

@@ -317,6 +317,9 @@ class Candidate:
     throughput_ips: float | None = None
     batch_size: int | None = None
     verdict: str = ""  # chosen, tied, slower, over the bound, failed: ...
+    model: str = ""  # the model it is a variant of (a search over several models: `tune --model a,b`)
+    depth: int | None = None  # that model's depth (layers with weights), where the registry knows it
+    on_front: bool = False  # no other timed candidate is at least as fast and scores at least as well
 
 
 @dataclass
@@ -338,6 +341,11 @@ class SearchResult:
     search_time_s: float = 0.0
     speed_tolerance: float = 0.0  # %: candidates this close to the fastest counted as fast as it
     speed_only: bool = False  # accuracy not measured: bounded by agreement with the float model's outputs
+    model: str = ""  # the model searched ("" in records before `tune --model a,b`)
+    # Across models: the models whose finalists were timed together and judged by one bound, against the best
+    # float reference of them all (empty: one model's own search)
+    models: list[str] = field(default_factory=list)
+    floor: float | None = None  # across models: the lowest validation score within the bound
 
 
 @dataclass

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -48,6 +49,9 @@ from rnopt.quantization.calibration import calibration_data
 from rnopt.results import BenchResult, Candidate, Failure, Record, SearchResult
 from rnopt.spec import IN_FRAMEWORK, ArtifactSpec, VariantSpec, format_suffix
 
+if TYPE_CHECKING:
+    from rnopt.models.registry import LoadedModel
+
 CALIB_SIZE = 500
 VALIDATION_BATCH = 250
 FLOAT_FILES = ("model.onnx", "model.fused.onnx")
@@ -55,11 +59,70 @@ FLOAT_FILES = ("model.onnx", "model.fused.onnx")
 
 def tune(opts: TuneOptions, render: Render = write_record) -> tuple[Record, Path]:
     """Build the candidates, validate, time, choose; `render` writes the report files into the fresh folder (the JSON
-    record by default; the API adds Markdown and HTML)."""
+    record by default; the API adds Markdown and HTML). With several models (`--model a,b`): each searched against
+    its own float reference, then their finalists timed together on one front (`_across_models`)."""
     backends, skipped = run_backends(opts.backends)
     devices, not_on_cuda = run_devices(opts.devices, backends)
-    model = artifact_for(opts.model, opts.weights, opts.num_classes, opts.labels, opts.head, normalize=opts.normalize)
     store = ArtifactStore()
+    searched = [_prepare(one, store) for one in opts.each_model()]
+    if len(searched) > 1:
+        check_comparable(searched)
+    name = "-".join(s.loaded.name for s in searched)
+    start = time.perf_counter()
+    with run_folder(opts.output, f"{name}-tune") as out:
+        record = Record("tune", warnings=skipped + not_on_cuda,
+                        model=model_section(searched[0].loaded)).capture_environment()
+        executor: Executor = RayExecutor(opts.cluster) if opts.cluster else InProcessExecutor(store)
+        try:
+            with collecting() as heard:
+                for one in searched:
+                    folder = out if len(searched) == 1 else out / one.loaded.name
+                    folder.mkdir(exist_ok=True)
+                    one.prefix = "" if len(searched) == 1 else f"{one.loaded.name}/"
+                    one.chosen = _search(one, record, backends, devices, store, folder, executor)
+                if len(searched) > 1:
+                    _across_models(opts, record, searched, executor, start)
+                if searched[0].test_name:
+                    with record.timing("final figures (test set)"):
+                        _test_figures(record, _tested(record, searched), searched[0].test_name, executor)
+        finally:
+            executor.close()
+        record.folder = str(out)
+        record.warnings = list(dict.fromkeys(record.warnings + heard + summarize_warnings(record.bench)
+                                             + [f"skipped {f.label}: {f.reason}" for f in record.failures]
+                                             + artifact_warnings(record.specs)))
+        render(record, out)
+        return record, out
+
+
+@dataclass
+class OneModel:
+    """One model of a search, ready to search: its options, bound and decoded images."""
+
+    opts: TuneOptions
+    model: ArtifactSpec
+    loaded: "LoadedModel"
+    bound: AccuracyBound
+    validation: ValidationSet
+    calibration: CalibrationData
+    test_name: str | None
+    warnings: list[str]
+    chosen: VariantSpec | None = None
+    files: dict[str, str] = field(default_factory=dict)  # spec id -> its model file in the run folder ("": none)
+    prefix: str = ""  # in a search over several models: the model's folder, before each label
+
+    def labelled(self, specs: list[VariantSpec]) -> list[VariantSpec]:
+        """The specs with the model's name in their labels where several models share one report (labels are
+        for people: the ids do not change)."""
+        keep = not self.prefix
+        return [s if keep or s.label.startswith(self.loaded.name) else replace(s, label=self.prefix + s.label)
+                for s in specs]
+
+
+def _prepare(opts: TuneOptions, store: ArtifactStore) -> OneModel:
+    """The model loaded, its bound, validation and calibration images decoded; a missing test folder fails here,
+    not after the search."""
+    model = artifact_for(opts.model, opts.weights, opts.num_classes, opts.labels, opts.head, normalize=opts.normalize)
     loaded = store.loaded(model)
     meta = meta_for(loaded)
     why_speed_only = speed_only_reason(opts, meta, model)
@@ -68,33 +131,43 @@ def tune(opts: TuneOptions, render: Render = write_record) -> tuple[Record, Path
     check_batch_fits(VALIDATION_BATCH, meta.input_size)
     test_name = None if why_speed_only and not opts.control.test_data else opts.control.test_set(meta)
     if test_name:
-        test = load_dataset(test_name)  # a missing test folder fails now, not after the search
+        test = load_dataset(test_name)
         if meta.fits_bundled_cifar:
             refuse_mixed_roles(test, final=True)
-    with progress.task("decoding validation images") as advance:
+    with progress.task(f"decoding validation images ({loaded.name})") as advance:
         validation = validation_set(meta, _images_given(opts, meta) if why_speed_only else opts.control.data,
                                     opts.control.limit, on_batch=advance, unlabelled_ok=bool(why_speed_only))
-    calib_source, calib_note = opts.calib_data, ""
-    if why_speed_only and not calib_source and not meta.fits_bundled_cifar:  # no bundled images fit: the given ones
-        calib_source = _images_given(opts, meta)
-        calib_note = (f"int8 was calibrated on the images the outputs were compared on ({calib_source}): give "
-                      f"--calib-data DIR for images of their own")
+    warnings = list(loaded.warnings)
+    calib_source = opts.calib_data
+    if why_speed_only:
+        warnings.append(f"speed only: accuracy was not measured ({why_speed_only}); each candidate's outputs were "
+                        f"bounded by {bound.describe()} on {len(validation)} images of {validation.name}, and the "
+                        f"fastest within it chosen")
+        if not calib_source and not meta.fits_bundled_cifar:  # no bundled images fit: the given ones
+            calib_source = _images_given(opts, meta)
+            warnings.append(f"int8 was calibrated on the images the outputs were compared on ({calib_source}): "
+                            f"give --calib-data DIR for images of their own")
     with progress.task("reading calibration images", CALIB_SIZE) as advance:
         calibration = calibration_data(meta, calib_source, CALIB_SIZE, advance)
-    with run_folder(opts.output, f"{loaded.name}-tune") as out:
-        record = Record("tune", warnings=list(loaded.warnings) + skipped + not_on_cuda,
-                        model=model_section(loaded)).capture_environment()
-        if why_speed_only:
-            record.warnings.append(f"speed only: accuracy was not measured ({why_speed_only}); each candidate's "
-                                   f"outputs were bounded by {bound.describe()} on {len(validation)} images of "
-                                   f"{validation.name}, and the fastest within it chosen")
-            record.warnings += [calib_note] if calib_note else []
-        with collecting() as heard:
-            _search(opts, record, backends, devices, model, store, bound, validation, calibration, test_name, out)
-        record.folder = str(out)
-        record.warnings = list(dict.fromkeys(record.warnings + heard))  # the library's notices, in report.json too
-        render(record, out)
-        return record, out
+    return OneModel(opts, model, loaded, bound, validation, calibration, test_name, warnings)
+
+
+def check_comparable(searched: list[OneModel]) -> None:
+    """Several models go on one front only when their scores mean the same: accuracy (not agreement with each
+    one's own float model), on the same validation images, with the same final test set."""
+    first = searched[0]
+    for one in searched:
+        if one.bound.measure == "cosine":  # agreement with its own float model: no common scale
+            raise RnoptError(f"comparing models needs their accuracy on labelled validation images, but "
+                             f"{one.loaded.name} would be bounded by {one.bound.describe()}: give every model "
+                             f"trained weights and labelled --data")
+        if one.validation.name != first.validation.name or one.test_name != first.test_name:
+            raise RnoptError(f"{one.loaded.name} and {first.loaded.name} would be validated or tested on different "
+                             f"images ({one.validation.name} vs {first.validation.name}): give --data and "
+                             f"--test-data that fit both")
+        if one.bound.measure != first.bound.measure:
+            raise RnoptError(f"{one.loaded.name} and {first.loaded.name} would be bounded by different measures: "
+                             f"give --measure")
 
 
 DEFAULT_MIN_COSINE = 0.99  # speed only: a candidate's outputs keep this mean cosine to the float model's
@@ -130,29 +203,26 @@ def _images_given(opts: TuneOptions, meta: ModelMeta) -> str:
                          f"{meta.model} will see; labels are not needed)") from None
 
 
-def _search(opts: TuneOptions, record: Record, backends: list[str], devices: list[str], model: ArtifactSpec,
-            store: ArtifactStore, bound: AccuracyBound, validation: ValidationSet, calibration: CalibrationData,
-            test_name: str | None, out: Path) -> None:
+def _search(one: OneModel, record: Record, backends: list[str], devices: list[str], store: ArtifactStore,
+            out: Path, executor: Executor) -> VariantSpec:
+    """One model's search into the record: its files in `out`, its candidates validated, timed and judged; the
+    chosen variant comes back."""
     start = time.perf_counter()
+    record.warnings += one.warnings
     with record.timing("model files: export, fusion, int8"):
-        files = _build_files(opts, backends, model, store, calibration, out, record)
-    store.data.add(validation)  # the validation tasks read these images from here, by content
-    executor: Executor = RayExecutor(opts.cluster) if opts.cluster else InProcessExecutor(store)
-    try:
-        specs, scores, files = _validated(opts, record, backends, devices, model, files, store, bound, validation,
-                                          calibration, out, executor)
-        _time_and_choose(opts, record, specs, scores, files, bound, validation, test_name, out, executor, start)
-    finally:
-        executor.close()
+        files = _build_files(one.opts, backends, one.model, store, one.calibration, out, record)
+    store.data.add(one.validation)  # the validation tasks read these images from here, by content
+    specs, scores, files = _validated(one, record, backends, devices, files, store, out, executor)
+    return _time_and_choose(one, record, specs, scores, files, out, executor, start)
 
 
-def _validated(opts: TuneOptions, record: Record, backends: list[str], devices: list[str], model: ArtifactSpec,
-               files: dict[str, ArtifactSpec], store: ArtifactStore, bound: AccuracyBound, validation: ValidationSet,
-               calibration: CalibrationData, out: Path, executor: Executor
+def _validated(one: OneModel, record: Record, backends: list[str], devices: list[str],
+               files: dict[str, ArtifactSpec], store: ArtifactStore, out: Path, executor: Executor
                ) -> tuple[list[VariantSpec], dict[str, float], dict[str, ArtifactSpec]]:
     """The candidates that ran on the validation images (the float reference first) and their scores; with
     accuracy-aware int8 when no plain int8 candidate kept the bound (its files added)."""
-    planned = plan_candidates(model, files, backends, devices, opts.objective, opts.threads)
+    opts, model, bound, validation = one.opts, one.model, one.bound, one.validation
+    planned = one.labelled(plan_candidates(model, files, backends, devices, opts.objective, opts.threads))
     if isinstance(executor, InProcessExecutor):  # loaded ahead here (a failure comes back from validation)
         with progress.task("loading candidates", None), record.timing("loading the variants"):
             executor.load(planned)
@@ -162,9 +232,9 @@ def _validated(opts: TuneOptions, record: Record, backends: list[str], devices: 
         specs, scores = validator.scores(executor, planned, record.failures, advance)
     if opts.accuracy_aware and _any_int8(specs) and not _int8_within(specs, scores, bound):
         with record.timing("accuracy-aware int8"):
-            aware = _accuracy_aware_files(opts, files, store, bound, validation, calibration, out, record)
-        planned = [s for s in plan_candidates(model, aware, backends, ["cpu"], opts.objective, opts.threads)
-                   if s.artifact != model]
+            aware = _accuracy_aware_files(opts, files, store, bound, validation, one.calibration, out, record)
+        planned = one.labelled([s for s in plan_candidates(model, aware, backends, ["cpu"], opts.objective,
+                                                           opts.threads) if s.artifact != model])
         with progress.task("validating accuracy-aware int8", len(planned) * len(validation)) as advance:
             more, more_scores = validator.scores(executor, planned, record.failures, advance)
         specs, scores = specs + more, scores | more_scores
@@ -172,36 +242,82 @@ def _validated(opts: TuneOptions, record: Record, backends: list[str], devices: 
     return specs, scores, files
 
 
-def _time_and_choose(opts: TuneOptions, record: Record, specs: list[VariantSpec], scores: dict[str, float],
-                     files: dict[str, ArtifactSpec], bound: AccuracyBound, validation: ValidationSet,
-                     test_name: str | None, out: Path, executor: Executor, start: float) -> None:
-    """The candidates within the bound timed, the fastest chosen (ties: the better score), verdicts given, and
-    the final figures of the reference and the choice on the test set."""
-    record.specs = list(specs)
+def _time_and_choose(one: OneModel, record: Record, specs: list[VariantSpec], scores: dict[str, float],
+                     files: dict[str, ArtifactSpec], out: Path, executor: Executor, start: float) -> VariantSpec:
+    """The candidates within the bound timed, the fastest chosen (ties: the better score), verdicts given: one
+    SearchResult in the record."""
+    opts, bound, validation = one.opts, one.bound, one.validation
+    record.specs += specs
     reference, reference_score = specs[0], scores[specs[0].id]
-    candidates = {s.id: _candidate(s, scores.get(s.id), reference_score, bound) for s in specs}
+    depth = one.loaded.spec.depth
+    candidates = {s.id: _candidate(s, scores.get(s.id), reference_score, bound, one.loaded.name, depth)
+                  for s in specs}
     with progress.task("timing the candidates within the bound", None) as advance, record.timing("timing"):
         outcome = time_candidates(executor, [s for s in specs if candidates[s.id].met], opts,
                                   on_progress=lambda note: advance(1, note))
-    record.bench, record.bench_config = outcome.results, opts.bench.to_dict()
+    record.bench += outcome.results
+    record.bench_config = opts.bench.to_dict()
     record.failures += outcome.failures
     figures = peaks(outcome.results, opts.objective)
     chosen = choose(figures, opts.objective, {i: c.score for i, c in candidates.items()}, opts.speed_tolerance)
     give_verdicts(candidates, figures, chosen, opts.objective, record.failures, opts.speed_tolerance)
     chosen_spec = next(s for s in specs if s.id == chosen.spec_id)
-    record.searches = [SearchResult(opts.objective, opts.bench.batch_sizes[0], bound.describe(), bound.measure,
-                                    validation.name, len(validation), reference.label, reference.id,
-                                    reference_score, list(candidates.values()), chosen.spec_id,
-                                    _file_of(chosen_spec, files, out),
-                                    round(time.perf_counter() - start, 1), opts.speed_tolerance,
-                                    any(w.startswith("speed only:") for w in record.warnings))]
-    if test_name:
-        with record.timing("final figures (test set)"):
-            _test_figures(record, [reference] + ([chosen_spec] if chosen_spec != reference else []), test_name,
-                          executor)
-    record.warnings = list(dict.fromkeys(record.warnings + summarize_warnings(record.bench)
-                                         + [f"skipped {f.label}: {f.reason}" for f in record.failures]
-                                         + artifact_warnings(specs)))
+    one.files = {s.id: _file_of(s, files, out) for s in specs}
+    record.searches.append(SearchResult(
+        opts.objective, opts.bench.batch_sizes[0], bound.describe(), bound.measure, validation.name, len(validation),
+        reference.label, reference.id, reference_score, list(candidates.values()), chosen.spec_id,
+        one.files[chosen_spec.id], round(time.perf_counter() - start, 1), opts.speed_tolerance,
+        any(w.startswith("speed only:") for w in record.warnings), model=one.loaded.name))
+    return chosen_spec
+
+
+def _across_models(opts: TuneOptions, record: Record, searched: list[OneModel], executor: Executor,
+                   start: float) -> None:
+    """The models' finalists (each model's own front: no faster variant of it scores as well) timed together,
+    interleaved, and judged by one bound against the best float reference of them all: the recommendation is
+    the fastest that stays within it (the speed tolerance as in one search). Its SearchResult leads the record."""
+    searches = record.searches[-len(searched):]
+    best = max(searches, key=lambda s: s.reference_score)
+    bound = next(one.bound for one in searched if one.loaded.name == best.model)
+    finalists = finalists_of(searches, bound, opts.objective)
+    specs = [record.spec(c.spec_id) for c in finalists]
+    with progress.task("timing the finalists of every model together", None) as advance, \
+            record.timing("timing across models"):
+        outcome = time_candidates(executor, specs, opts, on_progress=lambda note: advance(1, note))
+    record.failures += outcome.failures
+    confirmed = {(r.spec_id, r.batch_size) for r in outcome.results}  # these replace the models' own timings
+    record.bench = [r for r in record.bench if (r.spec_id, r.batch_size) not in confirmed] + outcome.results
+    chosen = judge(finalists, peaks(outcome.results, opts.objective), opts.objective, opts.speed_tolerance,
+                   record.failures)
+    chosen_file = next(one.files[chosen.spec_id] for one in searched if chosen.spec_id in one.files)
+    record.searches.insert(0, SearchResult(
+        opts.objective, opts.bench.batch_sizes[0], bound.describe(), bound.measure, best.data, best.images,
+        best.reference, best.reference_id, best.reference_score, finalists, chosen.spec_id,
+        chosen_file,
+        round(time.perf_counter() - start, 1), opts.speed_tolerance, False, model=best.model,
+        models=[one.loaded.name for one in searched], floor=bound.score_at(best.reference_score, bound.limit)))
+
+
+def finalists_of(searches: list[SearchResult], bound: AccuracyBound, objective: str) -> list[Candidate]:
+    """Each model's own front (`own_front`), its drops and `met` now against the best float reference of all the
+    searches: the candidates worth timing together."""
+    best = max(searches, key=lambda s: s.reference_score).reference_score
+    return [replace(c, drop=bound.drop(best, c.score), met=bound.met(best, c.score))
+            for search in searches for c in own_front(search.candidates, objective)]
+
+
+def judge(finalists: list[Candidate], figures: list[BenchResult], objective: str, tolerance: float,
+          failures: list[Failure]) -> BenchResult:
+    """The recommendation among the finalists timed together: the fastest within the shared bound (ties: the best
+    validation score); every finalist gets its verdict, its new speed and its place on the front."""
+    candidates = {c.spec_id: c for c in finalists}
+    within = [r for r in figures if candidates[r.spec_id].met]
+    chosen = choose(within, objective, {i: c.score for i, c in candidates.items()}, tolerance)
+    give_verdicts(candidates, within, chosen, objective, failures, tolerance)
+    for result in figures:  # those over the shared bound were timed too: their speed belongs on the front
+        _set_speed(candidates[result.spec_id], result)
+    mark_front(finalists, objective)
+    return chosen
 
 
 def _file_of(spec: VariantSpec, files: dict[str, ArtifactSpec], out: Path) -> str:
@@ -249,8 +365,9 @@ def plan_candidates(model: ArtifactSpec, files: dict[str, ArtifactSpec], runtime
                          speed_reference_first=False)
 
 
-def _accuracy_aware_files(opts: TuneOptions, files: dict[str, ArtifactSpec], store: ArtifactStore, bound: AccuracyBound, validation: ValidationSet,
-                          calibration: CalibrationData, out: Path, record: Record) -> dict[str, ArtifactSpec]:
+def _accuracy_aware_files(opts: TuneOptions, files: dict[str, ArtifactSpec], store: ArtifactStore,
+                          bound: AccuracyBound, validation: ValidationSet, calibration: CalibrationData, out: Path,
+                          record: Record) -> dict[str, ArtifactSpec]:
     """Accuracy-aware int8, ONNX Runtime's from the first recipe searched (minmax by default) and NNCF's with
     OpenVINO: each toolkit puts layers back to float until the bound holds on the same validation images. A
     model that still misses the bound is kept: validation scores it like any other candidate.
@@ -301,11 +418,52 @@ class Validator:
                      for key, out in outcome.outputs.items()}
 
 
-def _candidate(spec: VariantSpec, score: float | None, reference: float, bound: AccuracyBound) -> Candidate:
+def _candidate(spec: VariantSpec, score: float | None, reference: float, bound: AccuracyBound, model: str = "",
+               depth: int | None = None) -> Candidate:
     if score is None:
-        return Candidate(spec.id, spec.label)
+        return Candidate(spec.id, spec.label, model=model, depth=depth)
     drop = bound.drop(reference, score)
-    return Candidate(spec.id, spec.label, score, drop, bound.met(reference, score))
+    return Candidate(spec.id, spec.label, score, drop, bound.met(reference, score), model=model, depth=depth)
+
+
+def own_front(candidates: list[Candidate], objective: str) -> list[Candidate]:
+    """The timed candidates that no other timed one beats on both counts (at least as fast and scoring at least
+    as well, better in one): a model's finalists. A dominated candidate cannot be a recommendation whatever the
+    bound, since the one dominating it stays within any bound it meets."""
+    timed = [c for c in candidates if c.score is not None and c.p50_ms is not None]
+    return [c for c in timed if not any(_dominates(other, c, objective) for other in timed)]
+
+
+def mark_front(candidates: list[Candidate], objective: str) -> None:
+    """`on_front` set for the timed candidates no other one dominates (see `own_front`)."""
+    front = {c.spec_id for c in own_front(candidates, objective)}
+    for c in candidates:
+        c.on_front = c.spec_id in front
+
+
+def _dominates(a: Candidate, b: Candidate, objective: str) -> bool:
+    faster = _speed_of(a, objective) - _speed_of(b, objective)
+    better = (a.score or 0.0) - (b.score or 0.0)
+    return faster >= 0 and better >= 0 and (faster > 0 or better > 0)
+
+
+def _speed_of(c: Candidate, objective: str) -> float:
+    """Higher is better, as `speed`."""
+    return (c.throughput_ips or 0.0) if objective == "throughput" else -(c.p50_ms or 0.0)
+
+
+def _set_speed(candidate: Candidate, result: BenchResult) -> None:
+    candidate.p50_ms, candidate.p50_ci_ms = result.latency_ms.p50, result.p50_ci_ms
+    candidate.throughput_ips, candidate.batch_size = result.throughput_ips, result.batch_size
+
+
+def _tested(record: Record, searched: list[OneModel]) -> list[VariantSpec]:
+    """What the test set scores: each model's float reference and chosen variant, and the recommendation across
+    models (the first search's choice), once each."""
+    ids = [s.reference_id for s in record.searches] + [s.chosen_id for s in record.searches]
+    ordered = [record.spec(i) for i in dict.fromkeys(ids)]
+    references = {s.reference_id for s in record.searches}
+    return sorted(ordered, key=lambda spec: spec.id not in references)
 
 
 def sweep_limit(spec: VariantSpec, opts: TuneOptions) -> int | None:
@@ -400,8 +558,7 @@ def give_verdicts(candidates: dict[str, Candidate], results: list[BenchResult], 
     for key, candidate in candidates.items():
         result = timed.get(key)
         if result is not None:
-            candidate.p50_ms, candidate.p50_ci_ms = result.latency_ms.p50, result.p50_ci_ms
-            candidate.throughput_ips, candidate.batch_size = result.throughput_ips, result.batch_size
+            _set_speed(candidate, result)
         candidate.verdict = reasons.get(key) or _verdict(candidate, result, chosen, best, key in tied, objective)
 
 

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 from rnopt.backends.base import DeployCode
+from rnopt.report.document import front_sentence
 from rnopt.report.tables import drop_text, score_text
 from rnopt.fileio import write_text
 from rnopt.results import Candidate, Record, SearchResult
@@ -141,6 +142,8 @@ def _guide(record: Record, search: SearchResult, spec: VariantSpec, code: Deploy
         f"# Deploy: {spec.label}", "",
         f"`{record.command or 'rnopt tune'}` chose **{spec.label}** ({spec.runtime} on {spec.device}) "
         f"for the {search.objective} objective at batch {search.batch_size}: {_why(chosen, search)}.", "",
+        *([f"Models compared on one front: {', '.join(search.models)}. {front_sentence(search) or ''}", ""]
+          if search.models else []),
         f"- Bound: {search.bound}, measured on {search.data} ({search.images} validation images; the test set "
         f"chose nothing).",
         f"- Float reference: {search.reference}, {search.measure} {score_text(search.reference_score, search.measure)}.",

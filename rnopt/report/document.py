@@ -8,6 +8,7 @@ from rnopt.report.compare import comparison_rows_table
 from rnopt.report.headline import recommend, variant_points
 from rnopt.report.loading import ReportData
 from rnopt.report.tables import Table
+from rnopt.results import Candidate, SearchResult
 
 JPEG_NOTE = ("Accuracy is measured on {dataset}: the bundled CIFAR-10 test set as lossy JPEG (q75) re-encodings, "
              "so absolute figures sit about 10 points under published lossless ones; float-vs-optimized deltas "
@@ -85,15 +86,16 @@ def _read_on_test_set(data: ReportData) -> bool:
 def search_headline(data: ReportData) -> str | None:
     """What `rnopt tune` chose, and why, in one sentence (its choice, made on validation images, is the
     recommendation: the test-set figures below are reported, not chosen on)."""
-    search = data.searches[-1]
+    search = data.searches[0]  # across models, where several were searched: it leads
     chosen = next((c for c in search.candidates if c.spec_id == search.chosen_id), None)
     if chosen is None or chosen.p50_ms is None:
         return None
     speed = (f"{chosen.throughput_ips:,.0f} images/s" if search.objective == "throughput"
              else f"median {chosen.p50_ms:.3f} ms")
     drop = tables.search_drop(chosen, search.measure)
-    timed_ones = [c for c in search.candidates if c.p50_ms is not None]
-    pool = f"{len(timed_ones)} candidates within the bound, out of {len(search.candidates)} tried"
+    timed_ones = [c for c in search.candidates if c.p50_ms is not None and c.met]  # across models: all are timed
+    pool = (f"{len(timed_ones)} candidate{'s' if len(timed_ones) != 1 else ''} within the bound, out of "
+            f"{len(search.candidates)} tried")
     if search.objective == "throughput":
         tied = chosen.throughput_ips < max(c.throughput_ips or 0.0 for c in timed_ones)
     else:
@@ -107,8 +109,55 @@ def search_headline(data: ReportData) -> str | None:
     if search.speed_only:
         why += (" Speed only: accuracy was not measured; the bound is how closely each candidate's outputs follow "
                 "the float model's.")
+    front = front_sentence(search)
     return (f"Chosen by rnopt tune: {chosen.label}, {speed} at batch {chosen.batch_size or search.batch_size}; "
-            f"{search.measure} {drop} on {search.data} (validation) against the bound {search.bound}. {why}")
+            f"{search.measure} {drop} on {search.data} (validation) against the bound {search.bound}. {why}"
+            + (f" {front}" if front else ""))
+
+
+def front_sentence(search: SearchResult) -> str | None:
+    """A search over several models: what their one front shows, in a sentence. Whether the best float model's
+    depth is worth its time at this bound: is the recommendation a variant of it, or of a model that stays
+    within the bound of it and is faster?"""
+    chosen = next((c for c in search.candidates if c.spec_id == search.chosen_id), None)
+    others = [c for c in search.candidates if chosen and c.model != chosen.model and c.p50_ms is not None]
+    if not search.models or chosen is None or chosen.p50_ms is None or not others:
+        return None
+    throughput = search.objective == "throughput"
+
+    def speed(c: Candidate) -> float:
+        return (c.throughput_ips or 0.0) if throughput else 1.0 / c.p50_ms
+
+    def said(c: Candidate) -> str:
+        where = f"{c.throughput_ips:,.0f} images/s" if throughput else f"{c.p50_ms:.3f} ms"
+        return f"{c.label}, {where}, {search.measure} {_percent(c.score)}"
+
+    rival = max(others, key=speed)
+    depth_word = _depth_word(chosen, rival)
+    if chosen.model == search.model:  # the best float model's own variant won
+        if speed(rival) <= speed(chosen):
+            return (f"{chosen.model} wins on both counts: no variant of the other models is faster ({rival.model}'s "
+                    f"fastest: {said(rival)}){depth_word}.")
+        return (f"{rival.model}'s fastest variant ({said(rival)}) is {speed(rival) / speed(chosen):.2f}x as fast as "
+                f"the recommendation but {search.measure} {tables.search_drop(rival, search.measure)} against "
+                f"{search.reference}, "
+                f"beyond the bound ({search.bound}): {chosen.model} is worth its cost here{depth_word}.")
+    return (f"{chosen.label} stays within the bound ({search.bound}) of {search.reference} and is "
+            f"{speed(chosen) / speed(rival):.2f}x as fast as the fastest {rival.model} variant ({said(rival)}): "
+            f"{rival.model} is not worth its cost here{depth_word}.")
+
+
+def _percent(score: float | None) -> str:
+    return "" if score is None else f"{score:.2%}"
+
+
+def _depth_word(chosen: Candidate, rival: Candidate) -> str:
+    """"; deeper is not better" where the depths say which way the trade went."""
+    if not chosen.depth or not rival.depth or chosen.depth == rival.depth:
+        return ""
+    return (f" (depth {chosen.depth} over {rival.depth}: deeper is better at this bound)"
+            if chosen.depth > rival.depth else
+            f" (depth {chosen.depth} over {rival.depth}: deeper is not better at this bound)")
 
 
 def build_document(data: ReportData, with_plots: bool = True) -> list[Block]:
@@ -145,6 +194,9 @@ def _plots(data: ReportData) -> list[Block]:
         svg = plots.latency_distribution(data.bench, batch)
         if svg:
             out.append(Plot(f"latency-b{batch}", f"Latency distribution, batch {batch}", svg))
+    svg = plots.models_front(data.searches[0]) if data.searches else None
+    if svg:
+        out.append(Plot("models-front", "Every model's finalists on one front (validation score vs speed)", svg))
     svg = plots.accuracy_vs_latency(variant_points(data))
     if svg:
         out.append(Plot("pareto", "Accuracy vs latency (Pareto front in red)", svg))

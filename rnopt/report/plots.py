@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
 from rnopt.report.headline import VariantPoint  # noqa: E402
-from rnopt.results import BenchResult, EmbeddingSection, SensitivityResult, variant_key  # noqa: E402
+from rnopt.results import BenchResult, EmbeddingSection, SearchResult, SensitivityResult, variant_key  # noqa: E402,E501
 
 plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "axes.grid": True, "grid.alpha": 0.3})
 
@@ -87,6 +87,48 @@ def accuracy_vs_latency(points: list[VariantPoint]) -> str | None:
     ax.set_xlabel(f"median latency, ms (batch {measured[0].result.batch_size}, log scale)")
     ax.set_ylabel(f"{measured[0].metric}, %")
     ax.legend(loc="upper right")
+    return _svg(fig)
+
+
+def models_front(search: SearchResult) -> str | None:
+    """A search over several models: each model's finalists coloured by model (its depth in the legend), the
+    front over all of them, the recommendation ringed. Throughput: images/s on x (higher is better)."""
+    timed = [c for c in search.candidates if c.score is not None and c.p50_ms is not None]
+    if not search.models or not timed:
+        return None
+    throughput = search.objective == "throughput"
+
+    def x_of(c) -> float:  # noqa: ANN001
+        return (c.throughput_ips or 0.0) if throughput else c.p50_ms
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, model in enumerate(search.models):
+        mine = [c for c in timed if c.model == model]
+        depth = next((c.depth for c in mine if c.depth), None)
+        ax.scatter([x_of(c) for c in mine], [c.score * 100 for c in mine], color=f"C{i}", zorder=3,
+                   label=f"{model}" + (f" (depth {depth})" if depth else ""))
+        for c in mine:
+            ax.annotate(c.label.split("/")[-1], (x_of(c), c.score * 100), textcoords="offset points",
+                        xytext=(6, 4), fontsize=7)
+    front = sorted((c for c in timed if c.on_front), key=x_of)
+    ax.step([x_of(c) for c in front], [c.score * 100 for c in front], where="pre" if throughput else "post",
+            color="#d62728", label="front over all models")
+    chosen = [c for c in timed if c.spec_id == search.chosen_id]
+    ax.scatter([x_of(c) for c in chosen], [c.score * 100 for c in chosen], s=160, facecolors="none",
+               edgecolors="black", zorder=4, label="recommended")
+    if search.floor is not None:
+        ax.axhline(search.floor * 100, color="grey", linestyle="--", linewidth=1,
+                   label=f"bound: {search.bound} vs {search.reference}")
+    ax.set_xscale("log")
+    _plain_log_ticks(ax.xaxis)
+    ax.set_xlabel(f"images/s (batch {search.batch_size}, log scale)" if throughput
+                  else f"median latency, ms (batch {search.batch_size}, log scale)")
+    ax.set_ylabel(f"{search.measure} on {search.data} (validation), %")
+    xs = [x_of(c) for c in timed]
+    ax.set_xlim(min(xs) / 1.3, max(xs) * 1.8)  # room for the labels on the right
+    ys = [c.score * 100 for c in timed] + ([search.floor * 100] if search.floor is not None else [])
+    ax.set_ylim(min(ys) - 0.5, max(ys) + 0.5)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, fontsize=7)  # below: never over a point
     return _svg(fig)
 
 

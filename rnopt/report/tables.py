@@ -212,12 +212,22 @@ def search_table(search: SearchResult) -> Table:
             return -(c.throughput_ips or 0.0)
         return c.p50_ms or 0.0
 
+    ordered = sorted(search.candidates, key=lambda c: (c.verdict != "chosen", c.p50_ms is None, slowness(c)))
     rows = [[c.label, _score(c.score, m), "" if c.drop is None else _drop(c.drop, m), speed_cell(c), c.verdict]
-            for c in sorted(search.candidates, key=lambda c: (c.verdict != "chosen", c.p50_ms is None, slowness(c)))]
+            for c in ordered]
     caption = (f"{search.bound} vs {search.reference} ({_score(search.reference_score, m)}), on {search.data} "
                f"({search.images} validation images); candidates within it timed at batch {search.batch_size}, "
                f"interleaved (a swept one at its best batch); the fastest by {search.objective} wins, and among "
                f"those whose 95 % intervals overlap it, the best validation score. {search.search_time_s:.0f} s in all.")
+    if search.models:
+        caption = (f"Across {', '.join(search.models)}: each model's finalists (its variants within its own bound "
+                   f"that no faster variant of it beats on validation), timed together, interleaved, at batch "
+                   f"{search.batch_size}, and judged by one bound: {search.bound} vs {search.reference} "
+                   f"({_score(search.reference_score, m)}), the best float model, on {search.data}. The fastest "
+                   f"within it wins (ties: the best validation score). {search.search_time_s:.0f} s in all.")
+        return Table(f"Across models: {len(search.candidates)} finalists, objective {search.objective}",
+                     ["candidate", f"{m} (validation)", "drop", speed_header, "front", "verdict"],
+                     [row[:4] + ["yes" if c.on_front else ""] + row[4:] for row, c in zip(rows, ordered)], caption)
     return Table(f"Search: {len(search.candidates)} candidates, objective {search.objective}",
                  ["candidate", f"{m} (validation)", "drop", speed_header, "verdict"], rows, caption)
 
