@@ -310,6 +310,13 @@ class TuneOptions:
             raise RnoptError(f"unknown recipe {', '.join(unknown)}: choose from {', '.join(SEARCH_RECIPES)}")
         if self.bench is None:
             self.bench = replace(TUNE_BENCH, batch_sizes=[OBJECTIVES[self.objective]])
+        if len(self.bench.batch_sizes) != 1:
+            raise RnoptError("rnopt tune optimises at one batch size: give one --batch-size")
+        if self.sweep is not None and self.objective != "throughput":
+            raise RnoptError("--sweep finds the batch size with the most images/s: add --objective throughput")
+        if self.sweep is not None and self.sweep < self.bench.batch_sizes[0]:
+            raise RnoptError(f"--sweep {self.sweep} is below the batch size it starts from "
+                             f"({self.bench.batch_sizes[0]})")
         self.each_model()  # a bad --model/--weights pair fails here
 
     def each_model(self) -> list["TuneOptions"]:
@@ -324,10 +331,3 @@ class TuneOptions:
             raise RnoptError(f"--weights gives {len(weights)} checkpoints for {len(names)} models: give one per "
                              f"model, comma-separated in --model's order (an empty entry: the bundled weights)")
         return [replace(self, model=n.strip(), weights=w.strip() or None) for n, w in zip(names, weights)]
-        if len(self.bench.batch_sizes) != 1:
-            raise RnoptError("rnopt tune optimises at one batch size: give one --batch-size")
-        if self.sweep is not None and self.objective != "throughput":
-            raise RnoptError("--sweep finds the batch size with the most images/s: add --objective throughput")
-        if self.sweep is not None and self.sweep < self.bench.batch_sizes[0]:
-            raise RnoptError(f"--sweep {self.sweep} is below the batch size it starts from "
-                             f"({self.bench.batch_sizes[0]})")

@@ -427,9 +427,12 @@ def _candidate(spec: VariantSpec, score: float | None, reference: float, bound: 
 
 
 def own_front(candidates: list[Candidate], objective: str) -> list[Candidate]:
-    """The timed candidates that no other timed one beats on both counts (at least as fast and scoring at least
-    as well, better in one): a model's finalists. A dominated candidate cannot be a recommendation whatever the
-    bound, since the one dominating it stays within any bound it meets."""
+    """The timed candidates that no other timed one dominates: clearly faster (their 95 % intervals do not
+    overlap) and scoring at least as well. A model's finalists.
+
+    Safe for `choose`: a dominated candidate is never its choice while the one dominating it is there (within
+    the speed tolerance of the fastest, the other is too; overlapping the fastest's interval, the other's lies
+    between and overlaps it too; and then the other's score and speed win), so pruning never drops the best."""
     timed = [c for c in candidates if c.score is not None and c.p50_ms is not None]
     return [c for c in timed if not any(_dominates(other, c, objective) for other in timed)]
 
@@ -442,14 +445,18 @@ def mark_front(candidates: list[Candidate], objective: str) -> None:
 
 
 def _dominates(a: Candidate, b: Candidate, objective: str) -> bool:
-    faster = _speed_of(a, objective) - _speed_of(b, objective)
-    better = (a.score or 0.0) - (b.score or 0.0)
-    return faster >= 0 and better >= 0 and (faster > 0 or better > 0)
+    return (a.score or 0.0) >= (b.score or 0.0) and _clearly_faster(a, b, objective)
 
 
-def _speed_of(c: Candidate, objective: str) -> float:
-    """Higher is better, as `speed`."""
-    return (c.throughput_ips or 0.0) if objective == "throughput" else -(c.p50_ms or 0.0)
+def _clearly_faster(a: Candidate, b: Candidate, objective: str) -> bool:
+    """Whether `a` is faster than `b` and their 95 % intervals do not overlap (`overlaps`, on candidates)."""
+    def interval(c: Candidate) -> tuple[float, float]:
+        low, high = c.p50_ci_ms or [c.p50_ms, c.p50_ms]
+        if objective == "throughput":  # images per median call: the interval follows the latency's, reversed
+            return (c.throughput_ips or 0.0) * c.p50_ms / high, (c.throughput_ips or 0.0) * c.p50_ms / low
+        return -high, -low  # higher is faster, as `speed`
+
+    return interval(a)[0] > interval(b)[1]
 
 
 def _set_speed(candidate: Candidate, result: BenchResult) -> None:

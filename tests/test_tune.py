@@ -7,18 +7,20 @@ rule that chooses is also checked on its own, on hand-made timing results.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from conftest import damage_script
 from rnopt.artifacts import artifact_for
 from rnopt.models import create_model
-from rnopt.results import BenchResult, Candidate, Failure, LatencyStats
+from rnopt.results import BenchResult, Candidate, Failure, LatencyStats, SearchResult
 from rnopt.bench import CUDA_SWEEP_LIMIT
 from rnopt.configs import TuneOptions
-from rnopt.search import choose, give_verdicts, plan_candidates, sweep_limit
+from rnopt.search import choose, finalists_of, give_verdicts, judge, plan_candidates, sweep_limit
 from rnopt.spec import Step, VariantSpec
 
 QUICK = ("--backend", "onnxruntime", "--recipe", "minmax", "--limit", "300", "--iterations", "5",
@@ -176,6 +178,9 @@ def test_search_space_runs_each_file_where_it_can_run():
     (["--device", "cuda"], "can use a CUDA device here"),
     (["--sweep", "64"], "add --objective throughput"),
     (["--objective", "throughput", "--sweep", "16"], "--sweep 16 is below the batch size it starts from (32)"),
+    (["--model", "resnet20_cifar10,resnet56_cifar10", "--weights", "a.th"], "--weights gives 1 checkpoints for 2"),
+    (["--model", "resnet20_cifar10,resnet20_cifar10"], "give distinct model names separated by commas"),
+    (["--model", "resnet20_cifar10,resnet56_cifar10", "--speed-only"], "comparing models needs their accuracy"),
 ])
 def test_tune_refuses_bad_input_in_one_line_and_leaves_nothing(cli, tmp_path, args, message):
     r = cli("tune", "--output", tmp_path / "reports", "--quiet", *args)
@@ -273,3 +278,118 @@ def test_a_model_without_trained_weights_is_tuned_for_speed_only(cli, tmp_path):
     assert search["speed_only"] and "resnet18 has random weights" in r.err
     assert "int8 was calibrated on the images the outputs were compared on" in r.err
     assert search["chosen_id"]
+
+
+# Several models: each searched against its own float reference, their finalists on one front.
+
+def test_a_search_over_two_depths_puts_both_on_one_front_and_ships_the_recommendation(cli, tmp_path, image_folder):
+    out = tmp_path / "reports"
+    r = cli("tune", "--model", "resnet20_cifar10,resnet56_cifar10", "--max-drop", "0.5", "--output", out, "--json",
+            tmp_path / "t.json", "--test-data", image_folder, *QUICK[:4], "--limit", "200", *QUICK[6:])
+    assert r.code == 0, r.err
+    payload = json.loads((tmp_path / "t.json").read_text())
+    across, *own = payload["searches"]
+    assert across["models"] == ["resnet20_cifar10", "resnet56_cifar10"]
+    assert [s["model"] for s in own] == across["models"]  # each model's own search follows
+    best = max(own, key=lambda s: s["reference_score"])
+    assert across["reference_id"] == best["reference_id"] and across["model"] == best["model"]
+    depths = {c["model"]: c["depth"] for c in across["candidates"]}
+    assert depths == {"resnet20_cifar10": 20, "resnet56_cifar10": 56}
+    chosen = next(c for c in across["candidates"] if c["spec_id"] == across["chosen_id"])
+    # The recommendation keeps the bound against the best float model of the two, on validation images.
+    assert chosen["met"] and best["reference_score"] - chosen["score"] <= 0.005 + 1e-9
+    assert chosen["verdict"] == "chosen" and chosen["on_front"]
+    # Every finalist was timed in the one interleaved timing; the labels say which model each is.
+    timed = {b["spec_id"] for b in payload["bench"]}
+    assert all(c["spec_id"] in timed and c["label"].startswith(c["model"] + "/") for c in across["candidates"])
+    folder = Path(across["chosen_file"]).parents[1]
+    assert Path(across["chosen_file"]).parent.name == chosen["model"] and Path(across["chosen_file"]).is_file()
+    assert {"resnet20_cifar10", "resnet56_cifar10", "deploy"} <= {p.name for p in folder.iterdir()}
+    report = (folder / "report.md").read_text()
+    assert "## Search (rnopt tune)" in report and "Across models:" in report
+    assert "worth its cost here (depth" in report  # the one sentence on what the front shows
+    assert "models-front" in (folder / "report.html").read_text()
+    # The test set scores each float reference and the recommendation (reported, chosen on nothing).
+    (section,) = payload["evals"]
+    assert {best["reference_id"], chosen["spec_id"]} <= {r["spec_id"] for r in section["results"]}
+
+
+def _model_search(model: str, depth: int, reference: float, points: list[tuple[str, float, float, float]],
+                  bound: "AccuracyBound") -> SearchResult:
+    """A model's search as `_time_and_choose` leaves it: (id, score, p50 ms, interval half-width) per candidate."""
+    candidates = [Candidate(key, f"{model}/{key}", score, bound.drop(reference, score), bound.met(reference, score),
+                            p50, [p50 - half, p50 + half], 1000.0 / p50, 1, model=model, depth=depth)
+                  for key, score, p50, half in points]
+    for c in candidates:
+        if not c.met:
+            c.p50_ms = c.p50_ci_ms = c.throughput_ips = None  # over its own bound: never timed
+    return SearchResult("latency", 1, bound.describe(), "top-1", "cifar10-val", 5000, f"{model}/model.onnx",
+                        points[0][0], reference, candidates, model=model)
+
+
+def _figures(candidates: list[Candidate]) -> list[BenchResult]:
+    return [_result(c.spec_id, c.p50_ms, (c.p50_ci_ms[1] - c.p50_ci_ms[0]) / 2, c.throughput_ips)
+            for c in candidates]
+
+
+def test_across_models_the_recommendation_keeps_the_bound_of_the_best_float_model():
+    from rnopt.accuracy import AccuracyBound
+    from rnopt.report.document import front_sentence
+
+    def across(max_drop: float) -> tuple[SearchResult, BenchResult]:
+        bound = AccuracyBound("top-1", max_drop)
+        searches = [_model_search("resnet20", 20, 0.920, [("r20", 0.920, 1.0, 0.01), ("r20-int8", 0.918, 0.7, 0.01),
+                                                          ("r20-bad", 0.850, 0.6, 0.01)], bound),
+                    _model_search("resnet56", 56, 0.935, [("r56", 0.935, 3.0, 0.01), ("r56-int8", 0.933, 2.0, 0.01),
+                                                          ("r56-slow", 0.930, 2.5, 0.01)], bound)]
+        finalists = finalists_of(searches, bound, "latency")
+        chosen = judge(finalists, _figures([c for c in finalists]), "latency", 0.0, [])
+        result = SearchResult("latency", 1, bound.describe(), "top-1", "cifar10-val", 5000, "resnet56/model.onnx",
+                              "r56", 0.935, finalists, chosen.spec_id, model="resnet56",
+                              models=["resnet20", "resnet56"])
+        return result, chosen
+
+    strict, chosen = across(0.5)  # resnet20 is 1.5 points below resnet56 float: over the shared bound
+    assert chosen.spec_id == "r56-int8"
+    by_id = {c.spec_id: c for c in strict.candidates}
+    # r20-bad was over resnet20's own bound (never timed); r56-slow is slower and worse than r56-int8; r56 float
+    # is slower than r56-int8 and scores better: a finalist.
+    assert set(by_id) == {"r20", "r20-int8", "r56", "r56-int8"}
+    assert by_id["r20-int8"].verdict == "over the bound" and by_id["r20-int8"].p50_ms == 0.7
+    assert all(c.on_front for c in strict.candidates)  # each finalist is the best score at its speed
+    assert "is 2.86x as fast as the recommendation but top-1 drop +1.70 against resnet56/model.onnx" in \
+        front_sentence(strict)
+    assert "deeper is better at this bound" in front_sentence(strict)
+    loose, chosen = across(2.0)  # within 2 points of resnet56 float, resnet20 int8 is the fastest
+    assert chosen.spec_id == "r20-int8"
+    assert front_sentence(loose).startswith("resnet20/r20-int8 stays within the bound (top-1 drop ≤ 2 points) of "
+                                            "resnet56/model.onnx and is 2.86x as fast as the fastest resnet56 variant")
+    assert "deeper is not better at this bound" in front_sentence(loose)
+
+
+@pytest.mark.parametrize("objective", ["latency", "throughput"])
+@pytest.mark.parametrize("tolerance", [0.0, 5.0])
+def test_pruning_to_each_models_front_never_drops_the_best(objective, tolerance):
+    """On random grids of three models' candidates (scores, medians and intervals drawn at random, some intervals
+    wide), choosing among each model's front alone gives what choosing among all would."""
+    import copy
+
+    from rnopt.accuracy import AccuracyBound
+
+    rng = np.random.default_rng(0)
+    bound = AccuracyBound("top-1", 1.0)
+    for _ in range(300):
+        searches = []
+        for m, model in enumerate(("a", "b", "c")):
+            reference = float(rng.uniform(0.85, 0.95))
+            points = [(f"{model}{i}", reference if i == 0 else float(reference - rng.uniform(-0.005, 0.015)),
+                       float(rng.uniform(0.5, 2.0)), float(rng.choice([0.005, 0.05, 0.3]))) for i in range(6)]
+            searches.append(_model_search(model, 20 + m, reference, points, bound))
+        best = max(s.reference_score for s in searches)
+        every = [replace(c, drop=bound.drop(best, c.score), met=bound.met(best, c.score))
+                 for s in searches for c in s.candidates if c.p50_ms is not None]
+        finalists = finalists_of(searches, bound, objective)
+        assert len(finalists) < len(every) or len(every) <= 3
+        full = judge(copy.deepcopy(every), _figures(every), objective, tolerance, [])
+        pruned = judge(copy.deepcopy(finalists), _figures(finalists), objective, tolerance, [])
+        assert pruned.spec_id == full.spec_id
