@@ -297,10 +297,25 @@ class TuneOptions:
                               "cosine of its outputs to the float model's (--min-cosine, default 0.99) on --data "
                               "images (labels not needed); chosen by itself for random weights or a model with no "
                               "labelled images that fit it")
+    # The chosen variant timed again against itself with other settings (its runtime's knobs; fewer threads, in
+    # fresh processes); one clearly faster replaces it.
+    knobs: bool = option(True, "--knobs", "time the chosen variant against itself with its runtime's other settings "
+                         "(ONNX Runtime: spinning, inter-op threads; OpenVINO with --objective throughput: streams, "
+                         "hint) and fewer intra-op threads (each in a fresh process); one clearly faster replaces it "
+                         "(default {default})", negatable=True)
+    # A time limit: every candidate screened with a short timing, validated fastest first (only those that could
+    # still win), the rest confirmed with the full timing; when it ends, the best found so far is chosen.
+    budget_minutes: float | None = option(None, "--budget-minutes", "screen every candidate with a short timing, "
+                                          "validate only those that could still win (fastest first), confirm the "
+                                          "rest with the full timing, and stop with the best found so far after M "
+                                          "minutes (default: no limit; accuracy-aware int8 is left out)",
+                                          metavar="M")
     cluster: str | None = None  # "local" or a Ray address: validation, timing and test figures run as tasks there
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if self.budget_minutes is not None and not self.budget_minutes > 0:
+            raise RnoptError(f"--budget-minutes must be a positive number of minutes, got {self.budget_minutes:g}")
         if not 0 <= self.speed_tolerance < 100:
             raise RnoptError(f"--speed-tolerance is a percentage in [0, 100), got {self.speed_tolerance:g}")
         if self.objective not in OBJECTIVES:

@@ -346,6 +346,8 @@ class SearchResult:
     # float reference of them all (empty: one model's own search)
     models: list[str] = field(default_factory=list)
     floor: float | None = None  # across models: the lowest validation score within the bound
+    budget_minutes: float | None = None  # `--budget-minutes`: the search screened, and stopped when it ended
+    budget_ended_in: str = ""  # the stage the budget ended in: the choice is the best found so far
 
 
 @dataclass

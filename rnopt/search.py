@@ -14,6 +14,7 @@ module only builds the search space and decides.
 """
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -34,6 +35,7 @@ from rnopt.errors import RnoptError
 from rnopt.execute.base import Executor
 from rnopt.execute.cluster import RayExecutor
 from rnopt.execute.inprocess import InProcessExecutor
+from rnopt.execute.subprocess import SubprocessExecutor
 from rnopt.execute.tasks import (BenchOutcome, DataRef, EvalOutcome, OutputsOutcome, evaluation_task,
                                  validation_task)
 from rnopt.notices import collecting
@@ -64,7 +66,10 @@ def tune(opts: TuneOptions, render: Render = write_record) -> tuple[Record, Path
     backends, skipped = run_backends(opts.backends)
     devices, not_on_cuda = run_devices(opts.devices, backends)
     store = ArtifactStore()
+    budget = Budget.of(opts.budget_minutes)
     searched = [_prepare(one, store) for one in opts.each_model()]
+    for one in searched:
+        one.budget = budget
     if len(searched) > 1:
         check_comparable(searched)
     name = "-".join(s.loaded.name for s in searched)
@@ -96,6 +101,29 @@ def tune(opts: TuneOptions, render: Render = write_record) -> tuple[Record, Path
 
 
 @dataclass
+class Budget:
+    """`--budget-minutes`: when the search must end (None: no end). Checked between candidates, never inside one
+    task, so a search ends at most one validation or one timing round late."""
+
+    deadline: float | None = None
+    ended_in: str = ""  # the stage the budget ran out in ("": it did not)
+
+    @classmethod
+    def of(cls, minutes: float | None) -> "Budget":
+        return cls(None if minutes is None else time.perf_counter() + minutes * 60.0)
+
+    def left(self) -> float:
+        return float("inf") if self.deadline is None else max(0.0, self.deadline - time.perf_counter())
+
+    def spent(self, stage: str) -> bool:
+        """Whether the budget has ended, noting the first stage it ended in."""
+        if self.left() > 0:
+            return False
+        self.ended_in = self.ended_in or stage
+        return True
+
+
+@dataclass
 class OneModel:
     """One model of a search, ready to search: its options, bound and decoded images."""
 
@@ -109,6 +137,10 @@ class OneModel:
     warnings: list[str]
     chosen: VariantSpec | None = None
     files: dict[str, str] = field(default_factory=dict)  # spec id -> its model file in the run folder ("": none)
+    budget: Budget = field(default_factory=Budget)  # shared by every model of the search
+    planned: list[VariantSpec] = field(default_factory=list)  # every candidate, validated or not
+    screen: dict[str, BenchResult] = field(default_factory=dict)  # with a budget: each candidate's short timing
+    skipped: dict[str, str] = field(default_factory=dict)  # spec id -> why it was not validated (with a budget)
     prefix: str = ""  # in a search over several models: the model's folder, before each label
 
     def labelled(self, specs: list[VariantSpec]) -> list[VariantSpec]:
@@ -203,6 +235,20 @@ def _images_given(opts: TuneOptions, meta: ModelMeta) -> str:
                          f"{meta.model} will see; labels are not needed)") from None
 
 
+# A screen: each candidate timed briefly, to order validation and skip candidates that cannot win
+SCREEN_ITERATIONS, SCREEN_SECONDS = 20, 0.2
+
+
+def could_win(screened: BenchResult, best: BenchResult | None, objective: str, tolerance: float) -> bool:
+    """Whether a candidate screened at `screened` could still be chosen once `best` (the fastest screened candidate
+    known to be within the bound) is: it is faster, or as fast by the choice rule (intervals overlap, or within
+    the speed tolerance), where a better score would win."""
+    if best is None:
+        return True
+    return speed(screened, objective) >= speed(best, objective) or screened in tied_with_fastest(
+        [best, screened], objective, tolerance)
+
+
 def _search(one: OneModel, record: Record, backends: list[str], devices: list[str], store: ArtifactStore,
             out: Path, executor: Executor) -> VariantSpec:
     """One model's search into the record: its files in `out`, its candidates validated, timed and judged; the
@@ -223,10 +269,14 @@ def _validated(one: OneModel, record: Record, backends: list[str], devices: list
     accuracy-aware int8 when no plain int8 candidate kept the bound (its files added)."""
     opts, model, bound, validation = one.opts, one.model, one.bound, one.validation
     planned = one.labelled(plan_candidates(model, files, backends, devices, opts.objective, opts.threads))
+    one.planned = list(planned)
     if isinstance(executor, InProcessExecutor):  # loaded ahead here (a failure comes back from validation)
         with progress.task("loading candidates", None), record.timing("loading the variants"):
             executor.load(planned)
     validator = Validator(validation, bound)
+    if one.budget.deadline is not None:
+        specs, scores = _screened_and_validated(one, record, planned, validator, executor)
+        return specs, scores, files  # a budget leaves accuracy-aware int8 out: it costs minutes
     with progress.task(f"validating on {validation.name}", len(planned) * len(validation)) as advance, \
             record.timing("validation"):
         specs, scores = validator.scores(executor, planned, record.failures, advance)
@@ -242,6 +292,131 @@ def _validated(one: OneModel, record: Record, backends: list[str], devices: list
     return specs, scores, files
 
 
+def _screened_and_validated(one: OneModel, record: Record, planned: list[VariantSpec], validator: "Validator",
+                            executor: Executor) -> tuple[list[VariantSpec], dict[str, float]]:
+    """With a budget: every candidate screened (briefly timed), then validated fastest first, the float reference
+    always; a candidate that could no longer win against the fastest within the bound so far is not validated;
+    when the budget ends, validation stops there. Each one left out gets its reason in `one.skipped`."""
+    opts = one.opts
+    config = replace(opts.bench, warmup=5, iterations=SCREEN_ITERATIONS, min_time=SCREEN_SECONDS, target_ci=None,
+                     memory=False)
+    with progress.task("screening the candidates", None) as advance, record.timing("screening"):
+        screen = executor.bench(planned, config, lambda note: advance(1, note))
+    record.failures += screen.failures
+    one.screen = {r.spec_id: r for r in peaks(screen.results, opts.objective)}
+    reference = planned[0]  # validated first, whatever the budget: every drop is measured from it
+    order = [reference] + sorted((s for s in planned[1:] if s.id in one.screen),
+                                 key=lambda s: -speed(one.screen[s.id], opts.objective))
+    specs: list[VariantSpec] = []
+    scores: dict[str, float] = {}
+    best: BenchResult | None = None
+    with progress.task(f"validating on {one.validation.name}", None) as advance, record.timing("validation"):
+        for spec in order:
+            screened = one.screen.get(spec.id)
+            if spec is not reference and one.budget.spent("validation"):
+                one.skipped[spec.id] = "not validated: the budget ended"
+                continue
+            if spec is not reference and screened and not could_win(screened, best, opts.objective,
+                                                                      opts.speed_tolerance):
+                one.skipped[spec.id] = (f"not validated: screened slower than {_label_of(best, planned)} (within the "
+                                        f"bound), it could not win")
+                continue
+            ran, more = validator.scores(executor, [spec], record.failures, advance)
+            specs += ran
+            scores |= more
+            if ran and screened and validator.bound.met(scores[specs[0].id], more[spec.id]) and (
+                    best is None or speed(screened, opts.objective) > speed(best, opts.objective)):
+                best = screened
+    return specs, scores
+
+
+def knob_variants(spec: VariantSpec, objective: str, cores: int) -> tuple[list[VariantSpec], list[VariantSpec]]:
+    """The chosen variant with other settings: its runtime's knobs (`RuntimeConfig.knobs`, timed together in one
+    process) and fewer intra-op threads (each timed in a fresh process: thread pools are per process). Settings
+    equal to the variant's own are left out."""
+    assert spec.config is not None
+    options = []
+    for knob in spec.config.knobs(objective, cores):
+        variant = replace(spec, config=replace(spec.config, **knob),
+                          label=f"{spec.label} + " + ", ".join(f"{k} {_word(v)}" for k, v in knob.items()))
+        if variant.id != spec.id and variant.id not in {v.id for v in options}:
+            options.append(variant)
+    counts = sorted({1, cores // 2} - {0, cores}) if spec.threads is None and spec.device == "cpu" else []
+    threads = [replace(spec, threads=n, label=f"{spec.label} + {n} thread{'s' if n > 1 else ''}") for n in counts]
+    return options, threads
+
+
+def _word(value: object) -> str:
+    return {True: "on", False: "off"}.get(value, str(value)) if isinstance(value, bool) else str(value)
+
+
+def _tune_knobs(one: OneModel, record: Record, spec: VariantSpec, chosen: BenchResult,
+                candidates: dict[str, Candidate], executor: Executor,
+                on_progress: Callable[[str], None]) -> BenchResult:
+    """The chosen variant against itself with other settings, timed side by side (runtime options interleaved in
+    one process; thread counts each in a fresh process). Another setting replaces the chosen one only when it
+    is clearly faster (95 % intervals apart), so the choice does not flip on noise. The file and runtime are the
+    same: the validation score carries over (fewer threads can change float sums in the last bits only)."""
+    opts = one.opts
+    options, threads = knob_variants(spec, opts.objective, os.cpu_count() or 1)
+    if not options and not threads:
+        return chosen
+    base = candidates[spec.id]
+    best, best_gain = chosen, 1.0  # gains: against the default settings in the same timing
+    for group, runner in ((options, executor), (threads, SubprocessExecutor())):
+        if not group or isinstance(executor, RayExecutor):  # a cluster's workers: their own cores, not ours
+            continue
+        outcome = time_candidates(runner, [spec] + group, opts, on_progress)
+        record.failures += outcome.failures
+        figures = {r.spec_id: r for r in peaks(outcome.results, opts.objective)}
+        reference = figures.get(spec.id)
+        for variant in group:
+            record.specs.append(variant)
+            result = figures.get(variant.id)
+            candidate = replace(base, spec_id=variant.id, label=variant.label, verdict="")
+            candidates[variant.id] = candidate
+            if result is None or reference is None:
+                candidate.verdict = "failed: could not be timed"
+                continue
+            record.bench.append(result)
+            _set_speed(candidate, result)
+            clear = clear_gain(result, reference, opts.objective)
+            if clear is not None and clear > best_gain:
+                best, best_gain = result, clear
+            candidate.verdict = (f"setting: {_gain(result, reference, opts.objective):.2f}x as fast as the default "
+                                 f"settings timed beside it" + ("" if clear else ", not clearly (95 % intervals "
+                                                                                 "overlap)"))
+    if best is not chosen:
+        candidates[spec.id].verdict = "the same with other settings was clearly faster"
+        candidates[best.spec_id].verdict = "chosen"
+    return best
+
+
+def clear_gain(result: BenchResult, reference: BenchResult, objective: str) -> float | None:
+    """How many times as fast as `reference` (timed beside it) `result` is, where it is clearly faster (95 %
+    intervals apart); None where the timing cannot say it is faster."""
+    if not _clearly_faster(_as_candidate(result), _as_candidate(reference), objective):
+        return None
+    return _gain(result, reference, objective)
+
+
+def _gain(result: BenchResult, reference: BenchResult, objective: str) -> float:
+    """How many times as fast as `reference` (timed in the same run)."""
+    if objective == "throughput":
+        return result.throughput_ips / reference.throughput_ips
+    return reference.latency_ms.p50 / result.latency_ms.p50
+
+
+def _as_candidate(result: BenchResult) -> Candidate:
+    candidate = Candidate(result.spec_id, "")
+    _set_speed(candidate, result)
+    return candidate
+
+
+def _label_of(result: BenchResult | None, specs: list[VariantSpec]) -> str:
+    return next((s.label for s in specs if result and s.id == result.spec_id), "")
+
+
 def _time_and_choose(one: OneModel, record: Record, specs: list[VariantSpec], scores: dict[str, float],
                      files: dict[str, ArtifactSpec], out: Path, executor: Executor, start: float) -> VariantSpec:
     """The candidates within the bound timed, the fastest chosen (ties: the better score), verdicts given: one
@@ -252,22 +427,44 @@ def _time_and_choose(one: OneModel, record: Record, specs: list[VariantSpec], sc
     depth = one.loaded.spec.depth
     candidates = {s.id: _candidate(s, scores.get(s.id), reference_score, bound, one.loaded.name, depth)
                   for s in specs}
-    with progress.task("timing the candidates within the bound", None) as advance, record.timing("timing"):
-        outcome = time_candidates(executor, [s for s in specs if candidates[s.id].met], opts,
-                                  on_progress=lambda note: advance(1, note))
+    within = [s for s in specs if candidates[s.id].met]
+    screen_only = one.budget.spent("timing")
+    if screen_only:  # the screen's figures are the best known
+        outcome = BenchOutcome([one.screen[s.id] for s in within if s.id in one.screen])
+    else:
+        with progress.task("timing the candidates within the bound", None) as advance, record.timing("timing"):
+            config = replace(opts, bench=replace(opts.bench, max_time=min(opts.bench.max_time, one.budget.left())))
+            outcome = time_candidates(executor, within, config, on_progress=lambda note: advance(1, note))
     record.bench += outcome.results
     record.bench_config = opts.bench.to_dict()
     record.failures += outcome.failures
     figures = peaks(outcome.results, opts.objective)
     chosen = choose(figures, opts.objective, {i: c.score for i, c in candidates.items()}, opts.speed_tolerance)
     give_verdicts(candidates, figures, chosen, opts.objective, record.failures, opts.speed_tolerance)
+    if opts.knobs and not one.budget.spent("knobs"):
+        with progress.task("timing other settings of the chosen variant", None) as advance, \
+                record.timing("knobs"):
+            chosen = _tune_knobs(one, record, next(s for s in specs if s.id == chosen.spec_id), chosen,
+                                 candidates, executor, lambda note: advance(1, note))
+        specs = specs + [s for s in record.specs if s.id in candidates and s not in specs]
+    for spec_id, reason in one.skipped.items():
+        label = next(s.label for s in one.planned if s.id == spec_id)
+        candidates[spec_id] = replace(Candidate(spec_id, label, model=one.loaded.name, depth=depth), verdict=reason)
+    record.specs += [s for s in one.planned if s.id in one.skipped]
+    if one.budget.ended_in:
+        unvalidated = sum(1 for reason in one.skipped.values() if "budget" in reason)
+        timed_by = "the screen's short timing" if screen_only else "a timing cut to the budget"
+        record.warnings.append(f"the budget of {opts.budget_minutes:g} minutes ended during {one.budget.ended_in}: "
+                               f"the choice is the best found so far ({unvalidated} candidates not validated; timed "
+                               f"by {timed_by})")
     chosen_spec = next(s for s in specs if s.id == chosen.spec_id)
     one.files = {s.id: _file_of(s, files, out) for s in specs}
     record.searches.append(SearchResult(
         opts.objective, opts.bench.batch_sizes[0], bound.describe(), bound.measure, validation.name, len(validation),
         reference.label, reference.id, reference_score, list(candidates.values()), chosen.spec_id,
         one.files[chosen_spec.id], round(time.perf_counter() - start, 1), opts.speed_tolerance,
-        any(w.startswith("speed only:") for w in record.warnings), model=one.loaded.name))
+        any(w.startswith("speed only:") for w in record.warnings), model=one.loaded.name,
+        budget_minutes=opts.budget_minutes, budget_ended_in=one.budget.ended_in))
     return chosen_spec
 
 
@@ -281,21 +478,27 @@ def _across_models(opts: TuneOptions, record: Record, searched: list[OneModel], 
     bound = next(one.bound for one in searched if one.loaded.name == best.model)
     finalists = finalists_of(searches, bound, opts.objective)
     specs = [record.spec(c.spec_id) for c in finalists]
-    with progress.task("timing the finalists of every model together", None) as advance, \
-            record.timing("timing across models"):
-        outcome = time_candidates(executor, specs, opts, on_progress=lambda note: advance(1, note))
-    record.failures += outcome.failures
-    confirmed = {(r.spec_id, r.batch_size) for r in outcome.results}  # these replace the models' own timings
-    record.bench = [r for r in record.bench if (r.spec_id, r.batch_size) not in confirmed] + outcome.results
-    chosen = judge(finalists, peaks(outcome.results, opts.objective), opts.objective, opts.speed_tolerance,
-                   record.failures)
+    budget = searched[0].budget
+    if budget.spent("timing across models"):  # each model's own timing is the best known
+        results = [r for r in record.bench if r.spec_id in {c.spec_id for c in finalists}]
+    else:
+        with progress.task("timing the finalists of every model together", None) as advance, \
+                record.timing("timing across models"):
+            config = replace(opts, bench=replace(opts.bench, max_time=min(opts.bench.max_time, budget.left())))
+            outcome = time_candidates(executor, specs, config, on_progress=lambda note: advance(1, note))
+        record.failures += outcome.failures
+        confirmed = {(r.spec_id, r.batch_size) for r in outcome.results}  # these replace the models' own timings
+        record.bench = [r for r in record.bench if (r.spec_id, r.batch_size) not in confirmed] + outcome.results
+        results = outcome.results
+    chosen = judge(finalists, peaks(results, opts.objective), opts.objective, opts.speed_tolerance, record.failures)
     chosen_file = next(one.files[chosen.spec_id] for one in searched if chosen.spec_id in one.files)
     record.searches.insert(0, SearchResult(
         opts.objective, opts.bench.batch_sizes[0], bound.describe(), bound.measure, best.data, best.images,
         best.reference, best.reference_id, best.reference_score, finalists, chosen.spec_id,
         chosen_file,
         round(time.perf_counter() - start, 1), opts.speed_tolerance, False, model=best.model,
-        models=[one.loaded.name for one in searched], floor=bound.score_at(best.reference_score, bound.limit)))
+        models=[one.loaded.name for one in searched], floor=bound.score_at(best.reference_score, bound.limit),
+        budget_minutes=opts.budget_minutes, budget_ended_in=budget.ended_in))
 
 
 def finalists_of(searches: list[SearchResult], bound: AccuracyBound, objective: str) -> list[Candidate]:

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from conftest import damage_script
+from rnopt.accuracy import AccuracyBound
 from rnopt.artifacts import artifact_for
 from rnopt.models import create_model
 from rnopt.results import BenchResult, Candidate, Failure, LatencyStats, SearchResult
@@ -24,7 +25,7 @@ from rnopt.search import choose, finalists_of, give_verdicts, judge, plan_candid
 from rnopt.spec import Step, VariantSpec
 
 QUICK = ("--backend", "onnxruntime", "--recipe", "minmax", "--limit", "300", "--iterations", "5",
-         "--min-time", "0.05", "--quiet")
+         "--min-time", "0.05", "--quiet", "--no-knobs")
 
 
 def _tune(cli, tmp_path: Path, image_folder: Path, *extra: str) -> dict:
@@ -88,7 +89,7 @@ def test_only_throughput_searches_sweep_and_a_gpu_sweeps_by_default():
 
 def test_a_pytorch_only_search_builds_no_int8_files(cli, tmp_path, image_folder):
     out = tmp_path / "reports"
-    r = cli("tune", "--backend", "torch", "--limit", "100", "--iterations", "5", "--min-time", "0.05", "--quiet",
+    r = cli("tune", "--backend", "torch", "--limit", "100", "--iterations", "5", "--min-time", "0.05", "--quiet", "--no-knobs",
             "--test-data", image_folder, "--output", out, "--json", tmp_path / "t.json")
     assert r.code == 0, r.err
     payload = json.loads((tmp_path / "t.json").read_text())
@@ -254,7 +255,7 @@ def _flat_images(folder: Path, count: int) -> Path:
 
 def test_speed_only_bounds_agreement_with_float_and_says_accuracy_was_not_measured(cli, tmp_path):
     flat = _flat_images(tmp_path / "unlabelled", 60)  # images without labels: accuracy cannot be measured
-    r = cli("tune", "--data", flat, "--output", tmp_path / "reports", "--json", tmp_path / "t.json", *QUICK[:4],
+    r = cli("tune", "--data", flat, "--output", tmp_path / "reports", "--json", tmp_path / "t.json", *QUICK[:4], "--no-knobs",
             "--iterations", "5", "--min-time", "0.05", "--quiet")
     assert r.code == 0, r.err
     payload = json.loads((tmp_path / "t.json").read_text())
@@ -272,7 +273,7 @@ def test_a_model_without_trained_weights_is_tuned_for_speed_only(cli, tmp_path):
     flat = _flat_images(tmp_path / "photos", 12)
     r = cli("tune", "--model", "resnet18", "--data", flat, "--output", tmp_path / "reports", "--json",
             tmp_path / "t.json", "--backend", "onnxruntime", "--recipe", "minmax", "--iterations", "3",
-            "--min-time", "0", "--quiet")
+            "--min-time", "0", "--quiet", "--no-knobs")
     assert r.code == 0, r.err
     search = json.loads((tmp_path / "t.json").read_text())["searches"][0]
     assert search["speed_only"] and "resnet18 has random weights" in r.err
@@ -315,7 +316,7 @@ def test_a_search_over_two_depths_puts_both_on_one_front_and_ships_the_recommend
 
 
 def _model_search(model: str, depth: int, reference: float, points: list[tuple[str, float, float, float]],
-                  bound: "AccuracyBound") -> SearchResult:
+                  bound: AccuracyBound) -> SearchResult:
     """A model's search as `_time_and_choose` leaves it: (id, score, p50 ms, interval half-width) per candidate."""
     candidates = [Candidate(key, f"{model}/{key}", score, bound.drop(reference, score), bound.met(reference, score),
                             p50, [p50 - half, p50 + half], 1000.0 / p50, 1, model=model, depth=depth)
@@ -393,3 +394,96 @@ def test_pruning_to_each_models_front_never_drops_the_best(objective, tolerance)
         full = judge(copy.deepcopy(every), _figures(every), objective, tolerance, [])
         pruned = judge(copy.deepcopy(finalists), _figures(finalists), objective, tolerance, [])
         assert pruned.spec_id == full.spec_id
+
+
+# A time budget: screen, validate what could still win, confirm; stop with the best so far.
+
+def test_a_spent_budget_stops_the_search_with_the_best_found_so_far_and_says_so(cli, tmp_path, image_folder):
+    out = tmp_path / "reports"
+    r = cli("tune", "--budget-minutes", "0.001", "--output", out, "--json", tmp_path / "t.json", "--test-data",
+            image_folder, *QUICK)
+    assert r.code == 0, r.err
+    search = json.loads((tmp_path / "t.json").read_text())["searches"][0]
+    assert search["budget_minutes"] == 0.001 and search["budget_ended_in"] == "validation"
+    verdicts = {c["label"]: c["verdict"] for c in search["candidates"]}
+    # The float reference is always validated (every drop is measured from it); the budget ended after it.
+    assert verdicts == {"model.onnx": "chosen", "model.fused.onnx": "not validated: the budget ended",
+                        "model.int8-minmax.onnx": "not validated: the budget ended"}
+    assert ("the budget of 0.001 minutes ended during validation: the choice is the best found so far (2 candidates "
+            "not validated; timed by the screen's short timing)") in r.err
+    (folder,) = out.iterdir()
+    assert "the best found so far" in (folder / "report.md").read_text()
+
+
+def test_a_budget_screens_and_validates_only_what_could_still_win(cli, tmp_path, image_folder):
+    r = cli("tune", "--budget-minutes", "10", "--output", tmp_path / "reports", "--json", tmp_path / "t.json",
+            "--test-data", image_folder, *QUICK)
+    assert r.code == 0, r.err
+    search = json.loads((tmp_path / "t.json").read_text())["searches"][0]
+    assert search["budget_ended_in"] == "" and "budget" not in r.err
+    by_label = {c["label"]: c for c in search["candidates"]}
+    assert by_label["model.onnx"]["score"] is not None  # the reference, validated first
+    for c in by_label.values():  # validated and judged, or left out because it could not win
+        assert c["score"] is not None or c["verdict"].startswith("not validated: screened slower than")
+    assert sum(c["verdict"] == "chosen" for c in by_label.values()) == 1
+
+
+def test_a_candidate_is_validated_only_while_it_could_still_win():
+    from rnopt.search import could_win
+
+    best = _result("best", 1.00, 0.01)
+    assert could_win(_result("faster", 0.90, 0.01), best, "latency", 0.0)
+    assert could_win(_result("noisy", 1.05, 0.06), best, "latency", 0.0)  # intervals overlap: a better score wins
+    assert not could_win(_result("slower", 1.10, 0.01), best, "latency", 0.0)
+    assert could_win(_result("slower", 1.10, 0.01), best, "latency", 12.0)  # within the speed tolerance
+    assert could_win(_result("any", 5.0, 0.01), None, "latency", 0.0)  # nothing within the bound yet
+    assert not could_win(_result("few", 1.0, 0.001, throughput=800.0), _result("b", 1.0, 0.001, throughput=1000.0),
+                         "throughput", 5.0)
+
+
+def test_the_knobs_tried_are_the_runtimes_own_and_pruned_by_objective():
+    from rnopt.search import knob_variants
+
+    model = artifact_for("resnet20_cifar10")
+    files = {"model.onnx": model}
+    ort, ov = plan_candidates(model, files, ["onnxruntime", "openvino"], ["cpu"], "latency")[:2]
+    options, threads = knob_variants(ort, "latency", 2)
+    assert [o.label for o in options] == ["model.onnx + spinning off", "model.onnx + inter_op 2"]
+    assert [(t.threads, t.label) for t in threads] == [(1, "model.onnx + 1 thread")]
+    assert len({s.id for s in [ort, *options, *threads]}) == 4  # each a variant of its own
+    assert knob_variants(ort, "latency", 1)[1] == []  # one core: nothing fewer to try
+    assert knob_variants(ov, "latency", 8)[0] == []  # one request at a time: streams cannot help latency
+    ov_throughput = plan_candidates(model, files, ["openvino"], ["cpu"], "throughput")[0]
+    options, threads = knob_variants(ov_throughput, "throughput", 4)
+    assert [o.config.properties(None, None).get("NUM_STREAMS") for o in options] == ["1", "2", "4", None]
+    assert options[-1].config.hint == "latency" and [t.threads for t in threads] == [1, 2]
+
+
+def test_the_chosen_variant_is_timed_against_its_other_settings(cli, tmp_path, image_folder):
+    payload = _tune(cli, tmp_path, image_folder, "--knobs")
+    search = payload["searches"][0]
+    by_label = _by_label(payload)
+    base = next(c for c in by_label.values() if c["verdict"] in ("chosen", "the same with other settings was "
+                                                                             "clearly faster"))
+    settings = {label: c for label, c in by_label.items() if label.startswith(base["label"] + " + ")}
+    assert set(settings) == {base["label"] + " + spinning off", base["label"] + " + inter_op 2",
+                             base["label"] + " + 1 thread"}
+    timed = {b["spec_id"] for b in payload["bench"]}
+    for c in settings.values():  # timed side by side with the default settings; the validation score carried over
+        assert c["spec_id"] in timed and c["score"] == base["score"] and c["met"]
+        assert c["verdict"] == "chosen" or c["verdict"].startswith("setting: ") and \
+            "as fast as the default settings timed beside it" in c["verdict"]
+    chosen = [c for c in by_label.values() if c["verdict"] == "chosen"]
+    assert len(chosen) == 1 and search["chosen_id"] == chosen[0]["spec_id"]
+    assert chosen[0]["spec_id"] in {s["id"] for s in payload["specs"]}  # a setting chosen is a spec like any other
+
+
+def test_another_setting_replaces_the_chosen_only_when_clearly_faster():
+    from rnopt.search import clear_gain
+
+    base = _result("base", 1.00, 0.01)
+    assert clear_gain(_result("spin", 0.80, 0.01), base, "latency") == pytest.approx(1.25)
+    assert clear_gain(_result("noisy", 0.97, 0.05), base, "latency") is None  # faster, but the intervals overlap
+    assert clear_gain(_result("slow", 1.20, 0.01), base, "latency") is None
+    many = _result("streams", 1.0, 0.001, throughput=1500.0)
+    assert clear_gain(many, _result("base", 1.0, 0.001, throughput=1000.0), "throughput") == pytest.approx(1.5)

@@ -61,6 +61,12 @@ class RuntimeConfig:
         return {}
 
     @classmethod
+    def knobs(cls, objective: str, cores: int) -> list[dict[str, Any]]:
+        """Other settings worth timing against the objective's (`tune`'s last stage, on the chosen variant): each
+        a dict of options; []: none matters. Pruned by what the runtime does, not crossed blindly."""
+        return []
+
+    @classmethod
     def flags(cls) -> list[dataclasses.Field]:
         """Its fields that are command-line flags (declared with `rnopt.options.option`)."""
         return flag_fields(cls)

@@ -106,6 +106,9 @@ def search_headline(data: ReportData) -> str | None:
     why = (f"Of the {pool}: as fast as the fastest by that rule, and better on validation." if tied
            else f"The fastest of the {pool}.")
     why = f"{why} {rule}"
+    if search.budget_ended_in:
+        why += (f" The budget ({search.budget_minutes:g} minutes) ended during {search.budget_ended_in}: this is the "
+                f"best found so far.")
     if search.speed_only:
         why += (" Speed only: accuracy was not measured; the bound is how closely each candidate's outputs follow "
                 "the float model's.")

@@ -34,6 +34,12 @@ class OrtConfig(RuntimeConfig):
     cuda_variants: ClassVar[dict[str, dict[str, Any]]] = {"": {"provider": "cuda"}}
     not_on_cuda: ClassVar[str] = "this onnxruntime has no CUDA provider (pip install onnxruntime-gpu)"
 
+    @classmethod
+    def knobs(cls, objective: str, cores: int) -> list[dict[str, Any]]:
+        """Workers that sleep between calls (spinning costs a core's time; with several requests in flight it can
+        cost speed), and inter-op threads (only independent branches gain: a ResNet has few)."""
+        return [{"spinning": False}] + ([{"inter_op": 2}] if cores >= 2 else [])
+
     def __post_init__(self) -> None:
         if self.opt_level not in OPT_LEVELS:
             raise RnoptError(f"unknown ONNX Runtime optimization level {self.opt_level!r}: choose "
