@@ -1,4 +1,4 @@
-"""`rnopt tune`: search one model's variants for the fastest whose accuracy stays within a bound.
+"""`rnopt tune`: search a model's variants (or several models') for the fastest whose accuracy stays within a bound.
 
     model files (export, fuse, int8 by each search recipe, NNCF's int8) ──> candidate specs on every runtime
       ──validate──> each scored on validation images (never the test set); over the bound: out
@@ -6,8 +6,15 @@
         from minmax (ORT) and NNCF, validated the same way
       ──bench──> the rest timed together, interleaved, at one batch size
       ──choose──> the fastest by the objective; among those the timing cannot tell apart from it (95 %
-                  intervals overlap), the most accurate on validation
+                  intervals overlap, or within the speed tolerance), the most accurate on validation
+      ──settings──> the chosen one against itself with its runtime's knobs and fewer threads; one clearly
+                    faster replaces it
       ──> the chosen variant and the float reference on the test set (untuned figures); one record
+
+Several models (`--model a,b`): each searched as above against its own float reference, then their finalists
+(each model's own front) timed together and judged by one bound against the best float model: the
+recommendation leads the record. A budget (`--budget-minutes`): every candidate screened with a short timing
+first, validated fastest first while it could still win, and the search stops with the best found so far.
 
 The building blocks are `rnopt run`'s (planner, artifact store, executor, accuracy bound, quantizers): this
 module only builds the search space and decides.
@@ -383,9 +390,9 @@ def _tune_knobs(one: OneModel, record: Record, spec: VariantSpec, chosen: BenchR
             clear = clear_gain(result, reference, opts.objective)
             if clear is not None and clear > best_gain:
                 best, best_gain = result, clear
-            candidate.verdict = (f"setting: {_gain(result, reference, opts.objective):.2f}x as fast as the default "
-                                 f"settings timed beside it" + ("" if clear else ", not clearly (95 % intervals "
-                                                                                 "overlap)"))
+            gain = _gain(result, reference, opts.objective)
+            candidate.verdict = (f"setting: {gain:.2f}x as fast as the default settings timed beside it"
+                                 + ("" if clear or gain <= 1 else ", not clearly (95 % intervals overlap)"))
     if best is not chosen:
         candidates[spec.id].verdict = "the same with other settings was clearly faster"
         candidates[best.spec_id].verdict = "chosen"
