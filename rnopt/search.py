@@ -446,8 +446,13 @@ def _time_and_choose(one: OneModel, record: Record, specs: list[VariantSpec], sc
     record.bench_config = opts.bench.to_dict()
     record.failures += outcome.failures
     figures = peaks(outcome.results, opts.objective)
-    chosen = choose(figures, opts.objective, {i: c.score for i, c in candidates.items()}, opts.speed_tolerance)
-    give_verdicts(candidates, figures, chosen, opts.objective, record.failures, opts.speed_tolerance)
+    # Speed only: the agreement scores differ in the fourth digit, so they should not outweigh speed: the fastest
+    # median wins outright (no tolerance; ties by the median, not the score)
+    speed_only = any(w.startswith("speed only:") for w in one.warnings)
+    tolerance = 0.0 if speed_only else opts.speed_tolerance
+    chosen = choose(figures, opts.objective, {i: 0.0 if speed_only else c.score for i, c in candidates.items()},
+                    tolerance)
+    give_verdicts(candidates, figures, chosen, opts.objective, record.failures, tolerance)
     if opts.knobs and not one.budget.spent("knobs"):
         with progress.task("timing other settings of the chosen variant", None) as advance, \
                 record.timing("knobs"):
@@ -469,8 +474,8 @@ def _time_and_choose(one: OneModel, record: Record, specs: list[VariantSpec], sc
     record.searches.append(SearchResult(
         opts.objective, opts.bench.batch_sizes[0], bound.describe(), bound.measure, validation.name, len(validation),
         reference.label, reference.id, reference_score, list(candidates.values()), chosen.spec_id,
-        one.files[chosen_spec.id], round(time.perf_counter() - start, 1), opts.speed_tolerance,
-        any(w.startswith("speed only:") for w in record.warnings), model=one.loaded.name,
+        one.files[chosen_spec.id], round(time.perf_counter() - start, 1), tolerance, speed_only,
+        model=one.loaded.name,
         budget_minutes=opts.budget_minutes, budget_ended_in=one.budget.ended_in))
     return chosen_spec
 

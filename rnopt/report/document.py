@@ -103,6 +103,8 @@ def search_headline(data: ReportData) -> str | None:
     rule = (f"The rule: among candidates within {search.speed_tolerance:g} % of the fastest (or within the timing "
             f"noise), the best validation score wins." if search.speed_tolerance else
             "The rule: among candidates the timing cannot tell from the fastest, the best validation score wins.")
+    if search.speed_only:
+        rule = "The rule, with accuracy not measured: the fastest median wins."
     why = (f"Of the {pool}: as fast as the fastest by that rule, and better on validation." if tied
            else f"The fastest of the {pool}.")
     why = f"{why} {rule}"
