@@ -453,6 +453,9 @@ def _time_and_choose(one: OneModel, record: Record, specs: list[VariantSpec], sc
     chosen = choose(figures, opts.objective, {i: 0.0 if speed_only else c.score for i, c in candidates.items()},
                     tolerance)
     give_verdicts(candidates, figures, chosen, opts.objective, record.failures, tolerance)
+    for candidate in candidates.values() if speed_only else []:
+        if candidate.verdict.startswith("as fast as the fastest"):
+            candidate.verdict = "as fast as the fastest within the noise; speed only: the fastest median wins"
     if opts.knobs and not one.budget.spent("knobs"):
         with progress.task("timing other settings of the chosen variant", None) as advance, \
                 record.timing("knobs"):
