@@ -242,6 +242,13 @@ def _images_given(opts: TuneOptions, meta: ModelMeta) -> str:
                          f"{meta.model} will see; labels are not needed)") from None
 
 
+def within_budget(opts: TuneOptions, budget: Budget) -> TuneOptions:
+    """The options with the timing's limit cut to the time the budget has left (unchanged without a budget)."""
+    if budget.deadline is None:
+        return opts
+    return replace(opts, bench=replace(opts.bench, max_time=min(opts.bench.max_time, max(budget.left(), 0.1))))
+
+
 # A screen: each candidate timed briefly, to order validation and skip candidates that cannot win
 SCREEN_ITERATIONS, SCREEN_SECONDS = 20, 0.2
 
@@ -373,7 +380,7 @@ def _tune_knobs(one: OneModel, record: Record, spec: VariantSpec, chosen: BenchR
     for group, runner in ((options, executor), (threads, SubprocessExecutor())):
         if not group or isinstance(executor, RayExecutor):  # a cluster's workers: their own cores, not ours
             continue
-        outcome = time_candidates(runner, [spec] + group, opts, on_progress)
+        outcome = time_candidates(runner, [spec] + group, within_budget(opts, one.budget), on_progress)
         record.failures += outcome.failures
         figures = {r.spec_id: r for r in peaks(outcome.results, opts.objective)}
         reference = figures.get(spec.id)
@@ -440,8 +447,8 @@ def _time_and_choose(one: OneModel, record: Record, specs: list[VariantSpec], sc
         outcome = BenchOutcome([one.screen[s.id] for s in within if s.id in one.screen])
     else:
         with progress.task("timing the candidates within the bound", None) as advance, record.timing("timing"):
-            config = replace(opts, bench=replace(opts.bench, max_time=min(opts.bench.max_time, one.budget.left())))
-            outcome = time_candidates(executor, within, config, on_progress=lambda note: advance(1, note))
+            outcome = time_candidates(executor, within, within_budget(opts, one.budget),
+                                      on_progress=lambda note: advance(1, note))
     record.bench += outcome.results
     record.bench_config = opts.bench.to_dict()
     record.failures += outcome.failures
@@ -499,8 +506,8 @@ def _across_models(opts: TuneOptions, record: Record, searched: list[OneModel], 
     else:
         with progress.task("timing the finalists of every model together", None) as advance, \
                 record.timing("timing across models"):
-            config = replace(opts, bench=replace(opts.bench, max_time=min(opts.bench.max_time, budget.left())))
-            outcome = time_candidates(executor, specs, config, on_progress=lambda note: advance(1, note))
+            outcome = time_candidates(executor, specs, within_budget(opts, budget),
+                                      on_progress=lambda note: advance(1, note))
         record.failures += outcome.failures
         confirmed = {(r.spec_id, r.batch_size) for r in outcome.results}  # these replace the models' own timings
         record.bench = [r for r in record.bench if (r.spec_id, r.batch_size) not in confirmed] + outcome.results

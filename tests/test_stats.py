@@ -3,6 +3,7 @@ import dataclasses
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -104,6 +105,12 @@ def test_target_ci_stops_as_soon_as_every_interval_is_narrow_enough(fp32_onnx, i
     assert all(r.converged is False for r in outcome.results)
     [line] = [w for w in summarize_warnings(outcome.results) if w.startswith("--target-ci")]
     assert "not reached within --max-time for 2 result(s)" in line and "a longer --max-time" in line
+    # --max-time is the ceiling even for --iterations: a slow model at a large batch must not run for minutes
+    ceiling = BenchConfig([1], warmup=2, iterations=20_000, target_ci=1e-9, max_time=1.0)
+    started = time.perf_counter()
+    outcome = InProcessExecutor().bench(_specs(fp32_onnx, int8_onnx), ceiling)
+    assert time.perf_counter() - started < 8 and all(r.iterations < 20_000 and r.converged is False
+                                                      for r in outcome.results)
     # a wide interval's remedy: more time where the run was already adaptive, adaptive timing where it was not
     wide = [dataclasses.replace(r, p50_ci=0.05) for r in outcome.results]
     assert "or with a longer --max-time" in summarize_warnings(wide)[0]
