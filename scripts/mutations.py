@@ -149,8 +149,8 @@ MUTATIONS = [
              ("tests/test_cuda_logic.py::test_the_reference_follows_the_precision_the_runtime_reported",)),
     # outputs and inputs (catalog, round 2)
     Mutation("outputs: inputs read from named options only (positional models missed)", "rnopt/cli/common.py",
-             "        if key in _OUTPUT_OPTIONS or key.startswith(\"_\"):",
-             "        if key in _OUTPUT_OPTIONS or key.startswith(\"_\") or key not in (\"input\", \"weights\"):",
+             "        if key.rsplit(\".\", 1)[-1] in _OUTPUT_OPTIONS or key.startswith(\"_\"):",
+             "        if key.rsplit(\".\", 1)[-1] in _OUTPUT_OPTIONS or key.startswith(\"_\") or key not in (\"input\", \"weights\"):",
              (C + "test_catalog_round2[sensitivity-json-over-int8]",)),
     Mutation("outputs: a file inside a folder read may be replaced", "rnopt/cli/common.py",
              "        if inside is not None:", "        if inside is None and False:",
