@@ -14,6 +14,7 @@ from rnopt.bench import Variant, check_batch_fits
 from rnopt.data import ImageDataset, align_labels
 from rnopt.errors import RnoptError
 from rnopt.numerics import OutputComparer
+from rnopt.predictions import predicted_batches
 from rnopt.preprocessing import Preprocessing
 from rnopt.results import Comparison, EmbeddingSection, EvalResult, EvalSection, RetrievalResult
 from rnopt.retrieval import KS, fidelity, search
@@ -79,10 +80,8 @@ def evaluate(variants: list[Variant], dataset: ImageDataset, preprocessing: Prep
              batch_size: int = 100, on_batch: Callable[[int], None] | None = None) -> EvalSection:
     """Run every variant on each batch (images decoded once), then score and compare with variants[0]."""
     score = ClassifierScore([RanAs.of(v) for v in variants])
-    for images, labels in dataset.batches(batch_size, preprocessing):
-        score.add([v.session.predict(images) for v in variants], labels)
-        if on_batch:
-            on_batch(len(labels))
+    for outputs, labels in predicted_batches(variants, dataset, preprocessing, batch_size, on_batch):
+        score.add(outputs, labels)
     return score.section(dataset.name)
 
 
@@ -139,12 +138,10 @@ def embed(variants: list[Variant], dataset: ImageDataset, preprocessing: Preproc
     """Every variant's outputs on every image (images decoded once), in image order, and the labels."""
     chunks: list[list[np.ndarray]] = [[] for _ in variants]
     labels = []
-    for images, batch_labels in dataset.batches(batch_size, preprocessing):
-        for chunk, v in zip(chunks, variants):
-            chunk.append(_scores(v.label, v.session.predict(images), len(batch_labels)))
+    for outputs, batch_labels in predicted_batches(variants, dataset, preprocessing, batch_size, on_batch):
+        for chunk, v, output in zip(chunks, variants, outputs):
+            chunk.append(_scores(v.label, output, len(batch_labels)))
         labels.append(batch_labels)
-        if on_batch:
-            on_batch(len(batch_labels))
     return [np.concatenate(c) for c in chunks], np.concatenate(labels)
 
 

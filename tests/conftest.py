@@ -25,6 +25,9 @@ def private_artifact_cache(tmp_path_factory):
     on another CPU (a calibrated step's bytes follow the CPU's float kernels), and tests compare bytes."""
     before = os.environ.get("RNOPT_CACHE_DIR")
     os.environ["RNOPT_CACHE_DIR"] = str(tmp_path_factory.mktemp("rnopt-cache"))
+    # Outputs are computed in every test (tests/test_predictions.py turns the prediction cache on): a test that
+    # stops a worker mid-evaluation, or counts images, sees the work done.
+    os.environ["RNOPT_PREDICTION_CACHE"] = "0"
     yield
     if before is None:
         del os.environ["RNOPT_CACHE_DIR"]

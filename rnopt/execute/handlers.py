@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rnopt.accuracy import ValidationSet
 from rnopt.artifacts import ArtifactStore
 from rnopt.bench import BenchConfig, Variant, bench_variants
 from rnopt.embedding import embed_images, require_embedding_model
@@ -18,6 +19,7 @@ from rnopt.errors import RnoptError, first_line
 from rnopt.evaluation import RanAs, evaluate_variants, predict_part, score_outputs
 from rnopt.execute.tasks import BenchOutcome, EvalOutcome, Outcome, OutputsOutcome, Task
 from rnopt.memory import measure_here
+from rnopt.predictions import cached_outputs
 from rnopt.results import Failure
 from rnopt.spec import VariantSpec
 
@@ -69,7 +71,7 @@ def perform(task: Task, specs: Sequence[VariantSpec], load: Load, store: Artifac
                               {v.spec.id: asdict(RanAs.of(v)) for v in variants})
     if task.kind == "validate":
         validation = store.data.validation(task.data.reference(), variants[0].meta)
-        return _outputs(variants, failures, validation.batches(batch_size), step)
+        return _outputs(variants, failures, validation, batch_size, step)
     raise RnoptError(f"this executor cannot run {task.kind} tasks")
 
 
@@ -105,13 +107,19 @@ def merge_predictions(task: Task, parts: list[OutputsOutcome]) -> EvalOutcome:
     return EvalOutcome(section, list(failed.values()))
 
 
-def _outputs(variants: list[Variant], failures: list[Failure], batches: list[np.ndarray],
+def _outputs(variants: list[Variant], failures: list[Failure], validation: ValidationSet, batch_size: int,
              step: Advance) -> OutputsOutcome:
-    """Each variant's outputs on every batch, in order; a variant whose runtime fails is a Failure."""
+    """Each variant's outputs on the validation images, in order (the prediction cache's where it holds the same
+    bits); a variant whose runtime fails is a Failure."""
     outcome = OutputsOutcome(failures=failures)
+    batches = validation.batches(batch_size)
     for variant in variants:
         try:
-            outcome.outputs[variant.spec.id] = np.concatenate([_predict(variant, batch, step) for batch in batches])
+            outcome.outputs[variant.spec.id], stored = cached_outputs(
+                variant, f"validation {validation.sha256}", batch_size,
+                lambda: np.concatenate([_predict(variant, batch, step) for batch in batches]))
+            if stored:
+                step(len(validation))
             outcome.ran[variant.spec.id] = asdict(RanAs.of(variant))
         except RnoptError as exc:
             outcome.failures.append(Failure(variant.spec.id, variant.spec.label, "validate", str(exc)))

@@ -1,0 +1,162 @@
+"""A variant's outputs on a set of images, kept on disk: a later evaluation of the same bytes computes them once.
+
+What a model file outputs on given images is fixed by the file's bytes, the runtime and its version, the settings
+it ran with, the CPU's instruction sets (they choose the kernels) and the decoded images. A prediction is stored
+under the sha256 of all of those, so an entry is reused only where recomputing it would give the same bits; any
+change (another file, runtime release, CPU, thread count, image, preprocessing or line of rnopt's code) is a miss.
+Timing is never cached: only what an evaluation or a validation computes.
+
+Entries live in $RNOPT_CACHE_DIR/predictions (beside the artifact store); RNOPT_PREDICTION_CACHE=0 turns the
+cache off. Outputs over MAX_ENTRY_BYTES (an ImageNet-size logit table) are not kept.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+import rnopt
+from rnopt.artifacts import artifacts_dir, file_sha256
+from rnopt.backends.base import ModelFile, TorchModel
+from rnopt.bench import Variant
+from rnopt.data import ImageDataset
+from rnopt.environment import cpu_kernels, snapshot
+from rnopt.errors import RnoptError
+from rnopt.fileio import atomic_path
+from rnopt.notices import notice
+from rnopt.preprocessing import Preprocessing
+
+FORMAT = 1  # the key's layout: a change here makes every older entry a miss
+MAX_ENTRY_BYTES = 64 << 20
+
+
+def enabled() -> bool:
+    return os.environ.get("RNOPT_PREDICTION_CACHE", "1") != "0"
+
+
+@functools.cache
+def code_digest() -> str:
+    """rnopt's own source: a change to how a runtime is driven or images are read is a miss, even in a checkout."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(rnopt.__file__).parent.rglob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def predictions_dir() -> Path:
+    return artifacts_dir().parent / "predictions"
+
+
+def images_digest(dataset: ImageDataset, preprocessing: Preprocessing) -> str:
+    """The images as a variant sees them: every file's bytes and label, in order, and how they are decoded."""
+    from PIL import __version__ as pillow
+
+    digest = hashlib.sha256(json.dumps([repr(preprocessing), pillow]).encode())
+    for label, read, shown in dataset.samples:
+        digest.update(f"{label}\0{shown}\0{hashlib.sha256(read()).hexdigest()}\n".encode())
+    return digest.hexdigest()
+
+
+def model_digest(variant: Variant) -> str | None:
+    """The sha256 of what the variant loaded (a file's bytes, a built-in model's weights); None: not known."""
+    if isinstance(variant.model, ModelFile):
+        return file_sha256(variant.model.path)
+    if isinstance(variant.model, TorchModel) and variant.model.loaded.weights_sha256:
+        loaded = variant.model.loaded
+        return hashlib.sha256(json.dumps([loaded.name, loaded.weights_sha256, loaded.head, loaded.normalize,
+                                          loaded.class_names]).encode()).hexdigest()
+    return None
+
+
+def entry_key(variant: Variant, images: str, batch_size: int) -> str | None:
+    """The entry's name: everything that fixes the variant's outputs on these images (None: not cacheable)."""
+    model = model_digest(variant)
+    if model is None:
+        return None
+    settings = {k: v for k, v in variant.spec.to_dict().items() if k not in ("artifact", "label")}
+    identity = {"format": FORMAT, "rnopt": code_digest(), "model": model, "settings": settings,
+                "ran_as": [variant.session.backend, variant.session.precision, variant.session.device],
+                "versions": snapshot().versions, "cpu": cpu_kernels(), "images": images, "batch": batch_size}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _load(key: str | None) -> np.ndarray | None:
+    if key is None:
+        return None
+    try:
+        return np.load(predictions_dir() / f"{key}.npy", allow_pickle=False)
+    except (OSError, ValueError):  # absent, or a damaged entry: computed again (and stored afresh)
+        return None
+
+
+def _store(key: str, outputs: np.ndarray) -> None:
+    path = predictions_dir() / f"{key}.npy"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.save(f, outputs, allow_pickle=False)
+    except (OSError, RnoptError) as exc:  # a cache that cannot be written costs time, not results
+        notice(f"prediction cache not written ({exc}): the next evaluation computes these outputs again")
+
+
+def predicted_batches(variants: list[Variant], dataset: ImageDataset, preprocessing: Preprocessing,
+                      batch_size: int, on_batch: Callable[[int], None] | None = None
+                      ) -> Iterator[tuple[list[np.ndarray], np.ndarray]]:
+    """Every variant's outputs batch by batch, in image order, with the labels: from the cache where an entry
+    holds the same bits, else computed (images decoded only if some variant needs them) and stored."""
+    images = images_digest(dataset, preprocessing) if enabled() and variants else ""
+    keys = [entry_key(v, images, batch_size) if images else None for v in variants]
+    stored = [_load(k) for k in keys]
+    fresh: dict[int, list[np.ndarray]] = {i: [] for i, s in enumerate(stored) if s is None and keys[i] is not None}
+    hits = sum(s is not None for s in stored)
+    if hits:
+        notice(f"outputs of {hits} of {len(variants)} variants on {dataset.name} ({len(dataset)} images) taken from "
+               "the prediction cache (same file bytes, runtime versions, settings, CPU and images as when computed); "
+               "RNOPT_PREDICTION_CACHE=0 computes them again")
+    start = 0
+    for images, labels in _batches(dataset, preprocessing, batch_size, all(s is not None for s in stored)):
+        rows = len(labels)
+        outputs = [s[start:start + rows] if s is not None else v.session.predict(images)
+                   for v, s in zip(variants, stored)]
+        for i in list(fresh):
+            fresh[i].append(outputs[i])
+            if sum(c.nbytes for c in fresh[i]) > MAX_ENTRY_BYTES:  # too large to keep: not held either
+                del fresh[i]
+        start += rows
+        yield outputs, labels
+        if on_batch:
+            on_batch(rows)
+    for i, chunks in fresh.items():
+        if chunks:
+            _store(keys[i], np.concatenate(chunks))
+
+
+def _batches(dataset: ImageDataset, preprocessing: Preprocessing, batch_size: int, labels_only: bool
+             ) -> Iterator[tuple[np.ndarray | None, np.ndarray]]:
+    """The dataset's batches; with `labels_only`, the labels alone (nothing decoded: every output is stored)."""
+    if not labels_only:
+        yield from dataset.batches(batch_size, preprocessing)
+        return
+    for start in range(0, len(dataset), batch_size):
+        yield None, np.asarray([label for label, _, _ in dataset.samples[start:start + batch_size]], dtype=np.int64)
+
+
+def cached_outputs(variant: Variant, images: str, batch_size: int, compute: Callable[[], np.ndarray]
+                   ) -> tuple[np.ndarray, bool]:
+    """One variant's outputs on images already decoded (`images`: their content's sha256), and whether they came
+    from the cache: the stored entry where it holds the same bits, else `compute()`, stored."""
+    key = entry_key(variant, images, batch_size) if enabled() else None
+    stored = _load(key)
+    if stored is not None:
+        notice("validation outputs of some variants taken from the prediction cache (same file bytes, runtime "
+               "versions, settings, CPU and images as when computed); RNOPT_PREDICTION_CACHE=0 computes them again")
+        return stored, True
+    outputs = compute()
+    if key is not None and outputs.nbytes <= MAX_ENTRY_BYTES:
+        _store(key, outputs)
+    return outputs, False
