@@ -70,6 +70,11 @@ class BenchConfig:
                                      "given)", metavar="PCT", scale=0.01)
     max_time: float = option(60.0, "--max-time", "with --target-ci: stop after S seconds per batch size, naming what "
                              "did not converge (default {default})", metavar="S")
+    # All batch sizes in one set of interleaved rounds (each variant at each size a block per round), so that the
+    # sizes are compared as fairly as variants are; by default one size after another.
+    batches_together: bool = option(False, "--batches-together", "time the batch sizes interleaved with one "
+                                    "another in one set of rounds, to compare them fairly (default: one after "
+                                    "another)", negatable=True)
     # Offline batch sweep: per variant, double the batch from batch_sizes[0] while images/s improves by at
     # least SWEEP_MIN_GAIN, up to sweep_limit or until a batch does not fit (None: the listed sizes only).
     sweep_limit: int | None = option(None, "--sweep", "double the batch size from 1 (or --batch-size N) while "
@@ -192,28 +197,37 @@ DEFAULT_SPEED_TOLERANCE = 5.0
 
 def bench_variants(variants: list[Variant], config: BenchConfig,
                    on_round: Callable[[str], None] | None = None) -> list[BenchResult]:
-    """Time every variant at every batch size; variants are interleaved within a batch size."""
+    """Time every variant at every batch size; variants are interleaved within a batch size (and the batch sizes
+    with one another too, with `batches_together`)."""
     if config.sweep_limit is not None:
         return [r for v in variants for r in sweep_batches(v, config, on_round)]
-    results: dict[tuple[int, int], BenchResult] = {}  # (variant index, batch size) -> result
     rng = np.random.default_rng(0)
-    for batch in config.batch_sizes:
-        for size in {v.input_size for v in variants}:
-            check_batch_fits(batch, size)
-        prepared, first_ms = [], []
-        for v in variants:
-            data = rng.standard_normal((batch, 3, v.input_size, v.input_size), dtype=np.float32)
-            inputs = v.session.prepare(data)
-            first_ms.append(v.session.timed_run(inputs) * 1e3)
-            for _ in range(config.warmup):
-                v.session.run(inputs)
-            prepared.append(inputs)
-        busy = load_warning()  # checked while nothing of ours runs
-        rounds = _interleaved_rounds(variants, prepared, config, batch, on_round)
-        for i, (v, blocks, f) in enumerate(zip(variants, rounds, first_ms)):
-            results[(i, batch)] = _result(v, batch, blocks, f, config)
-            results[(i, batch)].warnings += [busy] if busy else []
-    return list(results.values())
+    if config.batches_together:
+        return _timed_together([(v, b) for b in config.batch_sizes for v in variants], config, rng, on_round)
+    return [r for b in config.batch_sizes for r in _timed_together([(v, b) for v in variants], config, rng, on_round)]
+
+
+def _timed_together(units: list[tuple[Variant, int]], config: BenchConfig, rng: np.random.Generator,
+                    on_round: Callable[[str], None] | None) -> list[BenchResult]:
+    """Each (variant, batch size) a block per round, interleaved, until `_enough`."""
+    for v, batch in units:
+        check_batch_fits(batch, v.input_size)
+    prepared, first_ms = [], []
+    for v, batch in units:
+        data = rng.standard_normal((batch, 3, v.input_size, v.input_size), dtype=np.float32)
+        inputs = v.session.prepare(data)
+        first_ms.append(v.session.timed_run(inputs) * 1e3)
+        for _ in range(config.warmup):
+            v.session.run(inputs)
+        prepared.append(inputs)
+    busy = load_warning()  # checked while nothing of ours runs
+    sizes = sorted({b for _, b in units})
+    rounds = _interleaved_rounds([v for v, _ in units], prepared, config, ", ".join(map(str, sizes)), on_round)
+    results = []
+    for (v, batch), blocks, first in zip(units, rounds, first_ms):
+        results.append(_result(v, batch, blocks, first, config))
+        results[-1].warnings += [busy] if busy else []
+    return results
 
 
 def sweep_batches(variant: Variant, config: BenchConfig,
@@ -242,7 +256,7 @@ def sweep_batches(variant: Variant, config: BenchConfig,
 
 def sweep_config(config: BenchConfig, limit: int = CUDA_SWEEP_LIMIT) -> BenchConfig:
     """The offline sweep's timing: from batch 1, fixed length (0.3 s per size), no memory probes."""
-    return BenchConfig([1], config.warmup, config.iterations, 0.3, False, None, config.max_time, limit)
+    return BenchConfig([1], config.warmup, config.iterations, 0.3, False, None, config.max_time, sweep_limit=limit)
 
 
 def _out_of_memory(exc: BaseException) -> bool:
@@ -251,7 +265,7 @@ def _out_of_memory(exc: BaseException) -> bool:
             or "out of memory" in str(exc))
 
 
-def _interleaved_rounds(variants: list[Variant], prepared: list[object], config: BenchConfig, batch: int,
+def _interleaved_rounds(variants: list[Variant], prepared: list[object], config: BenchConfig, batch: str,
                         on_round: Callable[[str], None] | None) -> list[list[list[float]]]:
     """Rounds of one block per variant, until `_enough`; per variant, the list of its blocks' samples."""
     rounds: list[list[list[float]]] = [[] for _ in variants]

@@ -373,8 +373,6 @@ def _tune_knobs(one: OneModel, record: Record, spec: VariantSpec, chosen: BenchR
     same: the validation score carries over (fewer threads can change float sums in the last bits only)."""
     opts = one.opts
     options, threads = knob_variants(spec, opts.objective, os.cpu_count() or 1)
-    if not options and not threads:
-        return chosen
     base = candidates[spec.id]
     best, best_gain = chosen, 1.0  # gains: against the default settings in the same timing
     for group, runner in ((options, executor), (threads, SubprocessExecutor())):
@@ -403,6 +401,50 @@ def _tune_knobs(one: OneModel, record: Record, spec: VariantSpec, chosen: BenchR
     if best is not chosen:
         candidates[spec.id].verdict = "the same with other settings was clearly faster"
         candidates[best.spec_id].verdict = "chosen"
+    best_spec = next((v for v in [spec, *options, *threads] if v.id == best.spec_id), spec)
+    return _tune_batch(one, record, best_spec, best, candidates[best.spec_id], executor, on_progress)
+
+
+def batch_knob(spec: VariantSpec, opts: TuneOptions) -> list[int]:
+    """The other batch sizes worth timing for the throughput objective: half and double the objective's (a
+    candidate swept on CUDA has been judged at its best batch already; latency is judged at batch 1)."""
+    if opts.objective != "throughput" or sweep_limit(spec, opts):
+        return []
+    assert opts.bench is not None
+    batch = opts.bench.batch_sizes[0]
+    return sorted({max(1, batch // 2), batch * 2} - {batch})
+
+
+def _tune_batch(one: OneModel, record: Record, spec: VariantSpec, chosen: BenchResult, candidate: Candidate,
+                executor: Executor, on_progress: Callable[[str], None]) -> BenchResult:
+    """The chosen variant at other batch sizes, interleaved with its own batch in one set of rounds; another size
+    replaces it only when clearly faster (95 % intervals apart). Outputs per image do not depend on the batch."""
+    opts = within_budget(one.opts, one.budget)
+    sizes = batch_knob(spec, opts)
+    if not sizes or isinstance(executor, RayExecutor):
+        return chosen
+    assert opts.bench is not None
+    config = replace(opts.bench, batch_sizes=[chosen.batch_size, *sizes], batches_together=True)
+    outcome = executor.bench([spec], config, on_progress)
+    record.failures += outcome.failures
+    by_batch = {r.batch_size: r for r in outcome.results}
+    reference = by_batch.get(chosen.batch_size)
+    if reference is None:
+        return chosen
+    best, best_gain, notes = chosen, 1.0, []
+    for size in sizes:
+        result = by_batch.get(size)
+        if result is None:
+            continue
+        record.bench.append(result)
+        clear, gain = clear_gain(result, reference, opts.objective), _gain(result, reference, opts.objective)
+        notes.append(f"batch {size} {gain:.2f}x" + ("" if clear or gain <= 1 else " (not clearly: intervals overlap)"))
+        if clear is not None and clear > best_gain:
+            best, best_gain = result, clear
+    candidate.verdict += (f"; other batch sizes timed beside batch {chosen.batch_size} (images/s): "
+                          + ", ".join(notes) + (f": batch {best.batch_size} taken" if best is not chosen else ""))
+    if best is not chosen:
+        _set_speed(candidate, best)
     return best
 
 

@@ -333,6 +333,12 @@ MUTATIONS = [
              "            items = [x for v in value for x in (v if isinstance(v, list) else [v])]",
              "            items = value[-1] if isinstance(value[-1], list) else value[-1:]",
              ("tests/test_options.py::test_a_quantize_command_line_gives_the_config_the_api_takes",)),
+    Mutation("tune batch: the batch sizes never tried", "rnopt/search.py",
+             "    return sorted({max(1, batch // 2), batch * 2} - {batch})", "    return []",
+             ("tests/test_tune.py::test_the_chosen_variant_is_timed_against_its_other_settings_and_batch_sizes",)),
+    Mutation("bench: batch sizes timed one after another whatever --batches-together says", "rnopt/bench.py",
+             "    if config.batches_together:\n", "    if False:\n",
+             ("tests/test_bench.py::test_batch_sizes_timed_together_share_every_round",)),
     # the prediction cache
     Mutation("prediction cache: keyed by the file's name, not its bytes", "rnopt/predictions.py",
              "        return file_sha256(variant.model.path)",

@@ -132,3 +132,21 @@ def test_a_swept_run_shows_each_variants_best_images_per_s_and_sweeps_only_gpu_v
     table = run_summary_table(on_gpu, [])
     column = table.headers.index("GPU memory MB (batch 1)")
     assert [row[column] for row in table.rows] == ["123", ""] and "GPU memory" in table.note
+
+
+@pytest.mark.parametrize("together", [True, False])
+def test_batch_sizes_timed_together_share_every_round(fp32_onnx, int8_onnx, together):
+    from rnopt.bench import bench_variants
+
+    variants, _ = InProcessExecutor().load([VariantSpec(artifact_for(str(p)), "onnxruntime")
+                                            for p in (fp32_onnx, int8_onnx)])
+    notes: list[str] = []
+    config = BenchConfig([1, 4], warmup=1, iterations=6, min_time=0.0, batches_together=together)
+    results = bench_variants(variants, config, notes.append)
+    assert [(r.spec_id, r.batch_size) for r in results] == \
+        [(v.spec.id, b) for b in (1, 4) for v in variants]  # batch by batch, variants in order, either way
+    assert all(r.iterations >= 6 for r in results)
+    if together:  # one set of rounds: each (variant, size) a block per round, so the same number of rounds
+        assert all(n.startswith("batch 1, 4: round") for n in notes) and len({r.rounds for r in results}) == 1
+    else:
+        assert {n.split(":")[0] for n in notes} == {"batch 1", "batch 4"}

@@ -465,12 +465,12 @@ def test_the_knobs_tried_are_the_runtimes_own_and_pruned_by_objective():
     assert options[-1].config.hint == "latency" and [t.threads for t in threads] == [1, 2]
 
 
-def test_the_chosen_variant_is_timed_against_its_other_settings(cli, tmp_path, image_folder):
-    payload = _tune(cli, tmp_path, image_folder, "--knobs")
+def test_the_chosen_variant_is_timed_against_its_other_settings_and_batch_sizes(cli, tmp_path, image_folder):
+    payload = _tune(cli, tmp_path, image_folder, "--knobs", "--objective", "throughput", "--batch-size", "4")
     search = payload["searches"][0]
     by_label = _by_label(payload)
-    base = next(c for c in by_label.values() if c["verdict"] in ("chosen", "the same with other settings was "
-                                                                             "clearly faster"))
+    base = next(c for c in by_label.values() if c["verdict"].startswith("chosen") or
+                c["verdict"] == "the same with other settings was clearly faster")
     settings = {label: c for label, c in by_label.items() if label.startswith(base["label"] + " + ")}
     cores = os.cpu_count() or 1
     expected = ["spinning off"] + (["inter_op 2"] if cores >= 2 else []) + \
@@ -479,11 +479,19 @@ def test_the_chosen_variant_is_timed_against_its_other_settings(cli, tmp_path, i
     timed = {b["spec_id"] for b in payload["bench"]}
     for c in settings.values():  # timed side by side with the default settings; the validation score carried over
         assert c["spec_id"] in timed and c["score"] == base["score"] and c["met"]
-        assert c["verdict"] == "chosen" or c["verdict"].startswith("setting: ") and \
+        assert c["verdict"].startswith("chosen") or c["verdict"].startswith("setting: ") and \
             "as fast as the default settings timed beside it" in c["verdict"]
-    chosen = [c for c in by_label.values() if c["verdict"] == "chosen"]
+    chosen = [c for c in by_label.values() if c["verdict"].startswith("chosen")]
     assert len(chosen) == 1 and search["chosen_id"] == chosen[0]["spec_id"]
     assert chosen[0]["spec_id"] in {s["id"] for s in payload["specs"]}  # a setting chosen is a spec like any other
+    # Then the batch: half and double the objective's, timed beside it in one set of rounds.
+    chosen = chosen[0]
+    assert "other batch sizes timed beside batch 4 (images/s): batch 2 " in chosen["verdict"]
+    assert ", batch 8 " in chosen["verdict"]
+    rounds = {r["batch_size"]: r["rounds"] for r in payload["bench"] if r["spec_id"] == chosen["spec_id"]}
+    assert {2, 4, 8} <= set(rounds) and rounds[2] == rounds[8]
+    taken = chosen["batch_size"]
+    assert (taken != 4) == chosen["verdict"].endswith(f": batch {taken} taken")
 
 
 def test_another_setting_replaces_the_chosen_only_when_clearly_faster():
@@ -495,3 +503,4 @@ def test_another_setting_replaces_the_chosen_only_when_clearly_faster():
     assert clear_gain(_result("slow", 1.20, 0.01), base, "latency") is None
     many = _result("streams", 1.0, 0.001, throughput=1500.0)
     assert clear_gain(many, _result("base", 1.0, 0.001, throughput=1000.0), "throughput") == pytest.approx(1.5)
+

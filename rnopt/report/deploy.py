@@ -141,7 +141,8 @@ def _guide(record: Record, search: SearchResult, spec: VariantSpec, code: Deploy
     lines = [
         f"# Deploy: {spec.label}", "",
         f"`{record.command or 'rnopt tune'}` chose **{spec.label}** ({spec.runtime} on {spec.device}) "
-        f"for the {search.objective} objective at batch {search.batch_size}: {_why(chosen, search)}.", "",
+        f"for the {search.objective} objective at batch {chosen.batch_size or search.batch_size}: "
+        f"{_why(chosen, search)}.", "",
         *([f"Models compared on one front: {', '.join(search.models)}. {front_sentence(search) or ''}", ""]
           if search.models else []),
         f"- Bound: {search.bound}, measured on {search.data} ({search.images} validation images; the test set "
