@@ -24,7 +24,7 @@ from rnopt.fileio import check_writable_output, replacing
 from rnopt.plan import artifact_warnings, plan
 from rnopt.notices import collecting
 from rnopt.progress import listening
-from rnopt.results import EmbedSummary, ModelEntry, Record, RuntimeEntry
+from rnopt.results import EmbedSummary, ModelEntry, Record, RuntimeEntry, machines_of
 from rnopt.spec import ArtifactSpec, VariantSpec, spec_entries
 
 if TYPE_CHECKING:
@@ -91,12 +91,22 @@ def compare_runs(baseline: str | Path, current: str | Path, config: "CompareConf
     change and the regressions beyond `config`'s tolerances and the noise."""
     from rnopt.configs import CompareConfig
     from rnopt.report.compare import compare_runs as compare
-    from rnopt.report.loading import load_results
 
     config = config or CompareConfig()
-    outcome = compare(load_results([baseline]), load_results([current]), config.latency_tolerance,
+    outcome = compare(_one_side(baseline), _one_side(current), config.latency_tolerance,
                       config.accuracy_tolerance, config.memory_tolerance, config.allow_missing)
     return Record("compare", warnings=list(outcome.environment_differences), comparison=outcome).capture_environment()
+
+
+def _one_side(path: str | Path) -> "ReportData":  # noqa: F821 - rnopt.report.loading
+    """A result file, or `FILE#TYPE`: one machine type's timings of a cluster run (--nodes)."""
+    from rnopt.report.loading import load_results, machine_results
+
+    text = str(path)
+    if "#" in text and not Path(text).exists():
+        file, _, machine = text.rpartition("#")
+        return machine_results(load_results([file]), machine, file)
+    return load_results([path])
 
 
 def merge_results(paths: list[str | Path]) -> Record:
@@ -435,7 +445,8 @@ def bench(specs: list[VariantSpec], config: BenchConfig | None = None, executor:
     warnings = artifact_warnings(specs) + summarize_warnings(outcome.results) + \
         [f"skipped {f.label}: {f.reason}" for f in outcome.failures]
     return Record("bench", warnings=warnings, specs=list(specs), scenario=scenario,
-                  bench_config=config.to_dict(), bench=outcome.results, failures=outcome.failures).capture_environment()
+                  bench_config=config.to_dict(), bench=outcome.results, failures=outcome.failures,
+                  machines=machines_of(outcome)).capture_environment()
 
 
 @_with_notices

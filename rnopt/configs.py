@@ -239,6 +239,7 @@ class RunOptions:
     normalize: bool = _model_option("normalize")
     accuracy: AccuracyControl | None = None  # accuracy-aware int8 for the int8 variants (bound, validation data)
     cluster: str | None = None  # "local" or a Ray address: timing and evaluation run as tasks there
+    nodes: list[str] = field(default_factory=list)  # with a cluster: the machine types to time on (KEY=VALUE, NAME)
 
     def __post_init__(self) -> None:
         check_fields(self)

@@ -30,7 +30,7 @@ from rnopt.plan import RUN_RUNTIMES, artifact_warnings, can_use_cuda, eval_order
 from rnopt.quantization.base import CalibrationData, QuantRecipe
 from rnopt.recipes import optimize_step, quantize_aware_step, quantize_step
 from rnopt.quantization.calibration import calibration_data
-from rnopt.results import BenchResult, ModelUsed, Record
+from rnopt.results import BenchResult, ModelUsed, Record, machines_of
 from rnopt.spec import ArtifactSpec, Step, VariantSpec
 
 CALIB_SIZE = 500
@@ -161,7 +161,7 @@ def _run_steps(opts: RunOptions, backends: list[str], devices: list[str], skippe
     specs = plan_variants(model, files, backends, devices, opts.threads)
     record.specs = list(specs)
 
-    executor: Executor = RayExecutor(opts.cluster) if opts.cluster else InProcessExecutor(store)
+    executor: Executor = RayExecutor(opts.cluster, opts.nodes) if opts.cluster else InProcessExecutor(store)
     try:
         _time_and_evaluate(opts, record, specs, executor, dataset)
     finally:
@@ -181,6 +181,7 @@ def _time_and_evaluate(opts: RunOptions, record: Record, specs: list[VariantSpec
     with progress.task("benchmarking", None) as advance, record.timing("timing"):
         outcome = executor.bench(specs, opts.bench, on_progress=lambda note: advance(1, note))
     record.bench, record.failures, record.bench_config = outcome.results, outcome.failures, opts.bench.to_dict()
+    record.machines = machines_of(outcome)
     with record.timing("timing"):
         record.bench += _cuda_sweep(executor, specs, outcome.results, opts.bench)
     record.warnings += summarize_warnings(record.bench) + [f"skipped {f.label}: {f.reason}" for f in outcome.failures]

@@ -79,6 +79,7 @@ class BenchResult:
     drift_detected: bool = False  # that step is beyond both thirds' intervals and the noise threshold
     outlier_share: float | None = None  # the fraction of calls over 3x the median
     converged: bool | None = None  # with --target-ci: whether the interval reached the target
+    machine: str | None = None  # on a cluster with --nodes: the machine type it was timed on (its selector)
 
     @property
     def runtime(self) -> str:
@@ -442,6 +443,11 @@ class MergedFrom:
     models: list[ModelUsed] = field(default_factory=list)
 
 
+def machines_of(outcome: Any) -> dict[str, Environment]:
+    """A timing's machine types (a cluster's --nodes) with each one's environment, typed."""
+    return {selector: build(Environment, env) for selector, env in outcome.machines.items()}
+
+
 @dataclass
 class Record:
     """What every rnopt command returns and writes as JSON: the specs it ran and its typed results.
@@ -472,6 +478,8 @@ class Record:
     merged: MergedFrom | None = None  # `rnopt report -o x.json`
     folder: str | None = None  # `rnopt run` / `rnopt tune`: the folder holding its model files and reports
     step_times_s: dict[str, float] = field(default_factory=dict)  # `rnopt run` / `tune`: each step's wall time
+    # timed on a cluster's machine types (--nodes): each type's selector and the machine that timed for it
+    machines: dict[str, Environment] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         wrong = [type(s).__name__ for s in self.specs if not isinstance(s, VariantSpec)]

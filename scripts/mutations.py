@@ -339,6 +339,18 @@ MUTATIONS = [
     Mutation("bench: batch sizes timed one after another whatever --batches-together says", "rnopt/bench.py",
              "    if config.batches_together:\n", "    if False:\n",
              ("tests/test_bench.py::test_batch_sizes_timed_together_share_every_round",)),
+    # machine types and faults on a cluster
+    Mutation("cluster nodes: a label matched by its key alone", "rnopt/execute/cluster.py",
+             "    return (node.get(\"Labels\") or {}).get(key) == value",
+             "    return key in (node.get(\"Labels\") or {})",
+             ("tests/test_cluster_nodes.py::test_each_machine_type_is_timed_on_a_node_of_its_own_type",)),
+    Mutation("cluster: a lost worker's task not retried", "rnopt/execute/cluster.py",
+             "TASK_RETRIES = 2  #", "TASK_RETRIES = 0  #",
+             ("tests/test_cluster_nodes.py::test_an_evaluation_whose_worker_is_killed_is_retried_and_exact",)),
+    Mutation("compare-runs: FILE#TYPE keeps every machine type's timings", "rnopt/report/loading.py",
+             "    mine = [r for r in data.bench if r.machine == machine]",
+             "    mine = [r for r in data.bench if r.machine]",
+             ("tests/test_cluster_nodes.py::test_a_bench_over_two_machine_types_is_one_report_with_both",)),
     # the prediction cache
     Mutation("prediction cache: keyed by the file's name, not its bytes", "rnopt/predictions.py",
              "        return file_sha256(variant.model.path)",

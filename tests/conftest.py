@@ -9,7 +9,11 @@ import zipfile
 from importlib import resources
 from pathlib import Path
 
-import numpy as np
+# Ray reads this when it is imported: without it a test cluster binds the machine's interface address even when
+# told 127.0.0.1 (tests/test_cluster_nodes.py); set before any test module imports Ray.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+import numpy as np  # noqa: E402 - after the environment Ray reads
 import pytest
 import torch
 

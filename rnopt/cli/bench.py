@@ -79,5 +79,5 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     from rnopt.bench import BenchConfig
 
     _add_bench_options(p, BenchConfig(memory=True), sweep=True)
-    _add_cluster_option(p)
+    _add_cluster_option(p, nodes=True)
     p.set_defaults(func=run)

@@ -275,11 +275,38 @@ def _batch_sizes_given(args: argparse.Namespace) -> bool:
 
 # ---- parser -----------------------------------------------------------------------------------------------
 
-def _add_cluster_option(p: argparse.ArgumentParser) -> None:
+def _add_cluster_option(p: argparse.ArgumentParser, nodes: bool = False) -> None:
     p.add_argument("--cluster", metavar="local|ADDRESS", default=os.environ.get("RNOPT_CLUSTER") or None,
                    help="run the tasks on a Ray cluster (pip install 'rnopt[ray]'): local starts a private one on "
                         "this machine for the length of the command; ADDRESS joins a running one whose nodes have "
                         "rnopt and the runtimes (default: $RNOPT_CLUSTER; without either, everything runs here)")
+    if nodes:
+        p.add_argument("--nodes", metavar="KEY=VALUE[,...]", type=_selectors, default=[],
+                       help="with --cluster: time on each of these machine types, one after another (a Ray node "
+                            "label KEY=VALUE, or a custom resource NAME); the report gets a row per variant and "
+                            "type and each type's environment")
+
+
+def _selectors(text: str) -> list[str]:
+    from rnopt.execute.cluster import parse_selector
+
+    chosen = [part.strip() for part in text.split(",") if part.strip()]
+    for part in chosen:
+        try:
+            parse_selector(part)
+        except RnoptError as exc:  # argparse's own usage error: exit 2, the usage line
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    if not chosen:
+        raise argparse.ArgumentTypeError("give at least one KEY=VALUE or NAME")
+    return chosen
+
+
+def cluster_nodes(args: argparse.Namespace) -> list[str]:
+    """--nodes, refused without a cluster to find them in."""
+    nodes = getattr(args, "nodes", None) or []
+    if nodes and not args.cluster:
+        raise RnoptError("--nodes picks machine types of a Ray cluster: give --cluster ADDRESS (or local) too")
+    return nodes
 
 
 @contextlib.contextmanager
@@ -287,6 +314,7 @@ def _executor(args: argparse.Namespace) -> Iterator["str | Executor"]:
     """Where the command's tasks run: --executor's choice here, or the Ray cluster --cluster names (left, and a
     private local one stopped, when the command ends)."""
     chosen = getattr(args, "executor", "inprocess")
+    nodes = cluster_nodes(args)
     if not args.cluster:
         yield chosen
         return
@@ -294,7 +322,7 @@ def _executor(args: argparse.Namespace) -> Iterator["str | Executor"]:
         raise RnoptError(f"--cluster runs each task on a Ray worker: leave out --executor {chosen}")
     from rnopt.execute import RayExecutor
 
-    executor = RayExecutor(args.cluster)
+    executor = RayExecutor(args.cluster, nodes)
     try:
         yield executor
     finally:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from rnopt.cli.common import (
     _add_bench_options,
     _add_cluster_option,
+    cluster_nodes,
     _bench_config,
     _check_outputs,
     _show_warnings,
@@ -32,7 +33,8 @@ def run_options(args: argparse.Namespace) -> "RunOptions":
         raise RnoptError(f"{'--val-data' if 'data' in bound else '--drop-type'} applies to accuracy-aware int8: add "
                          f"--max-drop P")
     return RunOptions(**config_values(args, RunOptions, "run."), bench=_bench_config(args),
-                      accuracy=AccuracyControl(**bound) if bound else None, cluster=args.cluster)
+                      accuracy=AccuracyControl(**bound) if bound else None, cluster=args.cluster,
+                      nodes=cluster_nodes(args))
 
 
 def run(args: argparse.Namespace) -> None:
@@ -61,5 +63,5 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
                      notes={"max_drop": "accuracy-aware int8 for the int8 variants (see rnopt quantize --max-drop)"},
                      renamed={"data": "--val-data"})
     _add_bench_options(p, RUN_BENCH)
-    _add_cluster_option(p)
+    _add_cluster_option(p, nodes=True)
     p.set_defaults(func=run)

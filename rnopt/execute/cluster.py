@@ -12,6 +12,11 @@ the code a local run scores with (counts and per-image outputs, never averages o
 Timing is never shared: a timing task asks for every CPU of one node and its `rnopt-timing` resource, so nothing
 else is scheduled on that node while it runs. Memory is measured in a fresh process that the Ray worker starts on
 its node, as everywhere else.
+
+Machine types: `nodes` (`--nodes KEY=VALUE,...`) names them by a Ray node label (`ray start --labels
+'{"KEY": "VALUE"}'`) or, as a bare NAME, a custom resource (`--resources '{"NAME": 1}'`). The same timing task
+then runs on one node of each type, one type after another (nodes that share a host never time at once), and
+each result carries its type (`BenchResult.machine`) and the record each type's environment.
 """
 from __future__ import annotations
 
@@ -20,19 +25,22 @@ import logging
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from rnopt.errors import RnoptError, first_line
-from rnopt.execute.base import Executor
+from rnopt.bench import BenchConfig
+from rnopt.execute.base import Executor, Progress
 from rnopt.execute.handlers import Advance, merge_predictions, specs_of
 from rnopt.execute.process import describe, request_for
-from rnopt.execute.tasks import OUTCOMES, Outcome, OutputsOutcome, Task, prediction_task
+from rnopt.execute.tasks import OUTCOMES, BenchOutcome, Outcome, OutputsOutcome, Task, prediction_task
 from rnopt.openvino_io import (
     native_stderr_silenced,  # fd 2 quiet while Ray's native side starts
 )
 from rnopt.spec import VariantSpec
 
 TIMING_RESOURCE = "rnopt-timing"  # one per node: at most one timing task on a node at a time
+TASK_RETRIES = 2  # a worker or node lost mid-task: the task runs again (deterministic: the same figures), twice
 CLUSTER_ENV = "RNOPT_CLUSTER"
 
 
@@ -69,10 +77,45 @@ def _handle_in_fresh_process(request: str) -> str:
 class RayExecutor(Executor):
     name = "ray"
 
-    def __init__(self, address: str | None = None) -> None:
+    def __init__(self, address: str | None = None, nodes: Sequence[str] = ()) -> None:
         self.address = address or os.environ.get(CLUSTER_ENV) or "local"
+        self.nodes = [parse_selector(n) for n in nodes]
         self._started = False
         self._remotes: dict[bool, Any] = {}  # fresh process or not -> the remote function
+
+    def bench(self, specs: list[VariantSpec], config: BenchConfig, on_progress: Progress | None = None
+              ) -> BenchOutcome:
+        """Without `nodes`, as everywhere. With them: every machine type times the specs, one type after another
+        (memory measured there too), each result tagged with its type and each type's environment kept."""
+        if not self.nodes or not specs:
+            return super().bench(specs, config, on_progress)
+        merged = BenchOutcome()
+        for selector, node in self.machine_nodes().items():
+            pinned = _Pinned(self, node)
+            outcome = Executor.bench(pinned, specs, config, on_progress)
+            for result in outcome.results:  # the label says where (for people); joins use spec id and machine
+                result.machine, result.model = selector, f"{result.model} on {selector}"
+            merged.results += outcome.results
+            merged.failures += [replace(f, label=f"{f.label} on {selector}") for f in outcome.failures]
+            merged.machines[selector] = outcome.environment or {}
+        return merged
+
+    def machine_nodes(self) -> dict[str, dict[str, Any]]:
+        """Each `nodes` selector and the live node that times for it (the first that matches and offers the timing
+        resource); a selector no node matches is an error that names what the nodes offer."""
+        live = [n for n in self._connect().nodes() if n.get("Alive") and TIMING_RESOURCE in n.get("Resources", {})]
+        chosen = {}
+        for key, value in self.nodes:
+            selector = f"{key}={value}" if value is not None else key
+            match = next((n for n in live if _matches(n, key, value)), None)
+            if match is None:
+                offered = sorted({f"{k}={v}" for n in live for k, v in (n.get("Labels") or {}).items()
+                                  if not k.startswith("ray.io/")}
+                                 | {r for n in live for r in n.get("Resources", {}) if _custom(r)})
+                raise RnoptError(f"--nodes {selector}: no live node of the cluster {self.address} with the "
+                                 f"{TIMING_RESOURCE} resource has it (they offer: {', '.join(offered) or 'nothing'})")
+            chosen[selector] = match
+        return chosen
 
     def run(self, task: Task, specs: Sequence[VariantSpec], advance: Advance | None = None) -> Outcome:
         chosen = specs_of(task, specs)
@@ -107,11 +150,13 @@ class RayExecutor(Executor):
             advance(shards[-1][1], f"{describe(task, specs)}: {len(shards)} shards done on the cluster")
         return merge_predictions(task, [p for p in parts if isinstance(p, OutputsOutcome)])
 
-    def _submit(self, tasks: list[Task], specs: list[VariantSpec]) -> list[Outcome]:
-        """The tasks sent at once, their outcomes in order; a task's own failure is its one line."""
+    def _submit(self, tasks: list[Task], specs: list[VariantSpec], node: dict[str, Any] | None = None
+                ) -> list[Outcome]:
+        """The tasks sent at once (to `node` only, where given), their outcomes in order; a task's own failure is
+        its one line."""
         ray = self._connect()
-        refs = [self.remote_for(task).options(**self.options_for(task)).remote(json.dumps(request_for(task, specs)))
-                for task in tasks]
+        refs = [self.remote_for(task).options(**self.options_for(task, node)).remote(
+            json.dumps(request_for(task, specs))) for task in tasks]
         try:
             answers = [json.loads(text) for text in ray.get(refs)]
         except ray.exceptions.RayError as exc:  # a worker or node lost, or a bug there: in one line
@@ -125,15 +170,20 @@ class RayExecutor(Executor):
             outcomes.append(OUTCOMES[task.kind].from_dict(answer["ok"]))
         return outcomes
 
-    def options_for(self, task: Task) -> dict[str, Any]:
-        """Ray's scheduling options for `task`: a timing task gets a whole node, others one CPU."""
-        if task.kind == "time":
-            node = self.timing_node()
-            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    def options_for(self, task: Task, node: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Ray's scheduling options for `task`: a timing task gets a whole node (`node`, else the first that
+        times), others one CPU (on `node` where given)."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+        if task.kind == "time":
+            node = node or self.timing_node()
             return {"num_cpus": node["Resources"]["CPU"], "resources": {TIMING_RESOURCE: 1},
+                    "max_retries": TASK_RETRIES,
                     "scheduling_strategy": NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)}
-        return {"num_cpus": 1}
+        if node is not None:
+            return {"num_cpus": 1, "max_retries": TASK_RETRIES,
+                    "scheduling_strategy": NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)}
+        return {"num_cpus": 1, "max_retries": TASK_RETRIES}
 
     def remote_for(self, task: Task) -> Any:
         """The remote function that runs `task`: for memory, one that starts a fresh process on its node."""
@@ -172,3 +222,36 @@ class RayExecutor(Executor):
         if self._started:
             _ray().shutdown()
             self._started, self._remotes = False, {}
+
+
+class _Pinned(Executor):
+    """The cluster's executor with every task sent to one node: a machine type's timing and memory."""
+
+    name = "ray"
+
+    def __init__(self, cluster: RayExecutor, node: dict[str, Any]) -> None:
+        self.cluster, self.node = cluster, node
+
+    def run(self, task: Task, specs: Sequence[VariantSpec], advance: Advance | None = None) -> Outcome:
+        [outcome] = self.cluster._submit([task], specs_of(task, specs), self.node)
+        return outcome
+
+
+def parse_selector(text: str) -> tuple[str, str | None]:
+    """`KEY=VALUE` (a node label) or `NAME` (a custom resource), checked."""
+    key, sep, value = text.strip().partition("=")
+    if not key or (sep and not value):
+        raise RnoptError(f"--nodes takes KEY=VALUE (a Ray node label) or NAME (a custom resource), not {text!r}")
+    return key, value if sep else None
+
+
+def _matches(node: dict[str, Any], key: str, value: str | None) -> bool:
+    if value is None:
+        return node.get("Resources", {}).get(key, 0) > 0
+    return (node.get("Labels") or {}).get(key) == value
+
+
+def _custom(resource: str) -> bool:
+    """A resource someone named (not Ray's own CPU, memory, node:... or this tool's timing slot)."""
+    return resource not in ("CPU", "GPU", "memory", "object_store_memory", TIMING_RESOURCE) \
+        and not resource.startswith("node:") and not resource.startswith("accelerator_type:")

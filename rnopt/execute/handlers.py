@@ -15,6 +15,7 @@ from rnopt.accuracy import ValidationSet
 from rnopt.artifacts import ArtifactStore
 from rnopt.bench import BenchConfig, Variant, bench_variants
 from rnopt.embedding import embed_images, require_embedding_model
+from rnopt.environment import snapshot
 from rnopt.errors import RnoptError, first_line
 from rnopt.evaluation import RanAs, evaluate_variants, predict_part, score_outputs
 from rnopt.execute.tasks import BenchOutcome, EvalOutcome, Outcome, OutputsOutcome, Task
@@ -47,7 +48,7 @@ def perform(task: Task, specs: Sequence[VariantSpec], load: Load, store: Artifac
         return _probe(task, chosen, store)
     variants, failures = load(chosen)
     if task.kind == "time":
-        outcome = BenchOutcome(failures=failures)
+        outcome = BenchOutcome(failures=failures, environment=asdict(snapshot()))
         if variants:
             outcome.results = bench_variants(variants, BenchConfig.from_dict(task.config),
                                              lambda note: step(1, note))

@@ -107,13 +107,17 @@ class Task:
 class BenchOutcome:
     results: list[BenchResult] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
+    environment: dict[str, Any] | None = None  # the machine that timed (rnopt.environment.snapshot, as a dict)
+    machines: dict[str, dict[str, Any]] = field(default_factory=dict)  # a cluster's --nodes: each type's machine
 
     def to_dict(self) -> dict[str, Any]:
-        return {"results": [asdict(r) for r in self.results], "failures": [asdict(f) for f in self.failures]}
+        return {"results": [asdict(r) for r in self.results], "failures": [asdict(f) for f in self.failures],
+                "environment": self.environment, "machines": self.machines}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "BenchOutcome":
-        return cls([build(BenchResult, r) for r in data["results"]], [build(Failure, f) for f in data["failures"]])
+        return cls([build(BenchResult, r) for r in data["results"]], [build(Failure, f) for f in data["failures"]],
+                   data.get("environment"), data.get("machines") or {})
 
 
 @dataclass

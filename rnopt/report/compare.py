@@ -25,7 +25,7 @@ def _key(r: BenchResult, by_id: bool = False) -> tuple:
     """What joins a result across runs: its stable spec id and batch size (schema 3 on both sides), else its
     label, runtime, device, precision and batch size (older files, whose ids depended on paths)."""
     if by_id:
-        return (r.spec_id, r.batch_size)
+        return (r.spec_id, r.batch_size, r.machine)
     return (r.model, r.backend, r.device, r.precision, r.batch_size)
 
 

@@ -188,6 +188,8 @@ def build_document(data: ReportData, with_plots: bool = True) -> list[Block]:
     blocks.append(Heading("Environment"))
     for env in _distinct(data.environments):
         blocks.append(tables.environment_table(env))
+    for selector, env in data.machines.items():
+        blocks.append(tables.environment_table(env, f"Environment of the machine type {selector} (it timed)"))
     if data.commands:
         blocks += [Heading("Commands"), Code(data.commands)]
     return blocks
@@ -227,6 +229,8 @@ def _tables(data: ReportData) -> list[Block]:
         out += [Heading("Search (rnopt tune)"), tables.search_table(search), Paragraph(TUNING_NOTE)]
     if data.bench:
         out += [Heading("Latency and throughput"), tables.bench_table(data.bench)]
+    if any(r.machine for r in data.bench):
+        out += [Heading("Machine types side by side"), tables.machines_table(data.bench)]
     for section in data.evals:
         out += [Heading("Accuracy"), tables.eval_table(section.results, section.dataset)]
         if section.comparisons:

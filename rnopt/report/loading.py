@@ -58,6 +58,7 @@ class ReportData:
     embeddings: list[EmbeddingSection] = field(default_factory=list)
     sensitivity: list[SensitivityResult] = field(default_factory=list)
     searches: list[SearchResult] = field(default_factory=list)
+    machines: dict[str, Environment] = field(default_factory=dict)  # a cluster's machine types (--nodes)
     step_times: list[dict[str, float]] = field(default_factory=list)  # per run or tune read: each step's seconds
     catalog: list[ModelEntry] = field(default_factory=list)  # `rnopt models`
     runtimes: list[RuntimeEntry] = field(default_factory=list)  # `rnopt backends`
@@ -79,8 +80,11 @@ class ReportData:
     def merge(self, other: "ReportData") -> None:
         first = not self.sources
         for f in dataclasses.fields(self):
-            if f.name != "id_scheme":
-                getattr(self, f.name).extend(getattr(other, f.name))
+            mine = getattr(self, f.name)
+            if isinstance(mine, dict):
+                mine.update(getattr(other, f.name))
+            elif f.name != "id_scheme":
+                mine.extend(getattr(other, f.name))
         self.warnings = list(dict.fromkeys(self.warnings))
         self.id_scheme = other.id_scheme if first or self.id_scheme == other.id_scheme else None
 
@@ -120,7 +124,7 @@ def from_record(record: Record, source: str = "") -> ReportData:
                       searches=list(record.searches), step_times=[record.step_times_s] if record.step_times_s else [],
                       catalog=list(record.catalog), runtimes=list(record.runtimes),
                       comparisons=[record.comparison] if record.comparison else [],
-                      embedded=[record.embedded] if record.embedded else [])
+                      embedded=[record.embedded] if record.embedded else [], machines=dict(record.machines))
 
 
 def to_record(data: ReportData, command: str = "") -> Record:
@@ -133,7 +137,8 @@ def to_record(data: ReportData, command: str = "") -> Record:
                   runtimes=list(data.runtimes),
                   comparison=data.comparisons[0] if len(data.comparisons) == 1 else None,
                   embedded=data.embedded[0] if len(data.embedded) == 1 else None,
-                  merged=MergedFrom(list(data.sources), list(data.commands), list(data.models)))
+                  merged=MergedFrom(list(data.sources), list(data.commands), list(data.models)),
+                  machines=dict(data.machines))
 
 
 def _sections(payload: dict[str, Any], kind: str, source: str) -> ReportData:
@@ -175,6 +180,19 @@ def _sections(payload: dict[str, Any], kind: str, source: str) -> ReportData:
 def _eval_section(section: dict[str, Any]) -> EvalSection:
     return EvalSection(section["dataset"], [build(EvalResult, r) for r in section["results"]],
                        [build(Comparison, c) for c in section.get("comparisons", [])])
+
+
+def machine_results(data: ReportData, machine: str, source: str) -> ReportData:
+    """One machine type's timings of a cluster run (--nodes), as if that machine had made the file alone: what
+    `compare-runs FILE#TYPE FILE#OTHER` compares."""
+    mine = [r for r in data.bench if r.machine == machine]
+    if not mine:
+        have = sorted({r.machine for r in data.bench if r.machine})
+        raise RnoptError(f"{source} has no timings on the machine type {machine} "
+                         f"({'its types: ' + ', '.join(have) if have else 'it was not timed with --nodes'})")
+    bench = [dataclasses.replace(r, machine=None, model=r.model.removesuffix(f" on {machine}")) for r in mine]
+    environments = [data.machines[machine]] if machine in data.machines else data.environments
+    return dataclasses.replace(data, bench=bench, environments=environments, machines={})
 
 
 def load_results(paths: list[str | Path]) -> ReportData:

@@ -337,13 +337,37 @@ def embedding_table(section: EmbeddingSection) -> Table:
                  "neighbours the variant also returns; precision@k and mAP: same-class images count as relevant")
 
 
-def environment_table(env: Environment) -> Table:
+def environment_table(env: Environment, title: str = "Environment") -> Table:
     rows = [["CPU", env.cpu_model], ["ISA", ", ".join(env.isa) or "none detected"],
             ["logical cores", str(env.logical_cores)], ["OS", env.os], ["python", env.python]]
     rows += [[name, version or "not installed"] for name, version in env.versions.items()]
     if env.gpu:
         rows.append(["GPU", env.gpu])
-    return Table("Environment", ["", ""], rows)
+    return Table(title, ["", ""], rows)
+
+
+def machines_table(bench: list[BenchResult]) -> Table:
+    """A cluster's machine types (--nodes) side by side: per variant, each type's median latency at the smallest
+    batch and images/s at the largest, with the ratio to the first type."""
+    machines = list(dict.fromkeys(r.machine for r in bench if r.machine))
+    smallest, largest = min(r.batch_size for r in bench), max(r.batch_size for r in bench)
+    at = {(r.spec_id, r.machine, r.batch_size): r for r in bench}
+    labels = {r.spec_id: r.model.removesuffix(f" on {r.machine}") for r in bench if r.machine}
+    rows = []
+    for spec_id, label in labels.items():
+        row = [label]
+        first = at.get((spec_id, machines[0], smallest))
+        for machine in machines:
+            small, large = at.get((spec_id, machine, smallest)), at.get((spec_id, machine, largest))
+            row.append(f"{small.latency_ms.p50:.3f} {ci_cell(small)}".strip() if small else "")
+            row.append(ratio_cell(first.latency_ms.p50 / small.latency_ms.p50, speedup_interval(first, small))
+                       if small and first and machine != machines[0] else "")
+            row.append(f"{large.throughput_ips:,.0f}" if large else "")
+        rows.append(row)
+    headers = ["variant"] + [h for m in machines for h in (f"{m}: p50 ms (batch {smallest})", f"{m}: speed-up",
+                                                         f"{m}: images/s (batch {largest})")]
+    return Table("Machine types", headers, rows, f"speed-up: against {machines[0]}, ratio of medians with its "
+                                                 "interval from the two medians' 95 % intervals")
 
 
 def models_table(catalog: list[ModelEntry]) -> Table:
