@@ -104,6 +104,12 @@ def cpu_kernels() -> str:
 
 
 @cache
+def library_versions() -> dict[str, str | None]:
+    """The versions of the libraries results depend on (cheap: nothing imported, no GPU probed)."""
+    return {p: _version(p) for p in _PACKAGES}
+
+
+@cache
 def snapshot() -> Environment:
     model, flags = _cpuinfo()
     isa = sorted({name for flag, name in _ISA_FLAGS.items() if flag in flags})
@@ -114,6 +120,6 @@ def snapshot() -> Environment:
         machine=platform.machine(),
         os=f"{platform.system()} {platform.release()}",
         python=platform.python_version(),
-        versions={p: _version(p) for p in _PACKAGES},
+        versions=dict(library_versions()),
         gpu=gpu_description(),
     )

@@ -25,7 +25,7 @@ from rnopt.artifacts import artifacts_dir, file_sha256
 from rnopt.backends.base import ModelFile, TorchModel
 from rnopt.bench import Variant
 from rnopt.data import ImageDataset
-from rnopt.environment import cpu_kernels, snapshot
+from rnopt.environment import cpu_kernels, library_versions
 from rnopt.errors import RnoptError
 from rnopt.fileio import atomic_path
 from rnopt.notices import notice
@@ -81,7 +81,7 @@ def entry_key(variant: Variant, images: str, batch_size: int) -> str | None:
     settings = {k: v for k, v in variant.spec.to_dict().items() if k not in ("artifact", "label")}
     identity = {"format": FORMAT, "rnopt": code_digest(), "model": model, "settings": settings,
                 "ran_as": [variant.session.backend, variant.session.precision, variant.session.device],
-                "versions": snapshot().versions, "cpu": cpu_kernels(), "images": images, "batch": batch_size}
+                "versions": library_versions(), "cpu": cpu_kernels(), "images": images, "batch": batch_size}
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -109,8 +109,8 @@ def predicted_batches(variants: list[Variant], dataset: ImageDataset, preprocess
                       ) -> Iterator[tuple[list[np.ndarray], np.ndarray]]:
     """Every variant's outputs batch by batch, in image order, with the labels: from the cache where an entry
     holds the same bits, else computed (images decoded only if some variant needs them) and stored."""
-    images = images_digest(dataset, preprocessing) if enabled() and variants else ""
-    keys = [entry_key(v, images, batch_size) if images else None for v in variants]
+    content = images_digest(dataset, preprocessing) if enabled() and variants else ""
+    keys = [entry_key(v, content, batch_size) if content else None for v in variants]
     stored = [_load(k) for k in keys]
     fresh: dict[int, list[np.ndarray]] = {i: [] for i, s in enumerate(stored) if s is None and keys[i] is not None}
     hits = sum(s is not None for s in stored)

@@ -25,9 +25,10 @@ import logging
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Any
 
+from rnopt.environment import snapshot
 from rnopt.errors import RnoptError, first_line
 from rnopt.bench import BenchConfig
 from rnopt.execute.base import Executor, Progress
@@ -58,7 +59,11 @@ def _handle(request: str) -> str:
     from rnopt.execute.worker import handle
 
     try:
-        return json.dumps({"ok": handle(json.loads(request))})
+        task = json.loads(request)
+        answer = handle(task)
+        if task["task"]["kind"] == "time":  # the machine that timed, for the record's machine types
+            answer["environment"] = asdict(snapshot())
+        return json.dumps({"ok": answer})
     except RnoptError as exc:  # a task's own failure comes back as its one line, not as a Ray traceback
         return json.dumps({"error": str(exc)})
 

@@ -8,14 +8,13 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rnopt.accuracy import ValidationSet
 from rnopt.artifacts import ArtifactStore
 from rnopt.bench import BenchConfig, Variant, bench_variants
 from rnopt.embedding import embed_images, require_embedding_model
-from rnopt.environment import snapshot
 from rnopt.errors import RnoptError, first_line
 from rnopt.evaluation import RanAs, evaluate_variants, predict_part, score_outputs
 from rnopt.execute.tasks import BenchOutcome, EvalOutcome, Outcome, OutputsOutcome, Task
@@ -23,6 +22,9 @@ from rnopt.memory import measure_here
 from rnopt.predictions import cached_outputs
 from rnopt.results import Failure
 from rnopt.spec import VariantSpec
+
+if TYPE_CHECKING:  # onnx is imported where validation images are read, not where a task is handled
+    from rnopt.accuracy import ValidationSet
 
 Advance = Callable[..., None]  # advance(n=1, note=None), as rnopt.progress.task gives
 Load = Callable[[list[VariantSpec]], tuple[list[Variant], list[Failure]]]
@@ -48,7 +50,7 @@ def perform(task: Task, specs: Sequence[VariantSpec], load: Load, store: Artifac
         return _probe(task, chosen, store)
     variants, failures = load(chosen)
     if task.kind == "time":
-        outcome = BenchOutcome(failures=failures, environment=asdict(snapshot()))
+        outcome = BenchOutcome(failures=failures)
         if variants:
             outcome.results = bench_variants(variants, BenchConfig.from_dict(task.config),
                                              lambda note: step(1, note))
