@@ -8,7 +8,6 @@ The prediction cache is off: every output is computed.
 import os, sys, time
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 os.environ["RNOPT_PREDICTION_CACHE"] = "0"
-import ray
 from ray.cluster_utils import Cluster
 from rnopt.artifacts import artifact_for
 from rnopt.execute import DataRef, InProcessExecutor
