@@ -102,7 +102,8 @@ class RayExecutor(Executor):
                 result.machine, result.model = selector, f"{result.model} on {selector}"
             merged.results += outcome.results
             merged.failures += [replace(f, label=f"{f.label} on {selector}") for f in outcome.failures]
-            merged.machines[selector] = outcome.environment or {}
+            if outcome.environment:  # none when no spec could be timed there (each failure says why)
+                merged.machines[selector] = outcome.environment
         return merged
 
     def machine_nodes(self) -> dict[str, dict[str, Any]]:
