@@ -402,7 +402,9 @@ def _tune_knobs(one: OneModel, record: Record, spec: VariantSpec, chosen: BenchR
         candidates[spec.id].verdict = "the same with other settings was clearly faster"
         candidates[best.spec_id].verdict = "chosen"
     best_spec = next((v for v in [spec, *options, *threads] if v.id == best.spec_id), spec)
-    return _tune_batch(one, record, best_spec, best, candidates[best.spec_id], executor, on_progress)
+    # A thread count is timed in a process of its own (PyTorch's is process-wide), its batch sizes too.
+    runner = SubprocessExecutor() if best_spec in threads and not isinstance(executor, RayExecutor) else executor
+    return _tune_batch(one, record, best_spec, best, candidates[best.spec_id], runner, on_progress)
 
 
 def batch_knob(spec: VariantSpec, opts: TuneOptions) -> list[int]:
