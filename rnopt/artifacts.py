@@ -220,9 +220,45 @@ class ArtifactStore:
     def _built(self, artifact: ArtifactSpec) -> ModelFile:
         from rnopt.recipes import run_step
 
-        parent = self.model_file(artifact.parent())
-        step = artifact.steps[-1]
-        return self._entry(artifact, step.op, lambda path: run_step(step, parent, path, self.data))
+        step, parent = artifact.steps[-1], artifact.parent()
+        if self._has_entry(parent) or not self._has_entry(artifact):  # the chain's results where they are here;
+            self.model_file(parent)  # an entry shipped from another machine stands alone (its parent not built)
+        return self._entry(artifact, step.op, lambda path: run_step(step, self.model_file(parent), path, self.data))
+
+    def _has_entry(self, artifact: ArtifactSpec) -> bool:
+        """Whether `artifact` is here without building it: a user's file, or a finished cache entry."""
+        return artifact.is_file or (self._folder() / artifact.id / "result.json").is_file()
+
+    def entry_files(self, artifact: ArtifactSpec) -> dict[str, bytes] | None:
+        """The files of `artifact`'s trusted cache entry (its model, an IR's weights, the step's result and recipe),
+        for another machine's store; None where there is none here (a user's file, a model PyTorch runs, a recipe
+        not built here)."""
+        if artifact.is_file:
+            return None
+        folder = self._folder() / artifact.id
+        if self._trusted(folder, folder / f"model{artifact.file_suffix}") is None:
+            return None
+        return {f.name: f.read_bytes() for f in sorted(folder.iterdir()) if f.is_file()}
+
+    def install(self, artifact: ArtifactSpec, files: dict[str, bytes]) -> bool:
+        """Another store's entry for `artifact` (`entry_files` there) put in this one, unless this one holds a trusted
+        entry already: written aside, taken only when its bytes have the sha256 recorded with them and the one the
+        spec names, then renamed in. False: not taken (the recipe builds it when needed)."""
+        folder = self._folder() / artifact.id
+        model_name = f"model{artifact.file_suffix}"
+        if folder.exists() and self._trusted(folder, folder / model_name) is not None:
+            return False
+        scratch = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        try:
+            for name, data in files.items():
+                (scratch / Path(name).name).write_bytes(data)
+            outcome = self._trusted(scratch, scratch / model_name)
+            if outcome is None or (artifact.built_sha256 and outcome.sha256 != artifact.built_sha256):
+                return False
+            _rename_in(scratch, folder)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return True
 
     def _entry(self, artifact: ArtifactSpec, kind: str, make: Callable[[Path], Any]) -> ModelFile:
         folder = self._folder() / artifact.id
@@ -269,15 +305,20 @@ class ArtifactStore:
             outcome = StepOutcome(kind, file_sha256(built), made_with(), result)
             write_text(scratch / "result.json", json.dumps(outcome.to_dict(), indent=1))
             write_text(scratch / "recipe.json", json.dumps({"id": artifact.id, **artifact_fields(artifact)}, indent=1))
-            shutil.rmtree(folder, ignore_errors=True)  # an entry found untrusted before the build goes
-            try:
-                os.rename(scratch, folder)
-            except OSError:  # another process renamed its build of the same recipe in meanwhile: that one stays
-                if not (folder / "result.json").is_file():
-                    raise
+            _rename_in(scratch, folder)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         return outcome
+
+
+def _rename_in(scratch: Path, folder: Path) -> None:
+    """A finished entry renamed into its place; an entry found untrusted before goes first."""
+    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        os.rename(scratch, folder)
+    except OSError:  # another process renamed its build of the same recipe in meanwhile: that one stays
+        if not (folder / "result.json").is_file():
+            raise
 
 
 @dataclass

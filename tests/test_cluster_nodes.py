@@ -136,3 +136,34 @@ def test_an_evaluation_whose_worker_is_killed_is_retried_and_exact(two_nodes, tm
     assert killed, "no worker was running a task to kill"
     assert there.section == here.section and not there.failures
     assert [r.n for r in there.section.results] == [10_000] * 3
+
+
+def test_a_node_without_the_model_files_takes_them_through_the_object_store(two_nodes, tmp_path):
+    """The workers' store is empty (a cache of their own): they take the fused file the driver built from Ray's
+    object store, sha256 checked, and never build its parent; the figures equal a local run's."""
+    from dataclasses import replace
+
+    from rnopt.artifacts import ArtifactStore, file_sha256
+    from rnopt.execute.cluster import RayExecutor
+    from rnopt.recipes import optimize_step
+
+    fused = artifact_for("resnet20_cifar10").then(optimize_step())
+    store = ArtifactStore()
+    store.model_file(fused)
+    sha = store.results[fused].sha256
+    spec = VariantSpec(replace(fused, built_sha256=sha), "onnxruntime")
+    task = evaluation_task([spec], DataRef("cifar10", 200), 50)
+    here = InProcessExecutor().run(task, [spec])
+    node_cache = tmp_path / "node-cache"
+    ray.init(address=two_nodes, runtime_env={"env_vars": {"RNOPT_CACHE_DIR": str(node_cache)}},
+             log_to_driver=False)
+    try:
+        cluster = RayExecutor(two_nodes)
+        assert len(cluster.shards(task)) == 2  # one per node
+        there = cluster.run(task, [spec])
+    finally:
+        ray.shutdown()
+    assert there.section == here.section and not there.failures
+    entries = node_cache / "artifacts"
+    assert sorted(p.name for p in entries.iterdir()) == [fused.id]  # shipped whole; the export never made there
+    assert file_sha256(entries / fused.id / "model.onnx") == sha

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -266,3 +267,28 @@ def test_the_explicit_verbs_build_their_files_through_the_store(cli, tmp_path, m
     # nothing reverted: the model written is full int8; ResNet-20 scores 0.81 in float on the JPEG test set
     assert report["test_score"] == report["test_int8_score"] == pytest.approx(report["test_float_score"], abs=0.02)
     assert report["test_float_score"] == pytest.approx(0.81, abs=0.01)
+
+
+def test_an_entry_from_another_store_is_taken_only_with_the_bytes_its_spec_names(tmp_path):
+    """What a cluster node does with model files shipped to it: installs them whole when their sha256 is the one
+    recorded and the spec's; anything else is refused (the recipe builds it) and leaves nothing behind."""
+    model = artifact_for("resnet20_cifar10")
+    fused = model.then(optimize_step())
+    there = ArtifactStore(tmp_path / "driver")
+    there.model_file(fused)
+    sha = there.results[fused].sha256
+    files = there.entry_files(fused)
+    assert files is not None and {"model.onnx", "result.json", "recipe.json"} <= set(files)
+    assert there.entry_files(model.then(optimize_step(level="basic"))) is None  # not built there: nothing to ship
+
+    tampered = dict(files, **{"model.onnx": files["model.onnx"] + b"\0"})
+    node = ArtifactStore(tmp_path / "node")
+    with notices.collecting():
+        assert not node.install(fused, tampered)
+    assert not node.install(replace(fused, built_sha256="0" * 64), files)
+    assert [p.name for p in (tmp_path / "node").iterdir()] == []  # no entry, no scratch folder left
+    assert node.install(replace(fused, built_sha256=sha), files)
+    assert file_sha256(tmp_path / "node" / fused.id / "model.onnx") == sha
+    assert not node.install(fused, files)  # a trusted entry is kept as it is
+    assert node.model_file(fused).path == tmp_path / "node" / fused.id / "model.onnx"
+    assert sorted(p.name for p in (tmp_path / "node").iterdir()) == [fused.id]  # its parent, the export: not made

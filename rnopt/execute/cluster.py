@@ -2,12 +2,14 @@
 for the length of the command; `--cluster ADDRESS` (or `$RNOPT_CLUSTER`) joins a running one whose nodes have rnopt
 and the runtimes installed.
 
-What travels is what a subprocess worker reads: the task and its specs as JSON (rnopt.execute.tasks). A node
-builds the artifacts a spec names by recipe in its own store (sha256 checked), and reads the task's data from
-the reference (a bundled set, or a path every node sees). The remote side is `rnopt.execute.worker.handle`, the
-same code a fresh subprocess runs. An evaluation fans out: its images are cut into ranges of whole batches, one
-per CPU of the cluster, each a `predict` task on its own worker, and the outputs come back to be scored here by
-the code a local run scores with (counts and per-image outputs, never averages of averages: equal bit for bit).
+What travels is what a subprocess worker reads: the task and its specs as JSON (rnopt.execute.tasks), and the
+model files it loads: each artifact this machine's store holds is put in Ray's object store once, and a node whose
+store lacks it takes those bytes (sha256 checked against the spec's); one built nowhere yet is built by recipe
+on the node that needs it. A node reads the task's data from the reference (a bundled set, or a path every node
+sees). The remote side is `rnopt.execute.worker.handle`, the same code a fresh subprocess runs. An evaluation fans
+out: its images are cut into ranges of whole batches, one per CPU of the cluster, each a `predict` task on its own
+worker, and the outputs come back to be scored here by the code a local run scores with (counts and per-image
+outputs, never averages of averages: equal bit for bit).
 
 Timing is never shared: a timing task asks for every CPU of one node and its `rnopt-timing` resource, so nothing
 else is scheduled on that node while it runs. Memory is measured in a fresh process that the Ray worker starts on
@@ -54,12 +56,26 @@ def _ray() -> Any:
     return ray
 
 
-def _handle(request: str) -> str:
-    """The remote side: a worker's request in, its answer out (both JSON text)."""
+def _install(request: dict[str, Any], shipped: Sequence[dict[str, Any]]) -> None:
+    """The model files the driver sent through the object store, put in this node's artifact store where it lacks
+    them (sha256 checked; one that does not match is built by its recipe instead)."""
+    from rnopt.artifacts import ArtifactStore
+
+    artifacts = {a.id: a for a in (VariantSpec.from_dict(s).artifact for s in request["specs"])}
+    store = ArtifactStore()
+    for entry in shipped:
+        if entry["id"] in artifacts:
+            store.install(artifacts[entry["id"]], entry["files"])
+
+
+def _handle(request: str, *shipped: dict[str, Any]) -> str:
+    """The remote side: a worker's request in, its answer out (both JSON text); `shipped`: model files the driver
+    put in the object store (Ray hands them over as values)."""
     from rnopt.execute.worker import handle
 
     try:
         task = json.loads(request)
+        _install(task, shipped)
         answer = handle(task)
         if task["task"]["kind"] == "time":  # the machine that timed, for the record's machine types
             answer["environment"] = asdict(snapshot())
@@ -68,13 +84,15 @@ def _handle(request: str) -> str:
         return json.dumps({"error": str(exc)})
 
 
-def _handle_in_fresh_process(request: str) -> str:
+def _handle_in_fresh_process(request: str, *shipped: dict[str, Any]) -> str:
     """The remote side of a memory task: a fresh Python process on that node runs it (a Ray worker has its own
     heap history: measured there, ResNet-20 on ONNX Runtime added 0.4 MB where a fresh process adds 11.5 MB)."""
     from rnopt.execute.process import run_worker
 
     try:
-        return json.dumps({"ok": run_worker(json.loads(request), "the memory task")})
+        task = json.loads(request)
+        _install(task, shipped)
+        return json.dumps({"ok": run_worker(task, "the memory task")})
     except RnoptError as exc:
         return json.dumps({"error": str(exc)})
 
@@ -87,6 +105,7 @@ class RayExecutor(Executor):
         self.nodes = [parse_selector(n) for n in nodes]
         self._started = False
         self._remotes: dict[bool, Any] = {}  # fresh process or not -> the remote function
+        self._shipped: dict[str, Any] = {}  # artifact id -> its entry's files in the object store (None: not here)
 
     def bench(self, specs: list[VariantSpec], config: BenchConfig, on_progress: Progress | None = None
               ) -> BenchOutcome:
@@ -162,7 +181,7 @@ class RayExecutor(Executor):
         its one line."""
         ray = self._connect()
         refs = [self.remote_for(task).options(**self.options_for(task, node)).remote(
-            json.dumps(request_for(task, specs))) for task in tasks]
+            json.dumps(request_for(task, specs)), *self.shipped_for(specs_of(task, specs))) for task in tasks]
         try:
             answers = [json.loads(text) for text in ray.get(refs)]
         except ray.exceptions.RayError as exc:  # a worker or node lost, or a bug there: in one line
@@ -175,6 +194,22 @@ class RayExecutor(Executor):
                 raise RnoptError(f"{describe(task, specs)} failed on the cluster: {answer['error']}")
             outcomes.append(OUTCOMES[task.kind].from_dict(answer["ok"]))
         return outcomes
+
+    def shipped_for(self, specs: Sequence[VariantSpec]) -> list[Any]:
+        """The object-store references of the model files `specs` load, put there once per artifact from this
+        machine's store: a node that lacks them takes the bytes instead of building them again (a recipe not
+        built here is built there, sha256 checked)."""
+        from rnopt.artifacts import ArtifactStore
+
+        refs = []
+        for artifact in dict.fromkeys(s.artifact for s in specs):
+            if artifact.id not in self._shipped:
+                files = ArtifactStore().entry_files(artifact)
+                self._shipped[artifact.id] = None if files is None else \
+                    self._connect().put({"id": artifact.id, "files": files})
+            if self._shipped[artifact.id] is not None:
+                refs.append(self._shipped[artifact.id])
+        return refs
 
     def options_for(self, task: Task, node: dict[str, Any] | None = None) -> dict[str, Any]:
         """Ray's scheduling options for `task`: a timing task gets a whole node (`node`, else the first that
@@ -227,7 +262,7 @@ class RayExecutor(Executor):
         """Leave the cluster (a private local one shuts down with it)."""
         if self._started:
             _ray().shutdown()
-            self._started, self._remotes = False, {}
+            self._started, self._remotes, self._shipped = False, {}, {}
 
 
 class _Pinned(Executor):
