@@ -3,9 +3,12 @@ outcomes a local run gives; timing gets a node to itself; without Ray the flag s
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -154,3 +157,59 @@ def test_a_worker_that_breaks_is_one_line_not_a_ray_traceback(cluster, pair):
         broken.run(evaluation_task(pair[:1], DataRef("cifar10", 10), 10), pair)
     assert str(caught.value) == (f"evaluating {pair[0].label} failed on the cluster: ValueError: the worker fell "
                                  f"over")
+
+
+def _descendants(root: int) -> dict[int, bytes]:
+    """Every process under `root` now, with its command line."""
+    parents, lines = {}, {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                parents[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                lines[int(proc.name)] = (proc / "cmdline").read_bytes()
+            except (OSError, IndexError, ValueError):
+                continue
+    found, frontier = {}, [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, ppid in parents.items():
+            if ppid == parent and pid not in found:
+                found[pid] = lines[pid]
+                frontier.append(pid)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_cancels_the_cluster_work_and_leaves_nothing_behind(tmp_path, fp32_onnx, int8_onnx, signum):
+    """`rnopt eval --cluster local` stopped while its workers evaluate: one line, its exit status, no output file,
+    and every process of its private cluster (GCS, raylet, workers) gone within seconds."""
+    out = tmp_path / "e.json"
+    proc = subprocess.Popen([sys.executable, "-m", "rnopt", "eval", str(fp32_onnx), str(int8_onnx), "--cluster",
+                             "local", "--json", str(out), "--quiet"], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    deadline, working = time.monotonic() + 120, {}
+    while time.monotonic() < deadline and proc.poll() is None:
+        tree = _descendants(proc.pid)
+        if any(line.startswith(b"ray::_handle") for line in tree.values()):  # a worker is evaluating
+            working = tree
+            break
+        time.sleep(0.2)
+    assert working, "the evaluation never reached a Ray worker"
+    time.sleep(1.0)
+    working.update(_descendants(proc.pid))
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+    code, said = {signal.SIGTERM: (143, "terminated (SIGTERM)"), signal.SIGINT: (130, "interrupted (SIGINT)")}[signum]
+    assert proc.returncode == code and said in err and "Traceback" not in err, err
+    assert not out.exists() and not list(tmp_path.glob("*.tmp*"))
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(_alive(pid) for pid in working):
+        time.sleep(0.5)
+    left = {pid: line.split(b"\0")[0][:80] for pid, line in working.items() if _alive(pid)}
+    assert not left, f"left running: {left}"

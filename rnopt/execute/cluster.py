@@ -22,16 +22,19 @@ each result carries its type (`BenchResult.machine`) and the record each type's 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
-from collections.abc import Sequence
+import signal
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, replace
 from typing import Any
 
 from rnopt.environment import snapshot
-from rnopt.errors import RnoptError, first_line
+from rnopt.errors import Interrupted, RnoptError, first_line
 from rnopt.bench import BenchConfig
 from rnopt.execute.base import Executor, Progress
 from rnopt.execute.handlers import Advance, merge_predictions, specs_of
@@ -183,7 +186,7 @@ class RayExecutor(Executor):
         refs = [self.remote_for(task).options(**self.options_for(task, node)).remote(
             json.dumps(request_for(task, specs)), *self.shipped_for(specs_of(task, specs))) for task in tasks]
         try:
-            answers = [json.loads(text) for text in ray.get(refs)]
+            answers = [json.loads(text) for text in _wait(ray, refs)]
         except ray.exceptions.RayError as exc:  # a worker or node lost, or a bug there: in one line
             cause = getattr(exc, "cause", None) or exc  # a task's own exception, without Ray's coloured frame
             raise RnoptError(f"{describe(tasks[0], specs)} failed on the cluster: {type(cause).__name__}: "
@@ -246,7 +249,8 @@ class RayExecutor(Executor):
         if not ray.is_initialized():
             settings: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                                         "logging_level": logging.ERROR, "configure_logging": True}
-            with native_stderr_silenced():  # Ray's C++ side logs to the terminal; its errors are raised anyway
+            # Ray's C++ side logs to the terminal (its errors are raised anyway), and its init takes SIGTERM over
+            with native_stderr_silenced(), _signal_handlers_kept():
                 if self.address == "local":  # a private cluster: this machine's cores, one timing slot
                     ray.init(num_cpus=os.cpu_count() or 1, resources={TIMING_RESOURCE: 1}, **settings)
                 else:
@@ -263,6 +267,34 @@ class RayExecutor(Executor):
         if self._started:
             _ray().shutdown()
             self._started, self._remotes, self._shipped = False, {}, {}
+
+
+def _wait(ray: Any, refs: list[Any]) -> list[Any]:
+    """`ray.get`, with a signal's exception as itself: raised by rnopt's handler inside Ray's native wait, it
+    comes out wrapped in a SystemError."""
+    try:
+        return ray.get(refs)
+    except SystemError as exc:
+        if isinstance(exc.__cause__, (Interrupted, KeyboardInterrupt)):
+            raise exc.__cause__ from None
+        raise
+
+
+@contextlib.contextmanager
+def _signal_handlers_kept() -> Iterator[None]:
+    """The process's SIGTERM, SIGINT and SIGHUP handlers as they were before the block. `ray.init` sets its own
+    SIGTERM handler (exit status 1, none of rnopt's cleanup); rnopt's makes SIGTERM unwind like Ctrl-C: partial
+    outputs removed, the executor closed, a private cluster shut down with it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            if handler is not None:
+                signal.signal(signum, handler)
 
 
 class _Pinned(Executor):
