@@ -370,6 +370,10 @@ MUTATIONS = [
              "        if isinstance(exc.__cause__, (Interrupted, KeyboardInterrupt)):",
              "        if False:",
              ("tests/test_cluster.py::test_a_signal_cancels_the_cluster_work_and_leaves_nothing_behind",)),
+    Mutation("cluster: workers' progress not relayed (one jump at the end)", "rnopt/execute/cluster.py",
+             "        box = self.progress_box() if advance else None",
+             "        box = None",
+             ("tests/test_cluster.py::test_an_evaluation_on_the_cluster_fans_out_and_equals_the_local_one",)),
     # the prediction cache
     Mutation("prediction cache: keyed by the file's name, not its bytes", "rnopt/predictions.py",
              "        return file_sha256(variant.model.path)",

@@ -44,9 +44,14 @@ def test_an_evaluation_on_the_cluster_fans_out_and_equals_the_local_one(cluster,
     workers = int(ray.cluster_resources()["CPU"])
     assert len(shards) == min(workers, 4) and shards[0][0] == 0 and shards[-1][1] == 200
     assert all(stop - start == 200 // len(shards) for start, stop in shards)  # whole batches of 50
-    there, here = cluster.run(task, pair), InProcessExecutor().run(task, pair)
+    told: list[tuple[int, str | None]] = []
+    there = cluster.run(task, pair, lambda n=1, note=None: told.append((n, note)))
+    here = InProcessExecutor().run(task, pair)
     assert asdict(there.section) == asdict(here.section) and not there.failures
     assert [r.n for r in there.section.results] == [200, 200]
+    # progress from the workers while they ran, batch by batch (4 batches of 50), then the shards' note
+    assert sum(n for n, _ in told) == 200 and len([n for n, _ in told if n == 50]) >= 3, told
+    assert told[-1][1].endswith(f"{len(shards)} shards done on the cluster")
 
 
 def test_an_embedding_on_the_cluster_equals_the_local_one(cluster, image_folder):
@@ -145,7 +150,7 @@ def test_sensitivity_probes_run_as_cluster_tasks_and_agree_with_a_local_analysis
 def test_a_worker_that_breaks_is_one_line_not_a_ray_traceback(cluster, pair):
     from rnopt.execute.cluster import RayExecutor
 
-    def breaks(request: str) -> str:
+    def breaks(request: str, *_: object) -> str:
         raise ValueError("the worker fell over\nand said more")
 
     class Broken(RayExecutor):

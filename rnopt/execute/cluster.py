@@ -29,7 +29,7 @@ import math
 import os
 import signal
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -48,6 +48,7 @@ from rnopt.spec import VariantSpec
 TIMING_RESOURCE = "rnopt-timing"  # one per node: at most one timing task on a node at a time
 TASK_RETRIES = 2  # a worker or node lost mid-task: the task runs again (deterministic: the same figures), twice
 CLUSTER_ENV = "RNOPT_CLUSTER"
+POLL_S = 0.5  # how often the workers' progress is taken while they run
 
 
 def _ray() -> Any:
@@ -71,15 +72,32 @@ def _install(request: dict[str, Any], shipped: Sequence[dict[str, Any]]) -> None
             store.install(artifacts[entry["id"]], entry["files"])
 
 
-def _handle(request: str, *shipped: dict[str, Any]) -> str:
-    """The remote side: a worker's request in, its answer out (both JSON text); `shipped`: model files the driver
-    put in the object store (Ray hands them over as values)."""
+class _ProgressBox:
+    """A Ray actor that holds the progress workers report (images done, notes) until the driver takes it."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[int, str | None]] = []
+
+    def add(self, n: int, note: str | None) -> None:
+        self.events.append((n, note))
+
+    def take(self) -> list[tuple[int, str | None]]:
+        events, self.events = self.events, []
+        return events
+
+
+def _handle(request: str, box: Any = None, *shipped: dict[str, Any]) -> str:
+    """The remote side: a worker's request in, its answer out (both JSON text); its progress told to `box` (a
+    _ProgressBox, or None); `shipped`: model files the driver put in the object store (handed over as values)."""
     from rnopt.execute.worker import handle
+
+    def advance(n: int = 1, note: str | None = None) -> None:
+        box.add.remote(n, note)  # not waited for: the task goes on
 
     try:
         task = json.loads(request)
         _install(task, shipped)
-        answer = handle(task)
+        answer = handle(task, advance if box is not None else None)
         if task["task"]["kind"] == "time":  # the machine that timed, for the record's machine types
             answer["environment"] = asdict(snapshot())
         return json.dumps({"ok": answer})
@@ -87,7 +105,7 @@ def _handle(request: str, *shipped: dict[str, Any]) -> str:
         return json.dumps({"error": str(exc)})
 
 
-def _handle_in_fresh_process(request: str, *shipped: dict[str, Any]) -> str:
+def _handle_in_fresh_process(request: str, box: Any = None, *shipped: dict[str, Any]) -> str:
     """The remote side of a memory task: a fresh Python process on that node runs it (a Ray worker has its own
     heap history: measured there, ResNet-20 on ONNX Runtime added 0.4 MB where a fresh process adds 11.5 MB)."""
     from rnopt.execute.process import run_worker
@@ -109,6 +127,7 @@ class RayExecutor(Executor):
         self._started = False
         self._remotes: dict[bool, Any] = {}  # fresh process or not -> the remote function
         self._shipped: dict[str, Any] = {}  # artifact id -> its entry's files in the object store (None: not here)
+        self._box: Any = None  # the _ProgressBox actor workers report to (made when progress is first wanted)
 
     def bench(self, specs: list[VariantSpec], config: BenchConfig, on_progress: Progress | None = None
               ) -> BenchOutcome:
@@ -151,7 +170,7 @@ class RayExecutor(Executor):
             shards = self.shards(task)
             if len(shards) > 1:
                 return self._evaluate_in_shards(task, chosen, shards, advance)
-        [outcome] = self._submit([task], chosen)
+        [outcome] = self._submit([task], chosen, advance=advance)
         if advance:
             advance(0, f"{describe(task, chosen)}: done on the cluster")
         return outcome
@@ -173,20 +192,35 @@ class RayExecutor(Executor):
     def _evaluate_in_shards(self, task: Task, specs: list[VariantSpec], shards: list[tuple[int, int]],
                             advance: Advance | None) -> Outcome:
         """Every shard a predict task on its own worker, at once; the outputs merged and scored here."""
-        parts = self._submit([prediction_task(task, start, stop) for start, stop in shards], specs)
-        if advance:
-            advance(shards[-1][1], f"{describe(task, specs)}: {len(shards)} shards done on the cluster")
+        images = shards[-1][1]
+        told = [0]
+
+        def at_most_all(n: int = 1, note: str | None = None) -> None:  # a retried shard reports its images again
+            n = min(n, images - told[0])
+            told[0] += n
+            if advance:
+                advance(n, note)
+
+        parts = self._submit([prediction_task(task, start, stop) for start, stop in shards], specs,
+                             advance=at_most_all if advance else None)
+        at_most_all(images, f"{describe(task, specs)}: {len(shards)} shards done on the cluster")
         return merge_predictions(task, [p for p in parts if isinstance(p, OutputsOutcome)])
 
-    def _submit(self, tasks: list[Task], specs: list[VariantSpec], node: dict[str, Any] | None = None
-                ) -> list[Outcome]:
+    def _submit(self, tasks: list[Task], specs: list[VariantSpec], node: dict[str, Any] | None = None,
+                advance: Advance | None = None) -> list[Outcome]:
         """The tasks sent at once (to `node` only, where given), their outcomes in order; a task's own failure is
-        its one line."""
+        its one line. The workers' progress comes back through `advance` while they run."""
         ray = self._connect()
+        box = self.progress_box() if advance else None
         refs = [self.remote_for(task).options(**self.options_for(task, node)).remote(
-            json.dumps(request_for(task, specs)), *self.shipped_for(specs_of(task, specs))) for task in tasks]
+            json.dumps(request_for(task, specs)), box, *self.shipped_for(specs_of(task, specs))) for task in tasks]
+
+        def relay() -> None:
+            for n, note in ray.get(box.take.remote()):
+                advance(n, note)
+
         try:
-            answers = [json.loads(text) for text in _wait(ray, refs)]
+            answers = [json.loads(text) for text in _wait(ray, refs, relay if box is not None else None)]
         except ray.exceptions.RayError as exc:  # a worker or node lost, or a bug there: in one line
             cause = getattr(exc, "cause", None) or exc  # a task's own exception, without Ray's coloured frame
             raise RnoptError(f"{describe(tasks[0], specs)} failed on the cluster: {type(cause).__name__}: "
@@ -197,6 +231,12 @@ class RayExecutor(Executor):
                 raise RnoptError(f"{describe(task, specs)} failed on the cluster: {answer['error']}")
             outcomes.append(OUTCOMES[task.kind].from_dict(answer["ok"]))
         return outcomes
+
+    def progress_box(self) -> Any:
+        """The actor workers tell their progress to (no CPU of its own: it only holds counts)."""
+        if self._box is None:
+            self._box = self._connect().remote(num_cpus=0)(_ProgressBox).remote()
+        return self._box
 
     def shipped_for(self, specs: Sequence[VariantSpec]) -> list[Any]:
         """The object-store references of the model files `specs` load, put there once per artifact from this
@@ -266,14 +306,21 @@ class RayExecutor(Executor):
         """Leave the cluster (a private local one shuts down with it)."""
         if self._started:
             _ray().shutdown()
-            self._started, self._remotes, self._shipped = False, {}, {}
+            self._started, self._remotes, self._shipped, self._box = False, {}, {}, None
 
 
-def _wait(ray: Any, refs: list[Any]) -> list[Any]:
-    """`ray.get`, with a signal's exception as itself: raised by rnopt's handler inside Ray's native wait, it
-    comes out wrapped in a SystemError."""
+def _wait(ray: Any, refs: list[Any], poll: Callable[[], None] | None = None) -> list[Any]:
+    """The tasks' values once all are done, `poll` called every POLL_S meanwhile and at the end; a signal's
+    exception as itself (raised by rnopt's handler inside Ray's native wait, it comes out in a SystemError)."""
     try:
-        return ray.get(refs)
+        pending = list(refs) if poll else []
+        while pending:
+            _, pending = ray.wait(pending, num_returns=len(pending), timeout=POLL_S)
+            poll()
+        values = ray.get(refs)
+        if poll:
+            poll()
+        return values
     except SystemError as exc:
         if isinstance(exc.__cause__, (Interrupted, KeyboardInterrupt)):
             raise exc.__cause__ from None
@@ -306,7 +353,7 @@ class _Pinned(Executor):
         self.cluster, self.node = cluster, node
 
     def run(self, task: Task, specs: Sequence[VariantSpec], advance: Advance | None = None) -> Outcome:
-        [outcome] = self.cluster._submit([task], specs_of(task, specs), self.node)
+        [outcome] = self.cluster._submit([task], specs_of(task, specs), self.node, advance)
         return outcome
 
 

@@ -9,17 +9,18 @@ import sys
 from typing import Any
 
 from rnopt.errors import RnoptError
-from rnopt.execute.handlers import perform
+from rnopt.execute.handlers import Advance, perform
 from rnopt.execute.inprocess import InProcessExecutor
 from rnopt.execute.tasks import Task
 from rnopt.spec import VariantSpec
 
 
-def handle(request: dict[str, Any]) -> dict[str, Any]:
+def handle(request: dict[str, Any], advance: Advance | None = None) -> dict[str, Any]:
+    """The request's task run here, its outcome as JSON-ready data; progress told to `advance` (a cluster's)."""
     task = Task.from_dict(request["task"])
     specs = [VariantSpec.from_dict(s) for s in request["specs"]]
     here = InProcessExecutor()
-    return perform(task, specs, here.load, here.store).to_dict()  # memory too: this process is the fresh one
+    return perform(task, specs, here.load, here.store, advance).to_dict()  # memory too: this process is the fresh one
 
 
 def main() -> int:
