@@ -3,6 +3,7 @@ outcomes a local run gives; timing gets a node to itself; without Ray the flag s
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -218,3 +219,28 @@ def test_a_signal_cancels_the_cluster_work_and_leaves_nothing_behind(tmp_path, f
         time.sleep(0.5)
     left = {pid: line.split(b"\0")[0][:80] for pid, line in working.items() if _alive(pid)}
     assert not left, f"left running: {left}"
+
+
+def test_a_variant_that_breaks_its_worker_every_time_is_a_failure_and_the_others_are_scored(cluster, pair):
+    """An int8 variant whose worker dies whenever it is loaded (retries used up): reported as failed with its
+    reason; the fp32 variant's figures equal a local evaluation of it alone."""
+    from rnopt.execute.cluster import RayExecutor, _handle
+
+    doomed = pair[1].id
+
+    def dies_with_the_int8_variant(request: str, *rest: object) -> str:
+        if doomed in request:
+            os._exit(1)  # what a runtime crash does to a worker
+        return _handle(request, *rest)
+
+    class Crashing(RayExecutor):
+        def remote_for(self, task):  # noqa: ANN001, ANN202
+            return self._connect().remote(dies_with_the_int8_variant)
+
+    task = evaluation_task(pair, DataRef("cifar10", 200), 50)
+    there = Crashing("local").run(task, pair)  # joins the cluster the module started
+    here = InProcessExecutor().run(evaluation_task(pair[:1], DataRef("cifar10", 200), 50), pair)
+    assert asdict(there.section) == asdict(here.section)
+    [failure] = there.failures
+    assert (failure.spec_id, failure.label, failure.stage) == (doomed, pair[1].label, "eval")
+    assert "failed on the cluster" in failure.reason and "Worker" in failure.reason, failure.reason

@@ -43,6 +43,7 @@ from rnopt.execute.tasks import OUTCOMES, BenchOutcome, Outcome, OutputsOutcome,
 from rnopt.openvino_io import (
     native_stderr_silenced,  # fd 2 quiet while Ray's native side starts
 )
+from rnopt.results import Failure
 from rnopt.spec import VariantSpec
 
 TIMING_RESOURCE = "rnopt-timing"  # one per node: at most one timing task on a node at a time
@@ -202,14 +203,33 @@ class RayExecutor(Executor):
                 advance(n, note)
 
         parts = self._submit([prediction_task(task, start, stop) for start, stop in shards], specs,
-                             advance=at_most_all if advance else None)
+                             advance=at_most_all if advance else None, lost_ok=True)
+        parts = [self._each_spec_alone(task, specs, shard) if isinstance(part, RnoptError) else part
+                 for part, shard in zip(parts, shards)]
         at_most_all(images, f"{describe(task, specs)}: {len(shards)} shards done on the cluster")
         return merge_predictions(task, [p for p in parts if isinstance(p, OutputsOutcome)])
 
+    def _each_spec_alone(self, task: Task, specs: list[VariantSpec], shard: tuple[int, int]) -> OutputsOutcome:
+        """A shard whose worker was lost on every try, again one spec per task: a spec that breaks its worker is a
+        Failure with the reason, and the others are scored without it."""
+        alone = [prediction_task(replace(task, spec_ids=(spec.id,)), *shard) for spec in specs]
+        combined = OutputsOutcome()
+        for spec, part in zip(specs, self._submit(alone, specs, lost_ok=True)):
+            if isinstance(part, RnoptError):
+                combined.failures.append(Failure(spec.id, spec.label, "eval", str(part)))
+                continue
+            assert isinstance(part, OutputsOutcome)
+            combined.outputs.update(part.outputs)
+            combined.ran.update(part.ran)
+            combined.failures += part.failures
+            combined.labels, combined.dataset = part.labels, part.dataset
+        return combined
+
     def _submit(self, tasks: list[Task], specs: list[VariantSpec], node: dict[str, Any] | None = None,
-                advance: Advance | None = None) -> list[Outcome]:
+                advance: Advance | None = None, lost_ok: bool = False) -> list[Outcome]:
         """The tasks sent at once (to `node` only, where given), their outcomes in order; a task's own failure is
-        its one line. The workers' progress comes back through `advance` while they run."""
+        its one line. The workers' progress comes back through `advance` while they run. A task whose worker was
+        lost on every try raises its one line, or with `lost_ok` stands in the list as that RnoptError."""
         ray = self._connect()
         box = self.progress_box() if advance else None
         refs = [self.remote_for(task).options(**self.options_for(task, node)).remote(
@@ -219,18 +239,21 @@ class RayExecutor(Executor):
             for n, note in ray.get(box.take.remote()):
                 advance(n, note)
 
-        try:
-            answers = [json.loads(text) for text in _wait(ray, refs, relay if box is not None else None)]
-        except ray.exceptions.RayError as exc:  # a worker or node lost, or a bug there: in one line
-            cause = getattr(exc, "cause", None) or exc  # a task's own exception, without Ray's coloured frame
-            raise RnoptError(f"{describe(tasks[0], specs)} failed on the cluster: {type(cause).__name__}: "
-                             f"{first_line(cause, 200)}") from None
-        outcomes = []
-        for task, answer in zip(tasks, answers):
+        outcomes: list[Outcome | RnoptError] = []
+        for task, value in zip(tasks, _wait(ray, refs, relay if box is not None else None)):
+            if isinstance(value, ray.exceptions.RayError):  # a worker or node lost, or a bug there: in one line
+                cause = getattr(value, "cause", None) or value  # a task's own exception, without Ray's frame
+                lost = RnoptError(f"{describe(task, specs)} failed on the cluster: {type(cause).__name__}: "
+                                  f"{first_line(cause, 200)}")
+                if not lost_ok:
+                    raise lost
+                outcomes.append(lost)
+                continue
+            answer = json.loads(value)
             if "error" in answer:
                 raise RnoptError(f"{describe(task, specs)} failed on the cluster: {answer['error']}")
             outcomes.append(OUTCOMES[task.kind].from_dict(answer["ok"]))
-        return outcomes
+        return outcomes  # type: ignore[return-value]  # an RnoptError only where lost_ok
 
     def progress_box(self) -> Any:
         """The actor workers tell their progress to (no CPU of its own: it only holds counts)."""
@@ -309,15 +332,23 @@ class RayExecutor(Executor):
             self._started, self._remotes, self._shipped, self._box = False, {}, {}, None
 
 
+def _value(ray: Any, ref: Any) -> Any:
+    """A task's value, or the RayError that lost it."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayError as exc:
+        return exc
+
+
 def _wait(ray: Any, refs: list[Any], poll: Callable[[], None] | None = None) -> list[Any]:
-    """The tasks' values once all are done, `poll` called every POLL_S meanwhile and at the end; a signal's
+    """The tasks' values (a RayError for a task that was lost) once all are done, `poll` called every POLL_S meanwhile and at the end; a signal's
     exception as itself (raised by rnopt's handler inside Ray's native wait, it comes out in a SystemError)."""
     try:
         pending = list(refs) if poll else []
         while pending:
             _, pending = ray.wait(pending, num_returns=len(pending), timeout=POLL_S)
             poll()
-        values = ray.get(refs)
+        values = [_value(ray, ref) for ref in refs]
         if poll:
             poll()
         return values
