@@ -167,3 +167,19 @@ def test_a_node_without_the_model_files_takes_them_through_the_object_store(two_
     entries = node_cache / "artifacts"
     assert sorted(p.name for p in entries.iterdir()) == [fused.id]  # shipped whole; the export never made there
     assert file_sha256(entries / fused.id / "model.onnx") == sha
+
+
+def test_rnopt_run_times_every_variant_on_each_machine_type(cli, tmp_path, two_nodes):
+    out = tmp_path / "reports"
+    r = cli("run", "--backend", "onnxruntime", "--limit", "100", *QUICK, "--cluster", two_nodes,
+            "--nodes", "type=a,type=b", "--output", out)
+    assert r.code == 0, r.err
+    [folder] = out.iterdir()
+    record = json.loads((folder / "report.json").read_text())
+    ids = {s["id"] for s in record["specs"]}
+    assert len(ids) == 3 and {(b["spec_id"], b["machine"]) for b in record["bench"]} == \
+        {(i, m) for i in ids for m in ("type=a", "type=b")}
+    assert set(record["machines"]) == {"type=a", "type=b"}
+    assert [e["n"] for e in record["evals"][0]["results"]] == [100] * 3  # evaluated once, not per type
+    report = (folder / "report.md").read_text()
+    assert "Machine types side by side" in report and "Environment of the machine type type=a (it timed)" in report
