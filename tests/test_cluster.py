@@ -244,3 +244,20 @@ def test_a_variant_that_breaks_its_worker_every_time_is_a_failure_and_the_others
     [failure] = there.failures
     assert (failure.spec_id, failure.label, failure.stage) == (doomed, pair[1].label, "eval")
     assert "failed on the cluster" in failure.reason and "Worker" in failure.reason, failure.reason
+
+
+def test_nodes_that_do_not_see_the_folder_get_their_shards_through_the_object_store(cluster, pair, image_folder,
+                                                                                    tmp_path, monkeypatch):
+    """The images named by a path the workers do not have (relative to this process's folder, not theirs): each
+    shard's images are sent; the figures equal a local run's."""
+    import shutil
+
+    shutil.copytree(image_folder, tmp_path / "only-here")
+    cluster.shards(evaluation_task(pair, DataRef("cifar10", 10), 10))  # connected: the workers' folder is set
+    monkeypatch.chdir(tmp_path)
+    task = evaluation_task(pair, DataRef("only-here"), 3)
+    assert len(cluster.shards(task)) > 1
+    there = cluster.run(task, pair)
+    here = InProcessExecutor().run(task, pair)
+    assert asdict(there.section) == asdict(here.section) and not there.failures
+    assert [r.n for r in there.section.results] == [18, 18]

@@ -23,6 +23,7 @@ each result carries its type (`BenchResult.machine`) and the record each type's 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -31,8 +32,10 @@ import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Any
 
+from rnopt.data.datasets import BUNDLED, ImageDataset
 from rnopt.environment import snapshot
 from rnopt.errors import Interrupted, RnoptError, first_line
 from rnopt.bench import BenchConfig
@@ -61,16 +64,30 @@ def _ray() -> Any:
     return ray
 
 
-def _install(request: dict[str, Any], shipped: Sequence[dict[str, Any]]) -> None:
+def _install(request: dict[str, Any], shipped: Sequence[dict[str, Any]]) -> ImageDataset | None:
     """The model files the driver sent through the object store, put in this node's artifact store where it lacks
-    them (sha256 checked; one that does not match is built by its recipe instead)."""
+    them (sha256 checked; one that does not match is built by its recipe instead); the shard of images it sent,
+    if it sent one, as a dataset."""
     from rnopt.artifacts import ArtifactStore
 
     artifacts = {a.id: a for a in (VariantSpec.from_dict(s).artifact for s in request["specs"])}
     store = ArtifactStore()
+    shard = None
     for entry in shipped:
-        if entry["id"] in artifacts:
+        if "images" in entry:
+            shard = ImageDataset(entry["name"], entry["class_names"],
+                                 [(label, functools.partial(bytes, data), shown) for label, data, shown in entry["images"]])
+        elif entry["id"] in artifacts:
             store.install(artifacts[entry["id"]], entry["files"])
+    return shard
+
+
+def _data_not_here(request: dict[str, Any]) -> str | None:
+    """The folder an evaluation shard reads when this node does not have it (the driver then sends the images)."""
+    ref = request["task"].get("data")
+    if request["task"]["kind"] != "predict" or ref is None or ref["data"] in BUNDLED or Path(ref["data"]).exists():
+        return None
+    return ref["data"]
 
 
 class _ProgressBox:
@@ -97,8 +114,10 @@ def _handle(request: str, box: Any = None, *shipped: dict[str, Any]) -> str:
 
     try:
         task = json.loads(request)
-        _install(task, shipped)
-        answer = handle(task, advance if box is not None else None)
+        shard = _install(task, shipped)
+        if shard is None and _data_not_here(task):
+            return json.dumps({"error": f"data {_data_not_here(task)} is not on this node", "data_not_here": True})
+        answer = handle(task, advance if box is not None else None, shard)
         if task["task"]["kind"] == "time":  # the machine that timed, for the record's machine types
             answer["environment"] = asdict(snapshot())
         return json.dumps({"ok": answer})
@@ -204,6 +223,13 @@ class RayExecutor(Executor):
 
         parts = self._submit([prediction_task(task, start, stop) for start, stop in shards], specs,
                              advance=at_most_all if advance else None, lost_ok=True)
+        missing = [i for i, part in enumerate(parts) if isinstance(part, DataNotHere)]
+        if missing:  # nodes that do not see the folder get their shard's images through the object store
+            resent = self._submit([prediction_task(task, *shards[i]) for i in missing], specs, lost_ok=True,
+                                  payloads=[[self._connect().put(shard_images(task, specs, *shards[i]))]
+                                            for i in missing])
+            for i, part in zip(missing, resent):
+                parts[i] = part
         parts = [self._each_spec_alone(task, specs, shard) if isinstance(part, RnoptError) else part
                  for part, shard in zip(parts, shards)]
         at_most_all(images, f"{describe(task, specs)}: {len(shards)} shards done on the cluster")
@@ -226,14 +252,17 @@ class RayExecutor(Executor):
         return combined
 
     def _submit(self, tasks: list[Task], specs: list[VariantSpec], node: dict[str, Any] | None = None,
-                advance: Advance | None = None, lost_ok: bool = False) -> list[Outcome]:
+                advance: Advance | None = None, lost_ok: bool = False, payloads: list[list[Any]] | None = None
+                ) -> list[Outcome]:
         """The tasks sent at once (to `node` only, where given), their outcomes in order; a task's own failure is
         its one line. The workers' progress comes back through `advance` while they run. A task whose worker was
-        lost on every try raises its one line, or with `lost_ok` stands in the list as that RnoptError."""
+        lost on every try raises its one line, or with `lost_ok` stands in the list as that RnoptError (and a shard
+        whose node lacks its folder as DataNotHere). `payloads`: more object-store references for each task."""
         ray = self._connect()
         box = self.progress_box() if advance else None
         refs = [self.remote_for(task).options(**self.options_for(task, node)).remote(
-            json.dumps(request_for(task, specs)), box, *self.shipped_for(specs_of(task, specs))) for task in tasks]
+            json.dumps(request_for(task, specs)), box, *self.shipped_for(specs_of(task, specs)), *extra)
+            for task, extra in zip(tasks, payloads or [[] for _ in tasks])]
 
         def relay() -> None:
             for n, note in ray.get(box.take.remote()):
@@ -250,6 +279,9 @@ class RayExecutor(Executor):
                 outcomes.append(lost)
                 continue
             answer = json.loads(value)
+            if answer.get("data_not_here") and lost_ok:
+                outcomes.append(DataNotHere(answer["error"]))
+                continue
             if "error" in answer:
                 raise RnoptError(f"{describe(task, specs)} failed on the cluster: {answer['error']}")
             outcomes.append(OUTCOMES[task.kind].from_dict(answer["ok"]))
@@ -386,6 +418,24 @@ class _Pinned(Executor):
     def run(self, task: Task, specs: Sequence[VariantSpec], advance: Advance | None = None) -> Outcome:
         [outcome] = self.cluster._submit([task], specs_of(task, specs), self.node, advance)
         return outcome
+
+
+class DataNotHere(RnoptError):
+    """A node was sent a shard of a folder it does not have."""
+
+
+def shard_images(task: Task, specs: Sequence[VariantSpec], start: int, stop: int) -> dict[str, Any]:
+    """Images [start, stop) of an evaluation's set as a worker would list them (labels aligned with the first
+    model's classes, the seeded subset), read here: the bytes of each with its label and name."""
+    from rnopt.artifacts import ArtifactStore
+    from rnopt.backends import get_backend
+    from rnopt.data.datasets import align_labels
+
+    assert task.data is not None
+    model = ArtifactStore().model_for(specs[0].artifact, get_backend(specs[0].runtime).formats)
+    whole = align_labels(task.data.dataset(), model.class_names).subset(task.data.limit)
+    return {"name": whole.name, "class_names": whole.class_names,
+            "images": [(label, read(), shown) for label, read, shown in whole.samples[start:stop]]}
 
 
 def parse_selector(text: str) -> tuple[str, str | None]:
