@@ -390,6 +390,10 @@ MUTATIONS = [
              "for label, read, shown in whole.samples[start:stop]]}",
              "for label, read, shown in whole.samples[:stop - start]]}",
              ("tests/test_cluster.py::test_nodes_that_do_not_see_the_folder_get_their_shards_through_the_object_store",)),
+    Mutation("cluster: a recipe not built on the driver is built by every node", "rnopt/execute/cluster.py",
+             "        if not spec.artifact.is_file:\n            store.model_file(spec.artifact)",
+             "        if False:\n            store.model_file(spec.artifact)",
+             ("tests/test_cluster_nodes.py::test_a_node_without_the_model_files_takes_them_through_the_object_store",)),
     # the prediction cache
     Mutation("prediction cache: keyed by the file's name, not its bytes", "rnopt/predictions.py",
              "        return file_sha256(variant.model.path)",

@@ -139,8 +139,9 @@ def test_an_evaluation_whose_worker_is_killed_is_retried_and_exact(two_nodes, tm
 
 
 def test_a_node_without_the_model_files_takes_them_through_the_object_store(two_nodes, tmp_path):
-    """The workers' store is empty (a cache of their own): they take the fused file the driver built from Ray's
-    object store, sha256 checked, and never build its parent; the figures equal a local run's."""
+    """The workers' store is empty (a cache of their own): they take the fused files from Ray's object store,
+    sha256 checked (one the driver had, one it built for them once), and never build their parent; the figures
+    equal a local run's."""
     from dataclasses import replace
 
     from rnopt.artifacts import ArtifactStore, file_sha256
@@ -148,25 +149,30 @@ def test_a_node_without_the_model_files_takes_them_through_the_object_store(two_
     from rnopt.recipes import optimize_step
 
     fused = artifact_for("resnet20_cifar10").then(optimize_step())
+    basic = artifact_for("resnet20_cifar10").then(optimize_step(level="basic"))  # built nowhere yet
     store = ArtifactStore()
     store.model_file(fused)
     sha = store.results[fused].sha256
     spec = VariantSpec(replace(fused, built_sha256=sha), "onnxruntime")
-    task = evaluation_task([spec], DataRef("cifar10", 200), 50)
-    here = InProcessExecutor().run(task, [spec])
+    other = VariantSpec(basic, "onnxruntime")
+    assert store.entry_files(basic) is None
+    task = evaluation_task([spec, other], DataRef("cifar10", 200), 50)
     node_cache = tmp_path / "node-cache"
     ray.init(address=two_nodes, runtime_env={"env_vars": {"RNOPT_CACHE_DIR": str(node_cache)}},
              log_to_driver=False)
     try:
         cluster = RayExecutor(two_nodes)
         assert len(cluster.shards(task)) == 2  # one per node
-        there = cluster.run(task, [spec])
+        there = cluster.run(task, [spec, other])
     finally:
         ray.shutdown()
+    here = InProcessExecutor().run(task, [spec, other])
     assert there.section == here.section and not there.failures
     entries = node_cache / "artifacts"
-    assert sorted(p.name for p in entries.iterdir()) == [fused.id]  # shipped whole; the export never made there
+    # both shipped whole (the one built nowhere was built once, here); their parent, the export, never made there
+    assert sorted(p.name for p in entries.iterdir()) == sorted([fused.id, basic.id])
     assert file_sha256(entries / fused.id / "model.onnx") == sha
+    assert file_sha256(entries / basic.id / "model.onnx") == file_sha256(ArtifactStore().model_file(basic).path)
 
 
 def test_rnopt_run_times_every_variant_on_each_machine_type(cli, tmp_path, two_nodes):

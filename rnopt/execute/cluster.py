@@ -3,9 +3,9 @@ for the length of the command; `--cluster ADDRESS` (or `$RNOPT_CLUSTER`) joins a
 and the runtimes installed.
 
 What travels is what a subprocess worker reads: the task and its specs as JSON (rnopt.execute.tasks), and the
-model files it loads: each artifact this machine's store holds is put in Ray's object store once, and a node whose
-store lacks it takes those bytes (sha256 checked against the spec's); one built nowhere yet is built by recipe
-on the node that needs it. A node reads the task's data from the reference (a bundled set, or a path every node
+model files it loads: each artifact is built once, here, and put in Ray's object store once, and a node whose
+store lacks it takes those bytes (sha256 checked against the spec's); one this machine cannot build is built by
+recipe on the node that needs it. A node reads the task's data from the reference (a bundled set, or a path every node
 sees). The remote side is `rnopt.execute.worker.handle`, the same code a fresh subprocess runs. An evaluation fans
 out: its images are cut into ranges of whole batches, one per CPU of the cluster, each a `predict` task on its own
 worker, and the outputs come back to be scored here by the code a local run scores with (counts and per-image
@@ -33,7 +33,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rnopt.data.datasets import BUNDLED, ImageDataset
 from rnopt.environment import snapshot
@@ -47,7 +47,10 @@ from rnopt.openvino_io import (
     native_stderr_silenced,  # fd 2 quiet while Ray's native side starts
 )
 from rnopt.results import Failure
-from rnopt.spec import VariantSpec
+from rnopt.spec import IN_FRAMEWORK, VariantSpec
+
+if TYPE_CHECKING:
+    from rnopt.artifacts import ArtifactStore
 
 TIMING_RESOURCE = "rnopt-timing"  # one per node: at most one timing task on a node at a time
 TASK_RETRIES = 2  # a worker or node lost mid-task: the task runs again (deterministic: the same figures), twice
@@ -294,20 +297,19 @@ class RayExecutor(Executor):
         return self._box
 
     def shipped_for(self, specs: Sequence[VariantSpec]) -> list[Any]:
-        """The object-store references of the model files `specs` load, put there once per artifact from this
-        machine's store: a node that lacks them takes the bytes instead of building them again (a recipe not
-        built here is built there, sha256 checked)."""
+        """The object-store references of the model files `specs` load, each built once, here, and put there once:
+        a node whose store lacks one takes the bytes instead of building it again (one this machine cannot
+        build, for want of a toolkit, is built on the node by recipe, sha256 checked)."""
         from rnopt.artifacts import ArtifactStore
 
-        refs = []
-        for artifact in dict.fromkeys(s.artifact for s in specs):
-            if artifact.id not in self._shipped:
-                files = ArtifactStore().entry_files(artifact)
-                self._shipped[artifact.id] = None if files is None else \
-                    self._connect().put({"id": artifact.id, "files": files})
-            if self._shipped[artifact.id] is not None:
-                refs.append(self._shipped[artifact.id])
-        return refs
+        store = ArtifactStore()
+        for spec in specs:
+            if spec.artifact.id not in self._shipped and _loads_a_file(spec):
+                files = _built_here(store, spec)
+                self._shipped[spec.artifact.id] = None if files is None else \
+                    self._connect().put({"id": spec.artifact.id, "files": files})
+        ids = dict.fromkeys(s.artifact.id for s in specs)
+        return [self._shipped[i] for i in ids if self._shipped.get(i) is not None]
 
     def options_for(self, task: Task, node: dict[str, Any] | None = None) -> dict[str, Any]:
         """Ray's scheduling options for `task`: a timing task gets a whole node (`node`, else the first that
@@ -418,6 +420,27 @@ class _Pinned(Executor):
     def run(self, task: Task, specs: Sequence[VariantSpec], advance: Advance | None = None) -> Outcome:
         [outcome] = self.cluster._submit([task], specs_of(task, specs), self.node, advance)
         return outcome
+
+
+def _loads_a_file(spec: VariantSpec) -> bool:
+    """Whether `spec`'s runtime loads a file (PyTorch runs a built-in model as it is)."""
+    from rnopt.backends import backend_class
+
+    try:
+        return spec.artifact.is_file or bool(spec.artifact.steps) or IN_FRAMEWORK not in backend_class(spec.runtime).formats
+    except RnoptError:  # a runtime this machine lacks: whether a file is needed is the node's business
+        return True
+
+
+def _built_here(store: "ArtifactStore", spec: VariantSpec) -> dict[str, bytes] | None:
+    """The files of `spec`'s cache entry, built here first where needed; None: a user's file, or a recipe this
+    machine cannot build (the node builds it, or says why not)."""
+    try:
+        if not spec.artifact.is_file:
+            store.model_file(spec.artifact)
+    except RnoptError:
+        return None
+    return store.entry_files(spec.artifact)
 
 
 class DataNotHere(RnoptError):
