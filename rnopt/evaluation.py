@@ -121,12 +121,16 @@ def evaluate_variants(variants: list[Variant], dataset: ImageDataset, limit: int
 
 
 def predict_part(variants: list[Variant], dataset: ImageDataset, limit: int | None, batch_size: int, start: int,
-                 stop: int, on_batch: Callable[[int], None] | None = None
+                 stop: int, on_batch: Callable[[int], None] | None = None, sha256: str | None = None
                  ) -> tuple[str, list[np.ndarray], np.ndarray]:
     """Images [start, stop) of the evaluation set (`evaluation_set`): the set's name, every variant's outputs
-    on them in order, and their labels; a shard of an evaluation that `score_outputs` puts back together."""
+    on them in order, and their labels; a shard of an evaluation that `score_outputs` puts back together.
+    `sha256`: the shard's content where it was planned (`ImageDataset.content_sha256`), checked here first."""
     whole, preprocessing = evaluation_set(variants, dataset, limit, batch_size)
-    part = ImageDataset(whole.name, whole.class_names, whole.samples[start:stop])
+    part = whole.part(start, stop)
+    if sha256 and part.content_sha256() != sha256:
+        raise RnoptError(f"images {start}-{stop} of {whole.name} here are not those the evaluation was planned on "
+                         f"(their sha256 differs): give every node the same copy of the data")
     if not len(part):
         return whole.name, [np.zeros((0, 0), np.float32) for _ in variants], np.zeros(0, np.int64)
     outputs, labels = embed(variants, part, preprocessing, batch_size, on_batch)

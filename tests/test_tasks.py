@@ -122,3 +122,22 @@ def test_an_evaluation_put_back_together_from_shards_equals_the_whole(pair, fp32
     whole = evaluation_task(features, DataRef("cifar10", 120), 40)
     parts = [here.run(prediction_task(whole, start, stop), features) for start, stop in ((0, 80), (80, 120))]
     assert asdict(merge_predictions(whole, parts).section) == asdict(here.run(whole, features).section)
+
+
+def test_a_shard_read_from_other_images_than_planned_is_refused(pair, image_folder, tmp_path):
+    """A predict task names its shard's content: a node whose copy of the folder differs says so, in one line."""
+    import shutil
+
+    from rnopt.execute.cluster import evaluation_listing  # what a cluster's driver plans shards from
+    from rnopt.execute.tasks import prediction_task
+
+    copy = tmp_path / "copy"
+    shutil.copytree(image_folder, copy)
+    whole = evaluation_task(pair, DataRef(str(copy)), 3)
+    planned = evaluation_listing(whole, pair).part(0, 9).content_sha256()
+    here = InProcessExecutor()
+    assert here.run(prediction_task(whole, 0, 9, planned), pair).outputs  # the same images: read
+    first = sorted((copy / "airplane").iterdir())[0]
+    first.write_bytes((copy / "cat" / sorted((copy / "cat").iterdir())[0].name).read_bytes())  # one image replaced
+    with pytest.raises(RnoptError, match=r"images 0-9 of .* here are not those the evaluation was planned on"):
+        here.run(prediction_task(whole, 0, 9, planned), pair)

@@ -74,6 +74,18 @@ class ImageDataset:
         chosen.sort()
         return ImageDataset(f"{self.name}[{limit}]", self.class_names, [self.samples[i] for i in chosen])
 
+    def content_sha256(self) -> str:
+        """The sha256 of every image's label and bytes, in order: the same whatever path or machine they are read
+        from, another for any other image, label or order."""
+        digest = hashlib.sha256()
+        for label, read, _ in self.samples:
+            digest.update(f"{label}\0{hashlib.sha256(read()).hexdigest()}\n".encode())
+        return digest.hexdigest()
+
+    def part(self, start: int, stop: int) -> "ImageDataset":
+        """Samples [start, stop), as one shard of an evaluation."""
+        return ImageDataset(self.name, self.class_names, self.samples[start:stop])
+
     def verify(self) -> None:
         """Every image's header and structure, without decoding pixels: a bad file is named before long work."""
         for _, read, shown in self.samples:

@@ -224,24 +224,26 @@ class RayExecutor(Executor):
             if advance:
                 advance(n, note)
 
-        parts = self._submit([prediction_task(task, start, stop) for start, stop in shards], specs,
-                             advance=at_most_all if advance else None, lost_ok=True)
+        whole = evaluation_listing(task, specs)  # each shard's content, so a node reading other images is caught
+        planned = [prediction_task(task, start, stop, whole.part(start, stop).content_sha256())
+                   for start, stop in shards]
+        parts = self._submit(planned, specs, advance=at_most_all if advance else None, lost_ok=True)
         missing = [i for i, part in enumerate(parts) if isinstance(part, DataNotHere)]
         if missing:  # nodes that do not see the folder get their shard's images through the object store
-            resent = self._submit([prediction_task(task, *shards[i]) for i in missing], specs, lost_ok=True,
-                                  payloads=[[self._connect().put(shard_images(task, specs, *shards[i]))]
+            resent = self._submit([planned[i] for i in missing], specs, lost_ok=True,
+                                  payloads=[[self._connect().put(shard_images(whole.part(*shards[i])))]
                                             for i in missing])
             for i, part in zip(missing, resent):
                 parts[i] = part
-        parts = [self._each_spec_alone(task, specs, shard) if isinstance(part, RnoptError) else part
-                 for part, shard in zip(parts, shards)]
+        parts = [self._each_spec_alone(predict, specs) if isinstance(part, RnoptError) else part
+                 for part, predict in zip(parts, planned)]
         at_most_all(images, f"{describe(task, specs)}: {len(shards)} shards done on the cluster")
         return merge_predictions(task, [p for p in parts if isinstance(p, OutputsOutcome)])
 
-    def _each_spec_alone(self, task: Task, specs: list[VariantSpec], shard: tuple[int, int]) -> OutputsOutcome:
+    def _each_spec_alone(self, predict: Task, specs: list[VariantSpec]) -> OutputsOutcome:
         """A shard whose worker was lost on every try, again one spec per task: a spec that breaks its worker is a
         Failure with the reason, and the others are scored without it."""
-        alone = [prediction_task(replace(task, spec_ids=(spec.id,)), *shard) for spec in specs]
+        alone = [replace(predict, spec_ids=(spec.id,)) for spec in specs]
         combined = OutputsOutcome()
         for spec, part in zip(specs, self._submit(alone, specs, lost_ok=True)):
             if isinstance(part, RnoptError):
@@ -447,18 +449,22 @@ class DataNotHere(RnoptError):
     """A node was sent a shard of a folder it does not have."""
 
 
-def shard_images(task: Task, specs: Sequence[VariantSpec], start: int, stop: int) -> dict[str, Any]:
-    """Images [start, stop) of an evaluation's set as a worker would list them (labels aligned with the first
-    model's classes, the seeded subset), read here: the bytes of each with its label and name."""
+def evaluation_listing(task: Task, specs: Sequence[VariantSpec]) -> ImageDataset:
+    """An evaluation's images as a worker lists them: labels aligned with the first model's classes, the seeded
+    subset."""
     from rnopt.artifacts import ArtifactStore
-    from rnopt.backends import get_backend
+    from rnopt.backends import backend_class
     from rnopt.data.datasets import align_labels
 
     assert task.data is not None
-    model = ArtifactStore().model_for(specs[0].artifact, get_backend(specs[0].runtime).formats)
-    whole = align_labels(task.data.dataset(), model.class_names).subset(task.data.limit)
-    return {"name": whole.name, "class_names": whole.class_names,
-            "images": [(label, read(), shown) for label, read, shown in whole.samples[start:stop]]}
+    model = ArtifactStore().model_for(specs[0].artifact, backend_class(specs[0].runtime).formats)
+    return align_labels(task.data.dataset(), model.class_names).subset(task.data.limit)
+
+
+def shard_images(shard: ImageDataset) -> dict[str, Any]:
+    """A shard read here, to be sent to a node that lacks its folder: each image's bytes with its label and name."""
+    return {"name": shard.name, "class_names": shard.class_names,
+            "images": [(label, read(), shown) for label, read, shown in shard.samples]}
 
 
 def parse_selector(text: str) -> tuple[str, str | None]:

@@ -69,7 +69,8 @@ def perform(task: Task, specs: Sequence[VariantSpec], load: Load, store: Artifac
                             lambda n: step(n))
     if task.kind == "predict":
         name, outputs, labels = predict_part(variants, task.data.dataset(), task.data.limit, batch_size,
-                                             int(task.config["start"]), int(task.config["stop"]), lambda n: step(n))
+                                             int(task.config["start"]), int(task.config["stop"]), lambda n: step(n),
+                                             task.config.get("sha256"))
         return OutputsOutcome({v.spec.id: out for v, out in zip(variants, outputs)}, failures, labels, name,
                               {v.spec.id: asdict(RanAs.of(v)) for v in variants})
     if task.kind == "validate":

@@ -178,9 +178,11 @@ def validation_task(specs: Sequence[VariantSpec], validation: "ValidationSet", b
                                                                 reference["sha256"]), {"batch_size": batch_size})
 
 
-def prediction_task(evaluation: Task, start: int, stop: int) -> Task:
-    """Images [start, stop) of an evaluation task's set: one shard of it."""
-    return Task("predict", evaluation.spec_ids, evaluation.data, {**evaluation.config, "start": start, "stop": stop})
+def prediction_task(evaluation: Task, start: int, stop: int, sha256: str | None = None) -> Task:
+    """Images [start, stop) of an evaluation task's set: one shard of it (`sha256`: its content, checked where it
+    is read)."""
+    return Task("predict", evaluation.spec_ids, evaluation.data,
+                {**evaluation.config, "start": start, "stop": stop, "sha256": sha256})
 
 
 def probe_task(int8: VariantSpec, float_model: VariantSpec, validation: "ValidationSet", nodes: list[str]) -> Task:
