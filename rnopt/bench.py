@@ -75,6 +75,13 @@ class BenchConfig:
     batches_together: bool = option(False, "--batches-together", "time the batch sizes interleaved with one "
                                     "another in one set of rounds, to compare them fairly (default: one after "
                                     "another)", negatable=True)
+    # Screen, then confirm: after MIN_ROUNDS rounds, a variant whose median's interval lies wholly above the
+    # fastest's at its batch size stops (it cannot be the fastest; its interval is the one it reached and says
+    # so), and the contenders go on in shorter rounds until the target or max_time.
+    contenders_only: bool = option(False, "--contenders-only", "with --target-ci: after a screen of a few rounds, "
+                                   "keep timing only the variants that could still be the fastest at each batch "
+                                   "size; the others keep the interval they reached (default {default})",
+                                   negatable=True)
     # Offline batch sweep: per variant, double the batch from batch_sizes[0] while images/s improves by at
     # least SWEEP_MIN_GAIN, up to sweep_limit or until a batch does not fit (None: the listed sizes only).
     sweep_limit: int | None = option(None, "--sweep", "double the batch size from 1 (or --batch-size N) while "
@@ -106,10 +113,12 @@ class BenchConfig:
 
 
 # `rnopt run`'s timing: until every median is known to +-2 % (NOISY_CI: what the report calls precise), at most
-# 10 s per batch size, naming what did not converge; memory in a process per variant. +-1 % and 30 s made the
+# 10 s per batch size, naming what did not converge; memory in a process per variant. Screen, then confirm: a
+# variant clearly slower than the fastest at its batch size after MIN_ROUNDS stops there (timing 31-34 s -> 19 s
+# here, benchmarks/README.md). +-1 % and 30 s made the
 # default run 159 s here, 60 s of it spent waiting for PyTorch's medians, which a busy 2-core host keeps at
 # +-2-5 % however long it runs (benchmarks/README.md). `rnopt tune` still times to +-1 %: it chooses on them.
-RUN_BENCH = BenchConfig(target_ci=NOISY_CI, max_time=10.0, memory=True)
+RUN_BENCH = BenchConfig(target_ci=NOISY_CI, max_time=10.0, memory=True, contenders_only=True)
 # `rnopt tune`'s: the same, at the objective's batch size (set by the search); memory is not what it chooses on.
 TUNE_BENCH = BenchConfig(batch_sizes=[1], target_ci=0.01, max_time=30.0)
 
@@ -222,10 +231,13 @@ def _timed_together(units: list[tuple[Variant, int]], config: BenchConfig, rng: 
         prepared.append(inputs)
     busy = load_warning()  # checked while nothing of ours runs
     sizes = sorted({b for _, b in units})
-    rounds = _interleaved_rounds([v for v, _ in units], prepared, config, ", ".join(map(str, sizes)), on_round)
+    rounds, outpaced = _interleaved_rounds([v for v, _ in units], [b for _, b in units], prepared, config,
+                                           ", ".join(map(str, sizes)), on_round)
     results = []
-    for (v, batch), blocks, first in zip(units, rounds, first_ms):
+    for k, ((v, batch), blocks, first) in enumerate(zip(units, rounds, first_ms)):
         results.append(_result(v, batch, blocks, first, config))
+        if k in outpaced and not results[-1].converged:  # one already precise needs no word
+            _screened_only(results[-1], units[outpaced[k]][0].label)
         results[-1].warnings += [busy] if busy else []
     return results
 
@@ -265,19 +277,49 @@ def _out_of_memory(exc: BaseException) -> bool:
             or "out of memory" in str(exc))
 
 
-def _interleaved_rounds(variants: list[Variant], prepared: list[object], config: BenchConfig, batch: str,
-                        on_round: Callable[[str], None] | None) -> list[list[list[float]]]:
-    """Rounds of one block per variant, until `_enough`; per variant, the list of its blocks' samples."""
+def _interleaved_rounds(variants: list[Variant], batches: list[int], prepared: list[object], config: BenchConfig,
+                        batch: str, on_round: Callable[[str], None] | None
+                        ) -> tuple[list[list[list[float]]], dict[int, int]]:
+    """Rounds of one block per variant, until `_enough`; per variant, the list of its blocks' samples. With
+    `contenders_only`, the variants found clearly slower than another at their batch size after the screen
+    (each mapped to that one) stop being timed."""
     rounds: list[list[list[float]]] = [[] for _ in variants]
     for _ in range(WARMUP_ROUNDS):
         _round(variants, prepared)
+    active, outpaced = list(range(len(variants))), {}
     start = time.perf_counter()
-    while not _enough(rounds, config, time.perf_counter() - start):
-        for blocks, block in zip(rounds, _round(variants, prepared)):
-            blocks.append(block)
+    while not _enough([rounds[i] for i in active], config, time.perf_counter() - start):
+        for i, block in zip(active, _round([variants[i] for i in active], [prepared[i] for i in active])):
+            rounds[i].append(block)
+        if config.contenders_only and config.target_ci is not None and len(rounds[active[0]]) >= MIN_ROUNDS:
+            outpaced.update(outpaced_units({i: rounds[i] for i in active}, batches))
+            active = [i for i in active if i not in outpaced]
         if on_round:
-            on_round(f"batch {batch}: round {len(rounds[0])}, {min(sum(map(len, b)) for b in rounds)} iterations")
-    return rounds
+            on_round(f"batch {batch}: round {len(rounds[active[0]])}, "
+                     f"{min(sum(map(len, rounds[i])) for i in active)} iterations")
+    return rounds, outpaced
+
+
+def outpaced_units(rounds: dict[int, list[list[float]]], batches: list[int]) -> dict[int, int]:
+    """The units whose median's 95 % interval lies wholly above the interval of the fastest unit at the same batch
+    size, each mapped to that fastest one: whatever more rounds show, they are not the fastest."""
+    cis = {i: median_ci([s for block in blocks for s in block]) for i, blocks in rounds.items()}
+    beaten = {}
+    for i, ci in cis.items():
+        fastest = min((j for j in cis if batches[j] == batches[i]), key=lambda j: cis[j].median)
+        if ci.low > cis[fastest].high:
+            beaten[i] = fastest
+    return beaten
+
+
+SCREENED = "timed in the screen only"
+
+
+def _screened_only(result: BenchResult, faster: str) -> None:
+    """A result that stopped after the screen says so, in place of not having reached the target."""
+    result.warnings = [w for w in result.warnings if not w.startswith("--target-ci")]
+    result.warnings.append(f"{SCREENED}: clearly slower than {faster} at batch {result.batch_size} after "
+                           f"{result.rounds} rounds (median ±{result.p50_ci:.1%})")
 
 
 def _round(variants: list[Variant], prepared: list[object]) -> list[list[float]]:
@@ -352,14 +394,22 @@ def summarize_warnings(results: list[BenchResult]) -> list[str]:
         lines.append(f"drift: medians moved between the first and the last third of the rounds "
                      f"({_named(drifted, lambda r: f'{r.drift:+.1%}')}): something else started or stopped using "
                      f"the machine, or it throttled; rerun")
-    unconverged = [r for r in results if r.converged is False]
+    unconverged = [r for r in results if r.converged is False and not _screened(r)]
+    screened = [r for r in results if _screened(r)]
+    if screened:
+        lines.append(f"{SCREENED} (clearly slower than the fastest at their batch size, so not timed to "
+                     f"--target-ci): {_named(screened, lambda r: f'±{r.p50_ci:.1%} after {r.rounds} rounds')}")
     if unconverged:  # two decimals: ±1.04 % must not read as the ±1 % it was meant to reach
         lines.append(f"--target-ci not reached within --max-time for {len(unconverged)} result(s) "
                      f"({_named(unconverged, lambda r: f'±{r.p50_ci:.2%} after {r.rounds} rounds')}); "
                      f"a longer --max-time gives the rounds more time, a quieter machine narrows them")
-    own = ("noisy", "drift", "--target-ci")
+    own = ("noisy", "drift", "--target-ci", SCREENED)
     lines += sorted({w for r in results for w in r.warnings if not w.startswith(own)})
     return lines
+
+
+def _screened(result: BenchResult) -> bool:
+    return any(w.startswith(SCREENED) for w in result.warnings)
 
 
 def _named(results: list[BenchResult], figure: Callable[[BenchResult], str], most: int = 4) -> str:

@@ -397,6 +397,18 @@ MUTATIONS = [
     Mutation("cluster: a shard's content not checked where it is read", "rnopt/evaluation.py",
              "    if sha256 and part.content_sha256() != sha256:", "    if False:",
              ("tests/test_tasks.py::test_a_shard_read_from_other_images_than_planned_is_refused",)),
+    # screen, then confirm (rnopt run's timing)
+    Mutation("bench: a variant stopped when its median, not its interval, is above the fastest's", "rnopt/bench.py",
+             "        if ci.low > cis[fastest].high:", "        if ci.median > cis[fastest].median:",
+             ("tests/test_bench.py::test_outpaced_units_are_those_wholly_slower_than_the_fastest_at_their_batch_size",)),
+    Mutation("bench: variants at other batch sizes compared", "rnopt/bench.py",
+             "        fastest = min((j for j in cis if batches[j] == batches[i])",
+             "        fastest = min((j for j in cis if True)",
+             ("tests/test_bench.py::test_outpaced_units_are_those_wholly_slower_than_the_fastest_at_their_batch_size",)),
+    Mutation("bench: no variant ever leaves the rounds", "rnopt/bench.py",
+             "        if config.contenders_only and config.target_ci is not None",
+             "        if False and config.target_ci is not None",
+             ("tests/test_bench.py::test_after_the_screen_only_a_variant_that_could_still_be_fastest_is_timed_on",)),
     # the prediction cache
     Mutation("prediction cache: keyed by the file's name, not its bytes", "rnopt/predictions.py",
              "        return file_sha256(variant.model.path)",

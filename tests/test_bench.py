@@ -150,3 +150,39 @@ def test_batch_sizes_timed_together_share_every_round(fp32_onnx, int8_onnx, toge
         assert all(n.startswith("batch 1, 4: round") for n in notes) and len({r.rounds for r in results}) == 1
     else:
         assert {n.split(":")[0] for n in notes} == {"batch 1", "batch 4"}
+
+
+def test_after_the_screen_only_a_variant_that_could_still_be_fastest_is_timed_on(fp32_onnx):
+    """Screen, then confirm: PyTorch, several times slower than ONNX Runtime at batch 1 here, stops after the
+    screen's rounds and says so; ONNX Runtime goes on to --max-time (a target no median reaches)."""
+    from rnopt.bench import MIN_ROUNDS, SCREENED, bench_variants
+
+    variants, _ = InProcessExecutor().load([VariantSpec(artifact_for(str(fp32_onnx)), "onnxruntime"),
+                                            VariantSpec(artifact_for("resnet20_cifar10"), "torch")])
+    config = BenchConfig([1], warmup=1, target_ci=0.0001, max_time=2.0, contenders_only=True)
+    ort, torch = bench_variants(variants, config)
+    assert torch.rounds == MIN_ROUNDS and ort.rounds > MIN_ROUNDS
+    assert torch.p50_ci_ms[0] > ort.p50_ci_ms[1]  # what stopped it: its interval wholly above ORT's
+    assert [w for w in torch.warnings if w.startswith(SCREENED)] == [
+        f"{SCREENED}: clearly slower than {ort.model} at batch 1 after {MIN_ROUNDS} rounds (median "
+        f"±{torch.p50_ci:.1%})"]
+    summary = summarize_warnings([ort, torch])
+    assert any(line.startswith(SCREENED) and torch.model in line for line in summary)
+    assert not any(line.startswith("--target-ci") and torch.model in line for line in summary)
+    # without it, every variant gets every round
+    ort, torch = bench_variants(variants, BenchConfig([1], warmup=1, target_ci=0.0001, max_time=1.0))
+    assert torch.rounds == ort.rounds > MIN_ROUNDS
+
+
+def test_outpaced_units_are_those_wholly_slower_than_the_fastest_at_their_batch_size():
+    from rnopt.bench import outpaced_units
+
+    def blocks(centre: float, spread: float) -> list[list[float]]:
+        return [[centre + spread * ((i * 7 + j * 3) % 11 - 5) / 5 for j in range(6)] for i in range(3)]
+
+    rounds = {0: blocks(1.0, 0.01), 1: blocks(2.0, 0.01), 2: blocks(1.02, 0.05), 3: blocks(3.0, 0.01),
+              4: blocks(1.1, 0.6)}
+    batches = [1, 1, 1, 4, 1]
+    # 1 is wholly above 0; 2 overlaps 0 (could still be fastest); 3 is alone at its batch; 4's interval is wide
+    # enough to reach 0's
+    assert outpaced_units(rounds, batches) == {1: 0}
