@@ -409,6 +409,13 @@ MUTATIONS = [
              "        if config.contenders_only and config.target_ci is not None",
              "        if False and config.target_ci is not None",
              ("tests/test_bench.py::test_after_the_screen_only_a_variant_that_could_still_be_fastest_is_timed_on",)),
+    Mutation("cluster: a variant that kills its worker fails the whole timing", "rnopt/execute/cluster.py",
+             "        [outcome] = self._submit([task], specs, node, advance, lost_ok=True)\n        if not isinstance",
+             "        [outcome] = self._submit([task], specs, node, advance)\n        if not isinstance",
+             ("tests/test_cluster.py::test_a_variant_that_breaks_its_worker_is_left_out_of_the_timing_as_a_failure",)),
+    Mutation("cli: a signal dropped inside a weakref callback is not sent again", "rnopt/cli/__init__.py",
+             "    sys.unraisablehook = _delivered_again\n", "",
+             ("tests/test_catalog.py::test_a_signal_raised_where_python_drops_exceptions_still_stops_the_command",)),
     # the prediction cache
     Mutation("prediction cache: keyed by the file's name, not its bytes", "rnopt/predictions.py",
              "        return file_sha256(variant.model.path)",

@@ -380,3 +380,29 @@ def test_export_interrupted_leaves_no_temporary_file(tmp_path, signum):
     code, err = _stop(proc, signum)
     assert code == EXPECTED[signum][0] and EXPECTED[signum][1] in err, err
     assert [p.name for p in tmp_path.iterdir()] == ["cache"] and no_entry_in(cache)
+
+
+def test_a_signal_raised_where_python_drops_exceptions_still_stops_the_command():
+    """SIGTERM handled inside a weakref callback (the import system's module locks, while a model is exported)
+    raises where Python prints and drops exceptions: rnopt sends it again, and the command still stops."""
+    code = """
+import os, signal, time, weakref
+from rnopt.cli import _handle_termination
+from rnopt.errors import Interrupted
+_handle_termination()
+class Held: pass
+held = Held()
+def dropped(_):
+    os.kill(os.getpid(), signal.SIGTERM)
+    for _ in range(100000): pass  # the handler runs here, inside the callback
+ref = weakref.ref(held, dropped)
+try:
+    del held
+    deadline = time.time() + 5
+    while time.time() < deadline: pass
+    print("ran on")
+except Interrupted as exc:
+    print("stopped by", exc.signum)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == f"stopped by {int(signal.SIGTERM)}", proc.stdout + proc.stderr

@@ -261,3 +261,26 @@ def test_nodes_that_do_not_see_the_folder_get_their_shards_through_the_object_st
     here = InProcessExecutor().run(task, pair)
     assert asdict(there.section) == asdict(here.section) and not there.failures
     assert [r.n for r in there.section.results] == [18, 18]
+
+
+def test_a_variant_that_breaks_its_worker_is_left_out_of_the_timing_as_a_failure(cluster, pair):
+    """Timing lost on every try: each variant is tried alone in a fresh process, the one that kills its worker is
+    a Failure with the reason, and the others are timed."""
+    from rnopt.execute.cluster import RayExecutor, _handle
+
+    doomed = pair[1].id
+
+    def dies_with_the_int8_variant(request: str, *rest: object) -> str:
+        if doomed in request:
+            os._exit(1)
+        return _handle(request, *rest)
+
+    class Crashing(RayExecutor):
+        def remote_for(self, task):  # noqa: ANN001, ANN202
+            return self._connect().remote(dies_with_the_int8_variant)
+
+    outcome = Crashing("local").bench(pair, BenchConfig([1], warmup=1, iterations=5, min_time=0.0))
+    assert [r.spec_id for r in outcome.results] == [pair[0].id]
+    [failure] = outcome.failures
+    assert (failure.spec_id, failure.label, failure.stage) == (doomed, pair[1].label, "bench")
+    assert "failed on the cluster" in failure.reason and "Worker" in failure.reason, failure.reason

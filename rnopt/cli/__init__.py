@@ -135,12 +135,28 @@ def _handle_termination() -> dict[int, object]:
     main() elsewhere)."""
     if threading.current_thread() is not threading.main_thread():
         return {}
+    sys.unraisablehook = _delivered_again
     return {signum: signal.signal(signum, _raise_interrupted) for signum in (*_TERMINATING, signal.SIGINT)}
+
+
+def _delivered_again(unraisable: "sys.UnraisableHookArgs") -> None:
+    """A signal's exception raised where Python cannot raise it (a weakref callback, a __del__: the import system's
+    module locks, while a model is exported) is printed and dropped, and the command would run on with every
+    signal ignored: the signal is sent again, a moment later, to be raised in ordinary code."""
+    exc = unraisable.exc_value
+    if not isinstance(exc, (Interrupted, KeyboardInterrupt)):
+        sys.__unraisablehook__(unraisable)
+        return
+    signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+    signal.signal(signum, _raise_interrupted)
+    threading.Timer(0.01, os.kill, (os.getpid(), signum)).start()
 
 
 def _restore(previous: dict[int, object]) -> None:
     for signum, handler in previous.items():
         signal.signal(signum, handler)
+    if previous:
+        sys.unraisablehook = sys.__unraisablehook__
 
 
 def _stop_workers() -> None:

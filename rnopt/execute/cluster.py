@@ -39,7 +39,7 @@ from rnopt.data.datasets import BUNDLED, ImageDataset
 from rnopt.environment import snapshot
 from rnopt.errors import Interrupted, RnoptError, first_line
 from rnopt.bench import BenchConfig
-from rnopt.execute.base import Executor, Progress
+from rnopt.execute.base import Executor, Progress, memory_task
 from rnopt.execute.handlers import Advance, merge_predictions, specs_of
 from rnopt.execute.process import describe, request_for
 from rnopt.execute.tasks import OUTCOMES, BenchOutcome, Outcome, OutputsOutcome, Task, prediction_task
@@ -78,8 +78,8 @@ def _install(request: dict[str, Any], shipped: Sequence[dict[str, Any]]) -> Imag
     shard = None
     for entry in shipped:
         if "images" in entry:
-            shard = ImageDataset(entry["name"], entry["class_names"],
-                                 [(label, functools.partial(bytes, data), shown) for label, data, shown in entry["images"]])
+            samples = [(label, functools.partial(bytes, data), shown) for label, data, shown in entry["images"]]
+            shard = ImageDataset(entry["name"], entry["class_names"], samples)
         elif entry["id"] in artifacts:
             store.install(artifacts[entry["id"]], entry["files"])
     return shard
@@ -193,7 +193,10 @@ class RayExecutor(Executor):
             shards = self.shards(task)
             if len(shards) > 1:
                 return self._evaluate_in_shards(task, chosen, shards, advance)
-        [outcome] = self._submit([task], chosen, advance=advance)
+        if task.kind == "time":
+            outcome = self.time(task, chosen, None, advance)
+        else:
+            [outcome] = self._submit([task], chosen, advance=advance)
         if advance:
             advance(0, f"{describe(task, chosen)}: done on the cluster")
         return outcome
@@ -239,6 +242,31 @@ class RayExecutor(Executor):
                  for part, predict in zip(parts, planned)]
         at_most_all(images, f"{describe(task, specs)}: {len(shards)} shards done on the cluster")
         return merge_predictions(task, [p for p in parts if isinstance(p, OutputsOutcome)])
+
+    def time(self, task: Task, specs: list[VariantSpec], node: dict[str, Any] | None, advance: Advance | None
+             ) -> Outcome:
+        """A timing task (on `node`, where given). One lost on every try runs again without the variants that
+        break a worker by themselves (each loaded and run once, in a fresh process on a node), each of them a
+        Failure with the reason; when none does, or all do, the loss is the command's one-line error."""
+        [outcome] = self._submit([task], specs, node, advance, lost_ok=True)
+        if not isinstance(outcome, RnoptError):
+            return outcome
+        batch = BenchConfig.from_dict(task.config).batch_sizes[0]
+        broken = {}
+        for spec in specs:
+            try:
+                [probe] = self._submit([memory_task(spec, batch)], [spec], node, lost_ok=True)
+            except RnoptError as exc:
+                probe = exc
+            if isinstance(probe, RnoptError):
+                broken[spec.id] = str(probe)
+        rest = [s for s in specs if s.id not in broken]
+        if not broken or not rest:
+            raise outcome
+        [timed] = self._submit([replace(task, spec_ids=tuple(s.id for s in rest))], rest, node, advance)
+        assert isinstance(timed, BenchOutcome)
+        timed.failures += [Failure(s.id, s.label, "bench", broken[s.id]) for s in specs if s.id in broken]
+        return timed
 
     def _each_spec_alone(self, predict: Task, specs: list[VariantSpec]) -> OutputsOutcome:
         """A shard whose worker was lost on every try, again one spec per task: a spec that breaks its worker is a
@@ -377,8 +405,9 @@ def _value(ray: Any, ref: Any) -> Any:
 
 
 def _wait(ray: Any, refs: list[Any], poll: Callable[[], None] | None = None) -> list[Any]:
-    """The tasks' values (a RayError for a task that was lost) once all are done, `poll` called every POLL_S meanwhile and at the end; a signal's
-    exception as itself (raised by rnopt's handler inside Ray's native wait, it comes out in a SystemError)."""
+    """The tasks' values (a RayError for a task that was lost) once all are done, `poll` called every POLL_S
+    meanwhile and at the end; a signal's exception as itself (raised by rnopt's handler inside Ray's native wait,
+    it comes out in a SystemError)."""
     try:
         pending = list(refs) if poll else []
         while pending:
@@ -420,6 +449,8 @@ class _Pinned(Executor):
         self.cluster, self.node = cluster, node
 
     def run(self, task: Task, specs: Sequence[VariantSpec], advance: Advance | None = None) -> Outcome:
+        if task.kind == "time":
+            return self.cluster.time(task, specs_of(task, specs), self.node, advance)
         [outcome] = self.cluster._submit([task], specs_of(task, specs), self.node, advance)
         return outcome
 
@@ -429,9 +460,10 @@ def _loads_a_file(spec: VariantSpec) -> bool:
     from rnopt.backends import backend_class
 
     try:
-        return spec.artifact.is_file or bool(spec.artifact.steps) or IN_FRAMEWORK not in backend_class(spec.runtime).formats
+        formats = backend_class(spec.runtime).formats
     except RnoptError:  # a runtime this machine lacks: whether a file is needed is the node's business
         return True
+    return spec.artifact.is_file or bool(spec.artifact.steps) or IN_FRAMEWORK not in formats
 
 
 def _built_here(store: "ArtifactStore", spec: VariantSpec) -> dict[str, bytes] | None:
