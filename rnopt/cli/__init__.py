@@ -135,8 +135,13 @@ def _handle_termination() -> dict[int, object]:
     main() elsewhere)."""
     if threading.current_thread() is not threading.main_thread():
         return {}
-    sys.unraisablehook = _delivered_again
+    global _hook_before
+    if sys.unraisablehook is not _delivered_again:  # a command interrupted before left it installed
+        _hook_before, sys.unraisablehook = sys.unraisablehook, _delivered_again
     return {signum: signal.signal(signum, _raise_interrupted) for signum in (*_TERMINATING, signal.SIGINT)}
+
+
+_hook_before = sys.unraisablehook  # the hook _delivered_again hands every other dropped exception to
 
 
 def _delivered_again(unraisable: "sys.UnraisableHookArgs") -> None:
@@ -145,7 +150,7 @@ def _delivered_again(unraisable: "sys.UnraisableHookArgs") -> None:
     signal ignored: the signal is sent again, a moment later, to be raised in ordinary code."""
     exc = unraisable.exc_value
     if not isinstance(exc, (Interrupted, KeyboardInterrupt)):
-        sys.__unraisablehook__(unraisable)
+        _hook_before(unraisable)
         return
     signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
     signal.signal(signum, _raise_interrupted)
@@ -156,7 +161,7 @@ def _restore(previous: dict[int, object]) -> None:
     for signum, handler in previous.items():
         signal.signal(signum, handler)
     if previous:
-        sys.unraisablehook = sys.__unraisablehook__
+        sys.unraisablehook = _hook_before
 
 
 def _stop_workers() -> None:

@@ -118,8 +118,9 @@ def _handle(request: str, box: Any = None, *shipped: dict[str, Any]) -> str:
     try:
         task = json.loads(request)
         shard = _install(task, shipped)
-        if shard is None and _data_not_here(task):
-            return json.dumps({"error": f"data {_data_not_here(task)} is not on this node", "data_not_here": True})
+        missing = None if shard is not None else _data_not_here(task)
+        if missing:
+            return json.dumps({"error": f"data {missing} is not on this node", "data_not_here": True})
         answer = handle(task, advance if box is not None else None, shard)
         if task["task"]["kind"] == "time":  # the machine that timed, for the record's machine types
             answer["environment"] = asdict(snapshot())
