@@ -60,9 +60,11 @@ def images_digest(dataset: ImageDataset, preprocessing: Preprocessing) -> str:
 
 
 def model_digest(variant: Variant) -> str | None:
-    """The sha256 of what the variant loaded (a file's bytes, a built-in model's weights); None: not known."""
+    """The sha256 of what the variant runs (the graph its runtime optimized, where it shows it; else a file's bytes,
+    a built-in model's weights); None: not known."""
     if isinstance(variant.model, ModelFile):
-        return file_sha256(variant.model.path)
+        graph = variant.session.graph_digest()
+        return f"graph {graph}" if graph else file_sha256(variant.model.path)
     if isinstance(variant.model, TorchModel) and variant.model.loaded.weights_sha256:
         loaded = variant.model.loaded
         return hashlib.sha256(json.dumps([loaded.name, loaded.weights_sha256, loaded.head, loaded.normalize,
@@ -109,17 +111,17 @@ def predicted_batches(variants: list[Variant], dataset: ImageDataset, preprocess
     content = images_digest(dataset, preprocessing) if enabled() and variants else ""
     keys = [entry_key(v, content, batch_size) if content else None for v in variants]
     stored = [_load(k) for k in keys]
-    fresh: dict[int, list[np.ndarray]] = {i: [] for i, s in enumerate(stored) if s is None and keys[i] is not None}
-    hits = sum(s is not None for s in stored)
-    if hits:
-        notice(f"outputs of {hits} of {len(variants)} variants on {dataset.name} ({len(dataset)} images) taken from "
-               "the prediction cache (same file bytes, runtime versions, settings, CPU and images as when computed); "
-               "RNOPT_PREDICTION_CACHE=0 computes them again")
+    twin = twins(keys, stored)
+    fresh: dict[int, list[np.ndarray]] = {i: [] for i, s in enumerate(stored)
+                                          if s is None and keys[i] is not None and i not in twin}
+    _say_reused(variants, stored, twin, dataset)
     start = 0
     for images, labels in _batches(dataset, preprocessing, batch_size, all(s is not None for s in stored)):
         rows = len(labels)
-        outputs = [s[start:start + rows] if s is not None else v.session.predict(images)
-                   for v, s in zip(variants, stored)]
+        outputs: list[np.ndarray] = []
+        for i, (v, s) in enumerate(zip(variants, stored)):
+            outputs.append(s[start:start + rows] if s is not None else
+                           outputs[twin[i]] if i in twin else v.session.predict(images))
         for i in list(fresh):
             fresh[i].append(outputs[i])
             if sum(c.nbytes for c in fresh[i]) > MAX_ENTRY_BYTES:  # too large to keep: not held either
@@ -131,6 +133,34 @@ def predicted_batches(variants: list[Variant], dataset: ImageDataset, preprocess
     for i, chunks in fresh.items():
         if chunks:
             _store(keys[i], np.concatenate(chunks))
+
+
+def twins(keys: list[str | None], stored: list[np.ndarray | None]) -> dict[int, int]:
+    """Each variant to compute whose key an earlier one has (the same outputs by the cache's own rule), mapped to
+    that earlier one: its outputs are computed once."""
+    first: dict[str, int] = {}
+    twin = {}
+    for i, (key, entry) in enumerate(zip(keys, stored)):
+        if key is None or entry is not None:
+            continue
+        if key in first:
+            twin[i] = first[key]
+        else:
+            first[key] = i
+    return twin
+
+
+def _say_reused(variants: list[Variant], stored: list[np.ndarray | None], twin: dict[int, int],
+                dataset: ImageDataset) -> None:
+    hits = sum(s is not None for s in stored)
+    if hits:
+        notice(f"outputs of {hits} of {len(variants)} variants on {dataset.name} ({len(dataset)} images) taken from "
+               "the prediction cache (same model, runtime versions, settings, CPU and images as when computed); "
+               "RNOPT_PREDICTION_CACHE=0 computes them again")
+    for i, j in twin.items():
+        notice(f"{variants[i].label} runs the same graph as {variants[j].label} once {variants[i].session.backend} "
+               f"has optimized both: its outputs on {dataset.name} are computed once, for both; "
+               "RNOPT_PREDICTION_CACHE=0 computes each")
 
 
 def _batches(dataset: ImageDataset, preprocessing: Preprocessing, batch_size: int, labels_only: bool
@@ -150,7 +180,7 @@ def cached_outputs(variant: Variant, images: str, batch_size: int, compute: Call
     key = entry_key(variant, images, batch_size) if enabled() else None
     stored = _load(key)
     if stored is not None:
-        notice("validation outputs of some variants taken from the prediction cache (same file bytes, runtime "
+        notice("validation outputs of some variants taken from the prediction cache (same model, runtime "
                "versions, settings, CPU and images as when computed); RNOPT_PREDICTION_CACHE=0 computes them again")
         return stored, True
     outputs = compute()

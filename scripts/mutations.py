@@ -446,6 +446,17 @@ MUTATIONS = [
     Mutation("options: rnopt run's timing defaults drift from the API's", "rnopt/cli/run.py",
              "    _add_bench_options(p, RUN_BENCH)", "    _add_bench_options(p, TUNE_BENCH)",
              ("tests/test_options.py::test_no_flag_given_means_the_apis_defaults",)),
+    Mutation("predictions: variants that run one graph each computed anyway", "rnopt/predictions.py",
+             "            twin[i] = first[key]", "            first[key] = first[key]",
+             ("tests/test_predictions.py::test_variants_that_run_one_graph_are_computed_once_with_the_same_figures",)),
+    Mutation("predictions: ORT's graph digest asked of no session", "rnopt/backends/onnxruntime/backend.py",
+             '        if self.provider != "cpu" or self.source is None:', "        if True:",
+             ("tests/test_predictions.py::test_variants_that_run_one_graph_are_computed_once_with_the_same_figures",)),
+    Mutation("predictions: ORT's graph digest keeps attributes in the order ORT wrote them",
+             "rnopt/backends/onnxruntime/session.py",
+             "        attributes = sorted(node.attribute, key=lambda a: a.name)",
+             "        attributes = list(node.attribute)",
+             ("tests/test_predictions.py::test_an_onnx_file_and_its_fused_copy_optimize_to_one_graph_digest",)),
 ]
 
 

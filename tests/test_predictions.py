@@ -87,3 +87,37 @@ def test_validation_outputs_are_kept_by_the_images_content(cache_on, fp32_onnx):
     assert stored and np.array_equal(again, computed) and again.dtype == computed.dtype
     _, stored = cached_outputs(variant, "validation b", 4, lambda: variant.session.predict(images[::-1]))
     assert not stored  # other images: computed
+
+
+def test_an_onnx_file_and_its_fused_copy_optimize_to_one_graph_digest(fp32_onnx, int8_onnx, tmp_path):
+    """ORT's load-time optimizations turn the export and rnopt's offline-fused copy into the same graph; another
+    file (int8), other weights or another optimization level give another digest, and it does not vary by call."""
+    from rnopt.backends.onnxruntime.session import optimized_graph_sha256, session_options
+
+    fused, biased = tmp_path / "fused.onnx", tmp_path / "biased.onnx"
+    rnopt.optimize(fp32_onnx, fused)
+    _biased(fp32_onnx, biased)
+    digest = optimized_graph_sha256(str(fp32_onnx), session_options())
+    assert optimized_graph_sha256(str(fused), session_options()) == digest
+    assert optimized_graph_sha256(str(fp32_onnx), session_options()) == digest
+    others = {optimized_graph_sha256(str(int8_onnx), session_options()),
+              optimized_graph_sha256(str(biased), session_options()),
+              optimized_graph_sha256(str(fp32_onnx), session_options(opt_level="basic"))}
+    assert digest not in others and len(others) == 3
+
+
+def test_variants_that_run_one_graph_are_computed_once_with_the_same_figures(cache_on, fp32_onnx, int8_onnx,
+                                                                              monkeypatch):
+    fused = cache_on / "fused.onnx"
+    rnopt.optimize(fp32_onnx, fused)
+    from rnopt.backends.onnxruntime.backend import OrtSession
+
+    calls = []
+    run = OrtSession.run
+    monkeypatch.setattr(OrtSession, "run", lambda self, prepared: calls.append(self.source[0]) or run(self, prepared))
+    once = _evaluate(fp32_onnx, fused, int8_onnx)
+    assert {str(fp32_onnx), str(int8_onnx)} == set(calls) and any("runs the same graph" in w for w in once.warnings)
+    monkeypatch.setenv("RNOPT_PREDICTION_CACHE", "0")
+    calls.clear()
+    each = _evaluate(fp32_onnx, fused, int8_onnx)
+    assert str(fused) in calls and _figures(each) == _figures(once)

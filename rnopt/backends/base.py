@@ -217,6 +217,12 @@ class Session(ABC):
         """Peak accelerator memory this process has allocated so far; None on a CPU."""
         return None
 
+    def graph_digest(self) -> str | None:
+        """A digest of the computation this session runs, where the runtime can show it: two sessions with the same
+        digest and settings give the same outputs bit for bit, whatever their files' bytes. None: only the file's
+        bytes identify it."""
+        return None
+
 
 class Backend(ABC):
     name: ClassVar[str]

@@ -11,7 +11,8 @@ import onnxruntime as ort
 from rnopt.backends.base import Backend, ModelFile, ModelInput, RunSettings, Session
 from rnopt.backends.onnxruntime.config import OrtConfig
 from rnopt.errors import RnoptError
-from rnopt.backends.onnxruntime.session import DEVICE_OF_PROVIDER, available_providers, create_session
+from rnopt.backends.onnxruntime.session import (DEVICE_OF_PROVIDER, available_providers, create_session,
+                                                optimized_graph_sha256, session_options)
 
 
 class OrtSession(Session):
@@ -28,6 +29,8 @@ class OrtSession(Session):
         self.threads = threads
         self.input_name = session.get_inputs()[0].name
         self.output_names = [session.get_outputs()[0].name]
+        self.source: tuple[str, str] | None = None  # (file, graph optimization level): what graph_digest rebuilds
+        self._digest: str | None = None
 
     def prepare(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         return {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)}
@@ -37,6 +40,16 @@ class OrtSession(Session):
 
     def to_numpy(self, output: Any) -> np.ndarray:
         return np.asarray(output[0], dtype=np.float32)
+
+    def graph_digest(self) -> str | None:
+        """The optimized graph ORT runs on the CPU (fused operators, folded weights): an ONNX file and its offline-
+        fused copy that optimize to the same graph compute the same bits. Other providers compile their own."""
+        if self.provider != "cpu" or self.source is None:
+            return None
+        if self._digest is None:
+            path, level = self.source
+            self._digest = optimized_graph_sha256(path, session_options(opt_level=level))
+        return self._digest
 
     def describe(self) -> str:
         return (f"provider={self.provider}" + ("" if self.spinning else ",spin=off")
@@ -73,5 +86,6 @@ class OnnxRuntimeBackend(Backend):
                                  config.inter_op)
         threads = spec.threads or os.cpu_count() or 1
         result = OrtSession(session, provider, precision, threads, config.spinning, config.inter_op)
+        result.source = (str(model.path), config.opt_level)
         result.load_time_s = time.perf_counter() - start
         return result

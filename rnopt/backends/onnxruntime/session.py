@@ -4,6 +4,10 @@ output comparisons, sensitivity and the onnxruntime backend. The runtime's own m
 both use it without depending on each other."""
 from __future__ import annotations
 
+import hashlib
+import tempfile
+from pathlib import Path
+
 import onnxruntime as ort
 
 from rnopt.errors import RnoptError, first_line
@@ -72,3 +76,36 @@ def create_session(path: str, threads: int | None = None, provider: str = "cpu",
 def run_once(session: ort.InferenceSession, batch) -> "np.ndarray":  # noqa: F821 - numpy in, numpy out
     """The first output of one call with `batch` as the first input."""
     return session.run(None, {session.get_inputs()[0].name: batch})[0]
+
+
+def optimized_graph_sha256(path: str, opts: ort.SessionOptions) -> str:
+    """The sha256 of the graph ONNX Runtime runs for `path` under `opts` (its load-time optimizations applied, as
+    ORT writes it with `optimized_model_filepath`), in a canonical form: two files with the same digest run the same
+    operators on the same weights, so their outputs are the same bits. (ORT writes opsets and a node's attributes in no
+    fixed order, and its shape annotations vary: those are sorted or left out.)"""
+    import onnx  # only here: opening a session needs no ONNX parser of ours
+
+    with tempfile.TemporaryDirectory(prefix="rnopt-ort-graph-") as tmp:
+        opts.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
+        try:
+            ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ORT raises its own exception types for unloadable graphs
+            raise RnoptError(f"onnxruntime cannot load {path}: {first_line(exc)}") from None
+        model = onnx.load(opts.optimized_model_filepath)
+    graph = model.graph
+    digest = hashlib.sha256()
+
+    def add(part) -> None:
+        data = part.SerializeToString(deterministic=True)
+        digest.update(len(data).to_bytes(8, "little") + data)  # lengths first: no two graphs hash alike by chance
+
+    for part in (*sorted(model.opset_import, key=lambda o: o.domain), *graph.input, *graph.output):
+        add(part)
+    for node in graph.node:
+        attributes = sorted(node.attribute, key=lambda a: a.name)
+        bare = onnx.NodeProto(input=node.input, output=node.output, op_type=node.op_type, domain=node.domain)
+        for part in (bare, *attributes):
+            add(part)
+    for part in sorted(graph.initializer, key=lambda t: t.name):
+        add(part)
+    return digest.hexdigest()
