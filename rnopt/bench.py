@@ -167,11 +167,15 @@ def latency_stats(samples_s: list[float]) -> LatencyStats:
 
 
 def _block(session: Session, prepared: object) -> list[float]:
-    for _ in range(BLOCK_WARMUP):
-        session.run(prepared)
-    samples: list[float] = []
-    while len(samples) < BLOCK_ITERATIONS or sum(samples) < BLOCK_TIME_S:
-        samples.append(session.timed_run(prepared))
+    session.begin(prepared)
+    try:
+        for _ in range(BLOCK_WARMUP):
+            session.run(prepared)
+        samples: list[float] = []
+        while len(samples) < BLOCK_ITERATIONS or sum(samples) < BLOCK_TIME_S:
+            samples.append(session.timed_run(prepared))
+    finally:
+        session.end(prepared)
     return samples
 
 

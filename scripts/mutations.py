@@ -457,6 +457,16 @@ MUTATIONS = [
              "        attributes = sorted(node.attribute, key=lambda a: a.name)",
              "        attributes = list(node.attribute)",
              ("tests/test_predictions.py::test_an_onnx_file_and_its_fused_copy_optimize_to_one_graph_digest",)),
+    Mutation("bench: a throughput block starts its requests together and waits for all each call", "rnopt/bench.py",
+             "    session.begin(prepared)\n", "",
+             ("tests/test_backends.py::test_openvino_throughput_blocks_keep_every_request_in_flight",)),
+    Mutation("bench: in flight, every request waited for before any restarts", "rnopt/backends/openvino/backend.py",
+             "            for request in prepared.requests:\n                request.wait()\n                request.start_async()",
+             "            for request in prepared.requests:\n                request.wait()\n            for request in prepared.requests:\n                request.start_async()",
+             ("tests/test_backends.py::test_openvino_throughput_blocks_keep_every_request_in_flight",)),
+    Mutation("bench: a throughput block leaves its requests running", "rnopt/bench.py",
+             "        session.end(prepared)\n", "        pass\n",
+             ("tests/test_backends.py::test_openvino_throughput_blocks_keep_every_request_in_flight",)),
 ]
 
 

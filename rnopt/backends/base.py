@@ -200,6 +200,15 @@ class Session(ABC):
     def predict(self, batch: np.ndarray) -> np.ndarray:
         return self.to_numpy(self.run(self.prepare(batch)))
 
+    def begin(self, prepared: Any) -> None:
+        """Before a timed block: a session that keeps several batches in flight (OpenVINO's throughput mode) starts
+        them all here, so that each `run` in the block waits for each and starts it again at once, as a deployed
+        queue does (benchmark_app's async mode): the block times the steady state, with no core idle between
+        calls. Others run one call at a time and need nothing."""
+
+    def end(self, prepared: Any) -> None:
+        """After a timed block: wait for what `begin` left in flight, so the next block starts on quiet cores."""
+
     def timed_run(self, prepared: Any) -> float:
         """Seconds one `run` takes; a device backend may time with its own clock (CUDA events)."""
         start = time.perf_counter()

@@ -40,6 +40,7 @@ class _Prepared:
     def __init__(self, requests: list[Any], data: np.ndarray) -> None:
         self.requests = requests
         self.data = data  # the input tensors share this buffer: keep it alive
+        self.in_flight = False  # between `begin` and `end`: every request running, each restarted as it ends
 
 
 class OpenVinoSession(Session):
@@ -79,9 +80,25 @@ class OpenVinoSession(Session):
             request.set_input_tensor(ov.Tensor(data, shared_memory=True))
         return _Prepared(requests, data)
 
+    def begin(self, prepared: Any) -> None:
+        if len(prepared.requests) > 1 and not prepared.in_flight:
+            for request in prepared.requests:
+                request.start_async()
+            prepared.in_flight = True
+
+    def end(self, prepared: Any) -> None:
+        if prepared.in_flight:
+            for request in prepared.requests:
+                request.wait()
+            prepared.in_flight = False
+
     def run(self, prepared: Any) -> Any:
         if len(prepared.requests) == 1:
             prepared.requests[0].infer()
+        elif prepared.in_flight:  # the queue kept full: each request's next batch starts as soon as it ends
+            for request in prepared.requests:
+                request.wait()
+                request.start_async()
         else:
             for request in prepared.requests:
                 request.start_async()
