@@ -75,36 +75,42 @@ def test_openvino_throughput_mode_runs_several_requests(fp32_onnx, batch):
 
 
 class _Logged:
-    """An OpenVINO request whose starts and waits are written down, in order (the request itself runs)."""
+    """OpenVINO's request queue with its starts and waits written down, in order (the queue itself runs)."""
 
-    def __init__(self, request, k, log):
-        self.request, self.k, self.log = request, k, log
+    def __init__(self, queue, log):
+        self.queue, self.log = queue, log
+
+    def __len__(self):
+        return len(self.queue)
+
+    def __getitem__(self, k):
+        return self.queue[k]
 
     def start_async(self):
-        self.log.append(("start", self.k))
-        self.request.start_async()
+        self.log.append("start")
+        self.queue.start_async()
 
-    def wait(self):
-        self.log.append(("wait", self.k))
-        self.request.wait()
-
-    def get_output_tensor(self, index):
-        return self.request.get_output_tensor(index)
+    def wait_all(self):
+        self.log.append("wait all")
+        self.queue.wait_all()
 
 
 def test_openvino_throughput_blocks_keep_every_request_in_flight(fp32_onnx, batch):
-    """As benchmark_app's async mode: a timed block starts every request first, then each call waits for each and
-    restarts it at once (no core idles until the slowest ends), and the block ends with nothing in flight."""
+    """As benchmark_app's async mode: a timed block starts every request first; then each call restarts each
+    request as soon as it ends (whichever ends first: no core idles until the slowest ends), and only the block's
+    end waits for all. Outside a block, a call starts them all and waits for all."""
     from rnopt.bench import BLOCK_WARMUP, _block
 
     session = get_backend("openvino").load(_file(fp32_onnx), settings("openvino", hint="throughput"))
     prepared, log = session.prepare(batch), []
     n = len(prepared.requests)
-    prepared.requests = [_Logged(r, k, log) for k, r in enumerate(prepared.requests)]
+    prepared.requests = _Logged(prepared.requests, log)
     calls = len(_block(session, prepared)) + BLOCK_WARMUP  # the block's samples and its warm-up calls
-    steady = [event for k in range(n) for event in (("wait", k), ("start", k))]
-    assert log == [("start", k) for k in range(n)] + steady * calls + [("wait", k) for k in range(n)]
+    assert log == ["start"] * n * (1 + calls) + ["wait all"]
     assert not prepared.in_flight
+    log.clear()
+    session.run(prepared)
+    assert log == ["start"] * n + ["wait all"]
     one_by_one = get_backend("openvino").load(_file(fp32_onnx), settings("openvino", hint="throughput"))
     assert np.array_equal(session.to_numpy(prepared), one_by_one.predict(batch))
 
