@@ -50,11 +50,11 @@ def file_sha256(path: Path) -> str:
     return sha256_of(path, weights) if path.suffix == ".xml" and weights.exists() else sha256_of(path)
 
 
-def open_model_file(path: str | Path) -> ModelFile:
-    """An ONNX or IR file with its rnopt metadata (inferred for a foreign file)."""
+def open_model_file(path: str | Path, built: bool = False) -> ModelFile:
+    """An ONNX or IR file with its rnopt metadata (inferred for a foreign file); `built`: by the store, checked."""
     from rnopt.onnx_model import model_meta
 
-    return ModelFile(Path(path), model_meta(path))
+    return ModelFile(Path(path), model_meta(path, built))
 
 
 def is_model_name(arg: str) -> bool:
@@ -270,7 +270,7 @@ class ArtifactStore:
             notice(f"{artifact.name}: rebuilt from its recipe, its bytes differ from those recorded (sha256 "
                    f"{outcome.sha256[:12]}, was {artifact.built_sha256[:12]}): {_why_bytes_differ(artifact, outcome)}")
         self.results[artifact] = outcome
-        return open_model_file(model)
+        return open_model_file(model, built=True)
 
     def _folder(self) -> Path:
         folder = self.root or artifacts_dir()

@@ -7,15 +7,20 @@ from __future__ import annotations
 
 import json
 import math
+import mmap
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-import onnx
 from google.protobuf.message import DecodeError
 
 from rnopt.errors import RnoptError, first_line
 from rnopt.fileio import readable_file
 from rnopt.preprocessing import HEADS, IMAGENET_MEAN, IMAGENET_STD, Preprocessing
+
+if TYPE_CHECKING:
+    import onnx  # imported where a graph is parsed: `import onnx` takes 1.5 s, and a probe process needs none
 
 _META_KEY = "rnopt"
 
@@ -52,6 +57,8 @@ class ModelMeta:
 
 def load_onnx(path: str | Path, load_weights: bool = True) -> onnx.ModelProto:
     """Parse an ONNX file, turning every way it can fail into a one-line error."""
+    import onnx
+
     path = readable_file(path, "model file")
     try:
         model = onnx.load(str(path), load_external_data=False)
@@ -71,6 +78,8 @@ def load_onnx(path: str | Path, load_weights: bool = True) -> onnx.ModelProto:
 
 
 def _external_tensors(model: onnx.ModelProto) -> list[onnx.TensorProto]:
+    import onnx
+
     return [t for t in onnx.external_data_helper._get_all_tensors(model)
             if t.HasField("data_location") and t.data_location == onnx.TensorProto.EXTERNAL]
 
@@ -192,6 +201,8 @@ def _guessed_meta(path: Path, size: int, classes: int) -> ModelMeta:
 
 def save_onnx(model: onnx.ModelProto, dest: Path) -> None:
     """Save as one self-contained file (weights inline), which is what every model under 2 GB should be."""
+    import onnx
+
     onnx.save_model(model, str(dest), save_as_external_data=False)
 
 
@@ -203,10 +214,68 @@ def op_counts(model: onnx.ModelProto) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def model_meta(path: str | Path) -> ModelMeta:
-    """An ONNX or IR file's rnopt metadata (inferred for a foreign file), without loading its weights."""
+def model_meta(path: str | Path, built: bool = False) -> ModelMeta:
+    """An ONNX or IR file's rnopt metadata (inferred for a foreign file), without loading its weights. `built`: a
+    file the artifact store built and checked by its sha256, whose metadata is read without parsing its graph."""
     path = Path(path)
-    return read_ir_meta(path) if path.suffix == ".xml" else read_meta(load_onnx(path, load_weights=False), path)
+    if path.suffix == ".xml":
+        return read_ir_meta(path)
+    stored = stored_meta_json(path) if built else None
+    return meta_from_json(stored, path) if stored else read_meta(load_onnx(path, load_weights=False), path)
+
+
+_METADATA_PROPS, _ENTRY_KEY, _ENTRY_VALUE = 14, 1, 2  # field numbers in onnx.proto: ModelProto, StringStringEntryProto
+_VARINT, _FIXED64, _LENGTH, _FIXED32 = 0, 1, 2, 5  # protobuf wire types
+
+
+def stored_meta_json(path: Path) -> str | None:
+    """The rnopt entry of an ONNX file's metadata_props, read from the protobuf wire format: the graph's bytes are
+    skipped, not parsed (what `import onnx` and parsing a ResNet-50 would cost a fresh process). None: no such
+    entry, or not a file this reader follows."""
+    try:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            for number, span in _fields(buf, 0, len(buf)):
+                if number != _METADATA_PROPS or span is None:
+                    continue
+                entry = {k: bytes(buf[v[0]:v[1]]) for k, v in _fields(buf, *span) if v is not None}
+                if entry.get(_ENTRY_KEY) == _META_KEY.encode():
+                    return entry.get(_ENTRY_VALUE, b"").decode()
+    except (OSError, IndexError, ValueError, UnicodeDecodeError):  # unreadable, empty or not protobuf: parse it
+        return None
+    return None
+
+
+def _fields(buf: mmap.mmap, start: int, stop: int) -> Iterator[tuple[int, tuple[int, int] | None]]:
+    """(field number, (start, stop) of a length-delimited value, else None) for each field in buf[start:stop]."""
+    pos = start
+    while pos < stop:
+        tag, pos = _varint(buf, pos)
+        wire = tag & 7
+        if wire == _VARINT:
+            _, pos = _varint(buf, pos)
+            yield tag >> 3, None
+        elif wire == _LENGTH:
+            size, pos = _varint(buf, pos)
+            if pos + size > stop:
+                raise ValueError("field runs past its message")
+            yield tag >> 3, (pos, pos + size)
+            pos += size
+        elif wire in (_FIXED64, _FIXED32):
+            pos += 8 if wire == _FIXED64 else 4
+            yield tag >> 3, None
+        else:
+            raise ValueError(f"wire type {wire}")
+
+
+def _varint(buf: mmap.mmap, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
 
 
 def read_ir_meta(path: str | Path) -> ModelMeta:

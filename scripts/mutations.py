@@ -466,6 +466,12 @@ MUTATIONS = [
     Mutation("bench: a throughput block leaves its requests running", "rnopt/bench.py",
              "        session.end(prepared)\n", "        pass\n",
              ("tests/test_backends.py::test_openvino_throughput_blocks_keep_every_request_in_flight",)),
+    Mutation("artifacts: a built file's metadata read by parsing its graph", "rnopt/artifacts.py",
+             "        return open_model_file(model, built=True)", "        return open_model_file(model)",
+             ("tests/test_recipes.py::test_a_built_files_metadata_is_read_without_parsing_its_graph",)),
+    Mutation("artifacts: the metadata looked for in another field", "rnopt/onnx_model.py",
+             "_METADATA_PROPS, _ENTRY_KEY, _ENTRY_VALUE = 14, 1, 2", "_METADATA_PROPS, _ENTRY_KEY, _ENTRY_VALUE = 13, 1, 2",
+             ("tests/test_recipes.py::test_a_built_files_metadata_is_read_without_parsing_its_graph",)),
 ]
 
 

@@ -292,3 +292,27 @@ def test_an_entry_from_another_store_is_taken_only_with_the_bytes_its_spec_names
     assert not node.install(fused, files)  # a trusted entry is kept as it is
     assert node.model_file(fused).path == tmp_path / "node" / fused.id / "model.onnx"
     assert sorted(p.name for p in (tmp_path / "node").iterdir()) == [fused.id]  # its parent, the export: not made
+
+
+def test_a_built_files_metadata_is_read_without_parsing_its_graph(fp32_onnx, int8_onnx, tmp_path):
+    """The store's files carry rnopt's metadata, read from the wire format: the same as onnx's parse, None where
+    the file has none (a foreign export, bytes that are not protobuf), and a probe process never imports onnx."""
+    import onnx
+
+    from rnopt.onnx_model import load_onnx, read_meta, stored_meta_json
+
+    for path in (fp32_onnx, int8_onnx):
+        assert model_meta(path, built=True) == read_meta(load_onnx(path, load_weights=False), path)
+    foreign, junk = tmp_path / "foreign.onnx", tmp_path / "junk.onnx"
+    model = onnx.load(fp32_onnx)
+    del model.metadata_props[:]
+    onnx.save(model, foreign)
+    junk.write_bytes(b"\xff" * 64)
+    assert stored_meta_json(foreign) is None and stored_meta_json(junk) is None
+    assert model_meta(foreign, built=True).history == ["foreign model: preprocessing inferred"]
+    probe = ("import sys\nfrom rnopt.artifacts import ArtifactStore, artifact_for\n"
+             "model = ArtifactStore().model_file(artifact_for('resnet20_cifar10'))\n"
+             "print(model.meta.model, 'onnx' in sys.modules)")
+    ArtifactStore().model_file(artifact_for("resnet20_cifar10"))  # built here first: the probe finds it
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["resnet20_cifar10", "False"]
