@@ -116,12 +116,11 @@ def predicted_batches(variants: list[Variant], dataset: ImageDataset, preprocess
                                           if s is None and keys[i] is not None and i not in twin}
     _say_reused(variants, stored, twin, dataset)
     start = 0
-    for images, labels in _batches(dataset, preprocessing, batch_size, all(s is not None for s in stored)):
+    for images, labels, computed in _run_in_runs(variants, stored, twin, _batches(
+            dataset, preprocessing, batch_size, all(s is not None for s in stored))):
         rows = len(labels)
-        outputs: list[np.ndarray] = []
-        for i, (v, s) in enumerate(zip(variants, stored)):
-            outputs.append(s[start:start + rows] if s is not None else
-                           outputs[twin[i]] if i in twin else v.session.predict(images))
+        outputs = [s[start:start + rows] if s is not None else computed[twin.get(i, i)]
+                   for i, s in enumerate(stored)]
         for i in list(fresh):
             fresh[i].append(outputs[i])
             if sum(c.nbytes for c in fresh[i]) > MAX_ENTRY_BYTES:  # too large to keep: not held either
@@ -133,6 +132,37 @@ def predicted_batches(variants: list[Variant], dataset: ImageDataset, preprocess
     for i, chunks in fresh.items():
         if chunks:
             _store(keys[i], np.concatenate(chunks))
+
+
+# Batches decoded ahead and run variant by variant, each runtime making up to RUN_BATCHES calls in a row: switching
+# runtimes at every batch cost 15-20 % here (ResNet-20, 5 variants x 10,000 images: 33.7-33.9 s against 28.1-29.7 s),
+# one runtime's spinning worker threads meeting the next one's. RUN_BYTES bounds the decoded images held.
+RUN_BATCHES = 8
+RUN_BYTES = 256 << 20
+
+
+def _run_in_runs(variants: list[Variant], stored: list[np.ndarray | None], twin: dict[int, int],
+                 batches: Iterator[tuple[np.ndarray | None, np.ndarray]]
+                 ) -> Iterator[tuple[np.ndarray | None, np.ndarray, dict[int, np.ndarray]]]:
+    """Each batch with the outputs of the variants to compute (by index), computed a run of batches at a time."""
+    for run in _runs(batches):
+        computed: dict[int, list[np.ndarray]] = {
+            i: [v.session.predict(images) for images, _ in run]
+            for i, (v, s) in enumerate(zip(variants, stored)) if s is None and i not in twin}
+        for k, (images, labels) in enumerate(run):
+            yield images, labels, {i: outputs[k] for i, outputs in computed.items()}
+
+
+def _runs(batches: Iterator[tuple[np.ndarray | None, np.ndarray]]
+          ) -> Iterator[list[tuple[np.ndarray | None, np.ndarray]]]:
+    run: list[tuple[np.ndarray | None, np.ndarray]] = []
+    for images, labels in batches:
+        run.append((images, labels))
+        if len(run) >= RUN_BATCHES or sum(0 if i is None else i.nbytes for i, _ in run) >= RUN_BYTES:
+            yield run
+            run = []
+    if run:
+        yield run
 
 
 def twins(keys: list[str | None], stored: list[np.ndarray | None]) -> dict[int, int]:

@@ -472,6 +472,9 @@ MUTATIONS = [
     Mutation("artifacts: the metadata looked for in another field", "rnopt/onnx_model.py",
              "_METADATA_PROPS, _ENTRY_KEY, _ENTRY_VALUE = 14, 1, 2", "_METADATA_PROPS, _ENTRY_KEY, _ENTRY_VALUE = 13, 1, 2",
              ("tests/test_recipes.py::test_a_built_files_metadata_is_read_without_parsing_its_graph",)),
+    Mutation("predictions: runtimes switched at every batch", "rnopt/predictions.py",
+             "RUN_BATCHES = 8\n", "RUN_BATCHES = 1\n",
+             ("tests/test_predictions.py::test_each_variant_runs_a_run_of_batches_in_a_row",)),
 ]
 
 

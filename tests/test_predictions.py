@@ -121,3 +121,15 @@ def test_variants_that_run_one_graph_are_computed_once_with_the_same_figures(cac
     calls.clear()
     each = _evaluate(fp32_onnx, fused, int8_onnx)
     assert str(fused) in calls and _figures(each) == _figures(once)
+
+
+def test_each_variant_runs_a_run_of_batches_in_a_row(fp32_onnx, int8_onnx, monkeypatch):
+    """Runtimes switch once per run of batches, not at every batch (one's spinning threads slow the next)."""
+    from rnopt.backends.onnxruntime.backend import OrtSession
+
+    order = []
+    predict = OrtSession.predict
+    monkeypatch.setattr(OrtSession, "predict", lambda self, batch: order.append(self.source[0]) or predict(self, batch))
+    specs = rnopt.plan([rnopt.artifact(str(p)) for p in (fp32_onnx, int8_onnx)], ["onnxruntime"])
+    rnopt.evaluate(specs, rnopt.EvalConfig(limit=LIMIT, batch_size=100))
+    assert order == [str(fp32_onnx)] * 3 + [str(int8_onnx)] * 3
