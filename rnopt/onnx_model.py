@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 import math
 import mmap
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from google.protobuf.message import DecodeError
