@@ -475,6 +475,9 @@ MUTATIONS = [
     Mutation("predictions: runtimes switched at every batch", "rnopt/predictions.py",
              "RUN_BATCHES = 8\n", "RUN_BATCHES = 1\n",
              ("tests/test_predictions.py::test_each_variant_runs_a_run_of_batches_in_a_row",)),
+    Mutation("signals: a signal sent again after main() caught the interruption raises once more",
+             "rnopt/cli/__init__.py", "    if _caught.is_set():\n        return\n", "",
+             ("tests/test_catalog.py::test_a_signal_sent_again_after_the_command_caught_it_does_nothing",)),
 ]
 
 

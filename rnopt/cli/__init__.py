@@ -71,10 +71,12 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print(printable(f"error: {exc.strerror or exc}{where}"), markup=False, soft_wrap=True)
         return 1
     except KeyboardInterrupt:
+        _caught.set()
         _stop_workers()
         err_console.print("error: interrupted (SIGINT): partial outputs removed", markup=False)
         return 130
     except Interrupted as exc:
+        _caught.set()
         _stop_workers()
         name = signal.Signals(exc.signum).name
         err_console.print(f"error: terminated ({name}): partial outputs removed", markup=False)
@@ -118,11 +120,18 @@ def _show_notices() -> None:
 _TERMINATING = (signal.SIGTERM, signal.SIGHUP)
 
 
+# Set once main() has caught the interruption: a signal sent again for one whose exception Python dropped
+# (_delivered_again) may still arrive after that, and must then neither raise nor kill the process on its way out.
+_caught = threading.Event()
+
+
 def _raise_interrupted(signum: int, _frame: object) -> None:
     # A second signal while the first one unwinds would interrupt the cleanup itself (a traceback, a temporary
     # file left): from the first one on, further ones are ignored until main() restores the handlers.
     for other in (*_TERMINATING, signal.SIGINT):
         signal.signal(other, signal.SIG_IGN)
+    if _caught.is_set():
+        return
     _stop_workers()  # first: a worker pool would otherwise wait for its children before unwinding
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
@@ -136,6 +145,7 @@ def _handle_termination() -> dict[int, object]:
     if threading.current_thread() is not threading.main_thread():
         return {}
     global _hook_before
+    _caught.clear()
     if sys.unraisablehook is not _delivered_again:  # a command interrupted before left it installed
         _hook_before, sys.unraisablehook = sys.unraisablehook, _delivered_again
     return {signum: signal.signal(signum, _raise_interrupted) for signum in (*_TERMINATING, signal.SIGINT)}
@@ -154,7 +164,9 @@ def _delivered_again(unraisable: "sys.UnraisableHookArgs") -> None:
         return
     signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
     signal.signal(signum, _raise_interrupted)
-    threading.Timer(0.01, os.kill, (os.getpid(), signum)).start()
+    again = threading.Timer(0.01, os.kill, (os.getpid(), signum))
+    again.daemon = True  # never waited for at exit
+    again.start()
 
 
 def _restore(previous: dict[int, object]) -> None:
