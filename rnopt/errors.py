@@ -17,7 +17,8 @@ def first_line(exc: BaseException, limit: int = 200) -> str:
 
 
 class Interrupted(BaseException):
-    """SIGTERM or SIGHUP, raised like KeyboardInterrupt so that every cleanup on the way out runs."""
+    """SIGTERM, SIGHUP or Ctrl-C (SIGINT) during a command, raised like KeyboardInterrupt so that every cleanup on
+    the way out runs."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signum)

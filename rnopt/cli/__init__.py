@@ -8,6 +8,7 @@ import shlex
 import signal
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Callable
 
@@ -70,17 +71,13 @@ def main(argv: list[str] | None = None) -> int:
         where = f" ({exc.filename})" if exc.filename else ""
         err_console.print(printable(f"error: {exc.strerror or exc}{where}"), markup=False, soft_wrap=True)
         return 1
-    except KeyboardInterrupt:
+    except (Interrupted, KeyboardInterrupt) as exc:  # KeyboardInterrupt: Ctrl-C before the handler was set
         _caught.set()
         _stop_workers()
-        err_console.print("error: interrupted (SIGINT): partial outputs removed", markup=False)
-        return 130
-    except Interrupted as exc:
-        _caught.set()
-        _stop_workers()
-        name = signal.Signals(exc.signum).name
-        err_console.print(f"error: terminated ({name}): partial outputs removed", markup=False)
-        return 128 + exc.signum
+        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+        what = "interrupted" if signum == signal.SIGINT else "terminated"
+        err_console.print(f"error: {what} ({signal.Signals(signum).name}): partial outputs removed", markup=False)
+        return 128 + signum
     except Exception as exc:  # a bug, not bad input: one line by default, the traceback on request
         if os.environ.get("RNOPT_DEBUG"):
             raise
@@ -89,8 +86,11 @@ def main(argv: list[str] | None = None) -> int:
                           markup=False, soft_wrap=True)
         return 3
     finally:
-        if not _interrupted(previous):  # once interrupted, the process is on its way out: a later signal must not
-            _restore(previous)          # kill it half-way through its message, or raise past main()
+        _caught.set()  # main() is done: a watch on a swallowed signal stops, a late signal does nothing
+        if _interrupted(previous):  # on its way out: a later signal must not kill it half-way through its message,
+            _ignore_signals()       # raise past main(), or kill it once Python resets its handlers at exit
+        else:
+            _restore(previous)
         _drain_notices()  # after an error, the one-line message stands alone
     return 0
 
@@ -100,11 +100,6 @@ def _show_library_warning(message: Warning | str, category: type[Warning], filen
     """A library's Python warning (matplotlib, torch) on one line, its control characters shown, not obeyed (the
     message may quote an input file's name or contents)."""
     err_console.print(f"warning: {printable(str(message))}", markup=False, soft_wrap=True)
-
-
-def _interrupted(handlers: dict[int, object]) -> bool:
-    """Whether a signal arrived during the command (its handler then set every one of them to SIG_IGN)."""
-    return bool(handlers) and signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
 
 
 def _drain_notices() -> list[str]:
@@ -120,22 +115,27 @@ def _show_notices() -> None:
 _TERMINATING = (signal.SIGTERM, signal.SIGHUP)
 
 
-# Set once main() has caught the interruption: a signal sent again for one whose exception Python dropped
-# (_delivered_again) may still arrive after that, and must then neither raise nor kill the process on its way out.
+# Set once main() has caught the interruption, or is done: a signal sent again for one that was swallowed may still
+# arrive after that, and must then neither raise nor kill the process on its way out.
 _caught = threading.Event()
+_raised: BaseException | None = None  # the signal's exception on its way up; further signals wait for it
+_signalled = False  # a signal arrived during the command
 
 
 def _raise_interrupted(signum: int, _frame: object) -> None:
     # A second signal while the first one unwinds would interrupt the cleanup itself (a traceback, a temporary
-    # file left): from the first one on, further ones are ignored until main() restores the handlers.
-    for other in (*_TERMINATING, signal.SIGINT):
-        signal.signal(other, signal.SIG_IGN)
-    if _caught.is_set():
+    # file left): from the first one on, further ones do nothing, unless the first one's exception was swallowed.
+    global _raised, _signalled
+    _signalled = True
+    if _caught.is_set() or _raised is not None:
         return
     _stop_workers()  # first: a worker pool would otherwise wait for its children before unwinding
-    if signum == signal.SIGINT:
-        raise KeyboardInterrupt
-    raise Interrupted(signum)
+    # Not KeyboardInterrupt, even for Ctrl-C: one that escapes code run by exec() of a string (sympy's mpmath
+    # does that on import) marks the process, and Python then kills itself by SIGINT at exit (status -2, not 130)
+    # however the command ended.
+    _raised = Interrupted(signum)
+    _watch(_raised, signum)
+    raise _raised
 
 
 def _handle_termination() -> dict[int, object]:
@@ -144,11 +144,58 @@ def _handle_termination() -> dict[int, object]:
     main() elsewhere)."""
     if threading.current_thread() is not threading.main_thread():
         return {}
-    global _hook_before
+    global _hook_before, _raised, _signalled
     _caught.clear()
+    _raised, _signalled = None, False
     if sys.unraisablehook is not _delivered_again:  # a command interrupted before left it installed
         _hook_before, sys.unraisablehook = sys.unraisablehook, _delivered_again
     return {signum: signal.signal(signum, _raise_interrupted) for signum in (*_TERMINATING, signal.SIGINT)}
+
+
+def _interrupted(handlers: dict[int, object]) -> bool:
+    """Whether a signal arrived during the command; from then on every later one is ignored."""
+    return bool(handlers) and _signalled
+
+
+# How long the main thread may go neither catching nor handling the signal's exception (in an except, a finally or
+# an __exit__ on its way up) before it is taken for swallowed. A library's bare `except:`, or C code that clears
+# every error around the Python code the handler ran in (PyObject_HasAttr does, up to Python 3.12), drops it
+# without a trace: the export then ran on to exit 0 (CI, stop 30).
+SWALLOWED_AFTER_S = 1.0
+
+
+def _watch(exc: BaseException, signum: int) -> None:
+    """Send the signal again if `exc` is swallowed; the handler then raises a new one in ordinary code."""
+    main_id = threading.main_thread().ident
+
+    def watch() -> None:
+        seen = time.monotonic()
+        while not _caught.wait(0.05) and _raised is exc:
+            if _handled(sys._current_exceptions().get(main_id), exc):
+                seen = time.monotonic()
+            elif time.monotonic() - seen > SWALLOWED_AFTER_S:
+                _send_again(exc, signum)
+                return
+
+    threading.Thread(target=watch, name="rnopt-signal-watch", daemon=True).start()
+
+
+def _handled(current: object, exc: BaseException) -> bool:
+    """Whether the exception a thread is handling (an exc_info tuple before Python 3.12, the exception after) is
+    `exc` or was raised or converted while handling it."""
+    seen = current[1] if isinstance(current, tuple) else current
+    for _ in range(100):  # a chain of __cause__ may loop
+        if seen is None or seen is exc:
+            return seen is exc
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _send_again(lost: BaseException, signum: int) -> None:
+    global _raised
+    if _raised is lost and not _caught.is_set():
+        _raised = None
+        os.kill(os.getpid(), signum)
 
 
 _hook_before = sys.unraisablehook  # the hook _delivered_again hands every other dropped exception to
@@ -156,17 +203,21 @@ _hook_before = sys.unraisablehook  # the hook _delivered_again hands every other
 
 def _delivered_again(unraisable: "sys.UnraisableHookArgs") -> None:
     """A signal's exception raised where Python cannot raise it (a weakref callback, a __del__: the import system's
-    module locks, while a model is exported) is printed and dropped, and the command would run on with every
-    signal ignored: the signal is sent again, a moment later, to be raised in ordinary code."""
+    module locks, while a model is exported) is printed and dropped: the signal is sent again, a moment later, to
+    be raised in ordinary code (sooner than the watch on a swallowed one would)."""
     exc = unraisable.exc_value
     if not isinstance(exc, (Interrupted, KeyboardInterrupt)):
         _hook_before(unraisable)
         return
     signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
-    signal.signal(signum, _raise_interrupted)
-    again = threading.Timer(0.01, os.kill, (os.getpid(), signum))
+    again = threading.Timer(0.01, _send_again, (exc, signum))
     again.daemon = True  # never waited for at exit
     again.start()
+
+
+def _ignore_signals() -> None:
+    for signum in (*_TERMINATING, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def _restore(previous: dict[int, object]) -> None:
