@@ -144,3 +144,37 @@ def test_recipe_options_are_refused_where_they_do_not_apply(cli, tmp_path, fp32_
 
 def _results_and_comparisons(section):
     return section.results, section.comparisons
+
+
+TELEMETRY = """
+import os, sys
+from rnopt.quantization.openvino import import_nncf
+import_nncf()
+import nncf.telemetry.decorator
+print(type(nncf.telemetry.decorator.telemetry).__name__, os.environ.get("CI"), os.environ.get("NNCF_CI"))
+"""
+
+
+def test_nncf_sends_no_telemetry_unless_the_user_opted_in(tmp_path, fp32_onnx):
+    """NNCF sends usage events by default (a forked process per event) and writes a client id into ~/intel: rnopt
+    turns that off, unless OpenVINO's consent file says yes. Outside pytest (NNCF silences itself under pytest),
+    in a home of its own."""
+    import os
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home), "RNOPT_CACHE_DIR": str(tmp_path / "cache"), "CI": "false"}
+    env.pop("NNCF_CI", None)
+    quantize = subprocess.run([sys.executable, "-m", "rnopt", "quantize", str(fp32_onnx), "-o", str(tmp_path / "m.xml"),
+                               "--backend", "openvino", "--calib-size", "16", "--quiet"],
+                              capture_output=True, text=True, env=env, timeout=300)
+    assert quantize.returncode == 0 and (tmp_path / "m.xml").exists(), quantize.stderr
+    assert not (home / "intel").exists()  # no client id, no stats: nothing was sent
+    silent = subprocess.run([sys.executable, "-c", TELEMETRY], capture_output=True, text=True, env=env, timeout=120)
+    assert silent.stdout.split() == ["MagicMock", "false", "None"], silent.stderr  # NNCF's stub; the environment kept
+    (home / "intel").mkdir()
+    (home / "intel" / "openvino_telemetry").write_text("1")
+    opted_in = subprocess.run([sys.executable, "-c", TELEMETRY], capture_output=True, text=True, env=env, timeout=120)
+    assert opted_in.stdout.split()[0] == "NNCFTelemetry", opted_in.stderr

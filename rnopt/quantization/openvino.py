@@ -9,6 +9,7 @@ import contextlib
 import io
 import json
 import logging
+import os
 import re
 import sys
 import tempfile
@@ -27,13 +28,43 @@ from rnopt.quantization.base import CalibrationData, QuantRecipe, Quantizer
 from rnopt.results import AccuracyAwareResult, QuantizeResult, RevertStep
 
 
+def import_nncf():  # noqa: ANN201 - the nncf module
+    """nncf, its usage telemetry off unless the user opted in (OpenVINO's consent file says 1). With no consent
+    file NNCF sends usage events to Google Analytics by default (each from a process forked for it) and writes a
+    client id into ~/intel: not what a user of an offline tool expects. NNCF decides when it is imported."""
+    if "nncf" not in sys.modules and not _telemetry_consented():
+        declined = {"CI": "true", "NNCF_CI": "1"}  # what openvino_telemetry and NNCF read to stay silent
+        before = {name: os.environ.get(name) for name in declined}
+        os.environ.update(declined)
+        try:
+            import nncf  # noqa: F401
+        finally:
+            for name, value in before.items():  # no lasting change: child processes see the user's environment
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+    import nncf
+
+    return nncf
+
+
+def _telemetry_consented() -> bool:
+    """Whether OpenVINO's telemetry consent file (`opt_in_out --opt_in` writes it) says yes."""
+    consent = Path.home() / "intel" / "openvino_telemetry"
+    try:
+        return consent.read_text().strip() == "1"
+    except OSError:
+        return False
+
+
 class NncfQuantizer(Quantizer):
     name = "openvino"
     suffix = ".xml"
 
     def require(self) -> None:
         try:
-            import nncf  # noqa: F401
+            import_nncf()
             import openvino  # noqa: F401
         except ImportError as exc:
             raise RnoptError(f"OpenVINO int8 needs NNCF and OpenVINO ({exc.name} is missing): "
@@ -42,7 +73,7 @@ class NncfQuantizer(Quantizer):
     def quantize(self, source: str | Path, output: str | Path, calibration: CalibrationData,
                  recipe: QuantRecipe = QuantRecipe(), on_batch: Callable[[int], None] | None = None) -> QuantizeResult:
         try:
-            import nncf
+            nncf = import_nncf()
             import openvino as ov
         except ImportError as exc:
             raise RnoptError(f"OpenVINO int8 needs NNCF and OpenVINO ({exc.name} is missing): "
@@ -114,7 +145,7 @@ def _accuracy_control(core, source: Path, full: Path, calibration: CalibrationDa
                       say: Callable[[str], None]):  # noqa: ANN202 - (openvino Model, AccuracyAwareResult)
     """nncf.quantize_with_accuracy_control on the float model, scored with rnopt's measure; the steps and the
     operations reverted read back from NNCF's log."""
-    import nncf
+    nncf = import_nncf()
 
     from rnopt.backends.openvino.session import outputs_on_cpu
 
