@@ -494,13 +494,17 @@ MUTATIONS = [
              "    _raised = Interrupted(signum)\n",
              "    _raised = KeyboardInterrupt() if signum == signal.SIGINT else Interrupted(signum)\n",
              ("tests/test_catalog.py::test_ctrl_c_raised_inside_exec_of_a_string_does_not_make_python_kill_itself_at_exit",)),
-    Mutation("NNCF telemetry: left on", "rnopt/quantization/openvino.py",
-             'if "nncf" not in sys.modules and not _telemetry_consented():', 'if False:', ("tests/test_optimize_quantize.py::test_nncf_sends_no_telemetry_unless_the_user_opted_in",)),
-    Mutation("NNCF telemetry: the variables that silence it left in the environment", "rnopt/quantization/openvino.py",
-             "            for name, value in before.items():", "            for name, value in []:", ("tests/test_optimize_quantize.py::test_nncf_sends_no_telemetry_unless_the_user_opted_in",)),
-    Mutation("NNCF telemetry: the user's opt-in ignored", "rnopt/quantization/openvino.py",
-             '        return consent.read_text().strip() == "1"', '        return False', ("tests/test_optimize_quantize.py::test_nncf_sends_no_telemetry_unless_the_user_opted_in",)),
-
+    Mutation("NNCF telemetry: left on", "rnopt/privacy.py",
+             "    return contextlib.nullcontext() if consented else environment(NNCF_SILENT)",
+             "    return contextlib.nullcontext()", ("tests/test_optimize_quantize.py::test_nncf_sends_no_telemetry_unless_the_user_opted_in",)),
+    Mutation("NNCF telemetry: the variables that silence it left in the environment", "rnopt/privacy.py",
+             "        for name, value in before.items():", "        for name, value in []:", ("tests/test_optimize_quantize.py::test_nncf_sends_no_telemetry_unless_the_user_opted_in",)),
+    Mutation("NNCF telemetry: the user's opt-in ignored", "rnopt/privacy.py",
+             '        consented = (Path.home() / "intel" / "openvino_telemetry").read_text().strip() == "1"',
+             "        consented = False", ("tests/test_optimize_quantize.py::test_nncf_sends_no_telemetry_unless_the_user_opted_in",)),
+    Mutation("Ray usage stats: a private cluster starts with them on", "rnopt/execute/cluster.py",
+             "                    with ray_silenced():", "                    with contextlib.nullcontext():",
+             ("tests/test_cluster.py::test_a_private_cluster_starts_with_rays_usage_stats_off",)),
 ]
 
 

@@ -2,6 +2,7 @@
 outcomes a local run gives; timing gets a node to itself; without Ray the flag says what to install."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -284,3 +285,22 @@ def test_a_variant_that_breaks_its_worker_is_left_out_of_the_timing_as_a_failure
     [failure] = outcome.failures
     assert (failure.spec_id, failure.label, failure.stage) == (doomed, pair[1].label, "bench")
     assert "failed on the cluster" in failure.reason and "Worker" in failure.reason, failure.reason
+
+
+def test_a_private_cluster_starts_with_rays_usage_stats_off(cluster):
+    """Ray reports usage by default; rnopt's private cluster starts with it off (RAY_USAGE_STATS_ENABLED=0 in
+    the environment its processes start with), and the driver's own environment is left as it was."""
+    from pathlib import Path
+
+    if "RAY_USAGE_STATS_ENABLED" in os.environ:
+        pytest.skip("the user's own RAY_USAGE_STATS_ENABLED decides")
+    cluster.timing_node()  # connects: starts the cluster
+    assert "RAY_USAGE_STATS_ENABLED" not in os.environ
+    children = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split()
+    environs = {}
+    for pid in children:
+        with contextlib.suppress(OSError):
+            name = Path(f"/proc/{pid}/comm").read_text().strip()
+            environs[name] = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    assert "gcs_server" in environs, sorted(environs)
+    assert b"RAY_USAGE_STATS_ENABLED=0" in environs["gcs_server"]

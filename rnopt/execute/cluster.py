@@ -46,6 +46,7 @@ from rnopt.execute.tasks import OUTCOMES, BenchOutcome, Outcome, OutputsOutcome,
 from rnopt.openvino_io import (
     native_stderr_silenced,  # fd 2 quiet while Ray's native side starts
 )
+from rnopt.privacy import ray_silenced
 from rnopt.results import Failure
 from rnopt.spec import IN_FRAMEWORK, VariantSpec
 
@@ -380,7 +381,8 @@ class RayExecutor(Executor):
             # Ray's C++ side logs to the terminal (its errors are raised anyway), and its init takes SIGTERM over
             with native_stderr_silenced(), _signal_handlers_kept():
                 if self.address == "local":  # a private cluster: this machine's cores, one timing slot
-                    ray.init(num_cpus=os.cpu_count() or 1, resources={TIMING_RESOURCE: 1}, **settings)
+                    with ray_silenced():
+                        ray.init(num_cpus=os.cpu_count() or 1, resources={TIMING_RESOURCE: 1}, **settings)
                 else:
                     try:
                         ray.init(address=self.address, **settings)

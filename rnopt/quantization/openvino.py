@@ -9,7 +9,6 @@ import contextlib
 import io
 import json
 import logging
-import os
 import re
 import sys
 import tempfile
@@ -24,38 +23,19 @@ from rnopt.accuracy import AccuracyBound, AccuracyMeasure, ValidationSet
 from rnopt.errors import RnoptError, first_line
 from rnopt.fileio import move_into_place
 from rnopt.onnx_model import open_float_model, read_ir_meta
+from rnopt.privacy import nncf_silenced
 from rnopt.quantization.base import CalibrationData, QuantRecipe, Quantizer
 from rnopt.results import AccuracyAwareResult, QuantizeResult, RevertStep
 
 
 def import_nncf():  # noqa: ANN201 - the nncf module
-    """nncf, its usage telemetry off unless the user opted in (OpenVINO's consent file says 1). With no consent
-    file NNCF sends usage events to Google Analytics by default (each from a process forked for it) and writes a
-    client id into ~/intel: not what a user of an offline tool expects. NNCF decides when it is imported."""
-    if "nncf" not in sys.modules and not _telemetry_consented():
-        declined = {"CI": "true", "NNCF_CI": "1"}  # what openvino_telemetry and NNCF read to stay silent
-        before = {name: os.environ.get(name) for name in declined}
-        os.environ.update(declined)
-        try:
+    """nncf, its usage telemetry off unless the user opted in (rnopt.privacy): NNCF decides as it is imported."""
+    if "nncf" not in sys.modules:
+        with nncf_silenced():
             import nncf  # noqa: F401
-        finally:
-            for name, value in before.items():  # no lasting change: child processes see the user's environment
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
     import nncf
 
     return nncf
-
-
-def _telemetry_consented() -> bool:
-    """Whether OpenVINO's telemetry consent file (`opt_in_out --opt_in` writes it) says yes."""
-    consent = Path.home() / "intel" / "openvino_telemetry"
-    try:
-        return consent.read_text().strip() == "1"
-    except OSError:
-        return False
 
 
 class NncfQuantizer(Quantizer):

@@ -1,0 +1,55 @@
+"""Nothing leaves the machine: the libraries rnopt drives that report usage by default (NNCF through
+openvino_telemetry, Ray's usage stats) start with it off, unless the user opted in through the library's own
+consent file. Each reads its setting from the environment as it starts; the environment is set for that moment
+only, so child processes and the rest of the program see the user's own."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+# What openvino_telemetry (CI: it declines in CI) and NNCF (NNCF_CI: its telemetry object is a stub) read.
+NNCF_SILENT = {"CI": "true", "NNCF_CI": "1"}
+RAY_SILENT = {"RAY_USAGE_STATS_ENABLED": "0"}
+
+
+@contextlib.contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """`values` in os.environ for the block, then every name as it was."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def nncf_silenced() -> contextlib.AbstractContextManager[None]:
+    """Around NNCF's first import: its telemetry off unless OpenVINO's consent file (`opt_in_out --opt_in`) says
+    yes. With no consent file NNCF sends usage events to Google Analytics (each from a process forked for it) and
+    writes a client id into ~/intel."""
+    try:
+        consented = (Path.home() / "intel" / "openvino_telemetry").read_text().strip() == "1"
+    except OSError:
+        consented = False
+    return contextlib.nullcontext() if consented else environment(NNCF_SILENT)
+
+
+def ray_silenced() -> contextlib.AbstractContextManager[None]:
+    """Around the start of a private Ray cluster: usage stats off unless the user chose (the variable set, or
+    `ray enable-usage-stats`' config file); Ray enables them by default."""
+    if "RAY_USAGE_STATS_ENABLED" in os.environ:
+        return contextlib.nullcontext()
+    config = Path(os.environ.get("RAY_USAGE_STATS_CONFIG_PATH", Path.home() / ".ray" / "config.json"))
+    try:
+        if json.loads(config.read_text()).get("usage_stats") is True:
+            return contextlib.nullcontext()
+    except (OSError, ValueError, AttributeError):
+        pass
+    return environment(RAY_SILENT)
