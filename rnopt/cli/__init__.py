@@ -159,7 +159,7 @@ def _interrupted(handlers: dict[int, object]) -> bool:
 
 # How long the main thread may go neither catching nor handling the signal's exception (in an except, a finally or
 # an __exit__ on its way up) before it is taken for swallowed. A library's bare `except:`, or C code that clears
-# every error around the Python code the handler ran in (PyObject_HasAttr does, up to Python 3.12), drops it
+# every error around the Python code the handler ran in (PyObject_HasAttr does), drops it
 # without a trace: the export then ran on to exit 0 (CI, stop 30).
 SWALLOWED_AFTER_S = 1.0
 
