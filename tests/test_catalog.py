@@ -524,3 +524,28 @@ print(status, *(signal.getsignal(s) == signal.SIG_IGN for s in (signal.SIGTERM, 
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.stdout.split() == ["143", "True", "True", "True"], proc.stdout + proc.stderr
     assert proc.stderr.strip() == "error: terminated (SIGTERM): partial outputs removed"
+
+
+def test_a_second_signal_during_the_cleanup_is_ignored():
+    """The deterministic half of test_a_second_signal_while_export_unwinds_changes_nothing: a signal arriving
+    while the first one's exception runs a cleanup must not raise inside that cleanup."""
+    code = """
+import os, signal
+from rnopt import cli
+from rnopt.errors import Interrupted
+cli._handle_termination()
+try:
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(100000): pass  # the handler raises here
+    finally:
+        os.kill(os.getpid(), signal.SIGTERM)  # a second one, while the first unwinds
+        for _ in range(100000): pass  # its handler runs here
+        print("cleanup ran to its end", flush=True)
+except Interrupted as exc:
+    cli._caught.set()
+    print("caught", exc.signum)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.splitlines() == ["cleanup ran to its end", f"caught {int(signal.SIGTERM)}"], \
+        proc.stdout + proc.stderr

@@ -206,11 +206,10 @@ def _delivered_again(unraisable: "sys.UnraisableHookArgs") -> None:
     module locks, while a model is exported) is printed and dropped: the signal is sent again, a moment later, to
     be raised in ordinary code (sooner than the watch on a swallowed one would)."""
     exc = unraisable.exc_value
-    if not isinstance(exc, (Interrupted, KeyboardInterrupt)):
+    if not isinstance(exc, Interrupted):  # rnopt's handler raises only these, Ctrl-C included
         _hook_before(unraisable)
         return
-    signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
-    again = threading.Timer(0.01, _send_again, (exc, signum))
+    again = threading.Timer(0.01, _send_again, (exc, exc.signum))
     again.daemon = True  # never waited for at exit
     again.start()
 

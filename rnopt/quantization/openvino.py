@@ -30,11 +30,8 @@ from rnopt.results import AccuracyAwareResult, QuantizeResult, RevertStep
 
 def import_nncf():  # noqa: ANN201 - the nncf module
     """nncf, its usage telemetry off unless the user opted in (rnopt.privacy): NNCF decides as it is imported."""
-    if "nncf" not in sys.modules:
-        with nncf_silenced():
-            import nncf  # noqa: F401
-    import nncf
-
+    with contextlib.nullcontext() if "nncf" in sys.modules else nncf_silenced():
+        import nncf
     return nncf
 
 
