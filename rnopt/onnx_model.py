@@ -280,10 +280,10 @@ def _varint(buf: mmap.mmap, pos: int) -> tuple[int, int]:
 
 def read_ir_meta(path: str | Path) -> ModelMeta:
     """The rnopt metadata stored in an OpenVINO IR's rt_info by `rnopt quantize --backend openvino`."""
-    import openvino as ov
-
     from rnopt.openvino_io import read_model
+    from rnopt.privacy import import_openvino
 
+    ov = import_openvino()
     path = readable_file(path, "model file")
     try:
         model = read_model(ov.Core(), str(path))

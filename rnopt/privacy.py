@@ -1,14 +1,16 @@
-"""Nothing leaves the machine: the libraries rnopt drives that report usage by default (NNCF through
-openvino_telemetry, Ray's usage stats) start with it off, unless the user opted in through the library's own
-consent file. Each reads its setting from the environment as it starts; the environment is set for that moment
+"""Nothing leaves the machine: the libraries rnopt drives that report usage by default (OpenVINO and NNCF
+through openvino_telemetry, Ray's usage stats) start with it off, unless the user opted in through the library's
+own consent file. Each reads its setting from the environment as it starts; the environment is set for that moment
 only, so child processes and the rest of the program see the user's own."""
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 # What openvino_telemetry (CI: it declines in CI) and NNCF (NNCF_CI: its telemetry object is a stub) read.
 NNCF_SILENT = {"CI": "true", "NNCF_CI": "1"}
@@ -30,10 +32,19 @@ def environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
+def import_openvino() -> ModuleType:
+    """openvino, its telemetry off unless the user opted in. With no consent file, `import openvino` itself sends
+    an "import" event to Google Analytics (openvino.tools.ovc, from a thread it starts) and writes a client id into
+    ~/intel: every rnopt module imports OpenVINO through this, so the first import is always the silenced one."""
+    with contextlib.nullcontext() if "openvino" in sys.modules else nncf_silenced():
+        import openvino
+    return openvino
+
+
 def nncf_silenced() -> contextlib.AbstractContextManager[None]:
-    """Around NNCF's first import: its telemetry off unless OpenVINO's consent file (`opt_in_out --opt_in`) says
-    yes. With no consent file NNCF sends usage events to Google Analytics (each from a process forked for it) and
-    writes a client id into ~/intel."""
+    """Around the first import of NNCF or OpenVINO: their telemetry off unless OpenVINO's consent file
+    (`opt_in_out --opt_in`) says yes. With no consent file NNCF sends usage events to Google Analytics (each from a
+    process forked for it) and writes a client id into ~/intel."""
     try:
         consented = (Path.home() / "intel" / "openvino_telemetry").read_text().strip() == "1"
     except OSError:

@@ -212,9 +212,10 @@ def test_bounds_in_both_units_and_their_inverse():
 def test_nncf_is_given_the_bound_in_its_own_units(monkeypatch, fp32_onnx, drop_type, given, expected):
     """NNCF takes an absolute drop in the metric's units (a fraction of top-1 here) and a relative one as a
     fraction; the record holds the bound as a fraction too."""
-    nncf = pytest.importorskip("nncf")
-    import openvino as ov
+    from rnopt.privacy import import_openvino
 
+    ov = import_openvino()
+    nncf = pytest.importorskip("nncf")
     from rnopt.accuracy import validation_set
     from rnopt.onnx_model import load_onnx, read_meta
     from rnopt.quantization.base import CalibrationData

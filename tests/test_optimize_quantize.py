@@ -178,3 +178,36 @@ def test_nncf_sends_no_telemetry_unless_the_user_opted_in(tmp_path, fp32_onnx):
     (home / "intel" / "openvino_telemetry").write_text("1")
     opted_in = subprocess.run([sys.executable, "-c", TELEMETRY], capture_output=True, text=True, env=env, timeout=120)
     assert opted_in.stdout.split()[0] == "NNCFTelemetry", opted_in.stderr
+
+
+OV_TELEMETRY = """
+import os
+import rnopt.backends.openvino.backend
+import openvino.tools.ovc
+print(openvino.tools.ovc.telemetry.consent, os.environ.get("CI"))
+"""
+
+
+def test_openvino_sends_no_telemetry_unless_the_user_opted_in(tmp_path, fp32_onnx):
+    """`import openvino` itself sends an "import" event to Google Analytics and writes a client id into ~/intel when
+    no consent file says otherwise: rnopt imports it silenced, in every command that runs OpenVINO (here `rnopt
+    bench`), unless the consent file says yes. Outside pytest, in a home of its own."""
+    import os
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home), "RNOPT_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("CI", None)
+    bench = subprocess.run([sys.executable, "-m", "rnopt", "bench", str(fp32_onnx), "--backend", "openvino",
+                            "--batch-size", "1", "--iterations", "3", "--no-memory", "--quiet"],
+                           capture_output=True, text=True, env=env, timeout=300)
+    assert bench.returncode == 0, bench.stderr
+    assert not (home / "intel").exists()  # no client id: nothing was sent
+    silent = subprocess.run([sys.executable, "-c", OV_TELEMETRY], capture_output=True, text=True, env=env, timeout=120)
+    assert silent.stdout.split() == ["False", "None"], silent.stderr  # telemetry off; the environment kept
+    (home / "intel").mkdir()
+    (home / "intel" / "openvino_telemetry").write_text("1")
+    opted_in = subprocess.run([sys.executable, "-c", OV_TELEMETRY], capture_output=True, text=True, env=env, timeout=120)
+    assert opted_in.stdout.split() == ["True", "None"], opted_in.stderr

@@ -292,9 +292,10 @@ def test_a_runtime_added_from_outside_runs_through_the_planner(tmp_path, fp32_on
 
 
 def test_the_default_runtime_follows_what_runtimes_load(fp32_onnx, tmp_path, cli):
-    import openvino as ov
-
     from rnopt.plan import default_runtime
+    from rnopt.privacy import import_openvino
+
+    ov = import_openvino()
 
     name = artifact_for("resnet20_cifar10")
     assert default_runtime(name) == "onnxruntime" and default_runtime(name, prefer_pytorch=True) == "torch"

@@ -23,7 +23,7 @@ from rnopt.accuracy import AccuracyBound, AccuracyMeasure, ValidationSet
 from rnopt.errors import RnoptError, first_line
 from rnopt.fileio import move_into_place
 from rnopt.onnx_model import open_float_model, read_ir_meta
-from rnopt.privacy import nncf_silenced
+from rnopt.privacy import import_openvino, nncf_silenced
 from rnopt.quantization.base import CalibrationData, QuantRecipe, Quantizer
 from rnopt.results import AccuracyAwareResult, QuantizeResult, RevertStep
 
@@ -41,8 +41,8 @@ class NncfQuantizer(Quantizer):
 
     def require(self) -> None:
         try:
+            import_openvino()
             import_nncf()
-            import openvino  # noqa: F401
         except ImportError as exc:
             raise RnoptError(f"OpenVINO int8 needs NNCF and OpenVINO ({exc.name} is missing): "
                              f"pip install nncf openvino") from None
@@ -50,8 +50,8 @@ class NncfQuantizer(Quantizer):
     def quantize(self, source: str | Path, output: str | Path, calibration: CalibrationData,
                  recipe: QuantRecipe = QuantRecipe(), on_batch: Callable[[int], None] | None = None) -> QuantizeResult:
         try:
+            ov = import_openvino()
             nncf = import_nncf()
-            import openvino as ov
         except ImportError as exc:
             raise RnoptError(f"OpenVINO int8 needs NNCF and OpenVINO ({exc.name} is missing): "
                              f"pip install nncf openvino") from None
@@ -89,8 +89,7 @@ class NncfQuantizer(Quantizer):
                                 ) -> QuantizeResult:
         """int8 IR meeting `bound` on `validation`, by `nncf.quantize_with_accuracy_control`; what NNCF reverted
         (it reports it only in its log) is read back from its log records."""
-        import openvino as ov
-
+        ov = import_openvino()
         say = on_progress or (lambda _: None)
         if Path(output).suffix != self.suffix:
             raise RnoptError(f"OpenVINO IR output must end in .xml (the weights go beside it as .bin), got {output}")
@@ -110,11 +109,9 @@ class NncfQuantizer(Quantizer):
         return result
 
     def outputs(self, model: Path, images: np.ndarray) -> np.ndarray:
-        import openvino as ov
-
         from rnopt.backends.openvino.session import outputs_on_cpu
 
-        return outputs_on_cpu(ov.Core(), str(model), images)
+        return outputs_on_cpu(import_openvino().Core(), str(model), images)
 
 
 def _accuracy_control(core, source: Path, full: Path, calibration: CalibrationData,  # noqa: ANN001

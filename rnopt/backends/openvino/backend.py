@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import openvino as ov
 
 from rnopt.backends.base import Backend, ModelFile, ModelInput, RunSettings, Session
 from rnopt.backends.openvino.config import OpenVinoConfig
 from rnopt.errors import RnoptError
 from rnopt.openvino_io import read_model, reason
+from rnopt.privacy import import_openvino
+
+ov = import_openvino()  # never `import openvino` first: it sends a usage event (rnopt.privacy)
 
 _RUNTIME_NAMES = {"f32": "fp32", "bf16": "bf16", "f16": "fp16", "u8": "int8", "i8": "int8"}
 _COMPUTE_LAYERS = {"Convolution", "GroupConvolution", "FullyConnected", "MatMul"}

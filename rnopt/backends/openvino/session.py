@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import openvino as ov
+
+from rnopt.privacy import import_openvino
+
+ov = import_openvino()  # never `import openvino` first: it sends a usage event (rnopt.privacy)
 
 SCORE_BATCH = 250
 
