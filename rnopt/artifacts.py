@@ -221,11 +221,11 @@ class ArtifactStore:
         from rnopt.recipes import run_step
 
         step, parent = artifact.steps[-1], artifact.parent()
-        if self._has_entry(parent) or not self._has_entry(artifact):  # the chain's results where they are here;
+        if self.has_entry(parent) or not self.has_entry(artifact):  # the chain's results where they are here;
             self.model_file(parent)  # an entry shipped from another machine stands alone (its parent not built)
         return self._entry(artifact, step.op, lambda path: run_step(step, self.model_file(parent), path, self.data))
 
-    def _has_entry(self, artifact: ArtifactSpec) -> bool:
+    def has_entry(self, artifact: ArtifactSpec) -> bool:
         """Whether `artifact` is here without building it: a user's file, or a finished cache entry."""
         return artifact.is_file or (self._folder() / artifact.id / "result.json").is_file()
 

@@ -156,13 +156,16 @@ def _run_steps(opts: RunOptions, backends: list[str], devices: list[str], skippe
     loaded = store.loaded(model)
     record = Record("run", warnings=list(loaded.warnings) + skipped,
                     model=model_section(loaded)).capture_environment()
-    with record.timing("model files: export, fusion, int8"):
-        files = _make_files(opts, backends, model, store, calibration, out, record)
-    specs = plan_variants(model, files, backends, devices, opts.threads)
-    record.specs = list(specs)
-
     executor: Executor = RayExecutor(opts.cluster, opts.nodes) if opts.cluster else InProcessExecutor(store)
     try:
+        if isinstance(executor, InProcessExecutor) and opts.bench.memory and not store.has_entry(model):
+            # PyTorch's variants need no model file: their probe processes run while the export (not cached) leaves
+            # a core idle. (A cluster probes on its nodes, after the timing.)
+            executor.measure_ahead(plan_variants(model, {}, backends, devices, opts.threads), opts.bench.batch_sizes)
+        with record.timing("model files: export, fusion, int8"):
+            files = _make_files(opts, backends, model, store, calibration, out, record)
+        specs = plan_variants(model, files, backends, devices, opts.threads)
+        record.specs = list(specs)
         _time_and_evaluate(opts, record, specs, executor, dataset)
     finally:
         executor.close()

@@ -61,6 +61,63 @@ def test_memory_is_measured_per_variant_and_grows_with_the_batch(tmp_path):
     assert str(uses["gone"]).endswith(f"model file {tmp_path / 'gone.onnx'} does not exist")
 
 
+def _probes_counted(monkeypatch) -> list[str]:
+    """The spec ids every memory probe process is started for (the real probe still runs)."""
+    from rnopt.execute import inprocess
+
+    probed: list[str] = []
+    real = inprocess.run_in_fresh_process
+
+    def counted(task, specs):
+        probed.append(task.spec_ids[0])
+        return real(task, specs)
+
+    monkeypatch.setattr(inprocess, "run_in_fresh_process", counted)
+    return probed
+
+
+def test_memory_measured_ahead_is_taken_by_the_bench_not_measured_again(monkeypatch, fp32_onnx):
+    """`rnopt run` starts PyTorch's probes before the export; the bench takes their figures."""
+    probed = _probes_counted(monkeypatch)
+    torch_spec = VariantSpec(artifact_for("resnet20_cifar10"), "torch")
+    ort_spec = VariantSpec(artifact_for(str(fp32_onnx)), "onnxruntime")
+    executor = InProcessExecutor()
+    executor.measure_ahead([torch_spec], [1])
+    ahead, run = executor._ahead, executor.run
+    done_when_timed = []
+
+    def watched(task, *rest):
+        if task.kind == "time":
+            done_when_timed.append(ahead.done())
+        return run(task, *rest)
+
+    monkeypatch.setattr(executor, "run", watched)
+    outcome = executor.bench([torch_spec, ort_spec], BenchConfig([1], warmup=0, iterations=2, min_time=0, memory=True))
+    executor.close()
+    assert done_when_timed == [True]  # the probes started ahead had finished before the timing began
+    assert {r.spec_id: r.memory_mb is not None and r.memory_mb > 0 for r in outcome.results} == {
+        torch_spec.id: True, ort_spec.id: True}
+    assert sorted(probed) == sorted([torch_spec.id, ort_spec.id])  # each measured once
+
+
+def test_probes_started_ahead_stop_when_the_command_ends_before_its_timing(monkeypatch):
+    """An export that fails leaves the command at once: close() kills the running probe and starts no other."""
+    import time
+
+    from rnopt.execute import process
+
+    probed = _probes_counted(monkeypatch)
+    executor = InProcessExecutor()
+    executor.measure_ahead([VariantSpec(artifact_for("resnet20_cifar10"), "torch")], [1, 8, 16])
+    ahead = executor._ahead
+    while not process._RUNNING:  # the first probe process is running
+        time.sleep(0.01)
+    executor.close()
+    measured = ahead.result(timeout=60)
+    assert len(probed) == 1 and not process._RUNNING
+    assert [type(use) for use in measured.values()] == [RnoptError]  # the one started was killed
+
+
 def test_memory_is_skipped_with_a_reason_where_proc_is_missing(monkeypatch):
     from rnopt import memory
 

@@ -12,9 +12,10 @@ module that ships `task.to_dict()` and the specs to a worker running `rnopt.exec
 from __future__ import annotations
 
 import os
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import ClassVar
 
@@ -24,6 +25,7 @@ from rnopt.backends import get_backend
 from rnopt.bench import BenchConfig, Variant
 from rnopt.errors import RnoptError
 from rnopt.execute.handlers import Advance
+from rnopt.execute.process import kill_workers
 from rnopt.execute.tasks import BenchOutcome, Outcome, Task
 from rnopt.results import BenchResult
 from rnopt.spec import VariantSpec
@@ -52,18 +54,60 @@ class Executor(ABC):
         """Several tasks (a cluster runs them side by side); their outcomes in order."""
         return [self.run(task, specs) for task in tasks]
 
+    _ahead: Future | None = None  # memory measured ahead of the timing (measure_ahead), and how to stop it
+    _stop: threading.Event | None = None
+
     def close(self) -> None:
-        """Release what the executor holds (a cluster connection); nothing for a local one."""
+        """Release what the executor holds (a cluster connection; memory probes started ahead and not taken)."""
+        self._stop_ahead()
+
+    def measure_ahead(self, specs: list[VariantSpec], batch_sizes: Sequence[int]) -> None:
+        """Start measuring `specs`' memory at `batch_sizes` now, in the background, one probe process at a time:
+        `rnopt run` calls it for the variants that need no model file (PyTorch's) before the export, which leaves
+        a core idle for seconds. `bench` then takes these figures instead of measuring them again. (Memory, unlike
+        time, does not depend on what else the machine runs.)"""
+        requests = {(s.id, b): (s, b) for s in specs for b in batch_sizes if measurable(s)}
+        if not requests or self._ahead is not None or not memory.supported():
+            return
+        self._stop = threading.Event()
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rnopt-memory-ahead")
+        self._ahead = pool.submit(self._measure_until_stopped, requests, self._stop)
+        pool.shutdown(wait=False)
+
+    def _measure_until_stopped(self, requests: dict[Hashable, tuple[VariantSpec, int]], stop: threading.Event
+                               ) -> dict[Hashable, memory.MemoryUse | RnoptError]:
+        measured: dict[Hashable, memory.MemoryUse | RnoptError] = {}
+        for key, request in requests.items():
+            if stop.is_set():
+                break
+            measured.update(self.measure_memory({key: request}, workers=1))
+        return measured
+
+    def _taken_ahead(self) -> dict[Hashable, memory.MemoryUse | RnoptError]:
+        """What `measure_ahead` measured (waiting for it to finish); empty when nothing was started."""
+        ahead, self._ahead = self._ahead, None
+        return ahead.result() if ahead is not None else {}
+
+    def _stop_ahead(self) -> None:
+        """Probes started ahead and never taken (the command failed before its timing) are stopped: no new one
+        starts, the running one is killed, and the exit does not wait for them."""
+        if self._ahead is not None and not self._ahead.done():
+            assert self._stop is not None
+            self._stop.set()
+            kill_workers()
+        self._ahead = None
 
     def bench(self, specs: list[VariantSpec], config: BenchConfig, on_progress: Progress | None = None) -> BenchOutcome:
         """Time every spec at every batch size of `config`; with `config.memory`, then measure each in a process
-        of its own (after all timing, so that no timed run shares the machine with the probe processes)."""
+        of its own (after all timing, so that no timed run shares the machine with the probe processes; probes
+        started ahead finish before the timing starts, and their figures are taken)."""
         if not specs:
             return BenchOutcome()
+        ahead = self._taken_ahead()
         outcome = self.run(timing_task(specs, config), specs, _notes(on_progress))
         assert isinstance(outcome, BenchOutcome)
         if config.memory and outcome.results:
-            self.add_memory(outcome.results, specs, on_progress)
+            self.add_memory(outcome.results, specs, on_progress, ahead)
         return outcome
 
     def measure_memory(self, requests: dict[Hashable, tuple[VariantSpec, int]], workers: int | None = None,
@@ -86,25 +130,31 @@ class Executor(ABC):
         with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
             return dict(zip(requests, pool.map(one, requests)))
 
-    def add_memory(self, results: list[BenchResult], specs: list[VariantSpec], on_progress: Progress | None = None
-                   ) -> None:
-        """Fill in each result's memory, measured per spec and batch size in processes of their own."""
+    def add_memory(self, results: list[BenchResult], specs: list[VariantSpec], on_progress: Progress | None = None,
+                   measured: dict[Hashable, memory.MemoryUse | RnoptError] | None = None) -> None:
+        """Fill in each result's memory, measured per spec and batch size in processes of their own (those keyed
+        (spec id, batch size) in `measured` already were)."""
         if not memory.supported():
             results[0].warnings.append("memory per variant not measured: it needs Linux's /proc")
             return
         by_id = {spec.id: spec for spec in specs}
         keyed = {(r.spec_id, r.batch_size): r for r in results if r.spec_id in by_id}
-        # torch.compile would compile again in every probe process, for minutes: not measured.
-        requests = {key: (by_id[key[0]], key[1]) for key in keyed
-                    if not getattr(by_id[key[0]].config, "compile", False)}
+        ahead = {key: use for key, use in (measured or {}).items() if key in keyed}
+        requests = {key: (by_id[key[0]], key[1]) for key in keyed if measurable(by_id[key[0]]) and key not in ahead}
         warned: set[str] = set()
-        for (spec_id, batch), use in self.measure_memory(requests, on_done=on_progress).items():
+        for (spec_id, batch), use in {**ahead, **self.measure_memory(requests, on_done=on_progress)}.items():
             result = keyed[(spec_id, batch)]
             if isinstance(use, memory.MemoryUse):
                 result.memory_process_mb, result.memory_mb, result.memory_gpu_mb = use.peak_rss_mb, use.added_mb, use.gpu_mb
             elif spec_id not in warned:  # one reason per variant is enough
                 warned.add(spec_id)
                 result.warnings.append(str(use))
+
+
+def measurable(spec: VariantSpec) -> bool:
+    """Whether a probe process measures `spec`'s memory: torch.compile would compile again in every probe
+    process, for minutes, so a compiled variant is not measured."""
+    return not getattr(spec.config, "compile", False)
 
 
 def _notes(on_progress: Progress | None) -> Advance | None:

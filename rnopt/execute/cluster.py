@@ -394,6 +394,7 @@ class RayExecutor(Executor):
 
     def close(self) -> None:
         """Leave the cluster (a private local one shuts down with it)."""
+        super().close()
         if self._started:
             _ray().shutdown()
             self._started, self._remotes, self._shipped, self._box = False, {}, {}, None
