@@ -158,19 +158,12 @@ def _run_steps(opts: RunOptions, backends: list[str], devices: list[str], skippe
                     model=model_section(loaded)).capture_environment()
     executor: Executor = RayExecutor(opts.cluster, opts.nodes) if opts.cluster else InProcessExecutor(store)
     try:
-        # Memory probes while the export (not cached) and the int8 steps leave a core idle: PyTorch's variants first
-        # (they need no file), then the exported file's. (A cluster probes on its nodes, after the timing.)
-        ahead = isinstance(executor, InProcessExecutor) and opts.bench.memory and not store.has_entry(model)
-
-        def measure_ahead(files: dict[str, ArtifactSpec]) -> None:
-            if ahead:
-                executor.measure_ahead(plan_variants(model, files, backends, devices, opts.threads),
-                                       opts.bench.batch_sizes)
-
-        measure_ahead({})
+        if isinstance(executor, InProcessExecutor) and opts.bench.memory and not store.has_entry(model):
+            # PyTorch's variants need no model file: their probe processes run while the export (not cached) leaves
+            # a core idle. (A cluster probes on its nodes, after the timing.)
+            executor.measure_ahead(plan_variants(model, {}, backends, devices, opts.threads), opts.bench.batch_sizes)
         with record.timing("model files: export, fusion, int8"):
-            files = _make_files(opts, backends, model, store, calibration, out, record,
-                                exported=lambda: measure_ahead({"model.onnx": model}))
+            files = _make_files(opts, backends, model, store, calibration, out, record)
         specs = plan_variants(model, files, backends, devices, opts.threads)
         record.specs = list(specs)
         _time_and_evaluate(opts, record, specs, executor, dataset)
@@ -227,15 +220,12 @@ def _cuda_sweep(executor: Executor, specs: list[VariantSpec], ran: list[BenchRes
 
 
 def _make_files(opts: RunOptions, backends: list[str], model: ArtifactSpec, store: ArtifactStore,
-                calibration: CalibrationData, out: Path, record: Record,
-                exported: Callable[[], None] = lambda: None) -> dict[str, ArtifactSpec]:
+                calibration: CalibrationData, out: Path, record: Record) -> dict[str, ArtifactSpec]:
     """The recipes the runtimes load: fp32 export, ORT-fused, ORT int8, and NNCF int8 with OpenVINO; each built
-    through the store (a recipe built before is taken from its cache) and copied into the run folder. `exported`
-    is called once the export is there."""
+    through the store (a recipe built before is taken from its cache) and copied into the run folder."""
     store.data.add(calibration)
     with progress.task("exporting and checking", None):
         meta = store.model_file(model).meta
-    exported()
     validation = _validation(opts, meta)
     store.data.add(validation)
     formats = loaded_formats(backends)

@@ -54,28 +54,48 @@ class Executor(ABC):
         """Several tasks (a cluster runs them side by side); their outcomes in order."""
         return [self.run(task, specs) for task in tasks]
 
-    _ahead: "MeasuredAhead | None" = None  # memory measured ahead of the timing (measure_ahead)
+    _ahead: Future | None = None  # memory measured ahead of the timing (measure_ahead), and how to stop it
+    _stop: threading.Event | None = None
 
     def close(self) -> None:
         """Release what the executor holds (a cluster connection; memory probes started ahead and not taken)."""
-        if self._ahead is not None:
-            self._ahead.stop()
-            self._ahead = None
+        self._stop_ahead()
 
     def measure_ahead(self, specs: list[VariantSpec], batch_sizes: Sequence[int]) -> None:
-        """Start measuring `specs`' memory at `batch_sizes` now, in the background, one probe process at a time, after
-        those asked for before: `rnopt run` asks for PyTorch's variants before the export and for the exported
-        file's after it, while the export and the int8 steps leave a core idle. `bench` then takes these figures
-        instead of measuring them again. (Memory, unlike time, does not depend on what else the machine runs.)"""
+        """Start measuring `specs`' memory at `batch_sizes` now, in the background, one probe process at a time:
+        `rnopt run` calls it for the variants that need no model file (PyTorch's) before the export, which leaves
+        a core idle for seconds. `bench` then takes these figures instead of measuring them again. (Memory, unlike
+        time, does not depend on what else the machine runs.)"""
         requests = {(s.id, b): (s, b) for s in specs for b in batch_sizes if measurable(s)}
-        if requests and memory.supported():
-            self._ahead = self._ahead or MeasuredAhead(self.measure_memory)
-            self._ahead.add(requests)
+        if not requests or self._ahead is not None or not memory.supported():
+            return
+        self._stop = threading.Event()
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rnopt-memory-ahead")
+        self._ahead = pool.submit(self._measure_until_stopped, requests, self._stop)
+        pool.shutdown(wait=False)
+
+    def _measure_until_stopped(self, requests: dict[Hashable, tuple[VariantSpec, int]], stop: threading.Event
+                               ) -> dict[Hashable, memory.MemoryUse | RnoptError]:
+        measured: dict[Hashable, memory.MemoryUse | RnoptError] = {}
+        for key, request in requests.items():
+            if stop.is_set():
+                break
+            measured.update(self.measure_memory({key: request}, workers=1))
+        return measured
 
     def _taken_ahead(self) -> dict[Hashable, memory.MemoryUse | RnoptError]:
         """What `measure_ahead` measured (waiting for it to finish); empty when nothing was started."""
         ahead, self._ahead = self._ahead, None
-        return ahead.results() if ahead is not None else {}
+        return ahead.result() if ahead is not None else {}
+
+    def _stop_ahead(self) -> None:
+        """Probes started ahead and never taken (the command failed before its timing) are stopped: no new one
+        starts, the running one is killed, and the exit does not wait for them."""
+        if self._ahead is not None and not self._ahead.done():
+            assert self._stop is not None
+            self._stop.set()
+            kill_workers()
+        self._ahead = None
 
     def bench(self, specs: list[VariantSpec], config: BenchConfig, on_progress: Progress | None = None) -> BenchOutcome:
         """Time every spec at every batch size of `config`; with `config.memory`, then measure each in a process
@@ -129,46 +149,6 @@ class Executor(ABC):
             elif spec_id not in warned:  # one reason per variant is enough
                 warned.add(spec_id)
                 result.warnings.append(str(use))
-
-
-class MeasuredAhead:
-    """Memory probes run in the background, one at a time, in the order asked for; stopped on request."""
-
-    def __init__(self, measure: Callable[..., dict[Hashable, memory.MemoryUse | RnoptError]]) -> None:
-        self._measure = measure
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rnopt-memory-ahead")
-        self._stopped = threading.Event()
-        self._asked: set[Hashable] = set()
-        self.batches: list[Future] = []
-
-    def add(self, requests: dict[Hashable, tuple[VariantSpec, int]]) -> None:
-        new = {key: request for key, request in requests.items() if key not in self._asked}
-        if new:
-            self._asked |= set(new)
-            self.batches.append(self._pool.submit(self._one_at_a_time, new))
-
-    def _one_at_a_time(self, requests: dict[Hashable, tuple[VariantSpec, int]]
-                       ) -> dict[Hashable, memory.MemoryUse | RnoptError]:
-        measured: dict[Hashable, memory.MemoryUse | RnoptError] = {}
-        for key, request in requests.items():
-            if self._stopped.is_set():
-                break
-            measured.update(self._measure({key: request}, workers=1))
-        return measured
-
-    def results(self) -> dict[Hashable, memory.MemoryUse | RnoptError]:
-        """Every figure asked for, once all are measured."""
-        measured = {key: use for batch in self.batches for key, use in batch.result().items()}
-        self._pool.shutdown()
-        return measured
-
-    def stop(self) -> None:
-        """Probes not taken (the command failed before its timing): no new one starts, the running one is killed,
-        and the exit does not wait for them."""
-        self._stopped.set()
-        if not all(batch.done() for batch in self.batches):
-            kill_workers()
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def measurable(spec: VariantSpec) -> bool:
