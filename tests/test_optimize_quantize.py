@@ -69,6 +69,55 @@ def test_other_calibration_methods_choose_other_ranges(tmp_path, fp32_onnx, meth
     assert _activation_scales(tmp_path / f"{method}.onnx") != _activation_scales(tmp_path / "m.onnx")
 
 
+def _histograms(fp32_onnx, tmp_path) -> dict:
+    """Activation histograms of the shapes a calibration meets: ResNet-20's own (ReLU outputs, convolutions) from
+    10 calibration images, ORT's collector widening its range (bins added on both sides) as later batches exceed it,
+    a Gaussian and two heavy-tailed tensors, and an all-zero one (no candidate range has a non-zero bin)."""
+    import numpy as np
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod
+    from onnxruntime.quantization.calibrate import HistogramCollector, create_calibrator
+
+    from rnopt.quantization.calibration import calibration_data
+    from rnopt.quantization.onnxruntime import ENTROPY_OPTIONS
+
+    class Images(CalibrationDataReader):
+        def __init__(self, batches):
+            self.batches = iter(batches)
+
+        def get_next(self):
+            return next(({"input": b} for b in self.batches), None)
+
+    images = calibration_data(read_meta(load_onnx(fp32_onnx)), None, 10).batches(10)
+    calibrator = create_calibrator(fp32_onnx, None, augmented_model_path=str(tmp_path / "augmented.onnx"),
+                                   calibrate_method=CalibrationMethod.Entropy, extra_options=ENTROPY_OPTIONS)
+    calibrator.collect_data(Images(images))
+    real = dict(list(calibrator.collector.histogram_dict.items())[:4])
+    rng = np.random.default_rng(0)
+    made = HistogramCollector("entropy", False, 256, 32, 99.9, "same")
+    for scale in (1.0, 3.0, 0.5):  # the second batch widens the range, the third merges into it
+        made.collect({"gauss": [rng.normal(0, scale, 5000).astype(np.float32)],
+                      "heavy": [rng.standard_t(2, 5000).astype(np.float32) * scale],
+                      "zeros": [np.zeros(100, np.float32)]})
+    # many samples of a heavy tail: the least divergent range clips it, so every count near its ends matters
+    made.collect({"wide": [np.random.default_rng(1).standard_t(3, 50000).astype(np.float32)]})
+    return {**{("2048/128", k): v for k, v in real.items()}, **{("256/32", k): v for k, v in made.histogram_dict.items()}}
+
+
+def test_entropy_ranges_are_orts_own_computed_faster(fp32_onnx, tmp_path):
+    """rnopt replaces ORT's entropy search only for speed: every range it returns is ORT's own, to the bit."""
+    from onnxruntime.quantization.calibrate import HistogramCollector
+
+    from rnopt.quantization.onnxruntime import entropy_threshold
+
+    histograms = _histograms(fp32_onnx, tmp_path)
+    assert len(histograms) == 8 and any(len(h[0]) > 256 for (bins, _), h in histograms.items() if bins == "256/32")
+    for (bins, name), histogram in histograms.items():
+        quantized_bins = int(bins.split("/")[1])
+        orts = HistogramCollector.get_entropy_threshold(None, histogram, quantized_bins)
+        ours = entropy_threshold(histogram, quantized_bins)
+        assert [(float(v), v.dtype) for v in ours] == [(float(v), v.dtype) for v in orts], (bins, name)
+
+
 def _activation_scales(path) -> list[float]:
     import numpy as np
     from onnx import numpy_helper

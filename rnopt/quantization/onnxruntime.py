@@ -7,7 +7,8 @@ rnopt drives ORT's calibrator itself, feeding the calibration images in strides 
 holds the activations of the whole calibration set at once), and hands the ranges to `quantize_static`
 through its calibration cache. Driving it directly is also what makes entropy calibration work: through
 `quantize_static`, ORT's entropy calibrator keeps 128 histogram bins for 128 quantized bins, so it can
-never clip and returns minmax's ranges (measured: all 37 activation scales of ResNet-20 identical).
+never clip and returns minmax's ranges (measured: all 37 activation scales of ResNet-20 identical). ORT's
+entropy search itself is replaced by `entropy_threshold`, the same numbers in a fraction of the time.
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
-from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+from onnxruntime.quantization.calibrate import create_calibrator, entropy, save_tensors_data
+from onnxruntime.quantization.quant_utils import smooth_distribution
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from rnopt.accuracy import AccuracyBound, ValidationSet
@@ -220,7 +222,43 @@ def _calibrate(model: Path, ranges: Path, calibration: CalibrationData, recipe: 
         batches = calibration.batches(_batch_size(recipe.method, len(calibration)))
         for start in range(0, len(batches), STRIDE_BATCHES):
             calibrator.collect_data(_ImageReader(batches[start:start + STRIDE_BATCHES], input_name, on_batch))
+        if recipe.method == "entropy":  # ORT's own choice of range, in a tenth of its time
+            calibrator.collector.get_entropy_threshold = entropy_threshold
         save_tensors_data(calibrator.compute_data(), ranges)
+
+
+def entropy_threshold(histogram: tuple, num_quantized_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """ORT's `HistogramCollector.get_entropy_threshold`, the same numbers in a tenth of the time: for each candidate
+    range (widening around the zero bin), the KL divergence between the histogram with its outliers folded into
+    the edge bins and its merge into `num_quantized_bins` bins (ORT's own `smooth_distribution` and `entropy`); the
+    range of least divergence, clamped to the values seen. ORT adds its counts with Python's `sum`, element by
+    element: 40 of the 46 s of an entropy calibration of ResNet-20 (100 images, 2048 bins) on the 2-core host. The
+    counts are integers (np.histogram's), so sums from prefix sums are exact."""
+    hist, edges = histogram[0], histogram[1]
+    num_bins, dtype = hist.size, edges.dtype
+    zero_bin, half = num_bins // 2, num_quantized_bins // 2
+    prefix = np.concatenate([[0], np.cumsum(hist)])
+    widths = range(half, zero_bin + 1)
+    divergence = np.zeros(len(widths))
+    for k, i in enumerate(widths):
+        start, end = zero_bin - i, min(zero_bin + i + 1, num_bins)
+        sliced = hist[start:end]
+        p = sliced.copy()
+        p[0] += prefix[start]
+        p[-1] += prefix[-1] - prefix[end]
+        merged = sliced.size // num_quantized_bins
+        whole = num_quantized_bins * merged
+        quantized = sliced[:whole].reshape(num_quantized_bins, merged).sum(axis=1)
+        quantized[-1] += sliced[whole:].sum()
+        norm = (p[:whole] != 0).reshape(num_quantized_bins, merged).sum(axis=1)
+        q = np.zeros(p.size, dtype=np.int64)
+        spread = np.divide(quantized, norm, out=np.zeros(num_quantized_bins), where=norm != 0)
+        q[:whole] = np.repeat(spread.astype(np.int64), merged)
+        p, q = smooth_distribution(p), smooth_distribution(q)
+        divergence[k] = np.array(np.inf if p is None or q is None else entropy(p, q), dtype=dtype)
+    best = int(np.argmin(divergence)) + half
+    low, high = edges[zero_bin - best], edges[min(zero_bin + best + 1, num_bins)]
+    return (histogram[2] if low < histogram[2] else low), (histogram[3] if high > histogram[3] else high)
 
 
 def _batch_size(method: str, images: int) -> int:
