@@ -159,8 +159,8 @@ def _run_steps(opts: RunOptions, backends: list[str], devices: list[str], skippe
     executor: Executor = RayExecutor(opts.cluster, opts.nodes) if opts.cluster else InProcessExecutor(store)
     try:
         if isinstance(executor, InProcessExecutor) and opts.bench.memory and not store.has_entry(model):
-            # PyTorch's variants need no model file: their probe processes run while the export (not cached) leaves
-            # a core idle. (A cluster probes on its nodes, after the timing.)
+            # PyTorch's variants need no model file: their probe processes run beside the export (not cached), which
+            # uses one core. (A cluster probes on its nodes, after the timing.)
             executor.measure_ahead(plan_variants(model, {}, backends, devices, opts.threads), opts.bench.batch_sizes)
         with record.timing("model files: export, fusion, int8"):
             files = _make_files(opts, backends, model, store, calibration, out, record)

@@ -63,9 +63,10 @@ class Executor(ABC):
 
     def measure_ahead(self, specs: list[VariantSpec], batch_sizes: Sequence[int]) -> None:
         """Start measuring `specs`' memory at `batch_sizes` now, in the background, one probe process at a time:
-        `rnopt run` calls it for the variants that need no model file (PyTorch's) before the export, which leaves
-        a core idle for seconds. `bench` then takes these figures instead of measuring them again. (Memory, unlike
-        time, does not depend on what else the machine runs.)"""
+        `rnopt run` calls it for the variants that need no model file (PyTorch's) before the export, which runs on
+        one core. `bench` then takes these figures instead of measuring them again. (Memory, unlike time, does not
+        depend on what else the machine runs.) Measured: the timing step 2.8 s shorter, the export up to 1.9 s
+        longer, a first run 1.3 s shorter (medians of 8 pairs, benchmarks/README.md)."""
         requests = {(s.id, b): (s, b) for s in specs for b in batch_sizes if measurable(s)}
         if not requests or self._ahead is not None or not memory.supported():
             return
