@@ -5,6 +5,7 @@ only, so child processes and the rest of the program see the user's own."""
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import sys
@@ -36,9 +37,18 @@ def import_openvino() -> ModuleType:
     """openvino, its telemetry off unless the user opted in. With no consent file, `import openvino` itself sends
     an "import" event to Google Analytics (openvino.tools.ovc, from a thread it starts) and writes a client id into
     ~/intel: every rnopt module imports OpenVINO through this, so the first import is always the silenced one."""
-    with contextlib.nullcontext() if "openvino" in sys.modules else nncf_silenced():
-        import openvino
-    return openvino
+    return _imported_silenced("openvino")
+
+
+def import_nncf() -> ModuleType:
+    """nncf, its usage telemetry off unless the user opted in: NNCF decides as it is imported."""
+    return _imported_silenced("nncf")
+
+
+def _imported_silenced(name: str) -> ModuleType:
+    """Module `name`, imported with its telemetry off the first time (a later import changes nothing)."""
+    with contextlib.nullcontext() if name in sys.modules else nncf_silenced():
+        return importlib.import_module(name)
 
 
 def nncf_silenced() -> contextlib.AbstractContextManager[None]:

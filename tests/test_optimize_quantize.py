@@ -197,7 +197,7 @@ def _results_and_comparisons(section):
 
 TELEMETRY = """
 import os, sys
-from rnopt.quantization.openvino import import_nncf
+from rnopt.privacy import import_nncf
 import_nncf()
 import nncf.telemetry.decorator
 print(type(nncf.telemetry.decorator.telemetry).__name__, os.environ.get("CI"), os.environ.get("NNCF_CI"))

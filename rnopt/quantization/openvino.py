@@ -23,16 +23,9 @@ from rnopt.accuracy import AccuracyBound, AccuracyMeasure, ValidationSet
 from rnopt.errors import RnoptError, first_line
 from rnopt.fileio import move_into_place
 from rnopt.onnx_model import open_float_model, read_ir_meta
-from rnopt.privacy import import_openvino, nncf_silenced
+from rnopt.privacy import import_nncf, import_openvino
 from rnopt.quantization.base import CalibrationData, QuantRecipe, Quantizer
 from rnopt.results import AccuracyAwareResult, QuantizeResult, RevertStep
-
-
-def import_nncf():  # noqa: ANN201 - the nncf module
-    """nncf, its usage telemetry off unless the user opted in (rnopt.privacy): NNCF decides as it is imported."""
-    with contextlib.nullcontext() if "nncf" in sys.modules else nncf_silenced():
-        import nncf
-    return nncf
 
 
 class NncfQuantizer(Quantizer):
