@@ -1,5 +1,3 @@
-import sys
+from rnopt.cli import console_main
 
-from rnopt.cli import main
-
-sys.exit(main())
+console_main()

@@ -536,6 +536,18 @@ MUTATIONS = [
     Mutation("Ray usage stats: a private cluster starts with them on", "rnopt/execute/cluster.py",
              "                    with ray_silenced():", "                    with contextlib.nullcontext():",
              ("tests/test_cluster.py::test_a_private_cluster_starts_with_rays_usage_stats_off",)),
+    Mutation("exit: the interpreter's teardown not skipped", "rnopt/exiting.py", "    os._exit(code)",
+             "    sys.exit(code)", ("tests/test_cli.py::test_the_program_leaves_without_the_interpreters_teardown",)),
+    Mutation("exit: `python -m rnopt` through the teardown", "rnopt/__main__.py",
+             "from rnopt.cli import console_main\n\nconsole_main()", "import sys\nfrom rnopt.cli import main\n\nsys.exit(main())",
+             ("tests/test_cli.py::test_the_program_leaves_without_the_interpreters_teardown",)),
+    Mutation("exit: exit handlers not run", "rnopt/exiting.py", "    atexit._run_exitfuncs()", "    pass",
+             ("tests/test_cli.py::test_leaving_early_still_runs_exit_handlers_waits_for_threads_and_flushes",)),
+    Mutation("exit: stdout's last buffer lost", "rnopt/exiting.py", "            stream.flush()", "            pass",
+             ("tests/test_cli.py::test_leaving_early_still_runs_exit_handlers_waits_for_threads_and_flushes",)),
+    Mutation("exit: a running thread of ours killed", "rnopt/exiting.py", "    if any(t.is_alive()",
+             "    if False and any(t.is_alive()",
+             ("tests/test_cli.py::test_leaving_early_still_runs_exit_handlers_waits_for_threads_and_flushes",)),
 ]
 
 

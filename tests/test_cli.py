@@ -126,6 +126,55 @@ def test_console_script_error_has_no_traceback(tmp_path):
     assert proc.stderr.strip().count("\n") == 0 and "does not exist" in proc.stderr
 
 
+# `python -m rnopt ARGS...` with an object that only the interpreter's teardown frees (its __del__ writes a file).
+TEARDOWN_WITNESS = """
+import runpy, sys
+out = sys.argv[1]
+class Witness:
+    def __del__(self, out=out):
+        with open(out, "w") as f:
+            f.write("teardown ran")
+sys.modules["_teardown_witness"] = Witness()
+sys.argv = ["rnopt", *sys.argv[2:]]
+runpy.run_module("rnopt", run_name="__main__", alter_sys=True)
+"""
+
+# exit_now(3) with an exit handler that leaves a last line in stdout's buffer (a pipe); with "thread", a thread of
+# ours still running too.
+EXIT_NOW = """
+import atexit, sys, threading, time
+from pathlib import Path
+folder = Path(sys.argv[1])
+# Registered first, so run last (after any library's handler that might flush stdout itself).
+atexit.register(lambda: ((folder / "handler").write_text("ran"), sys.stdout.write("last line")))
+from rnopt.exiting import exit_now
+if sys.argv[2] == "thread":
+    threading.Thread(target=lambda: (time.sleep(0.5), (folder / "thread").write_text("finished"))).start()
+exit_now(3)
+"""
+
+
+def test_the_program_leaves_without_the_interpreters_teardown(tmp_path):
+    witness = tmp_path / "teardown"
+    proc = subprocess.run([sys.executable, "-c", TEARDOWN_WITNESS, str(witness), "models"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "resnet20_cifar10" in proc.stdout, proc.stderr
+    assert not witness.exists()  # the second of teardown with torch loaded is skipped
+    failed = subprocess.run([sys.executable, "-c", TEARDOWN_WITNESS, str(witness), "bench", str(tmp_path / "no.onnx")],
+                            capture_output=True, text=True, timeout=120)
+    assert failed.returncode == 1 and "does not exist" in failed.stderr and not witness.exists()
+
+
+@pytest.mark.parametrize("thread", ["thread", "no thread"])
+def test_leaving_early_still_runs_exit_handlers_waits_for_threads_and_flushes(tmp_path, thread):
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # stdout a buffered pipe
+    proc = subprocess.run([sys.executable, "-c", EXIT_NOW, str(tmp_path), thread], capture_output=True, text=True,
+                          env=buffered, timeout=60)
+    assert proc.returncode == 3 and proc.stdout == "last line", proc.stderr
+    assert (tmp_path / "handler").read_text() == "ran"
+    assert (tmp_path / "thread").exists() == (thread == "thread")  # a running thread was waited for
+
+
 # ---- bad input -------------------------------------------------------------------------------------------
 
 @pytest.fixture

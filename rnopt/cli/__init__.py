@@ -11,6 +11,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
+from typing import NoReturn
 
 from rnopt import progress
 from rnopt.cli import (
@@ -32,6 +33,7 @@ from rnopt.cli import (
 from rnopt.cli.common import _Parser, _show_warnings
 from rnopt.console import ProgressBars
 from rnopt.errors import Interrupted, RnoptError, first_line
+from rnopt.exiting import exit_now
 from rnopt.fileio import replacing
 from rnopt.report.render import err_console, printable
 from rnopt.results import invoked_as
@@ -93,6 +95,12 @@ def main(argv: list[str] | None = None) -> int:
             _restore(previous)
         _drain_notices()  # after an error, the one-line message stands alone
     return 0
+
+
+def console_main() -> NoReturn:
+    """The `rnopt` program: `main()` on the command line, then out without the interpreter's teardown (about 1 s
+    with PyTorch loaded, rnopt.exiting)."""
+    exit_now(main())
 
 
 def _show_library_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,

@@ -17,7 +17,8 @@ from rnopt.spec import VariantSpec
 
 WORKER_TIMEOUT_S = 600
 # The child imports rnopt from where this process did, installed or a checkout (the GPU check runs uninstalled).
-_CHILD = "import sys; sys.path.insert(0, sys.argv[1]); from rnopt.execute.worker import main; sys.exit(main())"
+_CHILD = ("import sys; sys.path.insert(0, sys.argv[1]); from rnopt.execute.worker import main; "
+          "from rnopt.exiting import exit_now; exit_now(main())")
 _IMPORT_ROOT = str(Path(__file__).resolve().parents[2])
 
 _RUNNING: set[subprocess.Popen] = set()  # workers alive now: stopped with this process (kill_workers)
