@@ -235,13 +235,18 @@ def _measure_reverts(report: AccuracyAwareResult, config: QuantizeConfig, meta: 
     import tempfile
 
     from rnopt.accuracy import validation_set
+    from rnopt.predictions import file_outputs
     from rnopt.quantization import get_quantizer
 
     quantizer, test_name = get_quantizer(config.toolkit), config.control.test_set(meta)
     if test_name:
         test = validation_set(meta, test_name, allow_test=True)
         say(f"final figures on the untuned test data ({len(test)} images)")
-        quantizer.untuned_figures(report, config.control.bound(meta), test, source, full_int8, final)
+
+        def outputs(model: Path) -> np.ndarray:  # the same bytes on the same images before: the same bits, stored
+            return file_outputs(quantizer.name, model, test.sha256, lambda: quantizer.outputs(model, test.images))
+
+        quantizer.untuned_figures(report, config.control.bound(meta), test, source, full_int8, final, outputs)
     if config.time_reverts and report.kept_float:
         say("timing the reverted layers against full int8")
         with tempfile.TemporaryDirectory(prefix="rnopt-reverts-") as scratch:

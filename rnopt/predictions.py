@@ -84,6 +84,29 @@ def entry_key(variant: Variant, images: str, batch_size: int) -> str | None:
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
 
 
+
+def file_key(runtime: str, model: Path, images: str) -> str:
+    """The entry of a model file's outputs as a quantizer runs it (its runtime, default settings, one fixed batch
+    size) on decoded images whose content's sha256 is `images`."""
+    identity = {"format": FORMAT, "rnopt": code_digest(), "model": file_sha256(model), "ran_as": ["file", runtime],
+                "versions": library_versions(), "cpu": cpu_kernels(), "images": images}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+def file_outputs(runtime: str, model: Path, images: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
+    """A model file's outputs as a quantizer computes them (accuracy-aware int8's untuned test figures): the stored
+    entry where the same bytes ran on the same images with the same runtime and CPU, else `compute()`, stored."""
+    key = file_key(runtime, model, images) if enabled() else None
+    stored = _load(key)
+    if stored is not None:
+        notice(f"outputs of {model.name} on the test images taken from the prediction cache (same file, runtime "
+               "versions, CPU and images as when computed); RNOPT_PREDICTION_CACHE=0 computes them again")
+        return stored
+    outputs = compute()
+    if key is not None and outputs.nbytes <= MAX_ENTRY_BYTES:
+        _store(key, outputs)
+    return outputs
+
 def _load(key: str | None) -> np.ndarray | None:
     if key is None:
         return None

@@ -548,6 +548,19 @@ MUTATIONS = [
     Mutation("exit: a running thread of ours killed", "rnopt/exiting.py", "    if any(t.is_alive()",
              "    if False and any(t.is_alive()",
              ("tests/test_cli.py::test_leaving_early_still_runs_exit_handlers_waits_for_threads_and_flushes",)),
+    Mutation("prediction cache: a quantizer's file outputs kept without the file's bytes", "rnopt/predictions.py",
+             '"model": file_sha256(model), "ran_as": ["file", runtime]', '"model": "", "ran_as": ["file", runtime]',
+             ("tests/test_predictions.py::test_a_quantizers_file_outputs_are_kept_by_bytes_runtime_and_images",)),
+    Mutation("prediction cache: a quantizer's file outputs kept without its runtime", "rnopt/predictions.py",
+             '"ran_as": ["file", runtime]', '"ran_as": ["file"]',
+             ("tests/test_predictions.py::test_a_quantizers_file_outputs_are_kept_by_bytes_runtime_and_images",)),
+    Mutation("prediction cache: accuracy-aware int8's test figures always computed", "rnopt/api.py",
+             "            return file_outputs(quantizer.name, model, test.sha256, lambda: quantizer.outputs(model, test.images))",
+             "            return quantizer.outputs(model, test.images)",
+             ("tests/test_recipes.py::test_the_explicit_verbs_build_their_files_through_the_store",)),
+    Mutation("prediction cache: a quantizer's file outputs kept without the images", "rnopt/predictions.py",
+             '"cpu": cpu_kernels(), "images": images}\n    return hashlib', '"cpu": cpu_kernels(), "images": ""}\n    return hashlib',
+             ("tests/test_predictions.py::test_a_quantizers_file_outputs_are_kept_by_bytes_runtime_and_images",)),
 ]
 
 

@@ -10,7 +10,7 @@ from onnx import numpy_helper
 import rnopt
 from rnopt.artifacts import ArtifactStore
 from rnopt.execute.base import load_variant
-from rnopt.predictions import cached_outputs, predictions_dir
+from rnopt.predictions import cached_outputs, file_outputs, predictions_dir
 
 LIMIT = 300
 
@@ -87,6 +87,25 @@ def test_validation_outputs_are_kept_by_the_images_content(cache_on, fp32_onnx):
     assert stored and np.array_equal(again, computed) and again.dtype == computed.dtype
     _, stored = cached_outputs(variant, "validation b", 4, lambda: variant.session.predict(images[::-1]))
     assert not stored  # other images: computed
+
+
+def test_a_quantizers_file_outputs_are_kept_by_bytes_runtime_and_images(cache_on, fp32_onnx):
+    """Accuracy-aware int8's untuned test figures: a file's outputs as the quantizer runs it, reused only for the
+    same bytes, runtime and images."""
+    from rnopt.quantization import get_quantizer
+
+    ort_q = get_quantizer("onnxruntime")
+    images = np.random.default_rng(0).standard_normal((8, 3, 32, 32), dtype=np.float32)
+    computed = file_outputs("onnxruntime", fp32_onnx, "images a", lambda: ort_q.outputs(fp32_onnx, images))
+    again = file_outputs("onnxruntime", fp32_onnx, "images a", lambda: pytest.fail("computed again"))
+    assert np.array_equal(again, computed) and again.dtype == computed.dtype
+    biased = cache_on / "biased.onnx"
+    _biased(fp32_onnx, biased)
+    for runtime, path, digest in [("onnxruntime", biased, "images a"), ("openvino", fp32_onnx, "images a"),
+                                  ("onnxruntime", fp32_onnx, "images b")]:
+        other = file_outputs(runtime, path, digest, lambda: computed + 1)  # computed: the stand-in is what comes back
+        assert np.array_equal(other, computed + 1), (runtime, path.name, digest)
+    assert len(list(predictions_dir().glob("*.npy"))) == 4
 
 
 def test_an_onnx_file_and_its_fused_copy_optimize_to_one_graph_digest(fp32_onnx, int8_onnx, tmp_path):

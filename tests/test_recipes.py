@@ -257,13 +257,19 @@ def test_the_explicit_verbs_build_their_files_through_the_store(cli, tmp_path, m
     r = cli("quantize", tmp_path / "q1.onnx", "-o", tmp_path / "qq.onnx", *args)
     assert r.code == 1 and "already quantized" in r.err and not (tmp_path / "qq.onnx").exists() and len(entries()) == 4
     # accuracy-aware int8 too: built once by its recipe (the bound, the validation images by content), its
-    # untuned test figures measured on the files afterwards
+    # untuned test figures measured on the files afterwards: the second time (the same float and int8 bytes on the
+    # same test images) from the prediction cache
+    monkeypatch.setenv("RNOPT_PREDICTION_CACHE", "1")
     aware = [*args, "--max-drop", "50", "--limit", "100"]
     for name in ("a1", "a2"):
         r = cli("quantize", fp32_onnx, "-o", tmp_path / f"{name}.onnx", *aware, "--json", tmp_path / f"{name}.json")
         assert r.code == 0, r.err
+        assert ("taken from the prediction cache" in r.err) == (name == "a2"), r.err
+        assert len(list((cache / "predictions").glob("*.npy"))) == 2  # the float file's outputs and full int8's
     assert (tmp_path / "a1.onnx").read_bytes() == (tmp_path / "a2.onnx").read_bytes() and len(entries()) == 5
-    report = json.loads((tmp_path / "a2.json").read_text())["quantizations"][0]["accuracy_aware"]
+    first, report = (json.loads((tmp_path / f"{n}.json").read_text())["quantizations"][0]["accuracy_aware"]
+                     for n in ("a1", "a2"))
+    assert all(report[k] == first[k] for k in ("test_score", "test_int8_score", "test_float_score"))
     assert report["met"] and report["images"] == 100 and report["test_data"] == "cifar10"
     # nothing reverted: the model written is full int8; ResNet-20 scores 0.81 in float on the JPEG test set
     assert report["test_score"] == report["test_int8_score"] == pytest.approx(report["test_float_score"], abs=0.02)

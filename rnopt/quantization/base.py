@@ -154,17 +154,18 @@ class Quantizer(ABC):
         image, run as this toolkit's runtime deploys it."""
 
     def untuned_figures(self, report: AccuracyAwareResult, bound: AccuracyBound, test: ValidationSet, source: Path,
-                        full: Path, final: Path) -> None:
+                        full: Path, final: Path, outputs: Callable[[Path], np.ndarray] | None = None) -> None:
         """Float (`source`), full int8 and the model written, each scored with the bound's measure on `test`, the
-        data no decision was tuned on."""
+        data no decision was tuned on. `outputs`: a file's outputs on the test images (default: computed here;
+        rnopt's API takes them from the prediction cache where it can)."""
+        outputs = outputs or (lambda model: self.outputs(model, test.images))
         measure = bound.measure_object()
-        reference = self.outputs(source, test.images)
-        full_score = measure.score(self.outputs(full, test.images), test.labels, reference)
+        reference = outputs(source)
+        full_score = measure.score(outputs(full), test.labels, reference)
         report.test_data = test.name
         report.test_float_score = measure.score(reference, test.labels, reference)
         report.test_int8_score = full_score
-        report.test_score = (measure.score(self.outputs(final, test.images), test.labels, reference)
-                             if final != full else full_score)
+        report.test_score = measure.score(outputs(final), test.labels, reference) if final != full else full_score
 
     def reverted_models(self, report: AccuracyAwareResult, source: Path, full: Path, final: Path,
                         scratch: Path) -> list[RevertedModel]:
