@@ -39,6 +39,20 @@ def private_artifact_cache(tmp_path_factory):
         os.environ["RNOPT_CACHE_DIR"] = before
 
 
+# A small tune over ONNX Runtime and OpenVINO (every int8 candidate: ORT's QDQ file on both runtimes, NNCF's IR).
+TUNE = ("--backend", "onnxruntime,openvino", "--recipe", "minmax", "--limit", "300", "--iterations", "5",
+        "--min-time", "0.05", "--quiet")
+
+
+@pytest.fixture(scope="session")
+def tuned(tmp_path_factory) -> Path:
+    """The folder `rnopt tune TUNE...` wrote (about 30 s here: once for the tests that read it; none changes it)."""
+    out = tmp_path_factory.mktemp("tune")
+    assert main(["tune", "--output", str(out / "reports"), *TUNE]) == 0
+    [folder] = (out / "reports").iterdir()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def resnet20():
     return create_model("resnet20_cifar10")

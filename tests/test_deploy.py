@@ -15,19 +15,6 @@ from rnopt.onnx_model import model_meta
 from rnopt.results import Record
 from rnopt.spec import VariantSpec
 
-TUNE = ("--backend", "onnxruntime,openvino", "--recipe", "minmax", "--limit", "300", "--iterations", "5",
-        "--min-time", "0.05", "--quiet")
-
-
-@pytest.fixture(scope="module")
-def tuned(tmp_path_factory):
-    from rnopt.cli import main
-
-    out = tmp_path_factory.mktemp("tune")
-    assert main(["tune", "--output", str(out / "reports"), *TUNE]) == 0
-    [folder] = (out / "reports").iterdir()
-    return folder
-
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> list[Path]:

@@ -24,10 +24,6 @@ from rnopt.recipes import optimize_step, quantize_aware_step, quantize_step
 from rnopt.onnx_model import model_meta
 from rnopt.spec import ArtifactSpec, Step, VariantSpec
 
-TUNE = ("--backend", "onnxruntime,openvino", "--recipe", "minmax", "--limit", "300", "--iterations", "5",
-        "--min-time", "0.05", "--quiet")
-
-
 def _images(seed: int, n: int = 8) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((n, 3, 32, 32)).astype(np.float32)
 
@@ -96,14 +92,12 @@ print(json.dumps(found))
 """
 
 
-def test_a_tunes_choice_rebuilds_in_a_fresh_process_with_an_empty_cache(cli, tmp_path):
+def test_a_tunes_choice_rebuilds_in_a_fresh_process_with_an_empty_cache(tuned, tmp_path):
     from rnopt.data import load_dataset
     from rnopt.execute.inprocess import InProcessExecutor
     from rnopt.onnx_model import model_meta
 
-    out = tmp_path / "reports"
-    assert cli("tune", "--output", out, *TUNE).code == 0
-    [folder] = out.iterdir()
+    folder = tuned
     record = json.loads((folder / "report.json").read_text())
     search = record["searches"][0]
     by_id = {entry["id"]: entry for entry in record["specs"]}
