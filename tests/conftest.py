@@ -45,10 +45,11 @@ TUNE = ("--backend", "onnxruntime,openvino", "--recipe", "minmax", "--limit", "3
 
 
 @pytest.fixture(scope="session")
-def tuned(tmp_path_factory) -> Path:
-    """The folder `rnopt tune TUNE...` wrote (about 30 s here: once for the tests that read it; none changes it)."""
+def tuned(tmp_path_factory, image_folder) -> Path:
+    """The folder `rnopt tune TUNE...` wrote (once for the tests that read it; none changes it), its final figures
+    on the small image folder (the whole test set adds about 10 s; no test here reads them)."""
     out = tmp_path_factory.mktemp("tune")
-    assert main(["tune", "--output", str(out / "reports"), *TUNE]) == 0
+    assert main(["tune", "--output", str(out / "reports"), "--test-data", str(image_folder), *TUNE]) == 0
     [folder] = (out / "reports").iterdir()
     return folder
 

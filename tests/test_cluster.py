@@ -119,11 +119,12 @@ def test_rnopt_run_times_and_evaluates_on_a_local_cluster(cli, tmp_path):
     assert [(e["spec_id"], e["top1"]) for e in scored] == [(e.spec_id, e.top1) for e in here.section.results]
 
 
-def test_rnopt_tune_validates_times_and_chooses_on_a_local_cluster(cli, tmp_path):
-    """tune's validation, timing and test figures as cluster tasks: every candidate's validation score equals the
-    one a search here gives (the same outputs, bit for bit); the choice is made from them."""
+def test_rnopt_tune_validates_times_and_chooses_on_a_local_cluster(cli, tmp_path, image_folder):
+    """tune's validation, timing and test figures (on a small folder) as cluster tasks: every candidate's validation
+    score equals the one a search here gives (the same outputs, bit for bit); the choice is made from them."""
     common = ("--backend", "onnxruntime", "--recipe", "minmax", "--limit", "200", "--iterations", "5",
-              "--min-time", "0.05", "--quiet", "--no-knobs")  # knobs are timed on this machine only
+              "--min-time", "0.05", "--quiet", "--no-knobs",  # knobs are timed on this machine only
+              "--test-data", image_folder)
     reports = {}
     for where, extra in (("cluster", ("--cluster", "local")), ("here", ())):
         assert cli("tune", "--output", tmp_path / where, *common, *extra).code == 0
@@ -135,6 +136,7 @@ def test_rnopt_tune_validates_times_and_chooses_on_a_local_cluster(cli, tmp_path
     assert searches["cluster"]["chosen_id"] in scores["cluster"]
     assert {b["spec_id"] for b in reports["cluster"]["bench"]} <= set(scores["cluster"])
     assert reports["cluster"]["evals"][0]["results"][0]["spec_id"] == searches["cluster"]["reference_id"]
+    assert reports["cluster"]["evals"] == reports["here"]["evals"] and reports["here"]["evals"][0]["results"][0]["n"] == 18
 
 
 def test_sensitivity_probes_run_as_cluster_tasks_and_agree_with_a_local_analysis(cli, tmp_path, fp32_onnx, int8_onnx):
