@@ -84,7 +84,6 @@ def entry_key(variant: Variant, images: str, batch_size: int) -> str | None:
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
 
 
-
 def file_key(runtime: str, model: Path, images: str) -> str:
     """The entry of a model file's outputs as a quantizer runs it (its runtime, default settings, one fixed batch
     size) on decoded images whose content's sha256 is `images`."""
@@ -106,6 +105,7 @@ def file_outputs(runtime: str, model: Path, images: str, compute: Callable[[], n
     if key is not None and outputs.nbytes <= MAX_ENTRY_BYTES:
         _store(key, outputs)
     return outputs
+
 
 def _load(key: str | None) -> np.ndarray | None:
     if key is None:
