@@ -29,8 +29,8 @@ def _figures(record):
         [(c.top1_delta, c.agreement, c.mean_abs_logit_diff, c.max_abs_logit_diff) for c in section.comparisons]
 
 
-def _evaluate(*paths, threads=None):
-    specs = rnopt.plan([rnopt.artifact(str(p)) for p in paths], ["onnxruntime"], threads=threads)
+def _evaluate(*paths, threads=None, runtime="onnxruntime"):
+    specs = rnopt.plan([rnopt.artifact(str(p)) for p in paths], [runtime], threads=threads)
     return rnopt.evaluate(specs, rnopt.EvalConfig(limit=LIMIT))
 
 
@@ -59,15 +59,16 @@ def _biased(source, dest):
     onnx.save(model, dest)
 
 
-def test_other_bytes_under_the_same_name_are_computed_again(cache_on, fp32_onnx):
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])  # ORT's key: its optimized graph; OpenVINO's: the file
+def test_other_bytes_under_the_same_name_are_computed_again(cache_on, fp32_onnx, runtime):
     path, biased = cache_on / "model.onnx", cache_on / "biased.onnx"
     _biased(fp32_onnx, biased)
     shutil.copy(fp32_onnx, path)
-    as_float = _evaluate(path)
+    as_float = _evaluate(path, runtime=runtime)
     shutil.copy(biased, path)  # the same path and name, other bytes
-    again = _evaluate(path)
+    again = _evaluate(path, runtime=runtime)
     assert not _cached(again)
-    assert _figures(again) == _figures(_evaluate(biased))  # the other file's own figures
+    assert _figures(again) == _figures(_evaluate(biased, runtime=runtime))  # the other file's own figures
     assert _figures(again) != _figures(as_float)
 
 
