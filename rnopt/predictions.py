@@ -78,33 +78,43 @@ def entry_key(variant: Variant, images: str, batch_size: int) -> str | None:
     if model is None:
         return None
     settings = {k: v for k, v in variant.spec.to_dict().items() if k not in ("artifact", "label")}
-    identity = {"format": FORMAT, "rnopt": code_digest(), "model": model, "settings": settings,
-                "ran_as": [variant.session.backend, variant.session.precision, variant.session.device],
-                "versions": library_versions(), "cpu": cpu_kernels(), "images": images, "batch": batch_size}
-    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+    return _key(model, [variant.session.backend, variant.session.precision, variant.session.device], images,
+                settings=settings, batch=batch_size)
 
 
 def file_key(runtime: str, model: Path, images: str) -> str:
     """The entry of a model file's outputs as a quantizer runs it (its runtime, default settings, one fixed batch
     size) on decoded images whose content's sha256 is `images`."""
-    identity = {"format": FORMAT, "rnopt": code_digest(), "model": file_sha256(model), "ran_as": ["file", runtime],
-                "versions": library_versions(), "cpu": cpu_kernels(), "images": images}
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+    return _key(file_sha256(model), ["file", runtime], images)
+
+
+def _key(model: str, ran_as: list[str], images: str, **more: object) -> str:
+    """The sha256 of what ran (`model`), how (`ran_as` and `more`), on which images, and what every entry depends on:
+    rnopt's code, the libraries' versions, the CPU's kernels."""
+    identity = {"format": FORMAT, "rnopt": code_digest(), "model": model, "ran_as": ran_as, "images": images,
+                "versions": library_versions(), "cpu": cpu_kernels(), **more}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def file_outputs(runtime: str, model: Path, images: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
     """A model file's outputs as a quantizer computes them (accuracy-aware int8's untuned test figures): the stored
     entry where the same bytes ran on the same images with the same runtime and CPU, else `compute()`, stored."""
-    key = file_key(runtime, model, images) if enabled() else None
+    return _through_cache(file_key(runtime, model, images) if enabled() else None, compute,
+                          f"outputs of {model.name} on the test images taken from the prediction cache (same file, "
+                          "runtime versions, CPU and images as when computed); RNOPT_PREDICTION_CACHE=0 computes "
+                          "them again")[0]
+
+
+def _through_cache(key: str | None, compute: Callable[[], np.ndarray], said: str) -> tuple[np.ndarray, bool]:
+    """The entry `key` (`said` as a notice) and True, else `compute()`, stored where not too large, and False."""
     stored = _load(key)
     if stored is not None:
-        notice(f"outputs of {model.name} on the test images taken from the prediction cache (same file, runtime "
-               "versions, CPU and images as when computed); RNOPT_PREDICTION_CACHE=0 computes them again")
-        return stored
+        notice(said)
+        return stored, True
     outputs = compute()
     if key is not None and outputs.nbytes <= MAX_ENTRY_BYTES:
         _store(key, outputs)
-    return outputs
+    return outputs, False
 
 
 def _load(key: str | None) -> np.ndarray | None:
@@ -230,13 +240,7 @@ def cached_outputs(variant: Variant, images: str, batch_size: int, compute: Call
                    ) -> tuple[np.ndarray, bool]:
     """One variant's outputs on images already decoded (`images`: their content's sha256), and whether they came
     from the cache: the stored entry where it holds the same bits, else `compute()`, stored."""
-    key = entry_key(variant, images, batch_size) if enabled() else None
-    stored = _load(key)
-    if stored is not None:
-        notice("validation outputs of some variants taken from the prediction cache (same model, runtime "
-               "versions, settings, CPU and images as when computed); RNOPT_PREDICTION_CACHE=0 computes them again")
-        return stored, True
-    outputs = compute()
-    if key is not None and outputs.nbytes <= MAX_ENTRY_BYTES:
-        _store(key, outputs)
-    return outputs, False
+    return _through_cache(entry_key(variant, images, batch_size) if enabled() else None, compute,
+                          "validation outputs of some variants taken from the prediction cache (same model, runtime "
+                          "versions, settings, CPU and images as when computed); RNOPT_PREDICTION_CACHE=0 computes "
+                          "them again")
